@@ -1,0 +1,60 @@
+"""Channels: one module per output, all behind the contract in `base`."""
+
+from __future__ import annotations
+
+from clarion.channels.base import Channel, ChannelError, ErrorKind, Outgoing, Profile, Receipt
+from clarion.config import (
+    Config,
+    ConfigError,
+    MastodonChannelConfig,
+    PreviewChannelConfig,
+    WebhookChannelConfig,
+)
+
+__all__ = [
+    "Channel", "ChannelError", "ErrorKind", "Outgoing", "Profile", "Receipt", "build_channels",
+]
+
+
+def build_channels(config: Config) -> dict[str, Channel]:
+    """Instantiate every enabled channel; secrets are resolved here. No network I/O."""
+    from clarion.channels.mastodon import MastodonChannel
+    from clarion.channels.preview import PreviewChannel
+    from clarion.channels.webhook import WebhookChannel
+
+    built: dict[str, Channel] = {}
+    problems = []
+    for name, cfg in config.channels.items():
+        if not cfg.enabled:
+            continue
+        langs = tuple(cfg.languages or config.clarion.languages)
+        try:
+            if isinstance(cfg, PreviewChannelConfig):
+                built[name] = PreviewChannel(name, langs)
+            elif isinstance(cfg, WebhookChannelConfig):
+                secret = _secret(name, "secret", cfg.secret)
+                try:
+                    built[name] = WebhookChannel(name, cfg.url, secret, cfg.timeout)
+                except ValueError as exc:
+                    raise ConfigError([f"channels.{name}.secret: {exc}"]) from None
+            elif isinstance(cfg, MastodonChannelConfig):
+                built[name] = MastodonChannel(
+                    name, cfg.instance, _secret(name, "token", cfg.token),
+                    visibility=cfg.visibility, max_characters=cfg.max_characters,
+                    on_cancel=cfg.on_cancel, timeout=cfg.timeout, languages=langs,
+                )
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return built
+
+
+def _secret(channel: str, key: str, ref: object) -> str:
+    from clarion.config import SecretRef
+
+    assert isinstance(ref, SecretRef)
+    try:
+        return ref.resolve()
+    except ValueError as exc:
+        raise ConfigError([f"channels.{channel}.{key}: {exc}"]) from None

@@ -1,0 +1,201 @@
+"""Mastodon (and compatible servers), through Mastodon.py.
+
+- The text limit is read from the instance (`/api/v2/instance`, then v1) once and cached; the
+  config may override it. URLs count 23 and remote mentions count as `@user`.
+- Every status is posted with `Idempotency-Key` = the delivery id, so a resend after a crash
+  returns the status already created instead of posting twice (Mastodon keeps keys for 1 h).
+- Updates and cancellations are replies under the channel's previous post in the thread; on
+  cancel the original can also be edited or deleted (`on_cancel`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+from mastodon import (
+    Mastodon,
+    MastodonAPIError,
+    MastodonNetworkError,
+    MastodonNotFoundError,
+    MastodonRatelimitError,
+    MastodonServerError,
+    MastodonUnauthorizedError,
+)
+
+from clarion.channels.base import (
+    ChannelError,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
+from clarion.model import MsgType, Notice
+from clarion.render.counting import count_mastodon
+from clarion.render.text import compose
+
+DEFAULT_LIMIT = 500
+
+
+class MastodonChannel:
+    kind = "mastodon"
+
+    def __init__(
+        self,
+        name: str,
+        instance: str,
+        token: str,
+        *,
+        visibility: str = "public",
+        max_characters: int | None = None,
+        on_cancel: str = "reply",
+        timeout: float = 20.0,
+        languages: tuple[str, ...] = (),
+        session: requests.Session | None = None,
+    ) -> None:
+        self.name = name
+        self.instance = instance.rstrip("/")
+        self.visibility = visibility
+        self.on_cancel = on_cancel
+        self.languages = languages
+        self._limit_override = max_characters
+        self._limit: int | None = max_characters
+        self.api = Mastodon(
+            access_token=token,
+            api_base_url=self.instance,
+            ratelimit_method="throw",
+            request_timeout=timeout,
+            version_check_mode="none",
+            session=session,
+            user_agent="Clarion/0.1",
+        )
+        # Mastodon's documented default: 300 requests per 5 minutes per account.
+        self.profile = Profile(
+            limit=max_characters or DEFAULT_LIMIT, counting="mastodon", threads=True, edit=True,
+            delete=True, idempotency=True, rate_limit=(300, 300.0),
+        )
+
+    # --- pure -----------------------------------------------------------------------------
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        return self._render(notice, ctx.languages, ctx.permalink, self._limit or DEFAULT_LIMIT)
+
+    def _render(self, notice: Notice, languages: tuple[str, ...], permalink: str | None,
+                limit: int) -> dict[str, Any]:
+        r = compose(notice, limit=limit, count=count_mastodon,
+                    languages=self.languages or languages, permalink=permalink)
+        return {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language,
+                "permalink": permalink}
+
+    # --- I/O ------------------------------------------------------------------------------
+
+    def instance_limit(self) -> int:
+        """The instance's own limit (read once), unless config overrides it."""
+        if self._limit is not None and (self._limit_override or self._limit_read):
+            return self._limit
+        limit = None
+        try:
+            info = self._call(self.api.instance_v2)
+            limit = info.get("configuration", {}).get("statuses", {}).get("max_characters")
+        except ChannelError as exc:
+            if exc.kind is not ErrorKind.PERMANENT:
+                raise
+        if limit is None:  # pre-4.0 servers, and forks that only serve v1
+            info = self._call(self.api.instance_v1)
+            statuses = (info.get("configuration") or {}).get("statuses") or {}
+            limit = statuses.get("max_characters") or info.get("max_toot_chars")
+        self._limit = int(limit) if limit else DEFAULT_LIMIT
+        self._limit_read = True
+        return self._limit
+
+    _limit_read = False
+
+    def send(self, out: Outgoing) -> Receipt:
+        limit = self.instance_limit()
+        text = str(out.payload["text"])
+        if count_mastodon(text) > limit:  # the instance allows less than we rendered for
+            text = self._render(out.notice, (), out.payload.get("permalink"), limit)["text"]
+        status = self._call(
+            self.api.status_post,
+            text,
+            in_reply_to_id=out.previous.post_id if out.previous else None,
+            visibility=self.visibility,
+            language=_language(out.payload.get("language")),
+            idempotency_key=out.id,
+        )
+        receipt = Receipt(post_id=str(status["id"]), url=status.get("url"))
+        if out.notice.msg_type is MsgType.CANCEL and out.root is not None:
+            if self.on_cancel == "reply_and_delete":
+                try:
+                    self._call(self.api.status_delete, out.root.post_id)
+                except ChannelError as exc:
+                    if exc.kind is not ErrorKind.PERMANENT:  # already gone is fine
+                        raise
+            elif self.on_cancel == "reply_and_edit":
+                original = self._call(self.api.status, out.root.post_id)
+                old = _plain(original.get("content", ""))
+                if not old.startswith("CANCELLED"):
+                    self._call(self.api.status_update, out.root.post_id,
+                               _cut(f"CANCELLED — see reply. {old}", limit))
+        return receipt
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MastodonRatelimitError:
+            reset = getattr(self.api, "ratelimit_reset", None)
+            wait = max(1.0, reset - time.time()) if reset else None
+            raise ChannelError(ErrorKind.RATE_LIMITED, f"{self.instance} rate limit reached",
+                               wait) from None
+        except MastodonUnauthorizedError as exc:
+            raise ChannelError(ErrorKind.AUTH, f"{self.instance} refused the access token: "
+                               f"{_api_message(exc)}") from None
+        except MastodonServerError as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} server error: "
+                               f"{_api_message(exc)}") from None
+        except MastodonNetworkError as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} unreachable: {exc}") from None
+        except MastodonNotFoundError as exc:
+            raise ChannelError(ErrorKind.PERMANENT, f"{self.instance}: not found: "
+                               f"{_api_message(exc)}") from None
+        except MastodonAPIError as exc:
+            code = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+            if code == 403:
+                raise ChannelError(ErrorKind.AUTH, f"{self.instance} forbade the post (403): "
+                                   f"{_api_message(exc)}") from None
+            if code is None:  # an unparseable answer (garbage, HTML from a proxy): try again
+                raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} answered garbage: "
+                                   f"{str(exc)[:200]}") from None
+            if code in (408, 409, 425):
+                raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} answered {code}") from None
+            raise ChannelError(ErrorKind.PERMANENT, f"{self.instance} rejected the post ({code}): "
+                               f"{_api_message(exc)}") from None
+
+
+def _api_message(exc: Exception) -> str:
+    args = exc.args
+    if len(args) >= 4 and args[3]:
+        return str(args[3])
+    if len(args) >= 3:
+        return f"HTTP {args[1]} {args[2]}"
+    return str(exc)
+
+
+def _language(lang: Any) -> str | None:
+    if not lang:
+        return None
+    return str(lang).split("-")[0].lower()  # Mastodon takes ISO 639 codes: en, fr
+
+
+def _plain(html: str) -> str:
+    import lxml.html
+
+    if not html:
+        return ""
+    return " ".join(lxml.html.fromstring(f"<div>{html}</div>").text_content().split())
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if count_mastodon(text) <= limit else text[: max(0, limit - 1)] + "…"

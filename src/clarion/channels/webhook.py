@@ -1,0 +1,123 @@
+"""Outbound webhooks, signed per Standard Webhooks (https://www.standardwebhooks.com).
+
+Headers `webhook-id` (the delivery id, the same on every retry, so a receiver can drop
+duplicates), `webhook-timestamp` and `webhook-signature` (v1, HMAC-SHA256 over
+`id.timestamp.body`), signed by the `standardwebhooks` library. A `410 Gone` disables the
+endpoint, as the spec asks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from clarion.channels.base import (
+    ChannelError,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
+from clarion.model import MsgType, Notice
+
+EVENT_TYPES = {
+    MsgType.ALERT: "notice.created",
+    MsgType.UPDATE: "notice.updated",
+    MsgType.CANCEL: "notice.cancelled",
+    MsgType.ACK: "notice.acknowledged",
+    MsgType.ERROR: "notice.error",
+}
+
+
+def check_secret(secret: str) -> bytes:
+    """The decoded secret; raises ValueError unless it is whsec_-style base64 of 24+ bytes."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 (expected whsec_ followed by base64)") from None
+    if len(key) < 24:
+        raise ValueError(f"decodes to {len(key)} bytes; Standard Webhooks needs at least 24")
+    return key
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify_http(status: int, retry_after: str | None, what: str) -> ChannelError:
+    """Map an HTTP error status to what the dispatcher should do about it."""
+    if status == 429:
+        return ChannelError(ErrorKind.RATE_LIMITED, f"{what} answered 429 Too Many Requests",
+                            retry_after_seconds(retry_after))
+    if status in (401, 403):
+        return ChannelError(ErrorKind.AUTH, f"{what} refused the credentials (HTTP {status})")
+    if status in (408, 409, 425) or status >= 500:
+        return ChannelError(ErrorKind.RETRYABLE, f"{what} answered HTTP {status}",
+                            retry_after_seconds(retry_after))
+    return ChannelError(ErrorKind.PERMANENT, f"{what} answered HTTP {status}")
+
+
+class WebhookChannel:
+    kind = "webhook"
+    profile = Profile(limit=None, counting=None, idempotency=True)
+
+    def __init__(self, name: str, url: str, secret: str, timeout: float = 10.0,
+                 http: httpx.Client | None = None) -> None:
+        check_secret(secret)
+        self.name = name
+        self.url = url
+        self._signer = Webhook(secret if secret.startswith("whsec_") else "whsec_" + secret)
+        self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        return {
+            "type": EVENT_TYPES[notice.msg_type],
+            "data": {**notice.to_json_dict(), "permalink": ctx.permalink},
+        }
+
+    def send(self, out: Outgoing) -> Receipt:
+        now = datetime.now(UTC)
+        body = json.dumps(
+            {**out.payload, "timestamp": now.isoformat().replace("+00:00", "Z"),
+             "in_reply_to": out.previous.post_id if out.previous else None},
+            separators=(",", ":"), ensure_ascii=False,
+        )
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": out.id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": self._signer.sign(out.id, now, body),
+        }
+        what = f"webhook {self.url}"
+        try:
+            resp = self._http.post(self.url, content=body.encode(), headers=headers)
+        except httpx.TimeoutException:
+            raise ChannelError(ErrorKind.RETRYABLE, f"{what} timed out") from None
+        except httpx.HTTPError as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"{what}: {type(exc).__name__}: {exc}") from None
+        if resp.status_code == 410:
+            raise ChannelError(ErrorKind.AUTH, f"{what} answered 410 Gone: the endpoint is disabled "
+                               "until an operator re-enables it")
+        if resp.status_code >= 300:
+            raise classify_http(resp.status_code, resp.headers.get("retry-after"), what)
+        return Receipt(post_id=out.id)

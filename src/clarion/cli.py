@@ -1,0 +1,331 @@
+"""The `clarion` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clarion.config import EXAMPLE_CONFIG, Config, ConfigError, config_path, load_config
+
+app = typer.Typer(
+    help="Clarion relays public information (alerts, service changes, posts) to every channel "
+    "at once, durably. Start with `clarion demo`, then `clarion init` and `clarion check`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+channel_app = typer.Typer(help="Channel maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(channel_app, name="channel")
+
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="Config file (default: $CLARION_CONFIG or ./clarion.toml)."),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _config(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _store(config: Config, upgrade: bool = True):  # type: ignore[no-untyped-def]
+    from clarion.store import open_store
+
+    return open_store(config.clarion.database_url, upgrade=upgrade)
+
+
+def _channels(config: Config):  # type: ignore[no-untyped-def]
+    from clarion.channels import build_channels
+
+    try:
+        return build_channels(config)
+    except ConfigError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path(
+        "clarion.toml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example clarion.toml to start from."""
+    if path.exists() and not force:
+        raise _fail(f"clarion: {path} exists; use --force to overwrite it")
+    path.write_text(EXAMPLE_CONFIG)
+    typer.echo(f"Wrote {path}. Edit it, then run `clarion check --config {path}`.")
+
+
+@app.command()
+def check(config: ConfigOpt = None) -> None:
+    """Validate the config (keys, values, secrets) without running anything."""
+    from clarion.config import validate_all
+
+    cfg = _config(config)
+    try:
+        validate_all(cfg)
+    except ConfigError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
+    _channels(cfg)
+    path = config_path(config)
+    where = str(path) if path.exists() else "built-in defaults (no config file)"
+    typer.echo(f"OK: {where}: {len(cfg.sources)} source(s), {len(cfg.channels)} channel(s), "
+               f"{len(cfg.routes)} route(s); database {_mask_url(cfg.clarion.database_url)}")
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="Files to parse.", exists=True)],
+    kind: Annotated[str, typer.Option("--kind", "-k", help="Parser: cap or feed.")] = "cap",
+) -> None:
+    """Print the notices Clarion finds in FILES, one JSON object per line. Stores nothing."""
+    from clarion.sources import PARSERS, SourceError
+
+    if kind not in PARSERS:
+        raise _fail(f"clarion: unknown kind {kind!r}; choose from {', '.join(PARSERS)}", 2)
+    failed = 0
+    for f in files:
+        try:
+            notices = PARSERS[kind](f.read_bytes(), "")
+        except SourceError as exc:
+            typer.secho(f"{f}: {exc}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        for n in notices:
+            typer.echo(json.dumps(n.to_json_dict(), ensure_ascii=False))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    files: Annotated[list[Path], typer.Argument(help="Files to ingest.", exists=True)],
+    kind: Annotated[str, typer.Option("--kind", "-k", help="Parser: cap or feed.")] = "cap",
+    source: Annotated[str, typer.Option(help="Source name to record them under.")] = "replay",
+    include_expired: Annotated[bool, typer.Option(
+        help="Route notices that have already expired (normally stored but never sent).")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Ingest FILES through the real pipeline (store, route, render, enqueue)."""
+    from clarion.pipeline import ingest
+    from clarion.sources import PARSERS, SourceError
+
+    cfg = _config(config)
+    store = _store(cfg)
+    channels = _channels(cfg)
+    failed = 0
+    for f in files:
+        try:
+            notices = PARSERS[kind](f.read_bytes(), "")
+        except SourceError as exc:
+            typer.secho(f"{f}: {exc}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        r = ingest(store, cfg, channels, notices, source=source, include_expired=include_expired)
+        typer.echo(f"{f}: {len(r.stored)} stored, {r.unchanged} unchanged, "
+                   f"{r.deliveries} deliveries queued, {r.superseded} superseded"
+                   + (f", {r.not_routed_stale} expired (not sent)" if r.not_routed_stale else ""))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def post(
+    headline: Annotated[str, typer.Argument(help="What happened, in one line.")],
+    description: Annotated[str, typer.Option(help="More detail.")] = "",
+    instruction: Annotated[str, typer.Option(help="What people should do.")] = "",
+    severity: Annotated[str, typer.Option(help="extreme|severe|moderate|minor|unknown")] = "unknown",
+    status: Annotated[str, typer.Option(help="actual|exercise|test|draft")] = "actual",
+    link: Annotated[str | None, typer.Option(help="A link to more information.")] = None,
+    area: Annotated[str | None, typer.Option(help="Area description.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Publish a manual notice through the pipeline."""
+    import uuid
+
+    from clarion.model import Area, Info, Notice, Severity, Status
+    from clarion.pipeline import ingest
+
+    cfg = _config(config)
+    try:
+        sev, st = Severity(severity.lower()), Status(status.lower())
+    except ValueError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
+    ident = f"manual-{uuid.uuid4()}"
+    notice = Notice(
+        kind="manual", identifier=ident, sender=cfg.clarion.publisher_name,
+        sent=datetime.now(UTC).replace(microsecond=0), status=st, thread_key=f"manual:{ident}",
+        link=link,
+        infos=[Info(language=cfg.clarion.languages[0], headline=headline, event=headline,
+                    description=description or None, instruction=instruction or None,
+                    severity=sev, web=link, sender_name=cfg.clarion.publisher_name,
+                    areas=[Area(description=area)] if area else [])],
+    )
+    store = _store(cfg)
+    r = ingest(store, cfg, _channels(cfg), [notice], source="manual")
+    typer.echo(f"Stored as notice {r.stored[0]}; {r.deliveries} deliveries queued.")
+
+
+@app.command()
+def status(config: ConfigOpt = None) -> None:
+    """Show sources, channels and the outbox."""
+    from sqlalchemy import select
+
+    from clarion.delivery.outbox import queue_counts
+    from clarion.store.schema import channels, sources
+
+    cfg = _config(config)
+    store = _store(cfg)
+    with store.read() as conn:
+        srcs = {r.name: r for r in conn.execute(select(sources))}
+        chans = {r.name: r for r in conn.execute(select(channels))}
+    typer.echo("Sources:")
+    if not cfg.sources:
+        typer.echo("  (none configured)")
+    for name, sc in cfg.sources.items():
+        r = srcs.get(name)
+        if r is None:
+            typer.echo(f"  {name} ({sc.kind}): never polled")
+            continue
+        health = "ok" if not r.consecutive_failures else f"FAILING x{r.consecutive_failures}: {r.last_error}"
+        typer.echo(f"  {name} ({sc.kind}): {health}; last success {r.last_success_at or 'never'}; "
+                   f"{r.notices_ingested} notices")
+    typer.echo("Channels:")
+    counts = queue_counts(store)
+    for name, cc in cfg.channels.items():
+        ch = chans.get(name)
+        state = ch.state if ch else "not started"
+        if ch is not None and ch.state != "active" and ch.state_reason:
+            state += f" ({ch.state_reason})"
+        q = counts.get(name, {})
+        qs = ", ".join(f"{k} {v}" for k, v in sorted(q.items())) or "nothing queued"
+        typer.echo(f"  {name} ({cc.kind}): {state}; {qs}")
+
+
+@channel_app.command("resume")
+def channel_resume(name: str, config: ConfigOpt = None) -> None:
+    """Mark a channel active again after fixing its credentials (held deliveries resume)."""
+    from clarion.delivery.outbox import set_channel_state
+
+    cfg = _config(config)
+    if not set_channel_state(_store(cfg), name, "active", None, datetime.now(UTC)):
+        raise _fail(f"clarion: no channel named {name!r} in the database")
+    typer.echo(f"Channel {name} is active; its held deliveries will be sent.")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Apply database migrations (also done automatically at start)."""
+    cfg = _config(config)
+    store = _store(cfg, upgrade=False)
+    store.upgrade()
+    typer.echo(f"Database {_mask_url(cfg.clarion.database_url)} is up to date.")
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    once: Annotated[bool, typer.Option(help="Deliver what is due now, then exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the dispatcher (and source polling): deliver queued notices."""
+    from clarion.runtime import make_dispatcher, poll_loop
+
+    _setup_logging(verbose)
+    cfg = _config(config)
+    store = _store(cfg)
+    channels = _channels(cfg)
+    dispatcher = make_dispatcher(store, cfg, channels)
+    if once:
+        n = dispatcher.run_until_idle()
+        typer.echo(f"Processed {n} deliveries.")
+        return
+    stop = threading.Event()
+    threading.Thread(target=poll_loop, args=(store, cfg, channels, stop), daemon=True).start()
+    try:
+        dispatcher.run_forever(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@app.command()
+def web(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default $CLARION_PORT or 8080).")] = None,
+) -> None:
+    """Serve the public page and feeds."""
+    from clarion.runtime import serve_web
+
+    cfg = _config(config)
+    store = _store(cfg)
+    h, p = host or cfg.clarion.host, port or cfg.clarion.port
+    typer.echo(f"Clarion is serving http://{h}:{p}/")
+    serve_web(store, cfg, h, p)
+
+
+@app.command()
+def run(config: ConfigOpt = None,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run everything in one process: source polling, the dispatcher and the web server."""
+    from clarion.runtime import make_dispatcher, poll_loop, serve_web
+
+    _setup_logging(verbose)
+    cfg = _config(config)
+    store = _store(cfg)
+    channels = _channels(cfg)
+    stop = threading.Event()
+    threading.Thread(target=poll_loop, args=(store, cfg, channels, stop), daemon=True).start()
+    dispatcher = make_dispatcher(store, cfg, channels)
+    threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True).start()
+    typer.echo(f"Clarion is running: http://{cfg.clarion.host}:{cfg.clarion.port}/")
+    try:
+        serve_web(store, cfg, cfg.clarion.host, cfg.clarion.port)
+    finally:
+        stop.set()
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option(help="SQLite file for the demo (recreated).")] = Path("demo.db"),
+    serve: Annotated[bool, typer.Option(help="Serve the page after the replay.")] = True,
+) -> None:
+    """Replay bundled real alerts and a blog post through Clarion, then serve the results."""
+    from clarion.demo import run_demo
+
+    run_demo(db, serve=serve, echo=typer.echo)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

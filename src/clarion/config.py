@@ -1,0 +1,405 @@
+"""Typed configuration: `clarion.toml` plus `CLARION_*` environment overrides.
+
+Everything is validated before anything runs (`load_config`, `clarion check`): unknown keys are
+errors, every problem names its exact key, and secrets are references to environment variables
+(or files), resolved and checked here but never printed. The pydantic models below are the single
+source for validation and for the reference in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from clarion.model import MsgType, Severity, Status
+
+DEFAULT_CONFIG_PATH = "clarion.toml"
+ENV_PREFIX = "CLARION_"
+
+
+class ConfigError(Exception):
+    """The configuration is wrong. `problems` holds one `key: what is wrong` line each."""
+
+    def __init__(self, problems: list[str], path: str | None = None) -> None:
+        self.problems = problems
+        self.path = path
+        where = f" in {path}" if path else ""
+        super().__init__(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def _duration(value: Any) -> Any:
+    """Accept 90, 90.0, "90s", "5m", "1h": seconds as a float."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (examples: 30s, 5m, 1h)")
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """A secret named, not written: `{ env = "NAME" }` or `{ file = "/run/secrets/name" }`."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError('give exactly one of env = "VAR" or file = "/path"')
+        return self
+
+    def describe(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+    def resolve(self) -> str:
+        """The secret's value; raises ValueError saying what is missing (never the value)."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ValueError(f"environment variable {self.env} is not set")
+            return value
+        assert self.file is not None
+        try:
+            return self.file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+
+    def __str__(self) -> str:
+        return f"<secret from {self.describe()}>"
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+class Settings(_Strict):
+    """The `[clarion]` table. Each key can be overridden by `CLARION_<KEY>` in the environment."""
+
+    database_url: str = "sqlite:///clarion.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    public_url: str | None = None
+    publisher_name: str = "Clarion"
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    drop_expired: bool = True
+    lease_seconds: Duration = 60.0
+    heartbeat_seconds: Duration = 15.0
+    poll_interval_min: Duration = 15.0
+    user_agent: str = "Clarion/0.1 (+https://github.com/clarion-relay/clarion)"
+
+
+class _SourceBase(_Strict):
+    enabled: bool = True
+    url: str
+    interval: Duration = 120.0
+    max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+
+    _check_url = field_validator("url")(_url)
+
+
+class CapSourceConfig(_SourceBase):
+    """A CAP document URL, or an Atom/RSS index of CAP documents (NWS, Environment Canada…)."""
+
+    kind: Literal["cap"]
+    max_documents: int = Field(200, ge=1)
+
+
+class FeedSourceConfig(_SourceBase):
+    """An RSS, Atom or JSON Feed (WordPress and every blog)."""
+
+    kind: Literal["feed"]
+    interval: Duration = 300.0
+    initial_items: int = Field(1, ge=0)
+
+
+SourceConfig = Annotated[CapSourceConfig | FeedSourceConfig, Field(discriminator="kind")]
+
+
+class _ChannelBase(_Strict):
+    enabled: bool = True
+    statuses: list[Status] = Field(default_factory=lambda: [Status.ACTUAL])
+    languages: list[str] | None = None
+
+
+class PreviewChannelConfig(_ChannelBase):
+    """Dry run: records what would go out on X, Mastodon and Bluesky, with each one's count."""
+
+    kind: Literal["preview"]
+
+
+class WebhookChannelConfig(_ChannelBase):
+    """A signed POST (Standard Webhooks) of each notice as JSON to a URL of yours."""
+
+    kind: Literal["webhook"]
+    url: str
+    secret: SecretRef
+    timeout: Duration = 10.0
+
+    _check_url = field_validator("url")(_url)
+
+
+class MastodonChannelConfig(_ChannelBase):
+    """A Mastodon (or compatible) account, posting with an access token."""
+
+    kind: Literal["mastodon"]
+    instance: str
+    token: SecretRef
+    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+    max_characters: int | None = Field(None, ge=50)
+    on_cancel: Literal["reply", "reply_and_edit", "reply_and_delete"] = "reply"
+    timeout: Duration = 20.0
+
+    _check_url = field_validator("instance")(_url)
+
+
+ChannelConfig = Annotated[
+    PreviewChannelConfig | WebhookChannelConfig | MastodonChannelConfig,
+    Field(discriminator="kind"),
+]
+
+
+class RouteRule(_Strict):
+    """Send notices that match every condition given here to `channels`."""
+
+    name: str | None = None
+    channels: list[str] = Field(min_length=1)
+    sources: list[str] | None = None
+    statuses: list[Status] | None = None
+    msg_types: list[MsgType] | None = None
+    min_severity: Severity | None = None
+    categories: list[str] | None = None
+    geocodes: list[str] | None = None  # "UGC:MTZ009", "SAME:030013", or a bare value
+    entities: list[str] | None = None  # "route:A", "component:Packages", or a bare id
+
+    @field_validator("min_severity", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Config(_Strict):
+    clarion: Settings = Field(default_factory=Settings)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    routes: list[RouteRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Config:
+        problems = []
+        for table in ("sources", "channels"):
+            for name in getattr(self, table):
+                if not _NAME.match(name):
+                    problems.append(
+                        f"{table}.{name}: names are lower-case letters, digits, '-' and '_'"
+                    )
+        for i, rule in enumerate(self.routes):
+            for ch in rule.channels:
+                if ch not in self.channels:
+                    problems.append(f"routes[{i}].channels: no channel named {ch!r}")
+            for src in rule.sources or []:
+                if src not in self.sources:
+                    problems.append(f"routes[{i}].sources: no source named {src!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def default_config() -> Config:
+    """What Clarion runs with when there is no clarion.toml: a preview channel for everything."""
+    return Config(
+        channels={"preview": PreviewChannelConfig(kind="preview")},
+        routes=[RouteRule(name="everything", channels=["preview"])],
+    )
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+            continue
+        # Discriminated unions put the tag ("cap", "mastodon"…) in the location; drop it.
+        if i == 2 and loc[0] in ("sources", "channels"):
+            continue
+        parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = _format_loc(tuple(err["loc"]))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            out.append(f"{loc}: unknown key")
+        elif kind == "union_tag_invalid":
+            out.append(f"{loc}.kind: {err['ctx'].get('tag')!r} is not a known kind "
+                       f"(expected one of {err['ctx'].get('expected_tags')})")
+        elif kind == "union_tag_not_found":
+            out.append(f"{loc}.kind: missing; say which kind this is")
+        elif kind == "missing":
+            out.append(f"{loc}: required, but missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            out.append(f"{loc}: {msg}")
+    return out
+
+
+def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    settings = dict(data.get("clarion", {}))
+    for key in Settings.model_fields:
+        env_key = ENV_PREFIX + key.upper()
+        if env_key in environ:
+            raw = environ[env_key]
+            settings[key] = [s.strip() for s in raw.split(",") if s.strip()] if key == "languages" else raw
+    if settings:
+        data = {**data, "clarion": settings}
+    return data
+
+
+def parse_config(text: str, *, path: str | None = None, environ: dict[str, str] | None = None) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], path) from None
+    data = _env_overrides(data, dict(os.environ if environ is None else environ))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc), path) from None
+
+
+def config_path(explicit: str | None = None) -> Path:
+    return Path(explicit or os.environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(explicit: str | None = None, *, environ: dict[str, str] | None = None) -> Config:
+    """Read the config file (or the embedded default when there is none) and validate it."""
+    path = config_path(explicit)
+    if not path.exists():
+        if explicit:
+            raise ConfigError([f"config file {path} does not exist"], str(path))
+        env = dict(os.environ if environ is None else environ)
+        base = default_config().model_dump(mode="json", exclude_none=True)
+        data = _env_overrides(base, env)
+        return Config.model_validate(data)
+    return parse_config(path.read_text(), path=str(path), environ=environ)
+
+
+def check_secrets(config: Config) -> list[str]:
+    """Every secret that cannot be resolved, as `key: problem` lines."""
+    problems = []
+    for name, ch in config.channels.items():
+        if not ch.enabled:
+            continue
+        for field_name in type(ch).model_fields:
+            value = getattr(ch, field_name)
+            if isinstance(value, SecretRef):
+                try:
+                    value.resolve()
+                except ValueError as exc:
+                    problems.append(f"channels.{name}.{field_name}: {exc}")
+    return problems
+
+
+def validate_all(config: Config) -> None:
+    problems = check_secrets(config)
+    if problems:
+        raise ConfigError(problems)
+
+
+EXAMPLE_CONFIG = '''\
+# clarion.toml — what Clarion reads, where it posts, and which notices go where.
+# Check it with `clarion check`. Every key is documented in docs/configuration.md.
+# Any key of [clarion] can be overridden from the environment as CLARION_<KEY>,
+# e.g. CLARION_DATABASE_URL=postgresql+psycopg://clarion@db/clarion
+
+[clarion]
+database_url = "sqlite:///clarion.db"   # PostgreSQL: "postgresql+psycopg://user@host/db"
+host = "127.0.0.1"                       # where the public page, feeds and API listen
+port = 8080
+publisher_name = "Example Emergency Management"
+languages = ["en"]                       # preferred languages when a notice has several
+drop_expired = true                      # never post an alert that has already expired
+user_agent = "Clarion/0.1 (ops@example.org)"  # some sources (api.weather.gov) require contact info
+
+# --- Sources: where notices come from --------------------------------------------------
+
+[sources.nws_mt]
+kind = "cap"                             # a CAP document, or an Atom/RSS index of CAP documents
+url = "https://alerts.example.gov/cap/mt.atom"
+interval = "2m"
+
+[sources.blog]
+kind = "feed"                            # RSS, Atom or JSON Feed
+url = "https://www.example.org/feed/"
+interval = "5m"
+initial_items = 1                        # on first poll, publish only the newest item
+
+# --- Channels: where notices go ---------------------------------------------------------
+
+[channels.preview]
+kind = "preview"                         # dry run: shows what would be posted, posts nothing
+
+[channels.mastodon_main]
+kind = "mastodon"
+instance = "https://mastodon.example"
+token = { env = "MASTODON_TOKEN" }       # secrets are references, never written here
+visibility = "public"
+on_cancel = "reply"                      # or "reply_and_edit", "reply_and_delete"
+
+[channels.partners]
+kind = "webhook"                         # Standard Webhooks signed POST
+url = "https://partner.example/hooks/clarion"
+secret = { env = "PARTNER_WEBHOOK_SECRET" }   # whsec_… base64, at least 24 bytes
+
+# Channels take Actual notices only; add "test" or "exercise" to statuses to opt in:
+# statuses = ["actual", "test"]
+
+# --- Routes: which notices go to which channels -----------------------------------------
+
+[[routes]]
+name = "everything to preview"
+channels = ["preview"]
+
+[[routes]]
+name = "severe weather"
+sources = ["nws_mt"]
+min_severity = "severe"                  # extreme > severe > moderate > minor > unknown
+channels = ["mastodon_main", "partners"]
+
+[[routes]]
+name = "blog posts"
+sources = ["blog"]
+channels = ["mastodon_main"]
+'''

@@ -1,0 +1,1 @@
+"""Delivery: the outbox (claims, leases, state changes) and the dispatcher loop."""

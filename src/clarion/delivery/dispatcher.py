@@ -1,0 +1,183 @@
+"""The dispatcher: claim due deliveries, send each through its channel, record the outcome.
+
+One dispatcher runs in each `clarion worker` / `clarion run` process. While a send is under way
+a heartbeat thread extends the lease, so a slow platform does not let another worker take the
+row; if the process dies, the lease runs out and another worker (or this one, restarted) takes
+it again with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from clarion.channels.base import Channel, ChannelError, ErrorKind, Outgoing, Receipt
+from clarion.delivery import outbox
+from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
+from clarion.delivery.ratelimit import RateLimiter
+from clarion.model import MsgType, Notice
+from clarion.routing import is_stale
+from clarion.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _receipt(data: dict[str, object] | None) -> Receipt | None:
+    if data is None or not data.get("post_id"):
+        return None
+    extra = data.get("extra")
+    return Receipt(post_id=str(data["post_id"]), url=data.get("url") and str(data["url"]),
+                   extra=dict(extra) if isinstance(extra, dict) else {})
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Channel],
+        *,
+        worker: str | None = None,
+        lease_seconds: float = 60.0,
+        heartbeat_seconds: float = 15.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        drop_expired: bool = True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.worker = worker or worker_id()
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.max_attempts = max_attempts
+        self.drop_expired = drop_expired
+        self.clock = clock
+        self.limiters = {
+            name: RateLimiter(*ch.profile.rate_limit)
+            for name, ch in channels.items() if ch.profile.rate_limit
+        }
+        outbox.ensure_channels(store, {n: c.kind for n, c in channels.items()}, clock())
+
+    def run_once(self, limit: int = 10) -> int:
+        """Claim and process one batch; returns how many deliveries were processed."""
+        claimed = outbox.claim(self.store, self.worker, self.clock(), self.lease_seconds, limit,
+                               only_channels=list(self.channels))
+        if not claimed:
+            return 0
+        held = [c.id for c in claimed]
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(held, stop), daemon=True)
+        beat.start()
+        try:
+            for c in claimed:
+                try:
+                    self._process(c)
+                except Exception:  # never let one delivery stop the loop
+                    log.exception("delivery %s: unexpected error", c.id)
+                    now = self.clock()
+                    outbox.mark_retry(self.store, c, self.worker, now,
+                                      now + timedelta(seconds=backoff_delay(c.attempts)),
+                                      "internal error (see the worker's log)", "retryable")
+                held.remove(c.id)
+        finally:
+            stop.set()
+            beat.join()
+        return len(claimed)
+
+    def run_until_idle(self, max_rounds: int = 10_000) -> int:
+        """Process until nothing is due now (for `clarion demo`, replays and tests)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = self.run_once()
+            if n == 0:
+                break
+            total += n
+        return total
+
+    def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                n = self.run_once()
+            except Exception:
+                log.exception("dispatcher: claim failed (database unavailable?); retrying")
+                n = 0
+            if n == 0:
+                stop.wait(idle_sleep)
+
+    def _heartbeat(self, held: list[str], stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_seconds):
+            try:
+                outbox.heartbeat(self.store, self.worker, list(held), self.clock(),
+                                 self.lease_seconds)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def _process(self, c: outbox.Claimed) -> None:
+        channel = self.channels[c.channel]
+        notice = Notice.model_validate({**c.notice_data, "original": c.original})
+        now = self.clock()
+        if c.reclaimed and not channel.profile.idempotency:
+            # No idempotency key on this platform: a resend could post twice. Flag, never repeat.
+            outbox.mark_failed(self.store, c, self.worker, now,
+                               "the worker died mid-send and this platform cannot deduplicate; "
+                               "check whether it was posted, then retry by hand", "ambiguous")
+            return
+        previous, root = (_receipt(r) for r in outbox.previous_receipts(self.store, c))
+        if notice.msg_type is MsgType.CANCEL and previous is None:
+            outbox.mark_cancelled(self.store, c, self.worker, now,
+                                  "nothing was posted on this channel for this thread, "
+                                  "so there is nothing to cancel")
+            return
+        if self.drop_expired and is_stale(notice, now):
+            outbox.mark_cancelled(self.store, c, self.worker, now,
+                                  f"expired at {notice.expires} before it could be sent")
+            return
+        limiter = self.limiters.get(c.channel)
+        if limiter is not None:
+            wait = limiter.acquire(time.monotonic())
+            if wait > 0:
+                outbox.mark_retry(self.store, c, self.worker, now,
+                                  now + timedelta(seconds=wait),
+                                  "local rate limit for this channel", "rate_limited",
+                                  count_attempt=False)
+                return
+        out = Outgoing(id=c.id, notice=notice, payload=c.payload, previous=previous, root=root,
+                       attempt=c.attempts)
+        try:
+            receipt = channel.send(out)
+        except ChannelError as exc:
+            self._failed(c, exc)
+            return
+        done = outbox.mark_sent(self.store, c, self.worker, self.clock(), receipt.post_id,
+                                receipt.url, {"extra": receipt.extra})
+        if not done:
+            log.warning("delivery %s: sent as %s but the lease had passed to another worker",
+                        c.id, receipt.post_id)
+
+    def _failed(self, c: outbox.Claimed, exc: ChannelError) -> None:
+        now = self.clock()
+        log.warning("delivery %s to %s: %s: %s", c.id, c.channel, exc.kind.value, exc.message)
+        if exc.kind is ErrorKind.AUTH:
+            outbox.hold_for_reauth(self.store, c, self.worker, now, exc.message)
+        elif exc.kind is ErrorKind.PERMANENT:
+            outbox.mark_failed(self.store, c, self.worker, now, exc.message, exc.kind.value)
+        elif exc.kind is ErrorKind.RATE_LIMITED:
+            delay = backoff_delay(1, exc.retry_after)
+            outbox.mark_retry(self.store, c, self.worker, now, now + timedelta(seconds=delay),
+                              exc.message, exc.kind.value, count_attempt=False)
+        elif c.attempts >= self.max_attempts:
+            outbox.mark_failed(self.store, c, self.worker, now,
+                               f"gave up after {c.attempts} attempts: {exc.message}",
+                               exc.kind.value)
+        else:
+            delay = backoff_delay(c.attempts, exc.retry_after)
+            outbox.mark_retry(self.store, c, self.worker, now, now + timedelta(seconds=delay),
+                              exc.message, exc.kind.value)

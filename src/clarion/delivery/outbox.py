@@ -1,0 +1,236 @@
+"""The outbox: claiming due deliveries under a lease, and recording every state change.
+
+States: pending → sending → sent | retry_wait | failed | superseded | cancelled.
+A claim moves rows to `sending` with a lease (owner + expiry) that the worker's heartbeat
+extends while it sends. A row whose lease expired (its worker died) can be claimed again; the
+resend reuses the delivery id as the platform's idempotency key, so it cannot double-post where
+the platform honours one, and is flagged for an operator where it does not.
+
+On PostgreSQL the claim is `SELECT … FOR UPDATE SKIP LOCKED`, so many workers never take the same
+row; on SQLite the write transaction (BEGIN IMMEDIATE) makes the claim the only writer.
+Every function that changes a row also appends a `delivery_events` row: the audit trail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, insert, not_, or_, select, update
+from sqlalchemy.orm import aliased
+
+from clarion.store import Store
+from clarion.store.schema import channels, deliveries, delivery_events, notices
+
+ACTIVE = ("pending", "retry_wait", "sending")
+TERMINAL = ("sent", "failed", "superseded", "cancelled")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    notice_id: int
+    thread_id: int
+    channel: str
+    version: int
+    msg_type: str
+    payload: dict[str, Any]
+    attempts: int  # including this one
+    notice_data: dict[str, Any]
+    original: bytes | None
+    reclaimed: bool  # the previous attempt's worker died mid-send: the outcome is unknown
+
+
+def _event(conn: Connection, delivery_id: str, now: datetime, from_state: str | None,
+           to_state: str, attempt: int, worker: str | None, detail: str | None) -> None:
+    conn.execute(insert(delivery_events).values(
+        delivery_id=delivery_id, at=now, from_state=from_state, to_state=to_state,
+        attempt=attempt, worker=worker, detail=detail,
+    ))
+
+
+def held_channels(conn: Connection) -> set[str]:
+    rows = conn.execute(select(channels.c.name).where(channels.c.state != "active"))
+    return {r.name for r in rows}
+
+
+def claim(store: Store, worker: str, now: datetime, lease_seconds: float, limit: int = 10,
+          only_channels: list[str] | None = None) -> list[Claimed]:
+    """Claim up to `limit` due deliveries for `worker`, oldest first."""
+    d = deliveries
+    older = aliased(deliveries)
+    due = or_(
+        and_(d.c.state.in_(("pending", "retry_wait")), d.c.next_attempt_at <= now),
+        and_(d.c.state == "sending", d.c.lease_expires_at < now),
+    )
+    # A thread's versions go out in order on each channel: never overtake an unfinished one.
+    blocked = exists().where(
+        older.c.thread_id == d.c.thread_id,
+        older.c.channel == d.c.channel,
+        older.c.version < d.c.version,
+        older.c.state.in_(ACTIVE),
+    )
+    with store.write() as conn:
+        held = held_channels(conn)
+        query = select(d.c.id).where(due, not_(blocked))
+        if held:
+            query = query.where(d.c.channel.not_in(held))
+        if only_channels is not None:
+            query = query.where(d.c.channel.in_(only_channels))
+        query = query.order_by(d.c.next_attempt_at, d.c.notice_id).limit(limit)
+        if not store.is_sqlite:
+            query = query.with_for_update(skip_locked=True, of=d)
+        ids = [r.id for r in conn.execute(query)]
+        if not ids:
+            return []
+        rows = conn.execute(
+            select(d, notices.c.data.label("notice_data"), notices.c.original)
+            .select_from(d.join(notices, notices.c.id == d.c.notice_id))
+            .where(d.c.id.in_(ids))
+        ).all()
+        expires = now + timedelta(seconds=lease_seconds)
+        out = []
+        for r in rows:
+            reclaimed = r.state == "sending"
+            conn.execute(
+                update(d).where(d.c.id == r.id).values(
+                    state="sending", lease_owner=worker, lease_expires_at=expires,
+                    attempts=r.attempts + 1, updated_at=now,
+                )
+            )
+            detail = (f"lease of {r.lease_owner} expired mid-send; outcome unknown, resending"
+                      if reclaimed else None)
+            _event(conn, r.id, now, r.state, "sending", r.attempts + 1, worker, detail)
+            out.append(Claimed(
+                id=r.id, notice_id=r.notice_id, thread_id=r.thread_id, channel=r.channel,
+                version=r.version, msg_type=r.msg_type, payload=r.payload,
+                attempts=r.attempts + 1, notice_data=r.notice_data, original=r.original,
+                reclaimed=reclaimed,
+            ))
+        out.sort(key=lambda c: ids.index(c.id))
+        return out
+
+
+def heartbeat(store: Store, worker: str, ids: list[str], now: datetime, lease_seconds: float) -> int:
+    """Extend the lease on rows this worker still holds; returns how many it still holds."""
+    if not ids:
+        return 0
+    with store.write() as conn:
+        res = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == worker,
+                   deliveries.c.state == "sending")
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        )
+        return int(res.rowcount)
+
+
+def _finish(conn: Connection, c: Claimed, worker: str, now: datetime, state: str,
+            detail: str | None, **values: Any) -> bool:
+    res = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == c.id, deliveries.c.state == "sending",
+               deliveries.c.lease_owner == worker)
+        .values(state=state, updated_at=now, lease_owner=None, lease_expires_at=None, **values)
+    )
+    if res.rowcount != 1:
+        return False  # the lease was lost to another worker, which now owns the outcome
+    _event(conn, c.id, now, "sending", state, c.attempts, worker, detail)
+    return True
+
+
+def mark_sent(store: Store, c: Claimed, worker: str, now: datetime, post_id: str,
+              url: str | None, receipt: dict[str, Any]) -> bool:
+    with store.write() as conn:
+        ok = _finish(conn, c, worker, now, "sent", f"posted as {post_id}", receipt_id=post_id,
+                     receipt_url=url, receipt=receipt, sent_at=now, last_error=None,
+                     error_kind=None)
+        if ok:
+            conn.execute(update(channels).where(channels.c.name == c.channel).values(
+                sent_count=channels.c.sent_count + 1, last_sent_at=now))
+        return ok
+
+
+def mark_retry(store: Store, c: Claimed, worker: str, now: datetime, at: datetime, error: str,
+               kind: str, count_attempt: bool = True) -> bool:
+    with store.write() as conn:
+        values: dict[str, Any] = {"next_attempt_at": at, "last_error": error, "error_kind": kind}
+        if not count_attempt:
+            values["attempts"] = c.attempts - 1
+        return _finish(conn, c, worker, now, "retry_wait",
+                       f"{kind}: {error}; next attempt at {at.isoformat(timespec='seconds')}",
+                       **values)
+
+
+def mark_failed(store: Store, c: Claimed, worker: str, now: datetime, error: str, kind: str) -> bool:
+    with store.write() as conn:
+        ok = _finish(conn, c, worker, now, "failed", f"{kind}: {error}", last_error=error,
+                     error_kind=kind)
+        if ok:
+            conn.execute(update(channels).where(channels.c.name == c.channel).values(
+                failed_count=channels.c.failed_count + 1, last_error=error))
+        return ok
+
+
+def mark_cancelled(store: Store, c: Claimed, worker: str, now: datetime, why: str) -> bool:
+    with store.write() as conn:
+        return _finish(conn, c, worker, now, "cancelled", why)
+
+
+def hold_for_reauth(store: Store, c: Claimed, worker: str, now: datetime, error: str) -> bool:
+    """The channel's credential failed: the channel waits for an operator, the delivery waits too."""
+    with store.write() as conn:
+        ok = _finish(conn, c, worker, now, "pending", f"held: {error}", attempts=c.attempts - 1,
+                     last_error=error, error_kind="auth", next_attempt_at=now)
+        conn.execute(update(channels).where(channels.c.name == c.channel).values(
+            state="needs_reauth", state_reason=error, state_changed_at=now, last_error=error))
+        return ok
+
+
+def previous_receipts(store: Store, c: Claimed) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(latest, first) sent delivery of this thread on this channel, before this version."""
+    d = deliveries
+    with store.read() as conn:
+        base = select(d.c.receipt_id, d.c.receipt_url, d.c.receipt).where(
+            d.c.thread_id == c.thread_id, d.c.channel == c.channel, d.c.state == "sent",
+            d.c.version < c.version,
+        )
+        latest = conn.execute(base.order_by(d.c.version.desc()).limit(1)).first()
+        first = conn.execute(base.order_by(d.c.version.asc()).limit(1)).first()
+    as_dict = (lambda r: None if r is None else
+               {"post_id": r.receipt_id, "url": r.receipt_url, "extra": r.receipt or {}})
+    return as_dict(latest), as_dict(first)
+
+
+def ensure_channels(store: Store, kinds: dict[str, str], now: datetime) -> None:
+    """Make sure every configured channel has its row (state, counters)."""
+    with store.write() as conn:
+        have = {r.name for r in conn.execute(select(channels.c.name))}
+        for name, kind in kinds.items():
+            if name not in have:
+                conn.execute(insert(channels).values(
+                    name=name, kind=kind, state="active", state_changed_at=now, sent_count=0,
+                    failed_count=0, info={},
+                ))
+
+
+def set_channel_state(store: Store, name: str, state: str, reason: str | None, now: datetime) -> bool:
+    with store.write() as conn:
+        res = conn.execute(update(channels).where(channels.c.name == name).values(
+            state=state, state_reason=reason, state_changed_at=now))
+        return bool(res.rowcount)
+
+
+def queue_counts(store: Store) -> dict[str, dict[str, int]]:
+    from sqlalchemy import func
+
+    with store.read() as conn:
+        rows = conn.execute(
+            select(deliveries.c.channel, deliveries.c.state, func.count())
+            .group_by(deliveries.c.channel, deliveries.c.state)
+        ).all()
+    out: dict[str, dict[str, int]] = {}
+    for ch, state, n in rows:
+        out.setdefault(ch, {})[state] = int(n)
+    return out

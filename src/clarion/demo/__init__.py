@@ -1,0 +1,85 @@
+"""`clarion demo`: real samples through the real pipeline into the preview channel, then serve.
+
+Works offline: it reads only the files bundled beside this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from clarion.config import Config, PreviewChannelConfig, RouteRule, Settings
+
+DATA = Path(__file__).parent
+
+STEPS = [
+    ("01-nws-flash-flood-watch.cap", "cap", "nws-great-falls", "An NWS Flash Flood Watch"),
+    ("02-nws-flash-flood-watch-update.cap", "cap", "nws-great-falls", "…its Update"),
+    ("03-nws-flash-flood-watch-cancel.cap", "cap", "nws-great-falls", "…and its Cancel"),
+    ("04-amber-alert.atom", "cap", "amber-alerts", "An Amber Alert (CAP inside Atom)"),
+    ("05-wordpress-news.rss", "feed", "wordpress-news", "A WordPress blog post"),
+]
+
+
+def demo_config(db: Path) -> Config:
+    port = int(os.environ.get("CLARION_PORT", "8080"))
+    return Config(
+        clarion=Settings(database_url=f"sqlite:///{db}", port=port,
+                         publisher_name="Clarion demo", drop_expired=False),
+        channels={"preview": PreviewChannelConfig(kind="preview", statuses=["actual", "test"])},
+        routes=[RouteRule(name="everything", channels=["preview"])],
+    )
+
+
+def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = print) -> Config:
+    from clarion.channels import build_channels
+    from clarion.delivery.dispatcher import Dispatcher
+    from clarion.pipeline import ingest
+    from clarion.sources import PARSERS
+    from clarion.store import open_store
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    config = demo_config(db)
+    store = open_store(config.clarion.database_url)
+    channels = build_channels(config)
+    dispatcher = Dispatcher(store, channels, drop_expired=False)
+    echo(f"Clarion demo: replaying real samples into {db} (preview channel: nothing leaves "
+         "this machine)\n")
+    for filename, kind, source, what in STEPS:
+        notices = PARSERS[kind]((DATA / filename).read_bytes(), "")
+        if kind == "feed":
+            notices = sorted(notices, key=lambda n: n.sent)[-1:]  # a blog's newest post
+        result = ingest(store, config, channels, notices, source=source, include_expired=True)
+        dispatcher.run_until_idle()
+        echo(f"== {what} ({filename}): {len(result.stored)} notice(s), "
+             f"{result.deliveries} delivery(ies)")
+        _show_previews(store, result.stored, echo)
+    base = f"http://127.0.0.1:{config.clarion.port}"
+    if serve:
+        from clarion.runtime import serve_web
+
+        echo(f"\nServing the public page at {base}/ and the feed at {base}/feeds/all.atom "
+             "(Ctrl-C to stop)")
+        serve_web(store, config, "127.0.0.1", config.clarion.port)
+    return config
+
+
+def _show_previews(store: object, notice_ids: list[int], echo: Callable[[str], None]) -> None:
+    from sqlalchemy import select
+
+    from clarion.store import Store
+    from clarion.store.schema import deliveries
+
+    assert isinstance(store, Store)
+    with store.read() as conn:
+        rows = conn.execute(select(deliveries.c.payload, deliveries.c.state)
+                            .where(deliveries.c.notice_id.in_(notice_ids))).all()
+    for row in rows:
+        mastodon = row.payload["platforms"]["mastodon"]
+        counts = ", ".join(f"{p} {v['count']}/{v['limit']}"
+                           for p, v in row.payload["platforms"].items())
+        echo(f"   [{row.state}] {counts}")
+        first = mastodon["text"].splitlines()[0]
+        echo(f"   {first[:110]}")

@@ -1,0 +1,235 @@
+"""The canonical model: one `Notice`, shaped after CAP 1.2, that every input maps onto.
+
+Pure data. Nothing here does I/O, and nothing here knows about the database or any platform.
+
+Why CAP: it is the international standard for public warnings (OASIS CAP 1.2, ITU-T X.1303),
+and the other inputs (feeds, transit alerts, status incidents) are simpler special cases of it.
+Field names follow CAP's own names in snake_case so that a reader of the CAP spec finds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    """CAP `status`: who the message is meant for."""
+
+    ACTUAL = "actual"
+    EXERCISE = "exercise"
+    SYSTEM = "system"
+    TEST = "test"
+    DRAFT = "draft"
+
+
+class MsgType(StrEnum):
+    """CAP `msgType`: what the message does to its thread."""
+
+    ALERT = "alert"
+    UPDATE = "update"
+    CANCEL = "cancel"
+    ACK = "ack"
+    ERROR = "error"
+
+
+class Severity(StrEnum):
+    """CAP `severity`. `rank` orders them so routing can ask for "at least severe"."""
+
+    UNKNOWN = "unknown"
+    MINOR = "minor"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+    EXTREME = "extreme"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    Severity.UNKNOWN: 0,
+    Severity.MINOR: 1,
+    Severity.MODERATE: 2,
+    Severity.SEVERE: 3,
+    Severity.EXTREME: 4,
+}
+
+
+class Urgency(StrEnum):
+    IMMEDIATE = "immediate"
+    EXPECTED = "expected"
+    FUTURE = "future"
+    PAST = "past"
+    UNKNOWN = "unknown"
+
+
+class Certainty(StrEnum):
+    OBSERVED = "observed"
+    LIKELY = "likely"
+    POSSIBLE = "possible"
+    UNLIKELY = "unlikely"
+    UNKNOWN = "unknown"
+
+
+class SignatureState(StrEnum):
+    """Whether the original bytes carried a signature, and whether it verified."""
+
+    UNSIGNED = "unsigned"
+    VALID = "valid"
+    INVALID = "invalid"
+    UNCHECKED = "unchecked"  # signed, but no trusted certificate was configured to check it
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NameValue(_Data):
+    """A CAP `valueName`/`value` pair: geocodes (SAME, UGC, FIPS…), event codes, parameters."""
+
+    name: str
+    value: str
+
+
+class Circle(_Data):
+    lat: float
+    lon: float
+    radius_km: float
+
+
+class Area(_Data):
+    description: str
+    polygons: list[list[tuple[float, float]]] = Field(default_factory=list)  # (lat, lon) rings
+    circles: list[Circle] = Field(default_factory=list)
+    geocodes: list[NameValue] = Field(default_factory=list)
+    altitude: float | None = None
+    ceiling: float | None = None
+
+
+class Entity(_Data):
+    """Something affected that is not a place: a transit route or stop, a status component."""
+
+    kind: str  # agency | route | route_type | stop | trip | component | …
+    id: str
+    name: str | None = None
+
+
+class Reference(_Data):
+    """One earlier message this one refers to (CAP `references`: sender,identifier,sent)."""
+
+    sender: str
+    identifier: str
+    sent: str  # kept as written: it identifies, it is not compared as a time
+
+
+class Info(_Data):
+    """One CAP `info` block: the message in one language."""
+
+    language: str = "en-US"
+    categories: list[str] = Field(default_factory=list)
+    event: str = ""
+    response_types: list[str] = Field(default_factory=list)
+    urgency: Urgency = Urgency.UNKNOWN
+    severity: Severity = Severity.UNKNOWN
+    certainty: Certainty = Certainty.UNKNOWN
+    audience: str | None = None
+    event_codes: list[NameValue] = Field(default_factory=list)
+    effective: datetime | None = None
+    onset: datetime | None = None
+    expires: datetime | None = None
+    sender_name: str | None = None
+    headline: str | None = None
+    description: str | None = None
+    instruction: str | None = None
+    web: str | None = None
+    contact: str | None = None
+    parameters: list[NameValue] = Field(default_factory=list)
+    areas: list[Area] = Field(default_factory=list)
+
+
+class Notice(_Data):
+    """One version of one story, from any source.
+
+    `thread_key` ties every version of a story together; `version` orders them (1, 2, …) and is
+    assigned by the store, not by parsers. `original` keeps the bytes exactly as received, so a
+    signed CAP message can be republished byte for byte.
+    """
+
+    kind: str  # which parser made it: cap | feed | manual | …
+    source: str = ""  # the configured source name; set by the pipeline
+    identifier: str
+    sender: str
+    sent: datetime
+    status: Status = Status.ACTUAL
+    msg_type: MsgType = MsgType.ALERT
+    scope: str = "public"
+    references: list[Reference] = Field(default_factory=list)
+    note: str | None = None
+    codes: list[str] = Field(default_factory=list)
+    incidents: list[str] = Field(default_factory=list)
+    infos: list[Info] = Field(default_factory=list)
+    entities: list[Entity] = Field(default_factory=list)
+    thread_key: str
+    version: int = 0
+    link: str | None = None
+    original: bytes | None = Field(default=None, repr=False)
+    original_content_type: str | None = None
+    signature: SignatureState = SignatureState.UNSIGNED
+
+    # --- derived views -------------------------------------------------------------------
+
+    def info(self, languages: tuple[str, ...] = ()) -> Info | None:
+        """The info block to show: the first whose language matches a preference, else the first.
+
+        A preference `en` matches `en-US` and `en-CA`; `fr-CA` matches only `fr-CA`.
+        """
+        for wanted in languages:
+            w = wanted.lower()
+            for info in self.infos:
+                lang = info.language.lower()
+                if lang == w or lang.split("-")[0] == w:
+                    return info
+        return self.infos[0] if self.infos else None
+
+    @property
+    def severity(self) -> Severity:
+        if not self.infos:
+            return Severity.UNKNOWN
+        return max((i.severity for i in self.infos), key=lambda s: s.rank)
+
+    @property
+    def expires(self) -> datetime | None:
+        times = [i.expires for i in self.infos if i.expires is not None]
+        return max(times) if times else None
+
+    @property
+    def categories(self) -> set[str]:
+        return {c.lower() for i in self.infos for c in i.categories}
+
+    @property
+    def geocodes(self) -> set[tuple[str, str]]:
+        return {(g.name.upper(), g.value) for i in self.infos for a in i.areas for g in a.geocodes}
+
+    @property
+    def headline(self) -> str:
+        info = self.info()
+        if info is None:
+            return f"{self.msg_type.value.capitalize()} from {self.sender}"
+        return info.headline or info.event or self.identifier
+
+    def content_hash(self) -> str:
+        """A fingerprint of what the notice says, for "is this re-fetch a change?".
+
+        Excludes what the pipeline assigns (source, version) and the raw bytes, whose
+        whitespace or signature may change while the message does not.
+        """
+        body = self.model_dump_json(exclude={"source", "version", "original", "thread_key"})
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def to_json_dict(self) -> dict[str, object]:
+        """The model as JSON-ready data, without the raw bytes (which go in their own column)."""
+        return self.model_dump(mode="json", exclude={"original"})

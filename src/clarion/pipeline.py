@@ -1,0 +1,200 @@
+"""Ingest: store + route + render + enqueue, in one database transaction.
+
+For each notice: find its thread (following CAP references through what is already stored),
+skip it if this exact content is already stored, store it as the thread's next version, choose
+its channels, render it for each, supersede older deliveries of the thread that have not gone
+out yet, and insert one outbox row per channel. Either all of that commits or none of it does:
+nothing is sent that was not first recorded, and nothing recorded is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from clarion.channels.base import Channel, RenderContext
+from clarion.config import Config
+from clarion.model import MsgType, Notice
+from clarion.routing import is_stale, route
+from clarion.store import Store
+from clarion.store.schema import deliveries, delivery_events, notices, threads
+
+log = logging.getLogger(__name__)
+
+PENDING_STATES = ("pending", "retry_wait")
+
+
+@dataclass
+class IngestResult:
+    stored: list[int] = field(default_factory=list)  # new notice ids
+    unchanged: int = 0
+    deliveries: int = 0
+    superseded: int = 0
+    not_routed_stale: int = 0
+
+    def __iadd__(self, other: IngestResult) -> IngestResult:
+        self.stored += other.stored
+        self.unchanged += other.unchanged
+        self.deliveries += other.deliveries
+        self.superseded += other.superseded
+        self.not_routed_stale += other.not_routed_stale
+        return self
+
+
+def permalink(config: Config, thread_id: int) -> str:
+    base = config.clarion.public_url or f"http://{config.clarion.host}:{config.clarion.port}"
+    return f"{base.rstrip('/')}/notices/{thread_id}"
+
+
+def ingest(
+    store: Store,
+    config: Config,
+    channels: Mapping[str, Channel],
+    items: Iterable[Notice],
+    *,
+    source: str,
+    now: datetime | None = None,
+    include_expired: bool = False,
+) -> IngestResult:
+    """Ingest notices from one source, all in one transaction."""
+    now = now or datetime.now(UTC)
+    result = IngestResult()
+    with store.write() as conn:
+        for notice in items:
+            result += _ingest_one(conn, config, channels, notice.model_copy(update={"source": source}),
+                                  now, include_expired)
+    return result
+
+
+def _resolve_thread(conn: Connection, notice: Notice) -> str:
+    """The thread key: a referenced message already stored decides it, else the parser's guess."""
+    for ref in notice.references:
+        row = conn.execute(
+            select(threads.c.thread_key)
+            .select_from(notices.join(threads, notices.c.thread_id == threads.c.id))
+            .where(notices.c.sender == ref.sender, notices.c.identifier == ref.identifier)
+            .limit(1)
+        ).first()
+        if row is not None:
+            return str(row.thread_key)
+    return notice.thread_key
+
+
+def _ingest_one(
+    conn: Connection,
+    config: Config,
+    channels: Mapping[str, Channel],
+    notice: Notice,
+    now: datetime,
+    include_expired: bool,
+) -> IngestResult:
+    result = IngestResult()
+    thread_key = _resolve_thread(conn, notice)
+    content_hash = notice.content_hash()
+    thread = conn.execute(select(threads).where(threads.c.thread_key == thread_key)).first()
+    if thread is not None:
+        dup = conn.execute(
+            select(notices.c.id).where(
+                notices.c.thread_id == thread.id,
+                (notices.c.content_hash == content_hash)
+                # CAP freezes identifier+sent: the same message fetched again is the same message.
+                | and_(notices.c.kind == "cap", notices.c.sender == notice.sender,
+                       notices.c.identifier == notice.identifier),
+            ).limit(1)
+        ).first()
+        if dup is not None:
+            result.unchanged += 1
+            return result
+    version = (thread.latest_version if thread is not None else 0) + 1
+    if thread is not None and notice.msg_type is MsgType.ALERT:
+        # An edited feed item, or a re-issued alert for a known thread: an update to readers.
+        notice = notice.model_copy(update={"msg_type": MsgType.UPDATE})
+    notice = notice.model_copy(update={"thread_key": thread_key, "version": version})
+    if thread is None:
+        thread_id = conn.execute(
+            insert(threads).values(
+                thread_key=thread_key, source=notice.source, state="active", latest_version=0,
+                headline=notice.headline, severity=notice.severity.value,
+                status=notice.status.value, created_at=now, updated_at=now,
+            )
+        ).inserted_primary_key[0]
+    else:
+        thread_id = thread.id
+    notice_id = conn.execute(
+        insert(notices).values(
+            thread_id=thread_id, version=version, source=notice.source, kind=notice.kind,
+            identifier=notice.identifier, sender=notice.sender, sent=notice.sent,
+            status=notice.status.value, msg_type=notice.msg_type.value,
+            severity=notice.severity.value, headline=notice.headline, expires=notice.expires,
+            content_hash=content_hash, data=notice.to_json_dict(), original=notice.original,
+            original_content_type=notice.original_content_type,
+            signature=notice.signature.value, received_at=now,
+        )
+    ).inserted_primary_key[0]
+    thread_values: dict[str, object] = {
+        "latest_version": version, "latest_notice_id": notice_id, "updated_at": now,
+        "state": "cancelled" if notice.msg_type is MsgType.CANCEL else "active",
+    }
+    if notice.msg_type is not MsgType.CANCEL:  # a cancel's own headline is rarely informative
+        thread_values.update(headline=notice.headline, severity=notice.severity.value)
+    conn.execute(update(threads).where(threads.c.id == thread_id).values(**thread_values))
+    result.stored.append(int(notice_id))
+
+    if is_stale(notice, now) and config.clarion.drop_expired and not include_expired:
+        result.not_routed_stale += 1
+        log.info("notice %s expired at %s: stored, not sent", notice.identifier, notice.expires)
+        return result
+    ctx = RenderContext(languages=tuple(config.clarion.languages),
+                        permalink=permalink(config, int(thread_id)))
+    for channel_name in route(notice, config):
+        channel = channels.get(channel_name)
+        if channel is None:
+            continue
+        result.superseded += _supersede(conn, int(thread_id), channel_name, version, now)
+        delivery_id = str(uuid.uuid4())
+        conn.execute(
+            insert(deliveries).values(
+                id=delivery_id, notice_id=notice_id, thread_id=thread_id, channel=channel_name,
+                version=version, msg_type=notice.msg_type.value, state="pending",
+                payload=channel.render(notice, ctx), attempts=0, next_attempt_at=now,
+                created_at=now, updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(delivery_events).values(
+                delivery_id=delivery_id, at=now, from_state=None, to_state="pending", attempt=0,
+                detail=f"queued {notice.msg_type.value} v{version} for {channel_name}",
+            )
+        )
+        result.deliveries += 1
+    return result
+
+
+def _supersede(conn: Connection, thread_id: int, channel: str, version: int, now: datetime) -> int:
+    """Older versions of this thread not yet sent on this channel will never be sent."""
+    older = conn.execute(
+        select(deliveries.c.id, deliveries.c.state, deliveries.c.attempts).where(
+            deliveries.c.thread_id == thread_id,
+            deliveries.c.channel == channel,
+            deliveries.c.version < version,
+            deliveries.c.state.in_(PENDING_STATES),
+        )
+    ).all()
+    for row in older:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == row.id, deliveries.c.state.in_(PENDING_STATES))
+            .values(state="superseded", updated_at=now)
+        )
+        conn.execute(
+            insert(delivery_events).values(
+                delivery_id=row.id, at=now, from_state=row.state, to_state="superseded",
+                attempt=row.attempts, detail=f"superseded by v{version} before it was sent",
+            )
+        )
+    return len(older)

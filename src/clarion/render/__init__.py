@@ -1,0 +1,1 @@
+"""Rendering: notices to the text each platform will show. Pure: no I/O."""

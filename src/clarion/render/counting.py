@@ -1,0 +1,46 @@
+"""How each platform counts the length of a post. Pure.
+
+- Mastodon: every URL counts 23 characters whatever its length, and a remote mention
+  `@user@domain` counts only `@user` (Mastodon's StatusLengthValidator).
+- X: the weighted count of twitter-text v3 (URLs 23; most CJK, and emoji, count 2), computed by
+  the twitter-text-parser library rather than re-implemented here.
+- Bluesky: grapheme clusters (what a reader sees as one character), per the app.bsky.feed.post
+  lexicon's `maxGraphemes: 300`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import regex
+from twitter_text import parse_tweet
+
+URL_RE = regex.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
+REMOTE_MENTION_RE = regex.compile(r"(?<=^|[^\w])(@\w+)@[\w.-]+\w", regex.UNICODE)
+MASTODON_URL_LENGTH = 23
+
+
+def count_graphemes(text: str) -> int:
+    return len(regex.findall(r"\X", text))
+
+
+def count_mastodon(text: str) -> int:
+    text = URL_RE.sub("x" * MASTODON_URL_LENGTH, text)
+    text = REMOTE_MENTION_RE.sub(r"\1", text)
+    return count_graphemes(text)
+
+
+def count_x(text: str) -> int:
+    return int(parse_tweet(text).weightedLength)
+
+
+def count_bytes(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+COUNTERS: dict[str, Callable[[str], int]] = {
+    "graphemes": count_graphemes,
+    "mastodon": count_mastodon,
+    "x-weighted": count_x,
+    "utf8-bytes": count_bytes,
+}

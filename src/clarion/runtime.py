@@ -1,0 +1,55 @@
+"""Wiring for the long-running commands: the poll loop, the dispatcher and the web server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import httpx
+
+from clarion.channels.base import Channel
+from clarion.config import Config
+from clarion.delivery.dispatcher import Dispatcher
+from clarion.sources import build_sources
+from clarion.sources.poller import due_sources, poll_source
+from clarion.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def make_dispatcher(store: Store, config: Config, channels: Mapping[str, Channel]) -> Dispatcher:
+    return Dispatcher(
+        store, channels,
+        lease_seconds=config.clarion.lease_seconds,
+        heartbeat_seconds=config.clarion.heartbeat_seconds,
+        drop_expired=config.clarion.drop_expired,
+    )
+
+
+def poll_loop(store: Store, config: Config, channels: Mapping[str, Channel],
+              stop: threading.Event) -> None:
+    sources = build_sources(config)
+    if not sources:
+        return
+    with httpx.Client(timeout=30, follow_redirects=True,
+                      headers={"User-Agent": config.clarion.user_agent}) as http:
+        while not stop.is_set():
+            for source in due_sources(store, sources, datetime.now(UTC)):
+                try:
+                    result = poll_source(store, config, channels, source, http)
+                    if result and result.stored:
+                        log.info("source %s: %d new notice(s), %d deliveries queued",
+                                 source.name, len(result.stored), result.deliveries)
+                except Exception:
+                    log.exception("source %s: poll crashed", source.name)
+            stop.wait(config.clarion.poll_interval_min / 3)
+
+
+def serve_web(store: Store, config: Config, host: str, port: int) -> None:
+    import uvicorn
+
+    from clarion.web.app import create_app
+
+    uvicorn.run(create_app(store, config), host=host, port=port, log_level="warning")

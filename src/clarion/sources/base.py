@@ -1,0 +1,102 @@
+"""The contract every source implements, and the one error type parsers raise.
+
+A source has two halves: `fetch` (I/O only: get bytes, honour conditional GET) and `parse`
+(pure: bytes in, notices out). Keeping them apart is what lets every parser be tested on real
+payloads without sockets, and lets `clarion parse FILE` show exactly what a poll would ingest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from clarion.model import Notice
+
+
+class SourceError(Exception):
+    """Bad input from a source: the message says what is wrong in words an operator can act on."""
+
+
+@dataclass(frozen=True)
+class FetchState:
+    """What a source remembers between polls (stored in the `sources` table)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    cursor: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    content_type: str
+    state: FetchState
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class NotModified:
+    state: FetchState
+
+
+@dataclass(frozen=True)
+class PollResult:
+    notices: list[Notice]
+    state: FetchState
+    not_modified: bool = False
+
+
+class Source(Protocol):
+    """A configured input. `poll` does the I/O and calls the pure parser."""
+
+    name: str
+    kind: str
+
+    def poll(self, state: FetchState, http: httpx.Client) -> PollResult: ...
+
+
+def conditional_get(
+    http: httpx.Client,
+    url: str,
+    state: FetchState,
+    *,
+    what: str,
+    accept: str,
+    max_bytes: int,
+) -> Fetched | NotModified:
+    """GET with If-None-Match / If-Modified-Since; raise SourceError with a clear reason."""
+    headers = {"Accept": accept}
+    if state.etag:
+        headers["If-None-Match"] = state.etag
+    if state.last_modified:
+        headers["If-Modified-Since"] = state.last_modified
+    try:
+        with http.stream("GET", url, headers=headers) as resp:
+            if resp.status_code == 304:
+                return NotModified(state)
+            if resp.status_code >= 400:
+                raise SourceError(f"{what}: {url} answered HTTP {resp.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise SourceError(f"{what}: {url} sent more than {max_bytes:,} bytes; refused")
+                chunks.append(chunk)
+            new_state = FetchState(
+                etag=resp.headers.get("etag"),
+                last_modified=resp.headers.get("last-modified"),
+                cursor=dict(state.cursor),
+            )
+            return Fetched(
+                body=b"".join(chunks),
+                content_type=resp.headers.get("content-type", ""),
+                state=new_state,
+                url=str(resp.url),
+            )
+    except httpx.TimeoutException:
+        raise SourceError(f"{what}: {url} timed out") from None
+    except httpx.HTTPError as exc:
+        raise SourceError(f"{what}: could not fetch {url}: {exc}") from None

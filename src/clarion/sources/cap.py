@@ -1,0 +1,378 @@
+"""CAP (Common Alerting Protocol 1.0–1.2) documents and the Atom/RSS indexes that list them.
+
+`parse_cap` and `parse_index` are pure: bytes in, notices (or index entries) out, or one
+`SourceError` naming the problem. `CapSource.poll` is the I/O half: a conditional GET of the
+configured URL and, for an index, one GET per listed document not seen before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from lxml import etree
+
+from clarion.model import (
+    Area,
+    Certainty,
+    Circle,
+    Info,
+    MsgType,
+    NameValue,
+    Notice,
+    Reference,
+    Severity,
+    SignatureState,
+    Status,
+    Urgency,
+)
+from clarion.sources.base import FetchState, Fetched, PollResult, SourceError, conditional_get
+from clarion.sources.xmlsafe import child, child_text, children, local_name, parse_xml, text_of
+
+CAP_NAMESPACES = {
+    "urn:oasis:names:tc:emergency:cap:1.2": "1.2",
+    "urn:oasis:names:tc:emergency:cap:1.1": "1.1",
+    "http://www.incident.com/cap/1.0": "1.0",
+}
+XMLDSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+CAP_CONTENT_TYPES = ("application/cap+xml", "application/common-alerting-protocol+xml")
+
+
+def _enum(value: str | None, enum: Any, field: str, where: str, required: bool = True) -> Any:
+    if value is None:
+        if required:
+            raise SourceError(f"{where}: required element <{field}> is missing or empty")
+        return None
+    try:
+        return enum(value.strip().lower())
+    except ValueError:
+        allowed = ", ".join(e.value.capitalize() for e in enum)
+        raise SourceError(f"{where}: <{field}> is {value!r}; CAP allows {allowed}") from None
+
+
+def _time(value: str | None, field: str, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise SourceError(f"{where}: <{field}> {value!r} is not a date-time") from None
+    if parsed.tzinfo is None:
+        raise SourceError(f"{where}: <{field}> {value!r} has no UTC offset")
+    return parsed
+
+
+def _required(el: etree._Element, name: str, where: str) -> str:
+    value = child_text(el, name)
+    if value is None:
+        raise SourceError(f"{where}: required element <{name}> is missing or empty")
+    return value
+
+
+def _pairs(el: etree._Element, name: str) -> list[NameValue]:
+    out = []
+    for pair in children(el, name):
+        key = child_text(pair, "valueName")
+        value = child_text(pair, "value")
+        if key is not None and value is not None:
+            out.append(NameValue(name=key, value=value))
+    return out
+
+
+def _references(text: str, where: str) -> list[Reference]:
+    refs = []
+    for triple in text.split():
+        parts = triple.split(",")
+        if len(parts) != 3 or not all(parts):
+            raise SourceError(
+                f"{where}: <references> entry {triple!r} is not a sender,identifier,sent triple"
+            )
+        refs.append(Reference(sender=parts[0], identifier=parts[1], sent=parts[2]))
+    return refs
+
+
+def _polygon(text: str, where: str) -> list[tuple[float, float]]:
+    points = []
+    for pair in text.split():
+        try:
+            lat, lon = (float(x) for x in pair.split(","))
+        except ValueError:
+            raise SourceError(f"{where}: <polygon> point {pair!r} is not lat,lon") from None
+        points.append((lat, lon))
+    if len(points) < 4:
+        raise SourceError(f"{where}: <polygon> has {len(points)} points; CAP requires 4 or more")
+    return points
+
+
+def _circle(text: str, where: str) -> Circle:
+    try:
+        centre, radius = text.split()
+        lat, lon = (float(x) for x in centre.split(","))
+        return Circle(lat=lat, lon=lon, radius_km=float(radius))
+    except ValueError:
+        raise SourceError(f"{where}: <circle> {text!r} is not 'lat,lon radius'") from None
+
+
+def _area(el: etree._Element, where: str) -> Area:
+    altitude = child_text(el, "altitude")
+    ceiling = child_text(el, "ceiling")
+    try:
+        alt = float(altitude) if altitude else None
+        ceil = float(ceiling) if ceiling else None
+    except ValueError:
+        raise SourceError(f"{where}: <altitude>/<ceiling> is not a number") from None
+    return Area(
+        description=_required(el, "areaDesc", where),
+        polygons=[_polygon(t, where) for p in children(el, "polygon") if (t := text_of(p))],
+        circles=[_circle(t, where) for c in children(el, "circle") if (t := text_of(c))],
+        geocodes=_pairs(el, "geocode"),
+        altitude=alt,
+        ceiling=ceil,
+    )
+
+
+def _info(el: etree._Element, where: str) -> Info:
+    language = child_text(el, "language") or "en-US"
+    where = f"{where} (info {language})"
+    return Info(
+        language=language,
+        categories=[t for c in children(el, "category") if (t := text_of(c))],
+        event=child_text(el, "event") or "",
+        response_types=[t for c in children(el, "responseType") if (t := text_of(c))],
+        urgency=_enum(child_text(el, "urgency"), Urgency, "urgency", where),
+        severity=_enum(child_text(el, "severity"), Severity, "severity", where),
+        certainty=_cap_certainty(child_text(el, "certainty"), where),
+        audience=child_text(el, "audience"),
+        event_codes=_pairs(el, "eventCode"),
+        effective=_time(child_text(el, "effective"), "effective", where),
+        onset=_time(child_text(el, "onset"), "onset", where),
+        expires=_time(child_text(el, "expires"), "expires", where),
+        sender_name=child_text(el, "senderName"),
+        headline=child_text(el, "headline"),
+        description=child_text(el, "description"),
+        instruction=child_text(el, "instruction"),
+        web=child_text(el, "web"),
+        contact=child_text(el, "contact"),
+        parameters=_pairs(el, "parameter"),
+        areas=[_area(a, where) for a in children(el, "area")],
+    )
+
+
+def _cap_certainty(value: str | None, where: str) -> Certainty:
+    # CAP 1.0 used "Very Likely", which CAP 1.1 folded into "Likely".
+    if value is not None and value.strip().lower() == "very likely":
+        return Certainty.LIKELY
+    result: Certainty = _enum(value, Certainty, "certainty", where)
+    return result
+
+
+def thread_key_for(sender: str, identifier: str) -> str:
+    return f"cap:{sender},{identifier}"
+
+
+def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> Notice:
+    """Turn one CAP `<alert>` element into a Notice, checking what CAP requires."""
+    identifier = _required(el, "identifier", where)
+    where = f"{where} [{identifier}]"
+    sender = _required(el, "sender", where)
+    sent = _time(_required(el, "sent", where), "sent", where)
+    assert sent is not None
+    status = _enum(child_text(el, "status"), Status, "status", where)
+    msg_type = _enum(child_text(el, "msgType"), MsgType, "msgType", where)
+    scope = _required(el, "scope", where)
+    references: list[Reference] = []
+    ref_el = child(el, "references")
+    if ref_el is not None:
+        ref_text = text_of(ref_el)
+        if ref_text is None:
+            raise SourceError(
+                f"{where}: <references> is present but empty; it must list the "
+                "sender,identifier,sent of the messages this one refers to"
+            )
+        references = _references(ref_text, where)
+    if msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not references:
+        raise SourceError(f"{where}: a {msg_type.value} must name what it refers to in <references>")
+    signed = any(
+        isinstance(c.tag, str) and c.tag == f"{{{XMLDSIG_NS}}}Signature" for c in el
+    )
+    # The thread is the oldest message referred to; the pipeline follows it further through
+    # the store when a reference names a message that itself was an update.
+    thread = thread_key_for(sender, identifier)
+    if references:
+        oldest = min(enumerate(references), key=lambda ir: (_sort_time(ir[1].sent), ir[0]))[1]
+        thread = thread_key_for(oldest.sender, oldest.identifier)
+    infos = [_info(i, where) for i in children(el, "info")]
+    web = next((i.web for i in infos if i.web), None)
+    return Notice(
+        kind="cap",
+        identifier=identifier,
+        sender=sender,
+        sent=sent,
+        status=status,
+        msg_type=msg_type,
+        scope=scope.lower(),
+        references=references,
+        note=child_text(el, "note"),
+        codes=[t for c in children(el, "code") if (t := text_of(c))],
+        incidents=(child_text(el, "incidents") or "").split(),
+        infos=infos,
+        thread_key=thread,
+        link=web,
+        original=original,
+        original_content_type="application/cap+xml" if original is not None else None,
+        signature=SignatureState.UNCHECKED if signed else SignatureState.UNSIGNED,
+    )
+
+
+def _sort_time(value: str) -> float:
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return float("inf")
+
+
+def _is_alert(el: etree._Element) -> bool:
+    return local_name(el) == "alert" and (
+        (isinstance(el.tag, str) and el.tag.split("}")[0].lstrip("{") in CAP_NAMESPACES)
+        or not str(el.tag).startswith("{")
+    )
+
+
+def parse_cap(body: bytes, *, what: str = "CAP document") -> list[Notice]:
+    """Parse one CAP document (or an index embedding CAP documents) into notices."""
+    root = parse_xml(body, what=what)
+    if _is_alert(root):
+        return [alert_to_notice(root, bytes(body), what)]
+    if local_name(root) in ("feed", "rss", "RDF"):
+        notices = []
+        for entry in parse_index_root(root, what):
+            if entry.embedded is not None:
+                notices.append(entry.embedded)
+        return notices
+    raise SourceError(f"{what}: root element <{local_name(root)}> is neither a CAP <alert> nor a feed")
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One entry of an Atom/RSS index of CAP documents."""
+
+    id: str
+    updated: str | None
+    url: str | None
+    embedded: Notice | None
+
+
+def parse_index(body: bytes, *, what: str = "CAP index") -> list[IndexEntry]:
+    return parse_index_root(parse_xml(body, what=what), what)
+
+
+def parse_index_root(root: etree._Element, what: str) -> list[IndexEntry]:
+    name = local_name(root)
+    if name == "feed":
+        items = children(root, "entry")
+    elif name == "rss":
+        channel = child(root, "channel")
+        items = children(channel, "item") if channel is not None else []
+    elif name == "RDF":
+        items = children(root, "item")
+    else:
+        raise SourceError(f"{what}: root element <{name}> is not an Atom or RSS feed")
+    entries = []
+    for n, item in enumerate(items, 1):
+        where = f"{what} entry {n}"
+        embedded = None
+        for el in item.iter():
+            if isinstance(el.tag, str) and _is_alert(el) and el is not item:
+                original = etree.tostring(el, encoding="UTF-8", xml_declaration=True)
+                embedded = alert_to_notice(el, original, where)
+                break
+        url = _entry_link(item)
+        entry_id = child_text(item, "id") or child_text(item, "guid") or url
+        if entry_id is None and embedded is None:
+            continue  # an empty <item/>: nothing to follow
+        entries.append(
+            IndexEntry(
+                id=entry_id or (embedded.identifier if embedded else ""),
+                updated=child_text(item, "updated") or child_text(item, "pubDate"),
+                url=url,
+                embedded=embedded,
+            )
+        )
+    return entries
+
+
+def _entry_link(item: etree._Element) -> str | None:
+    links = children(item, "link")
+    best = None
+    for link in links:
+        href = link.get("href")
+        if href is None:
+            href = text_of(link)
+        if not href:
+            continue
+        if (link.get("type") or "") in CAP_CONTENT_TYPES:
+            return href
+        if best is None and link.get("rel") in (None, "alternate", "related"):
+            best = href
+    return best
+
+
+class CapSource:
+    """Polls one CAP document URL, or an Atom/RSS index whose entries link to CAP documents."""
+
+    kind = "cap"
+
+    def __init__(self, name: str, url: str, max_bytes: int, max_documents: int = 200) -> None:
+        self.name = name
+        self.url = url
+        self.max_bytes = max_bytes
+        self.max_documents = max_documents
+
+    def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
+        fetched = conditional_get(
+            http, self.url, state, what=f"source {self.name}",
+            accept="application/cap+xml, application/atom+xml, application/rss+xml, "
+            "application/xml;q=0.9, */*;q=0.1",
+            max_bytes=self.max_bytes,
+        )
+        if not isinstance(fetched, Fetched):
+            return PollResult([], fetched.state, not_modified=True)
+        what = f"source {self.name}"
+        root = parse_xml(fetched.body, what=what, max_bytes=self.max_bytes)
+        if _is_alert(root):
+            notice = alert_to_notice(root, fetched.body, what)
+            return PollResult([notice], fetched.state)
+        entries = parse_index_root(root, what)
+        # Each listed document is fetched once: the cursor remembers entry id → updated.
+        seen: dict[str, Any] = dict(state.cursor.get("seen", {}))
+        notices: list[Notice] = []
+        fetched_now = 0
+        current: dict[str, Any] = {}
+        for entry in entries:
+            marker = entry.updated or ""
+            current[entry.id] = marker
+            if seen.get(entry.id) == marker:
+                continue
+            if entry.embedded is not None:
+                notices.append(entry.embedded)
+            elif entry.url:
+                if fetched_now >= self.max_documents:
+                    current.pop(entry.id)  # not fetched: try again on the next poll
+                    continue
+                fetched_now += 1
+                doc = conditional_get(
+                    http, entry.url, FetchState(), what=f"{what} document {entry.url}",
+                    accept="application/cap+xml, application/xml;q=0.9",
+                    max_bytes=self.max_bytes,
+                )
+                assert isinstance(doc, Fetched)
+                notices.extend(parse_cap(doc.body, what=f"{what} document {entry.url}"))
+        new_state = FetchState(
+            etag=fetched.state.etag,
+            last_modified=fetched.state.last_modified,
+            cursor={"seen": current},
+        )
+        return PollResult(notices, new_state)

@@ -1,0 +1,22 @@
+"""Alembic environment: runs migrations on the engine Clarion hands it (no alembic.ini needed)."""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from clarion.store.schema import metadata
+
+config = context.config
+engine = config.attributes.get("engine")
+if engine is None:  # `alembic` run by hand: take the URL from -x url=…
+    engine = create_engine(context.get_x_argument(as_dictionary=True)["url"])
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

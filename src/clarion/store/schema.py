@@ -1,0 +1,182 @@
+"""The database schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Alembic migrations in `migrations/versions` must produce exactly this; a test replays them and
+compares. Every time is stored as UTC (see `UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite has no BIGINT autoincrement: fall back to INTEGER (its 64-bit rowid) there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; Clarion stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("cursor", JSON, nullable=False, default=dict),
+    Column("last_polled_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UTCDateTime),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("items_seen", BigInteger, nullable=False, default=0),
+    Column("notices_ingested", BigInteger, nullable=False, default=0),
+    Column("next_poll_at", UTCDateTime),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("thread_key", String(512), nullable=False, unique=True),
+    Column("source", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # active | cancelled
+    Column("latest_version", Integer, nullable=False),
+    Column("latest_notice_id", BigInteger),
+    Column("headline", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, index=True),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("thread_id", BigInteger, ForeignKey("threads.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("identifier", String(512), nullable=False),
+    Column("sender", String(512), nullable=False),
+    Column("sent", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("msg_type", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("headline", Text, nullable=False),
+    Column("expires", UTCDateTime),
+    Column("content_hash", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("original", LargeBinary),
+    Column("original_content_type", String(128)),
+    Column("signature", String(16), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("thread_id", "version"),
+    UniqueConstraint("thread_id", "content_hash"),
+    Index("ix_notices_sender_identifier", "sender", "identifier"),
+    Index("ix_notices_received_at", "received_at"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(16), nullable=False),  # active | needs_reauth | disabled
+    Column("state_reason", Text),
+    Column("state_changed_at", UTCDateTime),
+    Column("sent_count", BigInteger, nullable=False, default=0),
+    Column("failed_count", BigInteger, nullable=False, default=0),
+    Column("last_sent_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("info", JSON, nullable=False, default=dict),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    # The delivery id is the idempotency key sent to platforms that accept one.
+    Column("id", String(36), primary_key=True),
+    Column("notice_id", BigInteger, ForeignKey("notices.id"), nullable=False),
+    Column("thread_id", BigInteger, ForeignKey("threads.id"), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("msg_type", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("error_kind", String(16)),
+    Column("receipt_id", String(512)),
+    Column("receipt_url", Text),
+    Column("receipt", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("notice_id", "channel"),
+    Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_deliveries_thread_id_channel", "thread_id", "channel"),
+)
+
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), ForeignKey("deliveries.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(128)),
+    Column("detail", Text),
+)

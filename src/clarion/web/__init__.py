@@ -1,0 +1,1 @@
+"""The web side: public page, feeds (and, later, the API and the operator's desk)."""

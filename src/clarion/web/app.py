@@ -1,0 +1,122 @@
+"""FastAPI app: the public page (a timeline, a permalink per thread) and the Atom feed.
+
+Reads the store only; never writes. Served by `clarion web` and `clarion run`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+
+from clarion.config import Config
+from clarion.store import Store
+from clarion.store.schema import deliveries, notices, threads
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+FEED_SIZE = 50
+
+
+def _base_url(config: Config, request: Request) -> str:
+    if config.clarion.public_url:
+        return config.clarion.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def create_app(store: Store, config: Config) -> FastAPI:
+    app = FastAPI(title="Clarion", docs_url=None, redoc_url=None, openapi_url=None)
+    publisher = config.clarion.publisher_name
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        with store.read() as conn:
+            conn.execute(select(1))
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        with store.read() as conn:
+            rows = conn.execute(
+                select(threads, notices.c.data, notices.c.msg_type, notices.c.received_at)
+                .select_from(threads.join(notices, notices.c.id == threads.c.latest_notice_id))
+                .order_by(threads.c.updated_at.desc(), threads.c.id.desc())
+                .limit(100)
+            ).all()
+        now = datetime.now(UTC)
+        items = [_summary(r, now) for r in rows]
+        return TEMPLATES.TemplateResponse(request, "index.html",
+                                          {"publisher": publisher, "items": items})
+
+    @app.get("/notices/{thread_id}", response_class=HTMLResponse)
+    def thread_page(request: Request, thread_id: int) -> Response:
+        with store.read() as conn:
+            thread = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
+            if thread is None:
+                raise HTTPException(404, "No such notice")
+            versions = conn.execute(
+                select(notices).where(notices.c.thread_id == thread_id)
+                .order_by(notices.c.version.desc())
+            ).all()
+            sent = conn.execute(
+                select(deliveries.c.notice_id, deliveries.c.channel, deliveries.c.state,
+                       deliveries.c.receipt_url, deliveries.c.payload, deliveries.c.last_error)
+                .where(deliveries.c.thread_id == thread_id).order_by(deliveries.c.channel)
+            ).all()
+        by_notice: dict[int, list[Any]] = {}
+        for d in sent:
+            by_notice.setdefault(d.notice_id, []).append(d)
+        return TEMPLATES.TemplateResponse(request, "thread.html", {
+            "publisher": publisher, "thread": thread,
+            "versions": [(v, v.data, by_notice.get(v.id, [])) for v in versions],
+        })
+
+    @app.get("/feeds/all.atom")
+    def all_atom(request: Request) -> Response:
+        from clarion.web.feeds import atom_feed
+
+        with store.read() as conn:
+            stamp = conn.execute(select(func.max(notices.c.id), func.count(notices.c.id))).first()
+            etag = '"' + hashlib.sha256(f"{stamp[0]}:{stamp[1]}:{publisher}".encode()).hexdigest()[:32] + '"'
+            if etag in _etags(request.headers.get("if-none-match")):
+                return Response(status_code=304, headers={"ETag": etag})
+            rows = conn.execute(
+                select(notices.c.id, notices.c.thread_id, notices.c.version, notices.c.msg_type,
+                       notices.c.headline, notices.c.received_at, notices.c.data)
+                .order_by(notices.c.id.desc()).limit(FEED_SIZE)
+            ).all()
+        base = _base_url(config, request)
+        body = atom_feed(title=publisher, base_url=base, self_url=f"{base}/feeds/all.atom",
+                         rows=rows)
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
+        if rows:
+            headers["Last-Modified"] = format_datetime(max(r.received_at for r in rows), usegmt=True)
+        return Response(body, media_type="application/atom+xml; charset=utf-8", headers=headers)
+
+    return app
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {t.strip().removeprefix("W/") for t in header.split(",")}
+
+
+def _summary(r: Any, now: datetime) -> dict[str, Any]:
+    data = r.data
+    info = (data.get("infos") or [{}])[0]
+    expires = info.get("expires")
+    expired = bool(expires and datetime.fromisoformat(expires) <= now)
+    return {
+        "id": r.id, "headline": r.headline, "severity": r.severity, "state": r.state,
+        "status": r.status, "msg_type": r.msg_type, "version": r.latest_version,
+        "updated": r.updated_at, "sender": info.get("sender_name") or data.get("sender"),
+        "areas": "; ".join(a.get("description", "") for a in info.get("areas", [])),
+        "expired": expired,
+    }
