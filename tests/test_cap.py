@@ -1,0 +1,152 @@
+"""CAP parsing: every real fixture to its expected notices, or to its expected clear error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from clarion.model import Certainty, MsgType, Severity, SignatureState, Status, Urgency
+from clarion.sources.base import SourceError
+from clarion.sources.cap import parse_cap, parse_index
+from tests.conftest import FIXTURES, fixture_bytes
+from tests.golden import check_golden, notice_record
+
+VALID = [
+    "amber.atom", "canada.cap", "canada_signed.cap", "earthquake-iso8859-1.cap", "earthquake.cap",
+    "empty_weather_index.atom", "no_entries.atom", "no_info_tag.cap", "no_optional_fields.cap",
+    "nws_multiple_polygons.cap", "wcatwc-warning.cap", "weather.cap", "weather_index.atom",
+    "nws_atom_feed_example.xml", "invalid.rss",
+]
+INVALID = {
+    "invalid.cap": "required element <scope> is missing",
+    "canada_errors.cap": "<references> is present but empty",
+    "noaa_errors.cap": "<references> is present but empty",
+    "xee.cap": "declares a DOCTYPE",
+    "xee.atom": "declares a DOCTYPE",
+}
+
+
+def test_every_cap_fixture_is_covered() -> None:
+    on_disk = {p.name for p in (FIXTURES / "cap").iterdir() if p.suffix not in (".pem", ".xsd")}
+    assert on_disk == set(VALID) | set(INVALID)
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_golden(name: str) -> None:
+    notices = parse_cap(fixture_bytes(f"cap/{name}"), what=name)
+    check_golden(f"cap/{name}", [notice_record(n) for n in notices])
+
+
+@pytest.mark.parametrize(("name", "message"), INVALID.items())
+def test_invalid_documents_give_one_clear_error(name: str, message: str) -> None:
+    with pytest.raises(SourceError) as err:
+        parse_cap(fixture_bytes(f"cap/{name}"), what=name)
+    assert message in str(err.value)
+    assert str(err.value).startswith(name)  # names the source of the problem
+
+
+def test_weather_cap_fields() -> None:
+    [n] = parse_cap(fixture_bytes("cap/weather.cap"))
+    assert n.identifier == "NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT"
+    assert n.sender == "w-nws.webmaster@noaa.gov"
+    assert n.sent == datetime(2010, 8, 30, 10, 7, tzinfo=UTC)
+    assert (n.status, n.msg_type, n.scope) == (Status.ACTUAL, MsgType.ALERT, "public")
+    info = n.infos[0]
+    assert info.event == "Flash Flood Watch"
+    assert (info.urgency, info.severity, info.certainty) == (
+        Urgency.EXPECTED, Severity.SEVERE, Certainty.POSSIBLE)
+    assert info.expires == datetime(2010, 8, 30, 18, 0, tzinfo=UTC)
+    assert [(g.name, g.value) for g in info.areas[0].geocodes] == [("FIPS6", "030049"),
+                                                                  ("UGC", "MTZ014")]
+    assert ("SAME", "FFA") in [(c.name, c.value) for c in info.event_codes]
+    assert n.thread_key == f"cap:{n.sender},{n.identifier}"
+    assert n.original == fixture_bytes("cap/weather.cap")  # kept byte for byte
+
+
+def test_bilingual_update_keeps_every_info_and_references() -> None:
+    [n] = parse_cap(fixture_bytes("cap/canada.cap"))
+    assert [i.language for i in n.infos] == ["en-CA", "fr-CA"]
+    assert n.info(("fr",)).event == "orages"
+    assert n.info(("en",)).event == "thunderstorm"
+    assert [r.identifier for r in n.references] == ["2.49.0.1.124.a3f342a4.2012",
+                                                   "2.49.0.1.124.60f31a3a.2012"]
+    # The thread is the oldest message referred to.
+    assert n.thread_key == "cap:cap@ec.gc.ca,2.49.0.1.124.a3f342a4.2012"
+    assert sum(len(a.polygons) for a in n.infos[0].areas) == 2
+    assert n.infos[1].areas[0].description == "Windsor - Leamington - comté d'Essex"
+    # Empty optional elements (<note/>, <incidents/>) are absent, not empty strings.
+    assert n.note is None and n.incidents == []
+
+
+def test_two_polygons_in_one_area() -> None:
+    [n] = parse_cap(fixture_bytes("cap/nws_multiple_polygons.cap"))
+    area = n.infos[0].areas[0]
+    assert area.description == "Acadia"
+    assert len(area.polygons) == 2
+    assert all(ring[0] == ring[-1] for ring in area.polygons)  # CAP polygons are closed
+    assert len(n.references) == 8
+    assert n.severity is Severity.EXTREME
+
+
+def test_iso_8859_1_and_circle() -> None:
+    [n] = parse_cap(fixture_bytes("cap/earthquake-iso8859-1.cap"))
+    text = n.infos[0].model_dump_json()
+    assert "Usulután" in text
+    circle = n.infos[0].areas[0].circles[0]
+    assert (circle.lat, circle.lon, circle.radius_km) == (12.747, -88.783, 0.0)
+    assert n.signature is SignatureState.UNCHECKED  # signed; verification is per trusted certs
+
+
+def test_cancel_without_info() -> None:
+    [n] = parse_cap(fixture_bytes("cap/no_info_tag.cap"))
+    assert n.msg_type is MsgType.CANCEL
+    assert n.infos == []
+    assert n.thread_key == "cap:AtHoc,1017033100951096-517189320160225203219800"
+
+
+def test_index_lists_linked_documents() -> None:
+    entries = parse_index(fixture_bytes("cap/weather_index.atom"))
+    assert len(entries) == 2
+    assert all(e.url and e.url.startswith("http://www.weather.gov/alerts-beta/") for e in entries)
+    assert all(e.embedded is None for e in entries)
+    big = parse_index(fixture_bytes("cap/nws_atom_feed_example.xml"))
+    assert len(big) == 163
+    assert len({e.id for e in big}) == 163
+
+
+def test_foreign_alert_outside_entries_is_not_an_entry() -> None:
+    # no_entries.atom carries a CAP alert directly under <feed>: foreign markup, not an entry.
+    assert parse_index(fixture_bytes("cap/no_entries.atom")) == []
+
+
+@pytest.mark.parametrize("cut", [10, 100, 500, 1000])
+def test_truncated_documents_are_clear_errors(cut: int) -> None:
+    body = fixture_bytes("cap/weather.cap")[:cut]
+    with pytest.raises(SourceError, match="not well-formed|not XML"):
+        parse_cap(body)
+
+
+def test_html_error_page_is_named() -> None:
+    page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    with pytest.raises(SourceError, match="HTML page"):
+        parse_cap(page)
+
+
+def test_size_cap() -> None:
+    with pytest.raises(SourceError, match="over the"):
+        parse_cap(b"<alert>" + b" " * (6 * 1024 * 1024) + b"</alert>")
+
+
+def test_z_offset_accepted_naive_refused() -> None:
+    body = fixture_bytes("cap/weather.cap")
+    [n] = parse_cap(body.replace(b"2010-08-30T04:07:00-06:00</sent>", b"2010-08-30T10:07:00Z</sent>"))
+    assert n.sent == datetime(2010, 8, 30, 10, 7, tzinfo=UTC)
+    with pytest.raises(SourceError, match="has no UTC offset"):
+        parse_cap(body.replace(b"2010-08-30T04:07:00-06:00</sent>", b"2010-08-30T10:07:00</sent>"))
+
+
+def test_unknown_enumeration_value_is_named() -> None:
+    body = fixture_bytes("cap/weather.cap").replace(b"<severity>Severe", b"<severity>Apocalyptic")
+    with pytest.raises(SourceError, match=r"<severity> is 'Apocalyptic'; CAP allows"):
+        parse_cap(body)

@@ -1,0 +1,68 @@
+"""Counting and fitting text to each platform's limit (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clarion.model import MsgType, Status
+from clarion.render.counting import count_graphemes, count_mastodon, count_x
+from clarion.render.text import compose
+from clarion.sources.cap import parse_cap
+from tests.conftest import FIXTURES, fixture_bytes
+
+LONG_URL = "https://www.weather.gov/" + "a" * 200
+
+
+def test_mastodon_counts_urls_as_23_and_remote_mentions_as_local() -> None:
+    assert count_mastodon(LONG_URL) == 23
+    assert count_mastodon("hi @alerts@mastodon.example") == len("hi @alerts")
+    assert count_mastodon("👩‍👩‍👧") == 1  # one grapheme cluster
+
+
+def test_x_weighted_counting() -> None:
+    assert count_x("a" * 10) == 10
+    assert count_x("世界") == 4  # CJK counts 2
+    assert count_x("👍") == 2  # emoji count 2
+    assert count_x(LONG_URL) == 23
+
+
+def test_bluesky_counts_graphemes() -> None:
+    assert count_graphemes("e\u0301") == 1
+    assert count_graphemes("🇨🇦") == 1
+
+
+CAP_FILES = sorted(p.name for p in (FIXTURES / "cap").glob("*.cap")
+                   if p.name not in ("invalid.cap", "canada_errors.cap", "noaa_errors.cap", "xee.cap"))
+
+
+@pytest.mark.parametrize("name", CAP_FILES)
+@pytest.mark.parametrize(("limit", "count"), [(280, count_x), (500, count_mastodon),
+                                              (300, count_graphemes), (120, count_mastodon)])
+def test_every_real_alert_fits_and_keeps_headline_and_link(name, limit, count) -> None:
+    [n] = parse_cap(fixture_bytes(f"cap/{name}"))
+    r = compose(n, limit=limit, count=count, permalink="https://clarion.example/notices/7")
+    assert r.count == count(r.text) <= limit
+    link = n.link or "https://clarion.example/notices/7"
+    assert r.text.endswith(link)
+    if n.msg_type is MsgType.UPDATE:
+        assert r.text.startswith("UPDATE: ")
+    if n.msg_type is MsgType.CANCEL:
+        assert r.text.startswith("CANCELLED: ")
+
+
+def test_test_status_is_marked() -> None:
+    [n] = parse_cap(fixture_bytes("cap/weather.cap"))
+    r = compose(n.model_copy(update={"status": Status.TEST}), limit=500, count=count_mastodon)
+    assert r.text.startswith("[TEST] ")
+
+
+@given(headline=st.text(min_size=1, max_size=400), limit=st.integers(min_value=40, max_value=600))
+def test_never_over_the_limit(headline: str, limit: int) -> None:
+    [n] = parse_cap(fixture_bytes("cap/weather.cap"))
+    info = n.infos[0].model_copy(update={"headline": headline})
+    n = n.model_copy(update={"infos": [info]})
+    for count in (count_x, count_mastodon, count_graphemes):
+        r = compose(n, limit=limit, count=count)
+        assert count(r.text) <= limit
