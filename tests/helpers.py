@@ -1,0 +1,66 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from clarion.channels import build_channels
+from clarion.channels.base import Channel
+from clarion.config import Config, parse_config
+from clarion.pipeline import IngestResult, ingest
+from clarion.sources.cap import parse_cap
+from clarion.store import Store
+from clarion.store.schema import deliveries, delivery_events, notices, threads
+from tests.conftest import fixture_bytes
+
+NOW = datetime(2010, 8, 30, 11, 0, tzinfo=UTC)  # while the demo watch was in force
+
+PREVIEW_ONLY = """
+[clarion]
+drop_expired = true
+[channels.preview]
+kind = "preview"
+[channels.second]
+kind = "preview"
+[[routes]]
+channels = ["preview", "second"]
+"""
+
+
+def config(text: str = PREVIEW_ONLY, **env: str) -> Config:
+    return parse_config(text, environ=env)
+
+
+def demo_cap(n: int) -> bytes:
+    from clarion.demo import DATA, STEPS
+
+    return (DATA / STEPS[n][0]).read_bytes()
+
+
+def ingest_bytes(store: Store, cfg: Config, channels: Mapping[str, Channel], body: bytes,
+                 source: str = "nws", now: datetime = NOW, **kw: Any) -> IngestResult:
+    return ingest(store, cfg, channels, parse_cap(body), source=source, now=now, **kw)
+
+
+def rows(store: Store, table: Any, *where: Any, order: Any = None) -> list[Any]:
+    q = select(table).where(*where)
+    if order is not None:
+        q = q.order_by(order)
+    with store.read() as conn:
+        return list(conn.execute(q).all())
+
+
+def count(store: Store, table: Any, *where: Any) -> int:
+    return len(rows(store, table, *where))
+
+
+def channels_for(cfg: Config) -> dict[str, Channel]:
+    return build_channels(cfg)
+
+
+__all__ = ["NOW", "config", "count", "deliveries", "delivery_events", "demo_cap", "fixture_bytes",
+           "ingest_bytes", "notices", "rows", "threads"]

@@ -1,0 +1,189 @@
+"""Ingest: store + route + render + enqueue in one transaction; threads, versions, dedupe."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from clarion.channels.base import RenderContext
+from clarion.model import MsgType, Notice
+from clarion.pipeline import ingest
+from clarion.sources.cap import parse_cap
+from clarion.sources.feed import parse_feed
+from clarion.store import Store
+from tests.helpers import (
+    NOW,
+    channels_for,
+    config,
+    count,
+    deliveries,
+    delivery_events,
+    demo_cap,
+    fixture_bytes,
+    ingest_bytes,
+    notices,
+    rows,
+    threads,
+)
+
+
+def test_ingest_stores_routes_renders_and_enqueues(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    r = ingest_bytes(store, cfg, chans, demo_cap(0))
+    assert len(r.stored) == 1 and r.deliveries == 2
+    [n] = rows(store, notices)
+    assert n.version == 1 and n.msg_type == "alert" and n.source == "nws"
+    assert n.original == demo_cap(0)
+    ds = rows(store, deliveries, order=deliveries.c.channel)
+    assert [d.channel for d in ds] == ["preview", "second"]
+    assert all(d.state == "pending" for d in ds)
+    preview = ds[0].payload["platforms"]
+    assert preview["x"]["count"] <= 280 and preview["mastodon"]["count"] <= 500
+    assert preview["mastodon"]["text"].startswith("Flash Flood Watch issued")
+    assert count(store, delivery_events) == 2  # the audit trail starts at "queued"
+
+
+def test_reingesting_unchanged_notice_does_nothing(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    again = ingest_bytes(store, cfg, chans, demo_cap(0))
+    assert again.stored == [] and again.unchanged == 1 and again.deliveries == 0
+    assert count(store, notices) == 1 and count(store, deliveries) == 2
+
+
+def test_alert_update_cancel_share_a_thread(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    for i in range(3):
+        ingest_bytes(store, cfg, chans, demo_cap(i))
+    ns = rows(store, notices, order=notices.c.version)
+    assert [(n.version, n.msg_type) for n in ns] == [(1, "alert"), (2, "update"), (3, "cancel")]
+    assert len({n.thread_id for n in ns}) == 1
+    [t] = rows(store, threads)
+    assert t.state == "cancelled" and t.latest_version == 3
+    assert t.headline.startswith("Flash Flood Watch extended")  # a cancel keeps the last headline
+
+
+def test_reference_chain_is_followed_through_the_store(store: Store) -> None:
+    """An update that names only the previous update (not the first alert) joins the thread."""
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    ingest_bytes(store, cfg, chans, demo_cap(1))
+    [update] = parse_cap(demo_cap(1))
+    second = demo_cap(1).replace(b"-UPD</identifier>", b"-UPD2</identifier>").replace(
+        b"<references>w-nws.webmaster@noaa.gov,NOAA-NWS-ALERTS-MT20100830100700TFX",
+        b"<references>w-nws.webmaster@noaa.gov," + update.identifier.encode()
+        + b",2010-08-30T10:00:00-06:00</references><!--",
+    ).replace(b"2010-08-30T04:07:00-06:00</references>", b"-->", 1)
+    [n2] = parse_cap(second)
+    assert [r.identifier for r in n2.references] == [update.identifier]
+    assert n2.thread_key != parse_cap(demo_cap(0))[0].thread_key  # the parser alone cannot know
+    ingest(store, cfg, chans, [n2.model_copy(update={"infos": [
+        n2.infos[0].model_copy(update={"headline": "third version"})]})], source="nws", now=NOW)
+    assert len({n.thread_id for n in rows(store, notices)}) == 1
+    assert [n.version for n in rows(store, notices, order=notices.c.version)] == [1, 2, 3]
+
+
+def test_newer_version_supersedes_unsent_older(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    r = ingest_bytes(store, cfg, chans, demo_cap(1))
+    assert r.superseded == 2
+    states = {(d.version, d.channel): d.state for d in rows(store, deliveries)}
+    assert states == {(1, "preview"): "superseded", (1, "second"): "superseded",
+                      (2, "preview"): "pending", (2, "second"): "pending"}
+    ev = rows(store, delivery_events, delivery_events.c.to_state == "superseded")
+    assert len(ev) == 2 and all("superseded by v2" in e.detail for e in ev)
+
+
+def test_test_notices_need_an_opted_in_channel(store: Store) -> None:
+    cfg = config(PREVIEW_ONLY_WITH_TESTS)
+    chans = channels_for(cfg)
+    body = demo_cap(0).replace(b"<status>Actual</status>", b"<status>Test</status>")
+    r = ingest_bytes(store, cfg, chans, body)
+    assert r.deliveries == 1
+    assert [d.channel for d in rows(store, deliveries)] == ["drills"]
+    text = rows(store, deliveries)[0].payload["platforms"]["mastodon"]["text"]
+    assert text.startswith("[TEST] ")
+
+
+PREVIEW_ONLY_WITH_TESTS = """
+[channels.public]
+kind = "preview"
+[channels.drills]
+kind = "preview"
+statuses = ["test", "exercise"]
+[[routes]]
+channels = ["public", "drills"]
+"""
+
+
+def test_expired_alerts_are_stored_but_not_sent(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    later = datetime(2026, 11, 27, tzinfo=UTC)
+    r = ingest_bytes(store, cfg, chans, demo_cap(0), now=later)
+    assert len(r.stored) == 1 and r.deliveries == 0 and r.not_routed_stale == 1
+    r2 = ingest_bytes(store, cfg, chans, demo_cap(1), now=later, include_expired=True)
+    assert r2.deliveries == 2
+
+
+def test_edited_feed_item_becomes_an_update(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    feed = fixture_bytes("feeds/wordpress-org-news.rss")
+    first = parse_feed(feed)[:1]
+    ingest(store, cfg, chans, first, source="blog", now=NOW)
+    edited = feed.replace(b"Introducing Learn WordPress</title>", b"Introducing Learn WordPress (updated)</title>", 1)
+    again = [n for n in parse_feed(edited) if n.identifier == first[0].identifier]
+    r = ingest(store, cfg, chans, again, source="blog", now=NOW)
+    assert len(r.stored) == 1
+    ns = rows(store, notices, order=notices.c.version)
+    assert [(n.version, n.msg_type) for n in ns] == [(1, "alert"), (2, "update")]
+    assert ingest(store, cfg, chans, again, source="blog", now=NOW).unchanged == 1
+
+
+class ExplodingChannel:
+    kind = "preview"
+    name = "boom"
+
+    def __init__(self, after: int) -> None:
+        self.left = after
+        from clarion.channels.base import Profile
+
+        self.profile = Profile(limit=None, counting=None)
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        self.left -= 1
+        if self.left < 0:
+            raise RuntimeError("renderer bug")
+        return {}
+
+    def send(self, out: Any) -> Any:  # pragma: no cover
+        raise AssertionError
+
+
+def test_one_transaction_all_or_nothing(store: Store) -> None:
+    cfg = config()
+    chans = {"preview": ExplodingChannel(after=1)}
+    alerts = parse_cap(demo_cap(0)) + parse_cap(fixture_bytes("cap/wcatwc-warning.cap"))
+    with pytest.raises(RuntimeError, match="renderer bug"):
+        ingest(store, cfg, chans, alerts, source="nws", now=NOW)
+    assert count(store, notices) == 0 and count(store, threads) == 0
+    assert count(store, deliveries) == 0 and count(store, delivery_events) == 0
+
+
+def test_cap_identifier_is_frozen(store: Store) -> None:
+    """The same CAP message re-fetched with cosmetic changes is still the same message."""
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    tweaked = demo_cap(0).replace(b"<note>Alert for", b"<note>ALERT for")
+    assert ingest_bytes(store, cfg, chans, tweaked).unchanged == 1
+    assert MsgType.ALERT.value == rows(store, notices)[0].msg_type
