@@ -76,3 +76,11 @@ class Channel(Protocol):
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]: ...
 
     def send(self, out: Outgoing) -> Receipt: ...
+
+    def close(self) -> None: ...
+
+
+def close_all(channels: dict[str, Channel] | object) -> None:
+    """Release every channel's connections (HTTP sessions)."""
+    for ch in getattr(channels, "values", lambda: [])():
+        ch.close()

@@ -112,6 +112,9 @@ class MastodonChannel:
 
     _limit_read = False
 
+    def close(self) -> None:
+        self.api.session.close()
+
     def send(self, out: Outgoing) -> Receipt:
         limit = self.instance_limit()
         text = str(out.payload["text"])

@@ -43,6 +43,9 @@ class PreviewChannel:
                                    "counting": counting, "language": r.language}
         return {"platforms": platforms}
 
+    def close(self) -> None:
+        pass
+
     def send(self, out: Outgoing) -> Receipt:
         # Nothing leaves the machine: the rendered payload in the outbox row is the record.
         return Receipt(

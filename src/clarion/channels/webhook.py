@@ -95,6 +95,9 @@ class WebhookChannel:
             "data": {**notice.to_json_dict(), "permalink": ctx.permalink},
         }
 
+    def close(self) -> None:
+        self._http.close()
+
     def send(self, out: Outgoing) -> Receipt:
         now = datetime.now(UTC)
         body = json.dumps(

@@ -1,0 +1,255 @@
+"""The dispatcher against loopback fakes: signatures, threading, and every failure class."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+
+from clarion.channels import build_channels
+from clarion.delivery import outbox
+from clarion.delivery.dispatcher import Dispatcher
+from clarion.store import Store
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakes.http import Response
+from tests.fakes.mastodon import FakeMastodon
+from tests.fakes.webhook import WebhookReceiver
+from tests.helpers import (
+    NOW,
+    config,
+    deliveries,
+    delivery_events,
+    demo_cap,
+    ingest_bytes,
+    rows,
+)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def mastodon() -> Iterator[FakeMastodon]:
+    with FakeMastodon() as fake:
+        yield fake
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(WEBHOOK_SECRET) as r:
+        yield r
+
+
+_opened: list[dict] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_channels() -> Iterator[None]:
+    yield
+    from clarion.channels.base import close_all
+
+    while _opened:
+        close_all(_opened.pop())
+
+
+def _setup(store: Store, mastodon: FakeMastodon, receiver: WebhookReceiver,
+           monkeypatch: pytest.MonkeyPatch, on_cancel: str = "reply", extra: str = ""):
+    monkeypatch.setenv("MASTODON_TOKEN", mastodon.token)
+    monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+    cfg = config(f"""
+[channels.masto]
+kind = "mastodon"
+instance = "{mastodon.url}"
+token = {{ env = "MASTODON_TOKEN" }}
+on_cancel = "{on_cancel}"
+{extra}
+[channels.hook]
+kind = "webhook"
+url = "{receiver.url}"
+secret = {{ env = "HOOK_SECRET" }}
+[[routes]]
+channels = ["masto", "hook"]
+""")
+    chans = build_channels(cfg)
+    _opened.append(chans)
+    clock = Clock(NOW)
+    return cfg, chans, Dispatcher(store, chans, clock=clock, worker="test-worker"), clock
+
+
+def test_alert_update_cancel_thread_on_mastodon(store: Store, mastodon: FakeMastodon,
+                                               receiver: WebhookReceiver, monkeypatch) -> None:
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    for i in range(3):
+        ingest_bytes(store, cfg, chans, demo_cap(i))
+        assert disp.run_until_idle() == 2
+    posts = sorted(mastodon.statuses.values(), key=lambda s: int(s["id"]))
+    assert len(posts) == 3
+    alert, update, cancel = posts
+    assert alert["in_reply_to_id"] is None
+    assert update["in_reply_to_id"] == alert["id"]
+    assert cancel["in_reply_to_id"] == update["id"]
+    assert update["text"].startswith("UPDATE: Flash Flood Watch extended")
+    assert cancel["text"].startswith("CANCELLED: Flash Flood Watch cancelled")
+    assert alert["language"] is None or alert["language"] == "en"
+    receipts = {d.receipt_id for d in rows(store, deliveries, deliveries.c.channel == "masto")}
+    assert receipts == {p["id"] for p in posts}
+    assert all(d.receipt_url.startswith("https://fake.social/@clarion/")
+               for d in rows(store, deliveries, deliveries.c.channel == "masto"))
+    # The webhook got the three events, each verified, each with its delivery id.
+    assert [b["type"] for b in receiver.bodies()] == ["notice.created", "notice.updated",
+                                                      "notice.cancelled"]
+    hook_ids = {d.id for d in rows(store, deliveries, deliveries.c.channel == "hook")}
+    assert {r["id"] for r in receiver.received} == hook_ids
+    assert receiver.rejected == []
+
+
+@pytest.mark.parametrize(("mode", "check"), [
+    ("reply_and_delete", lambda m, first: first in m.deleted),
+    ("reply_and_edit", lambda m, first: m.statuses[first]["text"].startswith("CANCELLED")),
+])
+def test_cancel_can_delete_or_edit_the_original(store, mastodon, receiver, monkeypatch, mode,
+                                                check) -> None:
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch, on_cancel=mode)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    first = next(iter(mastodon.statuses))
+    ingest_bytes(store, cfg, chans, demo_cap(2))
+    disp.run_until_idle()
+    assert check(mastodon, first)
+
+
+def test_cancel_of_something_never_posted_posts_nothing(store, mastodon, receiver,
+                                                        monkeypatch) -> None:
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    ingest_bytes(store, cfg, chans, demo_cap(2))  # the cancel supersedes the unsent alert
+    disp.run_until_idle()
+    assert mastodon.statuses == {}
+    states = {(d.version, d.channel): d.state for d in rows(store, deliveries)}
+    assert states[(1, "masto")] == "superseded" and states[(2, "masto")] == "cancelled"
+
+
+def test_instance_limit_is_read_and_respected(store, receiver, monkeypatch) -> None:
+    with FakeMastodon(max_characters=160) as small:
+        cfg, chans, disp, _ = _setup(store, small, receiver, monkeypatch)
+        ingest_bytes(store, cfg, chans, demo_cap(0))
+        disp.run_until_idle()
+        [post] = small.statuses.values()
+        from tests.fakes.mastodon import mastodon_length
+
+        assert mastodon_length(post["text"]) <= 160
+        assert ("GET", "/api/v2/instance/") in small.requests
+
+
+def test_server_errors_retry_with_backoff(store, mastodon, receiver, monkeypatch) -> None:
+    cfg, chans, disp, clock = _setup(store, mastodon, receiver, monkeypatch)
+    mastodon.script = [Response(200, {"configuration": {"statuses": {"max_characters": 500}}}),
+                       Response(500, {"error": "boom"}),
+                       Response(200, raw=b"<html>proxy error</html>", content_type="text/html")]
+    receiver.script = [Response(503, raw=b"busy", content_type="text/plain")]
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    ds = {d.channel: d for d in rows(store, deliveries)}
+    assert ds["masto"].state == "retry_wait" and "server error" in ds["masto"].last_error
+    assert ds["hook"].state == "retry_wait" and "503" in ds["hook"].last_error
+    wait = (ds["masto"].next_attempt_at - clock.now).total_seconds()
+    assert 2.5 <= wait <= 5.0  # first retry: 5 s with equal jitter
+    clock.advance(6)
+    disp.run_until_idle()
+    ds = {d.channel: d for d in rows(store, deliveries)}
+    assert ds["masto"].state == "retry_wait" and "garbage" in ds["masto"].last_error
+    assert ds["hook"].state == "sent"
+    clock.advance(11)
+    disp.run_until_idle()
+    assert rows(store, deliveries, deliveries.c.channel == "masto")[0].state == "sent"
+    assert len(mastodon.statuses) == 1
+
+
+def test_rate_limit_honours_retry_after(store, mastodon, receiver, monkeypatch) -> None:
+    cfg, chans, disp, clock = _setup(store, mastodon, receiver, monkeypatch)
+    receiver.script = [Response(429, {"error": "slow down"}, headers={"Retry-After": "120"})]
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    [hook] = rows(store, deliveries, deliveries.c.channel == "hook")
+    assert hook.state == "retry_wait" and hook.error_kind == "rate_limited"
+    assert (hook.next_attempt_at - clock.now).total_seconds() >= 120
+    assert hook.attempts == 0  # being told to wait is not a failed attempt
+    clock.advance(60)
+    assert disp.run_until_idle() == 0
+    clock.advance(61)
+    disp.run_until_idle()
+    assert rows(store, deliveries, deliveries.c.channel == "hook")[0].state == "sent"
+
+
+def test_revoked_token_holds_the_channel(store, mastodon, receiver, monkeypatch) -> None:
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    mastodon.token = "rotated-by-admin"
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    [d] = rows(store, deliveries, deliveries.c.channel == "masto")
+    assert d.state == "pending" and d.error_kind == "auth"  # waits; does not fail away
+    from clarion.store.schema import channels
+
+    [ch] = rows(store, channels, channels.c.name == "masto")
+    assert ch.state == "needs_reauth" and "access token" in ch.state_reason
+    assert disp.run_until_idle() == 0  # held: not retried against a dead token
+    mastodon.token = "good-token"
+    outbox.set_channel_state(store, "masto", "active", None, NOW)
+    disp.run_until_idle()
+    assert rows(store, deliveries, deliveries.c.channel == "masto")[0].state == "sent"
+
+
+def test_permanent_errors_fail_at_once(store, mastodon, receiver, monkeypatch) -> None:
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    receiver.script = [Response(400, {"error": "bad payload"})]
+    mastodon.script = [Response(200, {"configuration": {"statuses": {"max_characters": 500}}}),
+                       Response(422, {"error": "Validation failed: Text can't be blank"})]
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    ds = {d.channel: d for d in rows(store, deliveries)}
+    assert ds["hook"].state == "failed" and "400" in ds["hook"].last_error
+    assert ds["masto"].state == "failed" and "can't be blank" in ds["masto"].last_error
+
+
+def test_gives_up_after_max_attempts(store, mastodon, receiver, monkeypatch) -> None:
+    cfg, chans, _, clock = _setup(store, mastodon, receiver, monkeypatch)
+    disp = Dispatcher(store, {"hook": chans["hook"]}, clock=clock, max_attempts=3)
+    receiver.script = [Response(500)] * 3
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    for _ in range(3):
+        disp.run_until_idle()
+        clock.advance(3600)
+    [hook] = rows(store, deliveries, deliveries.c.channel == "hook")
+    assert hook.state == "failed" and "gave up after 3 attempts" in hook.last_error
+    trail = [e.to_state for e in rows(store, delivery_events, delivery_events.c.delivery_id == hook.id,
+                                      order=delivery_events.c.id)]
+    assert trail == ["pending", "sending", "retry_wait", "sending", "retry_wait", "sending", "failed"]
+
+
+def test_resend_after_crash_does_not_double_post(store, mastodon, receiver, monkeypatch) -> None:
+    """A worker sends, then dies before recording: the next worker's resend is deduplicated."""
+    cfg, chans, disp, clock = _setup(store, mastodon, receiver, monkeypatch)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    claimed = outbox.claim(store, "doomed", clock.now, 60)
+    from clarion.channels.base import Outgoing
+    from clarion.model import Notice
+
+    for c in claimed:  # the doomed worker sends each one, then dies before recording
+        notice = Notice.model_validate(c.notice_data)
+        chans[c.channel].send(Outgoing(c.id, notice, c.payload, None, None, c.attempts))
+    assert len(mastodon.statuses) == 1 and len(receiver.received) == 1
+    clock.advance(61)
+    disp.run_until_idle()
+    assert len(mastodon.statuses) == 1  # Idempotency-Key returned the status already made
+    assert all(d.state == "sent" for d in rows(store, deliveries))
+    assert len(receiver.received) == 2
+    assert receiver.received[0]["id"] == receiver.received[1]["id"]  # same webhook-id: droppable
