@@ -1,0 +1,5 @@
+"""`python -m clarion` is the `clarion` command."""
+
+from clarion.cli import app
+
+app()

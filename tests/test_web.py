@@ -1,0 +1,81 @@
+"""The public page and the Atom feed."""
+
+from __future__ import annotations
+
+import feedparser
+import pytest
+from fastapi.testclient import TestClient
+
+from clarion.delivery.dispatcher import Dispatcher
+from clarion.store import Store
+from clarion.web.app import create_app
+from tests.helpers import NOW, channels_for, config, demo_cap, ingest_bytes
+
+
+@pytest.fixture
+def client(store: Store):
+    cfg = config()
+    chans = channels_for(cfg)
+    for i in range(3):
+        ingest_bytes(store, cfg, chans, demo_cap(i))
+        Dispatcher(store, chans, clock=lambda: NOW).run_until_idle()
+    amber = demo_cap(3)
+    ingest_bytes(store, cfg, chans, amber, source="amber")
+    with TestClient(create_app(store, cfg)) as c:
+        yield c
+
+
+def test_index_lists_threads_newest_first(client: TestClient) -> None:
+    html = client.get("/").text
+    assert html.index("Amber Alert in Washington D.C.") < html.index("Flash Flood Watch extended")
+    assert 'class="tag">cancelled<' in html
+    assert '<link rel="alternate" type="application/atom+xml"' in html
+
+
+def test_permalink_shows_every_version_and_where_it_went(client: TestClient) -> None:
+    html = client.get("/notices/1").text
+    for v in ("Version 3: cancel", "Version 2: update", "Version 1: alert"):
+        assert v in html
+    assert "Flash Flood Watch cancelled by NWS GreatFalls" in html
+    assert "<strong>preview</strong>: sent" in html
+    assert client.get("/notices/999").status_code == 404
+
+
+def test_atom_feed_is_valid_and_cacheable(client: TestClient) -> None:
+    r = client.get("/feeds/all.atom")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/atom+xml")
+    parsed = feedparser.parse(r.content)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    titles = [e.title for e in parsed.entries]
+    assert titles[0] == "Amber Alert in Washington D.C."
+    assert "Cancelled: Flash Flood Watch cancelled by NWS GreatFalls" in titles
+    assert len({e.id for e in parsed.entries}) == len(parsed.entries) == 4
+    etag = r.headers["etag"]
+    again = client.get("/feeds/all.atom", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert client.get("/feeds/all.atom", headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_etag_changes_when_a_notice_arrives(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    with TestClient(create_app(store, cfg)) as c:
+        first = c.get("/feeds/all.atom").headers["etag"]
+        ingest_bytes(store, cfg, chans, demo_cap(1))
+        r = c.get("/feeds/all.atom", headers={"If-None-Match": first})
+        assert r.status_code == 200 and r.headers["etag"] != first
+
+
+def test_hostile_text_is_escaped(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    body = demo_cap(0).replace(b"<headline>Flash Flood Watch",
+                               b"<headline>&lt;script&gt;alert(1)&lt;/script&gt; Flash Flood Watch")
+    ingest_bytes(store, cfg, chans, body)
+    with TestClient(create_app(store, cfg)) as c:
+        assert "<script>alert(1)" not in c.get("/").text
+        assert "&lt;script&gt;alert(1)" in c.get("/notices/1").text
+        feed = c.get("/feeds/all.atom").content
+        assert b"<script>" not in feed
