@@ -41,8 +41,15 @@ def demo_cap(n: int) -> bytes:
     return (DATA / STEPS[n][0]).read_bytes()
 
 
-def ingest_bytes(store: Store, cfg: Config, channels: Mapping[str, Channel], body: bytes,
-                 source: str = "nws", now: datetime = NOW, **kw: Any) -> IngestResult:
+def ingest_bytes(
+    store: Store,
+    cfg: Config,
+    channels: Mapping[str, Channel],
+    body: bytes,
+    source: str = "nws",
+    now: datetime = NOW,
+    **kw: Any,
+) -> IngestResult:
     return ingest(store, cfg, channels, parse_cap(body), source=source, now=now, **kw)
 
 
@@ -62,5 +69,16 @@ def channels_for(cfg: Config) -> dict[str, Channel]:
     return build_channels(cfg)
 
 
-__all__ = ["NOW", "config", "count", "deliveries", "delivery_events", "demo_cap", "fixture_bytes",
-           "ingest_bytes", "notices", "rows", "threads"]
+__all__ = [
+    "NOW",
+    "config",
+    "count",
+    "deliveries",
+    "delivery_events",
+    "demo_cap",
+    "fixture_bytes",
+    "ingest_bytes",
+    "notices",
+    "rows",
+    "threads",
+]

@@ -13,10 +13,21 @@ from tests.conftest import FIXTURES, fixture_bytes
 from tests.golden import check_golden, notice_record
 
 VALID = [
-    "amber.atom", "canada.cap", "canada_signed.cap", "earthquake-iso8859-1.cap", "earthquake.cap",
-    "empty_weather_index.atom", "no_entries.atom", "no_info_tag.cap", "no_optional_fields.cap",
-    "nws_multiple_polygons.cap", "wcatwc-warning.cap", "weather.cap", "weather_index.atom",
-    "nws_atom_feed_example.xml", "invalid.rss",
+    "amber.atom",
+    "canada.cap",
+    "canada_signed.cap",
+    "earthquake-iso8859-1.cap",
+    "earthquake.cap",
+    "empty_weather_index.atom",
+    "no_entries.atom",
+    "no_info_tag.cap",
+    "no_optional_fields.cap",
+    "nws_multiple_polygons.cap",
+    "wcatwc-warning.cap",
+    "weather.cap",
+    "weather_index.atom",
+    "nws_atom_feed_example.xml",
+    "invalid.rss",
 ]
 INVALID = {
     "invalid.cap": "required element <scope> is missing",
@@ -55,10 +66,15 @@ def test_weather_cap_fields() -> None:
     info = n.infos[0]
     assert info.event == "Flash Flood Watch"
     assert (info.urgency, info.severity, info.certainty) == (
-        Urgency.EXPECTED, Severity.SEVERE, Certainty.POSSIBLE)
+        Urgency.EXPECTED,
+        Severity.SEVERE,
+        Certainty.POSSIBLE,
+    )
     assert info.expires == datetime(2010, 8, 30, 18, 0, tzinfo=UTC)
-    assert [(g.name, g.value) for g in info.areas[0].geocodes] == [("FIPS6", "030049"),
-                                                                  ("UGC", "MTZ014")]
+    assert [(g.name, g.value) for g in info.areas[0].geocodes] == [
+        ("FIPS6", "030049"),
+        ("UGC", "MTZ014"),
+    ]
     assert ("SAME", "FFA") in [(c.name, c.value) for c in info.event_codes]
     assert n.thread_key == f"cap:{n.sender},{n.identifier}"
     assert n.original == fixture_bytes("cap/weather.cap")  # kept byte for byte
@@ -69,8 +85,10 @@ def test_bilingual_update_keeps_every_info_and_references() -> None:
     assert [i.language for i in n.infos] == ["en-CA", "fr-CA"]
     assert n.info(("fr",)).event == "orages"
     assert n.info(("en",)).event == "thunderstorm"
-    assert [r.identifier for r in n.references] == ["2.49.0.1.124.a3f342a4.2012",
-                                                   "2.49.0.1.124.60f31a3a.2012"]
+    assert [r.identifier for r in n.references] == [
+        "2.49.0.1.124.a3f342a4.2012",
+        "2.49.0.1.124.60f31a3a.2012",
+    ]
     # The thread is the oldest message referred to.
     assert n.thread_key == "cap:cap@ec.gc.ca,2.49.0.1.124.a3f342a4.2012"
     assert sum(len(a.polygons) for a in n.infos[0].areas) == 2
@@ -123,7 +141,7 @@ def test_foreign_alert_outside_entries_is_not_an_entry() -> None:
 @pytest.mark.parametrize("cut", [10, 100, 500, 1000])
 def test_truncated_documents_are_clear_errors(cut: int) -> None:
     body = fixture_bytes("cap/weather.cap")[:cut]
-    with pytest.raises(SourceError, match="not well-formed|not XML"):
+    with pytest.raises(SourceError, match=r"not well-formed|not XML"):
         parse_cap(body)
 
 
@@ -140,7 +158,9 @@ def test_size_cap() -> None:
 
 def test_z_offset_accepted_naive_refused() -> None:
     body = fixture_bytes("cap/weather.cap")
-    [n] = parse_cap(body.replace(b"2010-08-30T04:07:00-06:00</sent>", b"2010-08-30T10:07:00Z</sent>"))
+    [n] = parse_cap(
+        body.replace(b"2010-08-30T04:07:00-06:00</sent>", b"2010-08-30T10:07:00Z</sent>")
+    )
     assert n.sent == datetime(2010, 8, 30, 10, 7, tzinfo=UTC)
     with pytest.raises(SourceError, match="has no UTC offset"):
         parse_cap(body.replace(b"2010-08-30T04:07:00-06:00</sent>", b"2010-08-30T10:07:00</sent>"))

@@ -17,24 +17,47 @@ runner = CliRunner()
 def test_help_explains_itself() -> None:
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
-    for cmd in ("init", "check", "run", "worker", "web", "demo", "status", "post", "replay",
-                "parse", "db"):
+    for cmd in (
+        "init",
+        "check",
+        "run",
+        "worker",
+        "web",
+        "demo",
+        "status",
+        "post",
+        "replay",
+        "parse",
+        "db",
+    ):
         assert cmd in r.output
 
 
 def test_parse_prints_json_lines_with_model_field_names() -> None:
-    r = runner.invoke(app, ["parse", "--kind", "cap", str(FIXTURES / "cap/canada.cap"),
-                            str(FIXTURES / "cap/weather.cap")])
+    r = runner.invoke(
+        app,
+        [
+            "parse",
+            "--kind",
+            "cap",
+            str(FIXTURES / "cap/canada.cap"),
+            str(FIXTURES / "cap/weather.cap"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     lines = [json.loads(line) for line in r.output.splitlines()]
-    assert [n["identifier"] for n in lines] == ["2.49.0.1.124.6bddbc91.2012",
-                                                "NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT"]
+    assert [n["identifier"] for n in lines] == [
+        "2.49.0.1.124.6bddbc91.2012",
+        "NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT",
+    ]
     assert lines[0]["msg_type"] == "update" and lines[0]["infos"][1]["language"] == "fr-CA"
     assert "original" not in lines[0]
 
 
 def test_parse_reports_bad_files_and_goes_on() -> None:
-    r = runner.invoke(app, ["parse", str(FIXTURES / "cap/xee.cap"), str(FIXTURES / "cap/weather.cap")])
+    r = runner.invoke(
+        app, ["parse", str(FIXTURES / "cap/xee.cap"), str(FIXTURES / "cap/weather.cap")]
+    )
     assert r.exit_code == 1
     assert "xee.cap: CAP document declares a DOCTYPE" in r.stderr
     assert r.stdout.count("\n") == 1  # the good file still parsed
@@ -53,8 +76,13 @@ def test_init_then_check_names_the_missing_secret(tmp_path: Path, monkeypatch) -
     assert runner.invoke(app, ["init"]).exit_code == 1  # never overwrites silently
     r = runner.invoke(app, ["check"])
     assert r.exit_code == 2
-    assert "channels.mastodon_main.token: environment variable MASTODON_TOKEN is not set" in r.stderr
-    assert "channels.partners.secret: environment variable PARTNER_WEBHOOK_SECRET is not set" in r.stderr
+    assert (
+        "channels.mastodon_main.token: environment variable MASTODON_TOKEN is not set" in r.stderr
+    )
+    assert (
+        "channels.partners.secret: environment variable PARTNER_WEBHOOK_SECRET is not set"
+        in r.stderr
+    )
     monkeypatch.setenv("MASTODON_TOKEN", "x")
     monkeypatch.setenv("PARTNER_WEBHOOK_SECRET", "whsec_c2hvcnQ=")
     r = runner.invoke(app, ["check"])
@@ -82,11 +110,16 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
 def test_replay_worker_status(workdir: Path) -> None:
     from clarion.demo import DATA
 
-    files = [str(DATA / "01-nws-flash-flood-watch.cap"), str(DATA / "02-nws-flash-flood-watch-update.cap")]
+    files = [
+        str(DATA / "01-nws-flash-flood-watch.cap"),
+        str(DATA / "02-nws-flash-flood-watch-update.cap"),
+    ]
     r = runner.invoke(app, ["replay", *files])
     assert r.exit_code == 0, r.output
     assert "0 deliveries queued" in r.stdout and "expired (not sent)" in r.stdout
-    r = runner.invoke(app, ["replay", "--include-expired", str(DATA / "03-nws-flash-flood-watch-cancel.cap")])
+    r = runner.invoke(
+        app, ["replay", "--include-expired", str(DATA / "03-nws-flash-flood-watch-cancel.cap")]
+    )
     assert "1 stored, 0 unchanged, 1 deliveries queued" in r.stdout
     r = runner.invoke(app, ["status"])
     assert "preview (preview): not started; pending 1" in r.stdout
@@ -98,8 +131,19 @@ def test_replay_worker_status(workdir: Path) -> None:
 
 
 def test_post_a_manual_notice(workdir: Path) -> None:
-    r = runner.invoke(app, ["post", "Water main break on Elm St", "--severity", "moderate",
-                            "--instruction", "Avoid the area", "--area", "Downtown"])
+    r = runner.invoke(
+        app,
+        [
+            "post",
+            "Water main break on Elm St",
+            "--severity",
+            "moderate",
+            "--instruction",
+            "Avoid the area",
+            "--area",
+            "Downtown",
+        ],
+    )
     assert r.exit_code == 0 and "1 deliveries queued" in r.stdout
     r = runner.invoke(app, ["post", "x", "--severity", "cataclysmic"])
     assert r.exit_code == 2

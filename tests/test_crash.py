@@ -75,8 +75,9 @@ def _notices() -> list:
     base = demo_cap(0)
     out = []
     for i in range(NOTICES):
-        body = (base.replace(b"MT</identifier>", f"MT-{i}</identifier>".encode())
-                .replace(b"<headline>Flash Flood Watch", f"<headline>[{i}] Flash Flood Watch".encode()))
+        body = base.replace(b"MT</identifier>", f"MT-{i}</identifier>".encode()).replace(
+            b"<headline>Flash Flood Watch", f"<headline>[{i}] Flash Flood Watch".encode()
+        )
         out.extend(parse_cap(body))
     return out
 
@@ -124,8 +125,13 @@ channels = ["masto", "hook"]
 
         def remaining() -> int:
             with store.read() as conn:
-                return int(conn.execute(select(func.count()).select_from(deliveries)
-                                        .where(deliveries.c.state != "sent")).scalar_one())
+                return int(
+                    conn.execute(
+                        select(func.count())
+                        .select_from(deliveries)
+                        .where(deliveries.c.state != "sent")
+                    ).scalar_one()
+                )
 
         rounds = 0
         while killer.kills < KILLS and remaining() > 0:
@@ -157,12 +163,20 @@ channels = ["masto", "hook"]
         log.close()
 
         with store.read() as conn:
-            states = dict(conn.execute(select(deliveries.c.state, func.count())
-                                       .group_by(deliveries.c.state)).all())
-            reclaimed = conn.execute(select(func.count()).select_from(delivery_events)
-                                     .where(delivery_events.c.detail.like("%expired mid-send%"))
-                                     ).scalar_one()
-        assert states == {"sent": 2 * NOTICES}, (states, (tmp_path / "worker.log").read_text()[-3000:])
+            states = dict(
+                conn.execute(
+                    select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+                ).all()
+            )
+            reclaimed = conn.execute(
+                select(func.count())
+                .select_from(delivery_events)
+                .where(delivery_events.c.detail.like("%expired mid-send%"))
+            ).scalar_one()
+        assert states == {"sent": 2 * NOTICES}, (
+            states,
+            (tmp_path / "worker.log").read_text()[-3000:],
+        )
         assert reclaimed > 0  # the kills really did land mid-send
 
         # Mastodon: exactly one post per notice, none twice.
@@ -173,8 +187,10 @@ channels = ["masto", "hook"]
         # Webhook: every delivery arrived; any duplicate carries the same webhook-id.
         hook_ids = {r["id"] for r in receiver.received}
         with store.read() as conn:
-            expected = {r.id for r in conn.execute(select(deliveries.c.id)
-                                                   .where(deliveries.c.channel == "hook"))}
+            expected = {
+                r.id
+                for r in conn.execute(select(deliveries.c.id).where(deliveries.c.channel == "hook"))
+            }
         assert hook_ids == expected
         per_notice: dict[str, set[str]] = {}
         for r in receiver.received:

@@ -61,8 +61,14 @@ def _close_channels() -> Iterator[None]:
         close_all(_opened.pop())
 
 
-def _setup(store: Store, mastodon: FakeMastodon, receiver: WebhookReceiver,
-           monkeypatch: pytest.MonkeyPatch, on_cancel: str = "reply", extra: str = ""):
+def _setup(
+    store: Store,
+    mastodon: FakeMastodon,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    on_cancel: str = "reply",
+    extra: str = "",
+):
     monkeypatch.setenv("MASTODON_TOKEN", mastodon.token)
     monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
     cfg = config(f"""
@@ -85,8 +91,9 @@ channels = ["masto", "hook"]
     return cfg, chans, Dispatcher(store, chans, clock=clock, worker="test-worker"), clock
 
 
-def test_alert_update_cancel_thread_on_mastodon(store: Store, mastodon: FakeMastodon,
-                                               receiver: WebhookReceiver, monkeypatch) -> None:
+def test_alert_update_cancel_thread_on_mastodon(
+    store: Store, mastodon: FakeMastodon, receiver: WebhookReceiver, monkeypatch
+) -> None:
     cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
     for i in range(3):
         ingest_bytes(store, cfg, chans, demo_cap(i))
@@ -102,22 +109,31 @@ def test_alert_update_cancel_thread_on_mastodon(store: Store, mastodon: FakeMast
     assert alert["language"] is None or alert["language"] == "en"
     receipts = {d.receipt_id for d in rows(store, deliveries, deliveries.c.channel == "masto")}
     assert receipts == {p["id"] for p in posts}
-    assert all(d.receipt_url.startswith("https://fake.social/@clarion/")
-               for d in rows(store, deliveries, deliveries.c.channel == "masto"))
+    assert all(
+        d.receipt_url.startswith("https://fake.social/@clarion/")
+        for d in rows(store, deliveries, deliveries.c.channel == "masto")
+    )
     # The webhook got the three events, each verified, each with its delivery id.
-    assert [b["type"] for b in receiver.bodies()] == ["notice.created", "notice.updated",
-                                                      "notice.cancelled"]
+    assert [b["type"] for b in receiver.bodies()] == [
+        "notice.created",
+        "notice.updated",
+        "notice.cancelled",
+    ]
     hook_ids = {d.id for d in rows(store, deliveries, deliveries.c.channel == "hook")}
     assert {r["id"] for r in receiver.received} == hook_ids
     assert receiver.rejected == []
 
 
-@pytest.mark.parametrize(("mode", "check"), [
-    ("reply_and_delete", lambda m, first: first in m.deleted),
-    ("reply_and_edit", lambda m, first: m.statuses[first]["text"].startswith("CANCELLED")),
-])
-def test_cancel_can_delete_or_edit_the_original(store, mastodon, receiver, monkeypatch, mode,
-                                                check) -> None:
+@pytest.mark.parametrize(
+    ("mode", "check"),
+    [
+        ("reply_and_delete", lambda m, first: first in m.deleted),
+        ("reply_and_edit", lambda m, first: m.statuses[first]["text"].startswith("CANCELLED")),
+    ],
+)
+def test_cancel_can_delete_or_edit_the_original(
+    store, mastodon, receiver, monkeypatch, mode, check
+) -> None:
     cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch, on_cancel=mode)
     ingest_bytes(store, cfg, chans, demo_cap(0))
     disp.run_until_idle()
@@ -127,8 +143,9 @@ def test_cancel_can_delete_or_edit_the_original(store, mastodon, receiver, monke
     assert check(mastodon, first)
 
 
-def test_cancel_of_something_never_posted_posts_nothing(store, mastodon, receiver,
-                                                        monkeypatch) -> None:
+def test_cancel_of_something_never_posted_posts_nothing(
+    store, mastodon, receiver, monkeypatch
+) -> None:
     cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
     ingest_bytes(store, cfg, chans, demo_cap(0))
     ingest_bytes(store, cfg, chans, demo_cap(2))  # the cancel supersedes the unsent alert
@@ -152,9 +169,11 @@ def test_instance_limit_is_read_and_respected(store, receiver, monkeypatch) -> N
 
 def test_server_errors_retry_with_backoff(store, mastodon, receiver, monkeypatch) -> None:
     cfg, chans, disp, clock = _setup(store, mastodon, receiver, monkeypatch)
-    mastodon.script = [Response(200, {"configuration": {"statuses": {"max_characters": 500}}}),
-                       Response(500, {"error": "boom"}),
-                       Response(200, raw=b"<html>proxy error</html>", content_type="text/html")]
+    mastodon.script = [
+        Response(200, {"configuration": {"statuses": {"max_characters": 500}}}),
+        Response(500, {"error": "boom"}),
+        Response(200, raw=b"<html>proxy error</html>", content_type="text/html"),
+    ]
     receiver.script = [Response(503, raw=b"busy", content_type="text/plain")]
     ingest_bytes(store, cfg, chans, demo_cap(0))
     disp.run_until_idle()
@@ -211,8 +230,10 @@ def test_revoked_token_holds_the_channel(store, mastodon, receiver, monkeypatch)
 def test_permanent_errors_fail_at_once(store, mastodon, receiver, monkeypatch) -> None:
     cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
     receiver.script = [Response(400, {"error": "bad payload"})]
-    mastodon.script = [Response(200, {"configuration": {"statuses": {"max_characters": 500}}}),
-                       Response(422, {"error": "Validation failed: Text can't be blank"})]
+    mastodon.script = [
+        Response(200, {"configuration": {"statuses": {"max_characters": 500}}}),
+        Response(422, {"error": "Validation failed: Text can't be blank"}),
+    ]
     ingest_bytes(store, cfg, chans, demo_cap(0))
     disp.run_until_idle()
     ds = {d.channel: d for d in rows(store, deliveries)}
@@ -230,9 +251,24 @@ def test_gives_up_after_max_attempts(store, mastodon, receiver, monkeypatch) -> 
         clock.advance(3600)
     [hook] = rows(store, deliveries, deliveries.c.channel == "hook")
     assert hook.state == "failed" and "gave up after 3 attempts" in hook.last_error
-    trail = [e.to_state for e in rows(store, delivery_events, delivery_events.c.delivery_id == hook.id,
-                                      order=delivery_events.c.id)]
-    assert trail == ["pending", "sending", "retry_wait", "sending", "retry_wait", "sending", "failed"]
+    trail = [
+        e.to_state
+        for e in rows(
+            store,
+            delivery_events,
+            delivery_events.c.delivery_id == hook.id,
+            order=delivery_events.c.id,
+        )
+    ]
+    assert trail == [
+        "pending",
+        "sending",
+        "retry_wait",
+        "sending",
+        "retry_wait",
+        "sending",
+        "failed",
+    ]
 
 
 def test_resend_after_crash_does_not_double_post(store, mastodon, receiver, monkeypatch) -> None:

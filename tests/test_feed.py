@@ -51,12 +51,19 @@ JSON_FEED = {
     "title": "Transit Agency News",
     "home_page_url": "https://transit.example/",
     "items": [
-        {"id": "2026-11-01-a", "url": "https://transit.example/news/a",
-         "title": "Line 4 detour this weekend",
-         "content_html": "<p>Buses on <b>Line 4</b> detour via Elm St.</p>",
-         "date_published": "2026-11-01T08:00:00-05:00", "tags": ["detour"]},
-        {"id": "2026-11-02-b", "content_text": "Fares unchanged in 2027.",
-         "date_published": "2026-11-02T09:00:00Z"},
+        {
+            "id": "2026-11-01-a",
+            "url": "https://transit.example/news/a",
+            "title": "Line 4 detour this weekend",
+            "content_html": "<p>Buses on <b>Line 4</b> detour via Elm St.</p>",
+            "date_published": "2026-11-01T08:00:00-05:00",
+            "tags": ["detour"],
+        },
+        {
+            "id": "2026-11-02-b",
+            "content_text": "Fares unchanged in 2027.",
+            "date_published": "2026-11-02T09:00:00Z",
+        },
     ],
 }
 
@@ -70,21 +77,33 @@ def test_json_feed() -> None:
     assert notices[1].headline == "2026-11-02-b" or notices[1].infos[0].description
 
 
-@pytest.mark.parametrize(("body", "ctype", "message"), [
-    (b"<html><body><h1>503 Service Unavailable</h1></body></html>", "text/html", "HTML page"),
-    (b"<rss version='2.0'><channel><item><title>x", "application/rss+xml", "not well-formed"),
-    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"title": "no id"}]}',
-     "application/json", "has no 'id'"),
-    (b'{"hello": 1}', "application/json", "not a JSON Feed"),
-    (b"{not json", "application/json", "not valid JSON"),
-    (b"\xff\xfe\x00garbage", "application/xml", "not well-formed|not XML"),
-    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "application/xml", "not an RSS or Atom feed"),
-])
+@pytest.mark.parametrize(
+    ("body", "ctype", "message"),
+    [
+        (b"<html><body><h1>503 Service Unavailable</h1></body></html>", "text/html", "HTML page"),
+        (b"<rss version='2.0'><channel><item><title>x", "application/rss+xml", "not well-formed"),
+        (
+            b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"title": "no id"}]}',
+            "application/json",
+            "has no 'id'",
+        ),
+        (b'{"hello": 1}', "application/json", "not a JSON Feed"),
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "application/xml", "not well-formed|not XML"),
+        (
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+            "application/xml",
+            "not an RSS or Atom feed",
+        ),
+    ],
+)
 def test_bad_feeds_are_clear_errors(body: bytes, ctype: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         parse_feed(body, ctype, what="source blog")
 
 
 def test_html_to_text_keeps_paragraphs() -> None:
-    assert html_to_text("<p>One</p><p>Two &amp; three</p><script>x()</script>") == "One\nTwo & three"
+    assert (
+        html_to_text("<p>One</p><p>Two &amp; three</p><script>x()</script>") == "One\nTwo & three"
+    )
     assert html_to_text("   ") is None

@@ -23,7 +23,9 @@ def _queue_many(store: Store, n: int) -> None:
     outbox.ensure_channels(store, {"preview": "preview"}, NOW)
     base = demo_cap(0)
     for i in range(n):
-        ingest_bytes(store, cfg, chans, base.replace(b"MT</identifier>", f"MT-{i}</identifier>".encode()))
+        ingest_bytes(
+            store, cfg, chans, base.replace(b"MT</identifier>", f"MT-{i}</identifier>".encode())
+        )
 
 
 def test_claim_is_exclusive_until_the_lease_expires(store: Store) -> None:
@@ -37,10 +39,15 @@ def test_claim_is_exclusive_until_the_lease_expires(store: Store) -> None:
     # worker-a comes back from the dead: its results are refused, worker-b owns them now.
     assert not outbox.mark_sent(store, a[0], "worker-a", NOW, "x", None, {})
     assert outbox.mark_sent(store, b[0], "worker-b", NOW, "y", None, {})
-    events = rows(store, delivery_events, delivery_events.c.delivery_id == b[0].id,
-                  order=delivery_events.c.id)
+    events = rows(
+        store, delivery_events, delivery_events.c.delivery_id == b[0].id, order=delivery_events.c.id
+    )
     assert [(e.from_state, e.to_state) for e in events] == [
-        (None, "pending"), ("pending", "sending"), ("sending", "sending"), ("sending", "sent")]
+        (None, "pending"),
+        ("pending", "sending"),
+        ("sending", "sending"),
+        ("sending", "sent"),
+    ]
     assert "expired mid-send" in events[2].detail
 
 

@@ -75,16 +75,32 @@ def test_reference_chain_is_followed_through_the_store(store: Store) -> None:
     ingest_bytes(store, cfg, chans, demo_cap(0))
     ingest_bytes(store, cfg, chans, demo_cap(1))
     [update] = parse_cap(demo_cap(1))
-    second = demo_cap(1).replace(b"-UPD</identifier>", b"-UPD2</identifier>").replace(
-        b"<references>w-nws.webmaster@noaa.gov,NOAA-NWS-ALERTS-MT20100830100700TFX",
-        b"<references>w-nws.webmaster@noaa.gov," + update.identifier.encode()
-        + b",2010-08-30T10:00:00-06:00</references><!--",
-    ).replace(b"2010-08-30T04:07:00-06:00</references>", b"-->", 1)
+    second = (
+        demo_cap(1)
+        .replace(b"-UPD</identifier>", b"-UPD2</identifier>")
+        .replace(
+            b"<references>w-nws.webmaster@noaa.gov,NOAA-NWS-ALERTS-MT20100830100700TFX",
+            b"<references>w-nws.webmaster@noaa.gov,"
+            + update.identifier.encode()
+            + b",2010-08-30T10:00:00-06:00</references><!--",
+        )
+        .replace(b"2010-08-30T04:07:00-06:00</references>", b"-->", 1)
+    )
     [n2] = parse_cap(second)
     assert [r.identifier for r in n2.references] == [update.identifier]
     assert n2.thread_key != parse_cap(demo_cap(0))[0].thread_key  # the parser alone cannot know
-    ingest(store, cfg, chans, [n2.model_copy(update={"infos": [
-        n2.infos[0].model_copy(update={"headline": "third version"})]})], source="nws", now=NOW)
+    ingest(
+        store,
+        cfg,
+        chans,
+        [
+            n2.model_copy(
+                update={"infos": [n2.infos[0].model_copy(update={"headline": "third version"})]}
+            )
+        ],
+        source="nws",
+        now=NOW,
+    )
     assert len({n.thread_id for n in rows(store, notices)}) == 1
     assert [n.version for n in rows(store, notices, order=notices.c.version)] == [1, 2, 3]
 
@@ -96,8 +112,12 @@ def test_newer_version_supersedes_unsent_older(store: Store) -> None:
     r = ingest_bytes(store, cfg, chans, demo_cap(1))
     assert r.superseded == 2
     states = {(d.version, d.channel): d.state for d in rows(store, deliveries)}
-    assert states == {(1, "preview"): "superseded", (1, "second"): "superseded",
-                      (2, "preview"): "pending", (2, "second"): "pending"}
+    assert states == {
+        (1, "preview"): "superseded",
+        (1, "second"): "superseded",
+        (2, "preview"): "pending",
+        (2, "second"): "pending",
+    }
     ev = rows(store, delivery_events, delivery_events.c.to_state == "superseded")
     assert len(ev) == 2 and all("superseded by v2" in e.detail for e in ev)
 
@@ -140,7 +160,9 @@ def test_edited_feed_item_becomes_an_update(store: Store) -> None:
     feed = fixture_bytes("feeds/wordpress-org-news.rss")
     first = parse_feed(feed)[:1]
     ingest(store, cfg, chans, first, source="blog", now=NOW)
-    edited = feed.replace(b"Introducing Learn WordPress</title>", b"Introducing Learn WordPress (updated)</title>", 1)
+    edited = feed.replace(
+        b"Introducing Learn WordPress</title>", b"Introducing Learn WordPress (updated)</title>", 1
+    )
     again = [n for n in parse_feed(edited) if n.identifier == first[0].identifier]
     r = ingest(store, cfg, chans, again, source="blog", now=NOW)
     assert len(r.stored) == 1

@@ -33,13 +33,18 @@ def test_bluesky_counts_graphemes() -> None:
     assert count_graphemes("🇨🇦") == 1
 
 
-CAP_FILES = sorted(p.name for p in (FIXTURES / "cap").glob("*.cap")
-                   if p.name not in ("invalid.cap", "canada_errors.cap", "noaa_errors.cap", "xee.cap"))
+CAP_FILES = sorted(
+    p.name
+    for p in (FIXTURES / "cap").glob("*.cap")
+    if p.name not in ("invalid.cap", "canada_errors.cap", "noaa_errors.cap", "xee.cap")
+)
 
 
 @pytest.mark.parametrize("name", CAP_FILES)
-@pytest.mark.parametrize(("limit", "count"), [(280, count_x), (500, count_mastodon),
-                                              (300, count_graphemes), (120, count_mastodon)])
+@pytest.mark.parametrize(
+    ("limit", "count"),
+    [(280, count_x), (500, count_mastodon), (300, count_graphemes), (120, count_mastodon)],
+)
 def test_every_real_alert_fits_and_keeps_headline_and_link(name, limit, count) -> None:
     [n] = parse_cap(fixture_bytes(f"cap/{name}"))
     r = compose(n, limit=limit, count=count, permalink="https://clarion.example/notices/7")

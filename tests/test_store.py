@@ -1,4 +1,4 @@
-"""The schema: migrations replayed from nothing give exactly the declared schema, on both backends."""
+"""Migrations replayed from nothing give exactly the declared schema, on both backends."""
 
 from __future__ import annotations
 

@@ -71,8 +71,10 @@ def test_etag_changes_when_a_notice_arrives(store: Store) -> None:
 def test_hostile_text_is_escaped(store: Store) -> None:
     cfg = config()
     chans = channels_for(cfg)
-    body = demo_cap(0).replace(b"<headline>Flash Flood Watch",
-                               b"<headline>&lt;script&gt;alert(1)&lt;/script&gt; Flash Flood Watch")
+    body = demo_cap(0).replace(
+        b"<headline>Flash Flood Watch",
+        b"<headline>&lt;script&gt;alert(1)&lt;/script&gt; Flash Flood Watch",
+    )
     ingest_bytes(store, cfg, chans, body)
     with TestClient(create_app(store, cfg)) as c:
         assert "<script>alert(1)" not in c.get("/").text

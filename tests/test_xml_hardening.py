@@ -46,9 +46,11 @@ class Listener:
 
 
 def _aimed_at(name: str, port: int) -> bytes:
-    return (fixture_bytes(name)
-            .replace(b"localhost:8080", f"127.0.0.1:{port}".encode())
-            .replace(b"googleusercontent.com", f"127.0.0.1:{port}".encode()))
+    return (
+        fixture_bytes(name)
+        .replace(b"localhost:8080", f"127.0.0.1:{port}".encode())
+        .replace(b"googleusercontent.com", f"127.0.0.1:{port}".encode())
+    )
 
 
 @pytest.mark.parametrize("name", ["cap/xee.cap", "cap/xee.atom"])

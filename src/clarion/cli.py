@@ -28,7 +28,9 @@ app.add_typer(channel_app, name="channel")
 
 ConfigOpt = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="Config file (default: $CLARION_CONFIG or ./clarion.toml)."),
+    typer.Option(
+        "--config", "-c", help="Config file (default: $CLARION_CONFIG or ./clarion.toml)."
+    ),
 ]
 
 
@@ -45,8 +47,10 @@ def _config(path: str | None) -> Config:
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _store(config: Config, upgrade: bool = True):  # type: ignore[no-untyped-def]
@@ -67,7 +71,8 @@ def _channels(config: Config):  # type: ignore[no-untyped-def]
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path(
-        "clarion.toml"),
+        "clarion.toml"
+    ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented example clarion.toml to start from."""
@@ -90,8 +95,10 @@ def check(config: ConfigOpt = None) -> None:
     _channels(cfg)
     path = config_path(config)
     where = str(path) if path.exists() else "built-in defaults (no config file)"
-    typer.echo(f"OK: {where}: {len(cfg.sources)} source(s), {len(cfg.channels)} channel(s), "
-               f"{len(cfg.routes)} route(s); database {_mask_url(cfg.clarion.database_url)}")
+    typer.echo(
+        f"OK: {where}: {len(cfg.sources)} source(s), {len(cfg.channels)} channel(s), "
+        f"{len(cfg.routes)} route(s); database {_mask_url(cfg.clarion.database_url)}"
+    )
 
 
 def _mask_url(url: str) -> str:
@@ -129,8 +136,12 @@ def replay(
     files: Annotated[list[Path], typer.Argument(help="Files to ingest.", exists=True)],
     kind: Annotated[str, typer.Option("--kind", "-k", help="Parser: cap or feed.")] = "cap",
     source: Annotated[str, typer.Option(help="Source name to record them under.")] = "replay",
-    include_expired: Annotated[bool, typer.Option(
-        help="Route notices that have already expired (normally stored but never sent).")] = False,
+    include_expired: Annotated[
+        bool,
+        typer.Option(
+            help="Route notices that have already expired (normally stored but never sent)."
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Ingest FILES through the real pipeline (store, route, render, enqueue)."""
@@ -149,9 +160,11 @@ def replay(
             failed += 1
             continue
         r = ingest(store, cfg, channels, notices, source=source, include_expired=include_expired)
-        typer.echo(f"{f}: {len(r.stored)} stored, {r.unchanged} unchanged, "
-                   f"{r.deliveries} deliveries queued, {r.superseded} superseded"
-                   + (f", {r.not_routed_stale} expired (not sent)" if r.not_routed_stale else ""))
+        typer.echo(
+            f"{f}: {len(r.stored)} stored, {r.unchanged} unchanged, "
+            f"{r.deliveries} deliveries queued, {r.superseded} superseded"
+            + (f", {r.not_routed_stale} expired (not sent)" if r.not_routed_stale else "")
+        )
     if failed:
         raise typer.Exit(1)
 
@@ -161,7 +174,9 @@ def post(
     headline: Annotated[str, typer.Argument(help="What happened, in one line.")],
     description: Annotated[str, typer.Option(help="More detail.")] = "",
     instruction: Annotated[str, typer.Option(help="What people should do.")] = "",
-    severity: Annotated[str, typer.Option(help="extreme|severe|moderate|minor|unknown")] = "unknown",
+    severity: Annotated[
+        str, typer.Option(help="extreme|severe|moderate|minor|unknown")
+    ] = "unknown",
     status: Annotated[str, typer.Option(help="actual|exercise|test|draft")] = "actual",
     link: Annotated[str | None, typer.Option(help="A link to more information.")] = None,
     area: Annotated[str | None, typer.Option(help="Area description.")] = None,
@@ -180,13 +195,26 @@ def post(
         raise _fail(f"clarion: {exc}", 2) from None
     ident = f"manual-{uuid.uuid4()}"
     notice = Notice(
-        kind="manual", identifier=ident, sender=cfg.clarion.publisher_name,
-        sent=datetime.now(UTC).replace(microsecond=0), status=st, thread_key=f"manual:{ident}",
+        kind="manual",
+        identifier=ident,
+        sender=cfg.clarion.publisher_name,
+        sent=datetime.now(UTC).replace(microsecond=0),
+        status=st,
+        thread_key=f"manual:{ident}",
         link=link,
-        infos=[Info(language=cfg.clarion.languages[0], headline=headline, event=headline,
-                    description=description or None, instruction=instruction or None,
-                    severity=sev, web=link, sender_name=cfg.clarion.publisher_name,
-                    areas=[Area(description=area)] if area else [])],
+        infos=[
+            Info(
+                language=cfg.clarion.languages[0],
+                headline=headline,
+                event=headline,
+                description=description or None,
+                instruction=instruction or None,
+                severity=sev,
+                web=link,
+                sender_name=cfg.clarion.publisher_name,
+                areas=[Area(description=area)] if area else [],
+            )
+        ],
     )
     store = _store(cfg)
     r = ingest(store, cfg, _channels(cfg), [notice], source="manual")
@@ -214,9 +242,15 @@ def status(config: ConfigOpt = None) -> None:
         if r is None:
             typer.echo(f"  {name} ({sc.kind}): never polled")
             continue
-        health = "ok" if not r.consecutive_failures else f"FAILING x{r.consecutive_failures}: {r.last_error}"
-        typer.echo(f"  {name} ({sc.kind}): {health}; last success {r.last_success_at or 'never'}; "
-                   f"{r.notices_ingested} notices")
+        health = (
+            "ok"
+            if not r.consecutive_failures
+            else f"FAILING x{r.consecutive_failures}: {r.last_error}"
+        )
+        typer.echo(
+            f"  {name} ({sc.kind}): {health}; last success {r.last_success_at or 'never'}; "
+            f"{r.notices_ingested} notices"
+        )
     typer.echo("Channels:")
     counts = queue_counts(store)
     for name, cc in cfg.channels.items():
@@ -292,8 +326,9 @@ def web(
 
 
 @app.command()
-def run(config: ConfigOpt = None,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def run(
+    config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+) -> None:
     """Run everything in one process: source polling, the dispatcher and the web server."""
     from clarion.runtime import make_dispatcher, poll_loop, serve_web
 
@@ -314,7 +349,9 @@ def run(config: ConfigOpt = None,
 
 @app.command()
 def demo(
-    db: Annotated[Path, typer.Option(help="SQLite file for the demo (recreated).")] = Path("demo.db"),
+    db: Annotated[Path, typer.Option(help="SQLite file for the demo (recreated).")] = Path(
+        "demo.db"
+    ),
     serve: Annotated[bool, typer.Option(help="Serve the page after the replay.")] = True,
 ) -> None:
     """Replay bundled real alerts and a blog post through Clarion, then serve the results."""

@@ -104,7 +104,7 @@ class Settings(_Strict):
 
     database_url: str = "sqlite:///clarion.db"
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None
     publisher_name: str = "Clarion"
     languages: list[str] = Field(default_factory=lambda: ["en"])
@@ -119,7 +119,7 @@ class _SourceBase(_Strict):
     enabled: bool = True
     url: str
     interval: Duration = 120.0
-    max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
 
     _check_url = field_validator("url")(_url)
 
@@ -128,7 +128,7 @@ class CapSourceConfig(_SourceBase):
     """A CAP document URL, or an Atom/RSS index of CAP documents (NWS, Environment Canada…)."""
 
     kind: Literal["cap"]
-    max_documents: int = Field(200, ge=1)
+    max_documents: int = Field(default=200, ge=1)
 
 
 class FeedSourceConfig(_SourceBase):
@@ -136,7 +136,7 @@ class FeedSourceConfig(_SourceBase):
 
     kind: Literal["feed"]
     interval: Duration = 300.0
-    initial_items: int = Field(1, ge=0)
+    initial_items: int = Field(default=1, ge=0)
 
 
 SourceConfig = Annotated[CapSourceConfig | FeedSourceConfig, Field(discriminator="kind")]
@@ -172,7 +172,7 @@ class MastodonChannelConfig(_ChannelBase):
     instance: str
     token: SecretRef
     visibility: Literal["public", "unlisted", "private", "direct"] = "public"
-    max_characters: int | None = Field(None, ge=50)
+    max_characters: int | None = Field(default=None, ge=50)
     on_cancel: Literal["reply", "reply_and_edit", "reply_and_delete"] = "reply"
     timeout: Duration = 20.0
 
@@ -208,7 +208,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class Config(_Strict):
-    clarion: Settings = Field(default_factory=Settings)
+    clarion: Settings = Field(default_factory=lambda: Settings())
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)
@@ -263,8 +263,10 @@ def _format_errors(exc: ValidationError) -> list[str]:
         if kind == "extra_forbidden":
             out.append(f"{loc}: unknown key")
         elif kind == "union_tag_invalid":
-            out.append(f"{loc}.kind: {err['ctx'].get('tag')!r} is not a known kind "
-                       f"(expected one of {err['ctx'].get('expected_tags')})")
+            out.append(
+                f"{loc}.kind: {err['ctx'].get('tag')!r} is not a known kind "
+                f"(expected one of {err['ctx'].get('expected_tags')})"
+            )
         elif kind == "union_tag_not_found":
             out.append(f"{loc}.kind: missing; say which kind this is")
         elif kind == "missing":
@@ -281,13 +283,17 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, A
         env_key = ENV_PREFIX + key.upper()
         if env_key in environ:
             raw = environ[env_key]
-            settings[key] = [s.strip() for s in raw.split(",") if s.strip()] if key == "languages" else raw
+            settings[key] = (
+                [s.strip() for s in raw.split(",") if s.strip()] if key == "languages" else raw
+            )
     if settings:
         data = {**data, "clarion": settings}
     return data
 
 
-def parse_config(text: str, *, path: str | None = None, environ: dict[str, str] | None = None) -> Config:
+def parse_config(
+    text: str, *, path: str | None = None, environ: dict[str, str] | None = None
+) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -338,7 +344,7 @@ def validate_all(config: Config) -> None:
         raise ConfigError(problems)
 
 
-EXAMPLE_CONFIG = '''\
+EXAMPLE_CONFIG = """\
 # clarion.toml — what Clarion reads, where it posts, and which notices go where.
 # Check it with `clarion check`. Every key is documented in docs/configuration.md.
 # Any key of [clarion] can be overridden from the environment as CLARION_<KEY>,
@@ -402,4 +408,4 @@ channels = ["mastodon_main", "partners"]
 name = "blog posts"
 sources = ["blog"]
 channels = ["mastodon_main"]
-'''
+"""

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 
@@ -66,8 +67,14 @@ def ingest(
     result = IngestResult()
     with store.write() as conn:
         for notice in items:
-            result += _ingest_one(conn, config, channels, notice.model_copy(update={"source": source}),
-                                  now, include_expired)
+            result += _ingest_one(
+                conn,
+                config,
+                channels,
+                notice.model_copy(update={"source": source}),
+                now,
+                include_expired,
+            )
     return result
 
 
@@ -99,13 +106,18 @@ def _ingest_one(
     thread = conn.execute(select(threads).where(threads.c.thread_key == thread_key)).first()
     if thread is not None:
         dup = conn.execute(
-            select(notices.c.id).where(
+            select(notices.c.id)
+            .where(
                 notices.c.thread_id == thread.id,
                 (notices.c.content_hash == content_hash)
                 # CAP freezes identifier+sent: the same message fetched again is the same message.
-                | and_(notices.c.kind == "cap", notices.c.sender == notice.sender,
-                       notices.c.identifier == notice.identifier),
-            ).limit(1)
+                | and_(
+                    notices.c.kind == "cap",
+                    notices.c.sender == notice.sender,
+                    notices.c.identifier == notice.identifier,
+                ),
+            )
+            .limit(1)
         ).first()
         if dup is not None:
             result.unchanged += 1
@@ -116,28 +128,49 @@ def _ingest_one(
         notice = notice.model_copy(update={"msg_type": MsgType.UPDATE})
     notice = notice.model_copy(update={"thread_key": thread_key, "version": version})
     if thread is None:
-        thread_id = conn.execute(
+        thread_id = _insert(
+            conn,
             insert(threads).values(
-                thread_key=thread_key, source=notice.source, state="active", latest_version=0,
-                headline=notice.headline, severity=notice.severity.value,
-                status=notice.status.value, created_at=now, updated_at=now,
-            )
-        ).inserted_primary_key[0]
+                thread_key=thread_key,
+                source=notice.source,
+                state="active",
+                latest_version=0,
+                headline=notice.headline,
+                severity=notice.severity.value,
+                status=notice.status.value,
+                created_at=now,
+                updated_at=now,
+            ),
+        )
     else:
         thread_id = thread.id
-    notice_id = conn.execute(
+    notice_id = _insert(
+        conn,
         insert(notices).values(
-            thread_id=thread_id, version=version, source=notice.source, kind=notice.kind,
-            identifier=notice.identifier, sender=notice.sender, sent=notice.sent,
-            status=notice.status.value, msg_type=notice.msg_type.value,
-            severity=notice.severity.value, headline=notice.headline, expires=notice.expires,
-            content_hash=content_hash, data=notice.to_json_dict(), original=notice.original,
+            thread_id=thread_id,
+            version=version,
+            source=notice.source,
+            kind=notice.kind,
+            identifier=notice.identifier,
+            sender=notice.sender,
+            sent=notice.sent,
+            status=notice.status.value,
+            msg_type=notice.msg_type.value,
+            severity=notice.severity.value,
+            headline=notice.headline,
+            expires=notice.expires,
+            content_hash=content_hash,
+            data=notice.to_json_dict(),
+            original=notice.original,
             original_content_type=notice.original_content_type,
-            signature=notice.signature.value, received_at=now,
-        )
-    ).inserted_primary_key[0]
+            signature=notice.signature.value,
+            received_at=now,
+        ),
+    )
     thread_values: dict[str, object] = {
-        "latest_version": version, "latest_notice_id": notice_id, "updated_at": now,
+        "latest_version": version,
+        "latest_notice_id": notice_id,
+        "updated_at": now,
         "state": "cancelled" if notice.msg_type is MsgType.CANCEL else "active",
     }
     if notice.msg_type is not MsgType.CANCEL:  # a cancel's own headline is rarely informative
@@ -149,8 +182,9 @@ def _ingest_one(
         result.not_routed_stale += 1
         log.info("notice %s expired at %s: stored, not sent", notice.identifier, notice.expires)
         return result
-    ctx = RenderContext(languages=tuple(config.clarion.languages),
-                        permalink=permalink(config, int(thread_id)))
+    ctx = RenderContext(
+        languages=tuple(config.clarion.languages), permalink=permalink(config, int(thread_id))
+    )
     for channel_name in route(notice, config):
         channel = channels.get(channel_name)
         if channel is None:
@@ -159,15 +193,27 @@ def _ingest_one(
         delivery_id = str(uuid.uuid4())
         conn.execute(
             insert(deliveries).values(
-                id=delivery_id, notice_id=notice_id, thread_id=thread_id, channel=channel_name,
-                version=version, msg_type=notice.msg_type.value, state="pending",
-                payload=channel.render(notice, ctx), attempts=0, next_attempt_at=now,
-                created_at=now, updated_at=now,
+                id=delivery_id,
+                notice_id=notice_id,
+                thread_id=thread_id,
+                channel=channel_name,
+                version=version,
+                msg_type=notice.msg_type.value,
+                state="pending",
+                payload=channel.render(notice, ctx),
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
             )
         )
         conn.execute(
             insert(delivery_events).values(
-                delivery_id=delivery_id, at=now, from_state=None, to_state="pending", attempt=0,
+                delivery_id=delivery_id,
+                at=now,
+                from_state=None,
+                to_state="pending",
+                attempt=0,
                 detail=f"queued {notice.msg_type.value} v{version} for {channel_name}",
             )
         )
@@ -193,8 +239,19 @@ def _supersede(conn: Connection, thread_id: int, channel: str, version: int, now
         )
         conn.execute(
             insert(delivery_events).values(
-                delivery_id=row.id, at=now, from_state=row.state, to_state="superseded",
-                attempt=row.attempts, detail=f"superseded by v{version} before it was sent",
+                delivery_id=row.id,
+                at=now,
+                from_state=row.state,
+                to_state="superseded",
+                attempt=row.attempts,
+                detail=f"superseded by v{version} before it was sent",
             )
         )
     return len(older)
+
+
+def _insert(conn: Connection, stmt: Any) -> int:
+    """Run an INSERT and return the new row's integer primary key."""
+    key = conn.execute(stmt).inserted_primary_key
+    assert key is not None
+    return int(key[0])

@@ -21,27 +21,34 @@ log = logging.getLogger(__name__)
 
 def make_dispatcher(store: Store, config: Config, channels: Mapping[str, Channel]) -> Dispatcher:
     return Dispatcher(
-        store, channels,
+        store,
+        channels,
         lease_seconds=config.clarion.lease_seconds,
         heartbeat_seconds=config.clarion.heartbeat_seconds,
         drop_expired=config.clarion.drop_expired,
     )
 
 
-def poll_loop(store: Store, config: Config, channels: Mapping[str, Channel],
-              stop: threading.Event) -> None:
+def poll_loop(
+    store: Store, config: Config, channels: Mapping[str, Channel], stop: threading.Event
+) -> None:
     sources = build_sources(config)
     if not sources:
         return
-    with httpx.Client(timeout=30, follow_redirects=True,
-                      headers={"User-Agent": config.clarion.user_agent}) as http:
+    with httpx.Client(
+        timeout=30, follow_redirects=True, headers={"User-Agent": config.clarion.user_agent}
+    ) as http:
         while not stop.is_set():
             for source in due_sources(store, sources, datetime.now(UTC)):
                 try:
                     result = poll_source(store, config, channels, source, http)
                     if result and result.stored:
-                        log.info("source %s: %d new notice(s), %d deliveries queued",
-                                 source.name, len(result.stored), result.deliveries)
+                        log.info(
+                            "source %s: %d new notice(s), %d deliveries queued",
+                            source.name,
+                            len(result.stored),
+                            result.deliveries,
+                        )
                 except Exception:
                     log.exception("source %s: poll crashed", source.name)
             stop.wait(config.clarion.poll_interval_min / 3)

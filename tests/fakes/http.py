@@ -28,8 +28,14 @@ class Request:
 
 
 class Response:
-    def __init__(self, status: int = 200, body: Any = None, headers: dict[str, str] | None = None,
-                 raw: bytes | None = None, content_type: str = "application/json") -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self.status = status
         self.headers = headers or {}
         if raw is not None:
@@ -79,8 +85,9 @@ class FakeServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> FakeServer:
         self.thread.start()

@@ -33,8 +33,9 @@ def mastodon_length(text: str) -> int:
 
 
 class FakeMastodon:
-    def __init__(self, token: str = "good-token", max_characters: int = 500,
-                 domain: str = "fake.social") -> None:
+    def __init__(
+        self, token: str = "good-token", max_characters: int = 500, domain: str = "fake.social"
+    ) -> None:
         self.token = token
         self.max_characters = max_characters
         self.domain = domain
@@ -69,14 +70,30 @@ class FakeMastodon:
                 canned = self.script.pop(0)
                 return canned
         if req.path in ("/api/v1/instance", "/api/v1/instance/"):
-            return Response(200, {"uri": self.domain, "title": "Fake", "version": "4.3.2",
-                                  "configuration": {"statuses": {
-                                      "max_characters": self.max_characters}}})
+            return Response(
+                200,
+                {
+                    "uri": self.domain,
+                    "title": "Fake",
+                    "version": "4.3.2",
+                    "configuration": {"statuses": {"max_characters": self.max_characters}},
+                },
+            )
         if req.path in ("/api/v2/instance", "/api/v2/instance/"):
-            return Response(200, {"domain": self.domain, "title": "Fake", "version": "4.3.2",
-                                  "configuration": {"statuses": {
-                                      "max_characters": self.max_characters,
-                                      "characters_reserved_per_url": 23}}})
+            return Response(
+                200,
+                {
+                    "domain": self.domain,
+                    "title": "Fake",
+                    "version": "4.3.2",
+                    "configuration": {
+                        "statuses": {
+                            "max_characters": self.max_characters,
+                            "characters_reserved_per_url": 23,
+                        }
+                    },
+                },
+            )
         if req.headers.get("authorization") != f"Bearer {self.token}":
             return Response(401, {"error": "The access token is invalid"})
         if req.path == "/api/v1/statuses" and req.method == "POST":
@@ -96,8 +113,13 @@ class FakeMastodon:
             if not text.strip():
                 return Response(422, {"error": "Validation failed: Text can't be blank"})
             if mastodon_length(text) > self.max_characters:
-                return Response(422, {"error": "Validation failed: Text character limit of "
-                                      f"{self.max_characters} exceeded"})
+                return Response(
+                    422,
+                    {
+                        "error": "Validation failed: Text character limit of "
+                        f"{self.max_characters} exceeded"
+                    },
+                )
             reply_to = form.get("in_reply_to_id")
             if reply_to and reply_to not in self.statuses:
                 return Response(404, {"error": "Record not found"})
@@ -136,8 +158,11 @@ class FakeMastodon:
             if req.method == "PUT":
                 text = req.form().get("status", "")
                 self.edits.append((sid, text))
-                status.update(text=text, content=f"<p>{text}</p>",
-                              edited_at=(datetime.now(UTC) + timedelta(seconds=1)).isoformat())
+                status.update(
+                    text=text,
+                    content=f"<p>{text}</p>",
+                    edited_at=(datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
+                )
                 return Response(200, status)
         return Response(405, {"error": "Method not allowed"})
 
@@ -146,6 +171,12 @@ class FakeMastodon:
     @staticmethod
     def rate_limited(reset_in: int = 30) -> Response:
         reset = (datetime.now(UTC) + timedelta(seconds=reset_in)).isoformat()
-        return Response(429, {"error": "Too many requests"},
-                        headers={"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0",
-                                 "X-RateLimit-Reset": reset})
+        return Response(
+            429,
+            {"error": "Too many requests"},
+            headers={
+                "X-RateLimit-Limit": "300",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": reset,
+            },
+        )

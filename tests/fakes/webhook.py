@@ -43,8 +43,9 @@ class WebhookReceiver:
                 self.rejected.append(str(exc))
             return Response(401, {"error": str(exc)})
         with self.lock:
-            self.received.append({"id": req.headers["webhook-id"], "body": body,
-                                  "headers": req.headers})
+            self.received.append(
+                {"id": req.headers["webhook-id"], "body": body, "headers": req.headers}
+            )
         if self.on_receive is not None:
             self.on_receive(req.headers["webhook-id"])
         return Response(204)

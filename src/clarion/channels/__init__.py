@@ -12,7 +12,13 @@ from clarion.config import (
 )
 
 __all__ = [
-    "Channel", "ChannelError", "ErrorKind", "Outgoing", "Profile", "Receipt", "build_channels",
+    "Channel",
+    "ChannelError",
+    "ErrorKind",
+    "Outgoing",
+    "Profile",
+    "Receipt",
+    "build_channels",
 ]
 
 
@@ -39,9 +45,14 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     raise ConfigError([f"channels.{name}.secret: {exc}"]) from None
             elif isinstance(cfg, MastodonChannelConfig):
                 built[name] = MastodonChannel(
-                    name, cfg.instance, _secret(name, "token", cfg.token),
-                    visibility=cfg.visibility, max_characters=cfg.max_characters,
-                    on_cancel=cfg.on_cancel, timeout=cfg.timeout, languages=langs,
+                    name,
+                    cfg.instance,
+                    _secret(name, "token", cfg.token),
+                    visibility=cfg.visibility,
+                    max_characters=cfg.max_characters,
+                    on_cancel=cfg.on_cancel,
+                    timeout=cfg.timeout,
+                    languages=langs,
                 )
         except ConfigError as exc:
             problems.extend(exc.problems)

@@ -73,8 +73,13 @@ class MastodonChannel:
         )
         # Mastodon's documented default: 300 requests per 5 minutes per account.
         self.profile = Profile(
-            limit=max_characters or DEFAULT_LIMIT, counting="mastodon", threads=True, edit=True,
-            delete=True, idempotency=True, rate_limit=(300, 300.0),
+            limit=max_characters or DEFAULT_LIMIT,
+            counting="mastodon",
+            threads=True,
+            edit=True,
+            delete=True,
+            idempotency=True,
+            rate_limit=(300, 300.0),
         )
 
     # --- pure -----------------------------------------------------------------------------
@@ -82,12 +87,23 @@ class MastodonChannel:
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         return self._render(notice, ctx.languages, ctx.permalink, self._limit or DEFAULT_LIMIT)
 
-    def _render(self, notice: Notice, languages: tuple[str, ...], permalink: str | None,
-                limit: int) -> dict[str, Any]:
-        r = compose(notice, limit=limit, count=count_mastodon,
-                    languages=self.languages or languages, permalink=permalink)
-        return {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language,
-                "permalink": permalink}
+    def _render(
+        self, notice: Notice, languages: tuple[str, ...], permalink: str | None, limit: int
+    ) -> dict[str, Any]:
+        r = compose(
+            notice,
+            limit=limit,
+            count=count_mastodon,
+            languages=self.languages or languages,
+            permalink=permalink,
+        )
+        return {
+            "text": r.text,
+            "count": r.count,
+            "limit": r.limit,
+            "language": r.language,
+            "permalink": permalink,
+        }
 
     # --- I/O ------------------------------------------------------------------------------
 
@@ -140,8 +156,11 @@ class MastodonChannel:
                 original = self._call(self.api.status, out.root.post_id)
                 old = _plain(original.get("content", ""))
                 if not old.startswith("CANCELLED"):
-                    self._call(self.api.status_update, out.root.post_id,
-                               _cut(f"CANCELLED — see reply. {old}", limit))
+                    self._call(
+                        self.api.status_update,
+                        out.root.post_id,
+                        _cut(f"CANCELLED — see reply. {old}", limit),
+                    )
         return receipt
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -150,31 +169,41 @@ class MastodonChannel:
         except MastodonRatelimitError:
             reset = getattr(self.api, "ratelimit_reset", None)
             wait = max(1.0, reset - time.time()) if reset else None
-            raise ChannelError(ErrorKind.RATE_LIMITED, f"{self.instance} rate limit reached",
-                               wait) from None
+            raise ChannelError(
+                ErrorKind.RATE_LIMITED, f"{self.instance} rate limit reached", wait
+            ) from None
         except MastodonUnauthorizedError as exc:
-            raise ChannelError(ErrorKind.AUTH, f"{self.instance} refused the access token: "
-                               f"{_api_message(exc)}") from None
+            raise ChannelError(
+                ErrorKind.AUTH, f"{self.instance} refused the access token: {_api_message(exc)}"
+            ) from None
         except MastodonServerError as exc:
-            raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} server error: "
-                               f"{_api_message(exc)}") from None
+            raise ChannelError(
+                ErrorKind.RETRYABLE, f"{self.instance} server error: {_api_message(exc)}"
+            ) from None
         except MastodonNetworkError as exc:
             raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} unreachable: {exc}") from None
         except MastodonNotFoundError as exc:
-            raise ChannelError(ErrorKind.PERMANENT, f"{self.instance}: not found: "
-                               f"{_api_message(exc)}") from None
+            raise ChannelError(
+                ErrorKind.PERMANENT, f"{self.instance}: not found: {_api_message(exc)}"
+            ) from None
         except MastodonAPIError as exc:
             code = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
             if code == 403:
-                raise ChannelError(ErrorKind.AUTH, f"{self.instance} forbade the post (403): "
-                                   f"{_api_message(exc)}") from None
+                raise ChannelError(
+                    ErrorKind.AUTH, f"{self.instance} forbade the post (403): {_api_message(exc)}"
+                ) from None
             if code is None:  # an unparseable answer (garbage, HTML from a proxy): try again
-                raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} answered garbage: "
-                                   f"{str(exc)[:200]}") from None
+                raise ChannelError(
+                    ErrorKind.RETRYABLE, f"{self.instance} answered garbage: {str(exc)[:200]}"
+                ) from None
             if code in (408, 409, 425):
-                raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} answered {code}") from None
-            raise ChannelError(ErrorKind.PERMANENT, f"{self.instance} rejected the post ({code}): "
-                               f"{_api_message(exc)}") from None
+                raise ChannelError(
+                    ErrorKind.RETRYABLE, f"{self.instance} answered {code}"
+                ) from None
+            raise ChannelError(
+                ErrorKind.PERMANENT,
+                f"{self.instance} rejected the post ({code}): {_api_message(exc)}",
+            ) from None
 
 
 def _api_message(exc: Exception) -> str:

@@ -39,8 +39,13 @@ class PreviewChannel:
                 languages=self.languages or ctx.languages,
                 permalink=ctx.permalink,
             )
-            platforms[platform] = {"text": r.text, "count": r.count, "limit": r.limit,
-                                   "counting": counting, "language": r.language}
+            platforms[platform] = {
+                "text": r.text,
+                "count": r.count,
+                "limit": r.limit,
+                "counting": counting,
+                "language": r.language,
+            }
         return {"platforms": platforms}
 
     def close(self) -> None:

@@ -67,13 +67,17 @@ def retry_after_seconds(value: str | None) -> float | None:
 def classify_http(status: int, retry_after: str | None, what: str) -> ChannelError:
     """Map an HTTP error status to what the dispatcher should do about it."""
     if status == 429:
-        return ChannelError(ErrorKind.RATE_LIMITED, f"{what} answered 429 Too Many Requests",
-                            retry_after_seconds(retry_after))
+        return ChannelError(
+            ErrorKind.RATE_LIMITED,
+            f"{what} answered 429 Too Many Requests",
+            retry_after_seconds(retry_after),
+        )
     if status in (401, 403):
         return ChannelError(ErrorKind.AUTH, f"{what} refused the credentials (HTTP {status})")
     if status in (408, 409, 425) or status >= 500:
-        return ChannelError(ErrorKind.RETRYABLE, f"{what} answered HTTP {status}",
-                            retry_after_seconds(retry_after))
+        return ChannelError(
+            ErrorKind.RETRYABLE, f"{what} answered HTTP {status}", retry_after_seconds(retry_after)
+        )
     return ChannelError(ErrorKind.PERMANENT, f"{what} answered HTTP {status}")
 
 
@@ -81,8 +85,14 @@ class WebhookChannel:
     kind = "webhook"
     profile = Profile(limit=None, counting=None, idempotency=True)
 
-    def __init__(self, name: str, url: str, secret: str, timeout: float = 10.0,
-                 http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        secret: str,
+        timeout: float = 10.0,
+        http: httpx.Client | None = None,
+    ) -> None:
         check_secret(secret)
         self.name = name
         self.url = url
@@ -101,9 +111,13 @@ class WebhookChannel:
     def send(self, out: Outgoing) -> Receipt:
         now = datetime.now(UTC)
         body = json.dumps(
-            {**out.payload, "timestamp": now.isoformat().replace("+00:00", "Z"),
-             "in_reply_to": out.previous.post_id if out.previous else None},
-            separators=(",", ":"), ensure_ascii=False,
+            {
+                **out.payload,
+                "timestamp": now.isoformat().replace("+00:00", "Z"),
+                "in_reply_to": out.previous.post_id if out.previous else None,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
         )
         headers = {
             "content-type": "application/json",
@@ -117,10 +131,15 @@ class WebhookChannel:
         except httpx.TimeoutException:
             raise ChannelError(ErrorKind.RETRYABLE, f"{what} timed out") from None
         except httpx.HTTPError as exc:
-            raise ChannelError(ErrorKind.RETRYABLE, f"{what}: {type(exc).__name__}: {exc}") from None
+            raise ChannelError(
+                ErrorKind.RETRYABLE, f"{what}: {type(exc).__name__}: {exc}"
+            ) from None
         if resp.status_code == 410:
-            raise ChannelError(ErrorKind.AUTH, f"{what} answered 410 Gone: the endpoint is disabled "
-                               "until an operator re-enables it")
+            raise ChannelError(
+                ErrorKind.AUTH,
+                f"{what} answered 410 Gone: the endpoint is disabled "
+                "until an operator re-enables it",
+            )
         if resp.status_code >= 300:
             raise classify_http(resp.status_code, resp.headers.get("retry-after"), what)
         return Receipt(post_id=out.id)

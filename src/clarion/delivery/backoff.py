@@ -27,4 +27,4 @@ def backoff_delay(
     delay = exp / 2 + r.uniform(0, exp / 2)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    return delay
+    return float(delay)

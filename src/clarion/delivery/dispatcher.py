@@ -35,8 +35,11 @@ def _receipt(data: dict[str, object] | None) -> Receipt | None:
     if data is None or not data.get("post_id"):
         return None
     extra = data.get("extra")
-    return Receipt(post_id=str(data["post_id"]), url=data.get("url") and str(data["url"]),
-                   extra=dict(extra) if isinstance(extra, dict) else {})
+    return Receipt(
+        post_id=str(data["post_id"]),
+        url=str(data["url"]) if data.get("url") else None,
+        extra=dict(extra) if isinstance(extra, dict) else {},
+    )
 
 
 class Dispatcher:
@@ -62,14 +65,21 @@ class Dispatcher:
         self.clock = clock
         self.limiters = {
             name: RateLimiter(*ch.profile.rate_limit)
-            for name, ch in channels.items() if ch.profile.rate_limit
+            for name, ch in channels.items()
+            if ch.profile.rate_limit
         }
         outbox.ensure_channels(store, {n: c.kind for n, c in channels.items()}, clock())
 
     def run_once(self, limit: int = 10) -> int:
         """Claim and process one batch; returns how many deliveries were processed."""
-        claimed = outbox.claim(self.store, self.worker, self.clock(), self.lease_seconds, limit,
-                               only_channels=list(self.channels))
+        claimed = outbox.claim(
+            self.store,
+            self.worker,
+            self.clock(),
+            self.lease_seconds,
+            limit,
+            only_channels=list(self.channels),
+        )
         if not claimed:
             return 0
         held = [c.id for c in claimed]
@@ -83,9 +93,15 @@ class Dispatcher:
                 except Exception:  # never let one delivery stop the loop
                     log.exception("delivery %s: unexpected error", c.id)
                     now = self.clock()
-                    outbox.mark_retry(self.store, c, self.worker, now,
-                                      now + timedelta(seconds=backoff_delay(c.attempts)),
-                                      "internal error (see the worker's log)", "retryable")
+                    outbox.mark_retry(
+                        self.store,
+                        c,
+                        self.worker,
+                        now,
+                        now + timedelta(seconds=backoff_delay(c.attempts)),
+                        "internal error (see the worker's log)",
+                        "retryable",
+                    )
                 held.remove(c.id)
         finally:
             stop.set()
@@ -115,8 +131,9 @@ class Dispatcher:
     def _heartbeat(self, held: list[str], stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_seconds):
             try:
-                outbox.heartbeat(self.store, self.worker, list(held), self.clock(),
-                                 self.lease_seconds)
+                outbox.heartbeat(
+                    self.store, self.worker, list(held), self.clock(), self.lease_seconds
+                )
             except Exception:
                 log.exception("heartbeat failed")
 
@@ -126,41 +143,78 @@ class Dispatcher:
         now = self.clock()
         if c.reclaimed and not channel.profile.idempotency:
             # No idempotency key on this platform: a resend could post twice. Flag, never repeat.
-            outbox.mark_failed(self.store, c, self.worker, now,
-                               "the worker died mid-send and this platform cannot deduplicate; "
-                               "check whether it was posted, then retry by hand", "ambiguous")
+            outbox.mark_failed(
+                self.store,
+                c,
+                self.worker,
+                now,
+                "the worker died mid-send and this platform cannot deduplicate; "
+                "check whether it was posted, then retry by hand",
+                "ambiguous",
+            )
             return
         previous, root = (_receipt(r) for r in outbox.previous_receipts(self.store, c))
         if notice.msg_type is MsgType.CANCEL and previous is None:
-            outbox.mark_cancelled(self.store, c, self.worker, now,
-                                  "nothing was posted on this channel for this thread, "
-                                  "so there is nothing to cancel")
+            outbox.mark_cancelled(
+                self.store,
+                c,
+                self.worker,
+                now,
+                "nothing was posted on this channel for this thread, so there is nothing to cancel",
+            )
             return
         if self.drop_expired and is_stale(notice, now):
-            outbox.mark_cancelled(self.store, c, self.worker, now,
-                                  f"expired at {notice.expires} before it could be sent")
+            outbox.mark_cancelled(
+                self.store,
+                c,
+                self.worker,
+                now,
+                f"expired at {notice.expires} before it could be sent",
+            )
             return
         limiter = self.limiters.get(c.channel)
         if limiter is not None:
             wait = limiter.acquire(time.monotonic())
             if wait > 0:
-                outbox.mark_retry(self.store, c, self.worker, now,
-                                  now + timedelta(seconds=wait),
-                                  "local rate limit for this channel", "rate_limited",
-                                  count_attempt=False)
+                outbox.mark_retry(
+                    self.store,
+                    c,
+                    self.worker,
+                    now,
+                    now + timedelta(seconds=wait),
+                    "local rate limit for this channel",
+                    "rate_limited",
+                    count_attempt=False,
+                )
                 return
-        out = Outgoing(id=c.id, notice=notice, payload=c.payload, previous=previous, root=root,
-                       attempt=c.attempts)
+        out = Outgoing(
+            id=c.id,
+            notice=notice,
+            payload=c.payload,
+            previous=previous,
+            root=root,
+            attempt=c.attempts,
+        )
         try:
             receipt = channel.send(out)
         except ChannelError as exc:
             self._failed(c, exc)
             return
-        done = outbox.mark_sent(self.store, c, self.worker, self.clock(), receipt.post_id,
-                                receipt.url, {"extra": receipt.extra})
+        done = outbox.mark_sent(
+            self.store,
+            c,
+            self.worker,
+            self.clock(),
+            receipt.post_id,
+            receipt.url,
+            {"extra": receipt.extra},
+        )
         if not done:
-            log.warning("delivery %s: sent as %s but the lease had passed to another worker",
-                        c.id, receipt.post_id)
+            log.warning(
+                "delivery %s: sent as %s but the lease had passed to another worker",
+                c.id,
+                receipt.post_id,
+            )
 
     def _failed(self, c: outbox.Claimed, exc: ChannelError) -> None:
         now = self.clock()
@@ -171,13 +225,33 @@ class Dispatcher:
             outbox.mark_failed(self.store, c, self.worker, now, exc.message, exc.kind.value)
         elif exc.kind is ErrorKind.RATE_LIMITED:
             delay = backoff_delay(1, exc.retry_after)
-            outbox.mark_retry(self.store, c, self.worker, now, now + timedelta(seconds=delay),
-                              exc.message, exc.kind.value, count_attempt=False)
+            outbox.mark_retry(
+                self.store,
+                c,
+                self.worker,
+                now,
+                now + timedelta(seconds=delay),
+                exc.message,
+                exc.kind.value,
+                count_attempt=False,
+            )
         elif c.attempts >= self.max_attempts:
-            outbox.mark_failed(self.store, c, self.worker, now,
-                               f"gave up after {c.attempts} attempts: {exc.message}",
-                               exc.kind.value)
+            outbox.mark_failed(
+                self.store,
+                c,
+                self.worker,
+                now,
+                f"gave up after {c.attempts} attempts: {exc.message}",
+                exc.kind.value,
+            )
         else:
             delay = backoff_delay(c.attempts, exc.retry_after)
-            outbox.mark_retry(self.store, c, self.worker, now, now + timedelta(seconds=delay),
-                              exc.message, exc.kind.value)
+            outbox.mark_retry(
+                self.store,
+                c,
+                self.worker,
+                now,
+                now + timedelta(seconds=delay),
+                exc.message,
+                exc.kind.value,
+            )

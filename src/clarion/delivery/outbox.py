@@ -42,12 +42,27 @@ class Claimed:
     reclaimed: bool  # the previous attempt's worker died mid-send: the outcome is unknown
 
 
-def _event(conn: Connection, delivery_id: str, now: datetime, from_state: str | None,
-           to_state: str, attempt: int, worker: str | None, detail: str | None) -> None:
-    conn.execute(insert(delivery_events).values(
-        delivery_id=delivery_id, at=now, from_state=from_state, to_state=to_state,
-        attempt=attempt, worker=worker, detail=detail,
-    ))
+def _event(
+    conn: Connection,
+    delivery_id: str,
+    now: datetime,
+    from_state: str | None,
+    to_state: str,
+    attempt: int,
+    worker: str | None,
+    detail: str | None,
+) -> None:
+    conn.execute(
+        insert(delivery_events).values(
+            delivery_id=delivery_id,
+            at=now,
+            from_state=from_state,
+            to_state=to_state,
+            attempt=attempt,
+            worker=worker,
+            detail=detail,
+        )
+    )
 
 
 def held_channels(conn: Connection) -> set[str]:
@@ -55,8 +70,14 @@ def held_channels(conn: Connection) -> set[str]:
     return {r.name for r in rows}
 
 
-def claim(store: Store, worker: str, now: datetime, lease_seconds: float, limit: int = 10,
-          only_channels: list[str] | None = None) -> list[Claimed]:
+def claim(
+    store: Store,
+    worker: str,
+    now: datetime,
+    lease_seconds: float,
+    limit: int = 10,
+    only_channels: list[str] | None = None,
+) -> list[Claimed]:
     """Claim up to `limit` due deliveries for `worker`, oldest first."""
     d = deliveries
     older = aliased(deliveries)
@@ -94,44 +115,76 @@ def claim(store: Store, worker: str, now: datetime, lease_seconds: float, limit:
         for r in rows:
             reclaimed = r.state == "sending"
             conn.execute(
-                update(d).where(d.c.id == r.id).values(
-                    state="sending", lease_owner=worker, lease_expires_at=expires,
-                    attempts=r.attempts + 1, updated_at=now,
+                update(d)
+                .where(d.c.id == r.id)
+                .values(
+                    state="sending",
+                    lease_owner=worker,
+                    lease_expires_at=expires,
+                    attempts=r.attempts + 1,
+                    updated_at=now,
                 )
             )
-            detail = (f"lease of {r.lease_owner} expired mid-send; outcome unknown, resending"
-                      if reclaimed else None)
+            detail = (
+                f"lease of {r.lease_owner} expired mid-send; outcome unknown, resending"
+                if reclaimed
+                else None
+            )
             _event(conn, r.id, now, r.state, "sending", r.attempts + 1, worker, detail)
-            out.append(Claimed(
-                id=r.id, notice_id=r.notice_id, thread_id=r.thread_id, channel=r.channel,
-                version=r.version, msg_type=r.msg_type, payload=r.payload,
-                attempts=r.attempts + 1, notice_data=r.notice_data, original=r.original,
-                reclaimed=reclaimed,
-            ))
+            out.append(
+                Claimed(
+                    id=r.id,
+                    notice_id=r.notice_id,
+                    thread_id=r.thread_id,
+                    channel=r.channel,
+                    version=r.version,
+                    msg_type=r.msg_type,
+                    payload=r.payload,
+                    attempts=r.attempts + 1,
+                    notice_data=r.notice_data,
+                    original=r.original,
+                    reclaimed=reclaimed,
+                )
+            )
         out.sort(key=lambda c: ids.index(c.id))
         return out
 
 
-def heartbeat(store: Store, worker: str, ids: list[str], now: datetime, lease_seconds: float) -> int:
+def heartbeat(
+    store: Store, worker: str, ids: list[str], now: datetime, lease_seconds: float
+) -> int:
     """Extend the lease on rows this worker still holds; returns how many it still holds."""
     if not ids:
         return 0
     with store.write() as conn:
         res = conn.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == worker,
-                   deliveries.c.state == "sending")
+            .where(
+                deliveries.c.id.in_(ids),
+                deliveries.c.lease_owner == worker,
+                deliveries.c.state == "sending",
+            )
             .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
         return int(res.rowcount)
 
 
-def _finish(conn: Connection, c: Claimed, worker: str, now: datetime, state: str,
-            detail: str | None, **values: Any) -> bool:
+def _finish(
+    conn: Connection,
+    c: Claimed,
+    worker: str,
+    now: datetime,
+    state: str,
+    detail: str | None,
+    **values: Any,
+) -> bool:
     res = conn.execute(
         update(deliveries)
-        .where(deliveries.c.id == c.id, deliveries.c.state == "sending",
-               deliveries.c.lease_owner == worker)
+        .where(
+            deliveries.c.id == c.id,
+            deliveries.c.state == "sending",
+            deliveries.c.lease_owner == worker,
+        )
         .values(state=state, updated_at=now, lease_owner=None, lease_expires_at=None, **values)
     )
     if res.rowcount != 1:
@@ -140,36 +193,77 @@ def _finish(conn: Connection, c: Claimed, worker: str, now: datetime, state: str
     return True
 
 
-def mark_sent(store: Store, c: Claimed, worker: str, now: datetime, post_id: str,
-              url: str | None, receipt: dict[str, Any]) -> bool:
+def mark_sent(
+    store: Store,
+    c: Claimed,
+    worker: str,
+    now: datetime,
+    post_id: str,
+    url: str | None,
+    receipt: dict[str, Any],
+) -> bool:
     with store.write() as conn:
-        ok = _finish(conn, c, worker, now, "sent", f"posted as {post_id}", receipt_id=post_id,
-                     receipt_url=url, receipt=receipt, sent_at=now, last_error=None,
-                     error_kind=None)
+        ok = _finish(
+            conn,
+            c,
+            worker,
+            now,
+            "sent",
+            f"posted as {post_id}",
+            receipt_id=post_id,
+            receipt_url=url,
+            receipt=receipt,
+            sent_at=now,
+            last_error=None,
+            error_kind=None,
+        )
         if ok:
-            conn.execute(update(channels).where(channels.c.name == c.channel).values(
-                sent_count=channels.c.sent_count + 1, last_sent_at=now))
+            conn.execute(
+                update(channels)
+                .where(channels.c.name == c.channel)
+                .values(sent_count=channels.c.sent_count + 1, last_sent_at=now)
+            )
         return ok
 
 
-def mark_retry(store: Store, c: Claimed, worker: str, now: datetime, at: datetime, error: str,
-               kind: str, count_attempt: bool = True) -> bool:
+def mark_retry(
+    store: Store,
+    c: Claimed,
+    worker: str,
+    now: datetime,
+    at: datetime,
+    error: str,
+    kind: str,
+    count_attempt: bool = True,
+) -> bool:
     with store.write() as conn:
         values: dict[str, Any] = {"next_attempt_at": at, "last_error": error, "error_kind": kind}
         if not count_attempt:
             values["attempts"] = c.attempts - 1
-        return _finish(conn, c, worker, now, "retry_wait",
-                       f"{kind}: {error}; next attempt at {at.isoformat(timespec='seconds')}",
-                       **values)
+        return _finish(
+            conn,
+            c,
+            worker,
+            now,
+            "retry_wait",
+            f"{kind}: {error}; next attempt at {at.isoformat(timespec='seconds')}",
+            **values,
+        )
 
 
-def mark_failed(store: Store, c: Claimed, worker: str, now: datetime, error: str, kind: str) -> bool:
+def mark_failed(
+    store: Store, c: Claimed, worker: str, now: datetime, error: str, kind: str
+) -> bool:
     with store.write() as conn:
-        ok = _finish(conn, c, worker, now, "failed", f"{kind}: {error}", last_error=error,
-                     error_kind=kind)
+        ok = _finish(
+            conn, c, worker, now, "failed", f"{kind}: {error}", last_error=error, error_kind=kind
+        )
         if ok:
-            conn.execute(update(channels).where(channels.c.name == c.channel).values(
-                failed_count=channels.c.failed_count + 1, last_error=error))
+            conn.execute(
+                update(channels)
+                .where(channels.c.name == c.channel)
+                .values(failed_count=channels.c.failed_count + 1, last_error=error)
+            )
         return ok
 
 
@@ -179,28 +273,51 @@ def mark_cancelled(store: Store, c: Claimed, worker: str, now: datetime, why: st
 
 
 def hold_for_reauth(store: Store, c: Claimed, worker: str, now: datetime, error: str) -> bool:
-    """The channel's credential failed: the channel waits for an operator, the delivery waits too."""
+    """The credential failed: the channel waits for an operator, and the delivery with it."""
     with store.write() as conn:
-        ok = _finish(conn, c, worker, now, "pending", f"held: {error}", attempts=c.attempts - 1,
-                     last_error=error, error_kind="auth", next_attempt_at=now)
-        conn.execute(update(channels).where(channels.c.name == c.channel).values(
-            state="needs_reauth", state_reason=error, state_changed_at=now, last_error=error))
+        ok = _finish(
+            conn,
+            c,
+            worker,
+            now,
+            "pending",
+            f"held: {error}",
+            attempts=c.attempts - 1,
+            last_error=error,
+            error_kind="auth",
+            next_attempt_at=now,
+        )
+        conn.execute(
+            update(channels)
+            .where(channels.c.name == c.channel)
+            .values(
+                state="needs_reauth", state_reason=error, state_changed_at=now, last_error=error
+            )
+        )
         return ok
 
 
-def previous_receipts(store: Store, c: Claimed) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def previous_receipts(
+    store: Store, c: Claimed
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(latest, first) sent delivery of this thread on this channel, before this version."""
     d = deliveries
     with store.read() as conn:
         base = select(d.c.receipt_id, d.c.receipt_url, d.c.receipt).where(
-            d.c.thread_id == c.thread_id, d.c.channel == c.channel, d.c.state == "sent",
+            d.c.thread_id == c.thread_id,
+            d.c.channel == c.channel,
+            d.c.state == "sent",
             d.c.version < c.version,
         )
         latest = conn.execute(base.order_by(d.c.version.desc()).limit(1)).first()
         first = conn.execute(base.order_by(d.c.version.asc()).limit(1)).first()
-    as_dict = (lambda r: None if r is None else
-               {"post_id": r.receipt_id, "url": r.receipt_url, "extra": r.receipt or {}})
-    return as_dict(latest), as_dict(first)
+    return _receipt_dict(latest), _receipt_dict(first)
+
+
+def _receipt_dict(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"post_id": row.receipt_id, "url": row.receipt_url, "extra": row.receipt or {}}
 
 
 def ensure_channels(store: Store, kinds: dict[str, str], now: datetime) -> None:
@@ -209,16 +326,28 @@ def ensure_channels(store: Store, kinds: dict[str, str], now: datetime) -> None:
         have = {r.name for r in conn.execute(select(channels.c.name))}
         for name, kind in kinds.items():
             if name not in have:
-                conn.execute(insert(channels).values(
-                    name=name, kind=kind, state="active", state_changed_at=now, sent_count=0,
-                    failed_count=0, info={},
-                ))
+                conn.execute(
+                    insert(channels).values(
+                        name=name,
+                        kind=kind,
+                        state="active",
+                        state_changed_at=now,
+                        sent_count=0,
+                        failed_count=0,
+                        info={},
+                    )
+                )
 
 
-def set_channel_state(store: Store, name: str, state: str, reason: str | None, now: datetime) -> bool:
+def set_channel_state(
+    store: Store, name: str, state: str, reason: str | None, now: datetime
+) -> bool:
     with store.write() as conn:
-        res = conn.execute(update(channels).where(channels.c.name == name).values(
-            state=state, state_reason=reason, state_changed_at=now))
+        res = conn.execute(
+            update(channels)
+            .where(channels.c.name == name)
+            .values(state=state, state_reason=reason, state_changed_at=now)
+        )
         return bool(res.rowcount)
 
 
@@ -227,8 +356,9 @@ def queue_counts(store: Store) -> dict[str, dict[str, int]]:
 
     with store.read() as conn:
         rows = conn.execute(
-            select(deliveries.c.channel, deliveries.c.state, func.count())
-            .group_by(deliveries.c.channel, deliveries.c.state)
+            select(deliveries.c.channel, deliveries.c.state, func.count()).group_by(
+                deliveries.c.channel, deliveries.c.state
+            )
         ).all()
     out: dict[str, dict[str, int]] = {}
     for ch, state, n in rows:

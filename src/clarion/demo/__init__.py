@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clarion.config import Config, PreviewChannelConfig, RouteRule, Settings
+from clarion.model import Status
 
 DATA = Path(__file__).parent
 
@@ -25,9 +26,15 @@ STEPS = [
 def demo_config(db: Path) -> Config:
     port = int(os.environ.get("CLARION_PORT", "8080"))
     return Config(
-        clarion=Settings(database_url=f"sqlite:///{db}", port=port,
-                         publisher_name="Clarion demo", drop_expired=False),
-        channels={"preview": PreviewChannelConfig(kind="preview", statuses=["actual", "test"])},
+        clarion=Settings(
+            database_url=f"sqlite:///{db}",
+            port=port,
+            publisher_name="Clarion demo",
+            drop_expired=False,
+        ),
+        channels={
+            "preview": PreviewChannelConfig(kind="preview", statuses=[Status.ACTUAL, Status.TEST])
+        },
         routes=[RouteRule(name="everything", channels=["preview"])],
     )
 
@@ -45,23 +52,29 @@ def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = prin
     store = open_store(config.clarion.database_url)
     channels = build_channels(config)
     dispatcher = Dispatcher(store, channels, drop_expired=False)
-    echo(f"Clarion demo: replaying real samples into {db} (preview channel: nothing leaves "
-         "this machine)\n")
+    echo(
+        f"Clarion demo: replaying real samples into {db} (preview channel: nothing leaves "
+        "this machine)\n"
+    )
     for filename, kind, source, what in STEPS:
         notices = PARSERS[kind]((DATA / filename).read_bytes(), "")
         if kind == "feed":
             notices = sorted(notices, key=lambda n: n.sent)[-1:]  # a blog's newest post
         result = ingest(store, config, channels, notices, source=source, include_expired=True)
         dispatcher.run_until_idle()
-        echo(f"== {what} ({filename}): {len(result.stored)} notice(s), "
-             f"{result.deliveries} delivery(ies)")
+        echo(
+            f"== {what} ({filename}): {len(result.stored)} notice(s), "
+            f"{result.deliveries} delivery(ies)"
+        )
         _show_previews(store, result.stored, echo)
     base = f"http://127.0.0.1:{config.clarion.port}"
     if serve:
         from clarion.runtime import serve_web
 
-        echo(f"\nServing the public page at {base}/ and the feed at {base}/feeds/all.atom "
-             "(Ctrl-C to stop)")
+        echo(
+            f"\nServing the public page at {base}/ and the feed at {base}/feeds/all.atom "
+            "(Ctrl-C to stop)"
+        )
         serve_web(store, config, "127.0.0.1", config.clarion.port)
     return config
 
@@ -74,12 +87,16 @@ def _show_previews(store: object, notice_ids: list[int], echo: Callable[[str], N
 
     assert isinstance(store, Store)
     with store.read() as conn:
-        rows = conn.execute(select(deliveries.c.payload, deliveries.c.state)
-                            .where(deliveries.c.notice_id.in_(notice_ids))).all()
+        rows = conn.execute(
+            select(deliveries.c.payload, deliveries.c.state).where(
+                deliveries.c.notice_id.in_(notice_ids)
+            )
+        ).all()
     for row in rows:
         mastodon = row.payload["platforms"]["mastodon"]
-        counts = ", ".join(f"{p} {v['count']}/{v['limit']}"
-                           for p, v in row.payload["platforms"].items())
+        counts = ", ".join(
+            f"{p} {v['count']}/{v['limit']}" for p, v in row.payload["platforms"].items()
+        )
         echo(f"   [{row.state}] {counts}")
         first = mastodon["text"].splitlines()[0]
         echo(f"   {first[:110]}")

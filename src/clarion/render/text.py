@@ -98,7 +98,7 @@ def compose(
         extras.insert(0, notice.note)
     for extra in extras:
         extra = " ".join(extra.split())
-        room = limit - count(text + "\n\n" + tail) 
+        room = limit - count(text + "\n\n" + tail)
         if room <= 10:
             break
         piece = _cut(extra, room, count)

@@ -28,7 +28,7 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import FetchState, Fetched, PollResult, SourceError, conditional_get
+from clarion.sources.base import Fetched, FetchState, PollResult, SourceError, conditional_get
 from clarion.sources.xmlsafe import child, child_text, children, local_name, parse_xml, text_of
 
 CAP_NAMESPACES = {
@@ -194,10 +194,10 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
             )
         references = _references(ref_text, where)
     if msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not references:
-        raise SourceError(f"{where}: a {msg_type.value} must name what it refers to in <references>")
-    signed = any(
-        isinstance(c.tag, str) and c.tag == f"{{{XMLDSIG_NS}}}Signature" for c in el
-    )
+        raise SourceError(
+            f"{where}: a {msg_type.value} must name what it refers to in <references>"
+        )
+    signed = any(isinstance(c.tag, str) and c.tag == f"{{{XMLDSIG_NS}}}Signature" for c in el)
     # The thread is the oldest message referred to; the pipeline follows it further through
     # the store when a reference names a message that itself was an update.
     thread = thread_key_for(sender, identifier)
@@ -252,7 +252,9 @@ def parse_cap(body: bytes, *, what: str = "CAP document") -> list[Notice]:
             if entry.embedded is not None:
                 notices.append(entry.embedded)
         return notices
-    raise SourceError(f"{what}: root element <{local_name(root)}> is neither a CAP <alert> nor a feed")
+    raise SourceError(
+        f"{what}: root element <{local_name(root)}> is neither a CAP <alert> nor a feed"
+    )
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,7 @@ def _entry_link(item: etree._Element) -> str | None:
     links = children(item, "link")
     best = None
     for link in links:
-        href = link.get("href")
+        href: str | None = link.get("href")
         if href is None:
             href = text_of(link)
         if not href:
@@ -333,7 +335,10 @@ class CapSource:
 
     def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
         fetched = conditional_get(
-            http, self.url, state, what=f"source {self.name}",
+            http,
+            self.url,
+            state,
+            what=f"source {self.name}",
             accept="application/cap+xml, application/atom+xml, application/rss+xml, "
             "application/xml;q=0.9, */*;q=0.1",
             max_bytes=self.max_bytes,
@@ -364,7 +369,10 @@ class CapSource:
                     continue
                 fetched_now += 1
                 doc = conditional_get(
-                    http, entry.url, FetchState(), what=f"{what} document {entry.url}",
+                    http,
+                    entry.url,
+                    FetchState(),
+                    what=f"{what} document {entry.url}",
                     accept="application/cap+xml, application/xml;q=0.9",
                     max_bytes=self.max_bytes,
                 )

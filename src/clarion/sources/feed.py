@@ -22,7 +22,7 @@ import lxml.html
 from lxml import etree
 
 from clarion.model import Info, Notice
-from clarion.sources.base import FetchState, Fetched, PollResult, SourceError, conditional_get
+from clarion.sources.base import Fetched, FetchState, PollResult, SourceError, conditional_get
 from clarion.sources.xmlsafe import parse_xml
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
@@ -96,7 +96,9 @@ def parse_feed(body: bytes, content_type: str = "", *, what: str = "feed") -> li
     if head == b"{" or "json" in content_type.lower():
         return _parse_json_feed(body, what)
     root = parse_xml(body, what=what)  # refuses DOCTYPEs, HTML pages and oversized input
-    parsed = feedparser.parse(body, response_headers={"content-type": content_type or "application/xml"})
+    parsed = feedparser.parse(
+        body, response_headers={"content-type": content_type or "application/xml"}
+    )
     if not parsed.version:
         raise SourceError(f"{what}: <{etree.QName(root).localname}> is not an RSS or Atom feed")
     feed = parsed.feed
@@ -134,7 +136,11 @@ def parse_feed(body: bytes, content_type: str = "", *, what: str = "feed") -> li
 
 
 def _item_original(root: etree._Element, index: int) -> bytes:
-    items = [el for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname in ("item", "entry")]
+    items = [
+        el
+        for el in root.iter()
+        if isinstance(el.tag, str) and etree.QName(el).localname in ("item", "entry")
+    ]
     if index < len(items):
         return bytes(etree.tostring(items[index], encoding="UTF-8"))
     return b""
@@ -150,7 +156,9 @@ def _parse_json_feed(body: bytes, what: str) -> list[Notice]:
     items = data.get("items")
     if not isinstance(items, list):
         raise SourceError(f"{what}: JSON Feed has no 'items' list")
-    authors = data.get("authors") or ([data["author"]] if isinstance(data.get("author"), dict) else [])
+    authors = data.get("authors") or (
+        [data["author"]] if isinstance(data.get("author"), dict) else []
+    )
     feed_author = data.get("title") or (authors[0].get("name") if authors else None) or "feed"
     notices = []
     for n, item in enumerate(items, 1):
@@ -160,7 +168,9 @@ def _parse_json_feed(body: bytes, what: str) -> list[Notice]:
             _item_notice(
                 item_id=str(item["id"]),
                 title=item.get("title"),
-                summary_html=item.get("summary") or item.get("content_html") or item.get("content_text"),
+                summary_html=item.get("summary")
+                or item.get("content_html")
+                or item.get("content_text"),
                 link=item.get("url"),
                 published=_json_time(item.get("date_published"), what, n),
                 updated=_json_time(item.get("date_modified"), what, n),
@@ -201,7 +211,10 @@ class FeedSource:
 
     def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
         fetched = conditional_get(
-            http, self.url, state, what=f"source {self.name}",
+            http,
+            self.url,
+            state,
+            what=f"source {self.name}",
             accept="application/atom+xml, application/rss+xml, application/feed+json, "
             "application/xml;q=0.9, */*;q=0.1",
             max_bytes=self.max_bytes,
@@ -214,4 +227,6 @@ class FeedSource:
             newest = sorted(notices, key=lambda n: n.sent, reverse=True)[: self.initial_items]
             notices = [n for n in notices if n in newest]
             cursor["primed"] = True
-        return PollResult(notices, FetchState(fetched.state.etag, fetched.state.last_modified, cursor))
+        return PollResult(
+            notices, FetchState(fetched.state.etag, fetched.state.last_modified, cursor)
+        )

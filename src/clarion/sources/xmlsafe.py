@@ -32,7 +32,9 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def parse_xml(body: bytes, *, what: str = "document", max_bytes: int = MAX_XML_BYTES) -> etree._Element:
+def parse_xml(
+    body: bytes, *, what: str = "document", max_bytes: int = MAX_XML_BYTES
+) -> etree._Element:
     """Parse untrusted XML bytes into an element tree, or raise `SourceError` saying why not."""
     if not isinstance(body, bytes | bytearray):
         raise SourceError(f"{what}: expected bytes, got {type(body).__name__}")

@@ -51,8 +51,9 @@ def create_app(store: Store, config: Config) -> FastAPI:
             ).all()
         now = datetime.now(UTC)
         items = [_summary(r, now) for r in rows]
-        return TEMPLATES.TemplateResponse(request, "index.html",
-                                          {"publisher": publisher, "items": items})
+        return TEMPLATES.TemplateResponse(
+            request, "index.html", {"publisher": publisher, "items": items}
+        )
 
     @app.get("/notices/{thread_id}", response_class=HTMLResponse)
     def thread_page(request: Request, thread_id: int) -> Response:
@@ -61,42 +62,69 @@ def create_app(store: Store, config: Config) -> FastAPI:
             if thread is None:
                 raise HTTPException(404, "No such notice")
             versions = conn.execute(
-                select(notices).where(notices.c.thread_id == thread_id)
+                select(notices)
+                .where(notices.c.thread_id == thread_id)
                 .order_by(notices.c.version.desc())
             ).all()
             sent = conn.execute(
-                select(deliveries.c.notice_id, deliveries.c.channel, deliveries.c.state,
-                       deliveries.c.receipt_url, deliveries.c.payload, deliveries.c.last_error)
-                .where(deliveries.c.thread_id == thread_id).order_by(deliveries.c.channel)
+                select(
+                    deliveries.c.notice_id,
+                    deliveries.c.channel,
+                    deliveries.c.state,
+                    deliveries.c.receipt_url,
+                    deliveries.c.payload,
+                    deliveries.c.last_error,
+                )
+                .where(deliveries.c.thread_id == thread_id)
+                .order_by(deliveries.c.channel)
             ).all()
         by_notice: dict[int, list[Any]] = {}
         for d in sent:
             by_notice.setdefault(d.notice_id, []).append(d)
-        return TEMPLATES.TemplateResponse(request, "thread.html", {
-            "publisher": publisher, "thread": thread,
-            "versions": [(v, v.data, by_notice.get(v.id, [])) for v in versions],
-        })
+        return TEMPLATES.TemplateResponse(
+            request,
+            "thread.html",
+            {
+                "publisher": publisher,
+                "thread": thread,
+                "versions": [(v, v.data, by_notice.get(v.id, [])) for v in versions],
+            },
+        )
 
     @app.get("/feeds/all.atom")
     def all_atom(request: Request) -> Response:
         from clarion.web.feeds import atom_feed
 
         with store.read() as conn:
-            stamp = conn.execute(select(func.max(notices.c.id), func.count(notices.c.id))).first()
-            etag = '"' + hashlib.sha256(f"{stamp[0]}:{stamp[1]}:{publisher}".encode()).hexdigest()[:32] + '"'
+            newest, total = conn.execute(
+                select(func.max(notices.c.id), func.count(notices.c.id))
+            ).one()
+            digest = hashlib.sha256(f"{newest}:{total}:{publisher}".encode()).hexdigest()
+            etag = f'"{digest[:32]}"'
             if etag in _etags(request.headers.get("if-none-match")):
                 return Response(status_code=304, headers={"ETag": etag})
             rows = conn.execute(
-                select(notices.c.id, notices.c.thread_id, notices.c.version, notices.c.msg_type,
-                       notices.c.headline, notices.c.received_at, notices.c.data)
-                .order_by(notices.c.id.desc()).limit(FEED_SIZE)
+                select(
+                    notices.c.id,
+                    notices.c.thread_id,
+                    notices.c.version,
+                    notices.c.msg_type,
+                    notices.c.headline,
+                    notices.c.received_at,
+                    notices.c.data,
+                )
+                .order_by(notices.c.id.desc())
+                .limit(FEED_SIZE)
             ).all()
         base = _base_url(config, request)
-        body = atom_feed(title=publisher, base_url=base, self_url=f"{base}/feeds/all.atom",
-                         rows=rows)
+        body = atom_feed(
+            title=publisher, base_url=base, self_url=f"{base}/feeds/all.atom", rows=rows
+        )
         headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
         if rows:
-            headers["Last-Modified"] = format_datetime(max(r.received_at for r in rows), usegmt=True)
+            headers["Last-Modified"] = format_datetime(
+                max(r.received_at for r in rows), usegmt=True
+            )
         return Response(body, media_type="application/atom+xml; charset=utf-8", headers=headers)
 
     return app
@@ -114,9 +142,15 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
     expires = info.get("expires")
     expired = bool(expires and datetime.fromisoformat(expires) <= now)
     return {
-        "id": r.id, "headline": r.headline, "severity": r.severity, "state": r.state,
-        "status": r.status, "msg_type": r.msg_type, "version": r.latest_version,
-        "updated": r.updated_at, "sender": info.get("sender_name") or data.get("sender"),
+        "id": r.id,
+        "headline": r.headline,
+        "severity": r.severity,
+        "state": r.state,
+        "status": r.status,
+        "msg_type": r.msg_type,
+        "version": r.latest_version,
+        "updated": r.updated_at,
+        "sender": info.get("sender_name") or data.get("sender"),
         "areas": "; ".join(a.get("description", "") for a in info.get("areas", [])),
         "expired": expired,
     }

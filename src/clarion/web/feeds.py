@@ -19,7 +19,9 @@ def atom_feed(*, title: str, base_url: str, self_url: str, rows: Sequence[Any]) 
     """`rows`: notices (id, thread_id, version, msg_type, headline, received_at, data)."""
     feed = etree.Element(f"{{{ATOM}}}feed", nsmap={None: ATOM})
 
-    def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    def sub(
+        parent: etree._Element, tag: str, text: str | None = None, **attrs: str
+    ) -> etree._Element:
         el = etree.SubElement(parent, f"{{{ATOM}}}{tag}", **attrs)
         if text is not None:
             el.text = text
@@ -41,8 +43,13 @@ def atom_feed(*, title: str, base_url: str, self_url: str, rows: Sequence[Any]) 
         sub(entry, "title", prefix + r.headline)
         sub(entry, "updated", _iso(r.received_at))
         sub(entry, "published", _iso(datetime.fromisoformat(data["sent"])))
-        sub(entry, "link", rel="alternate", href=f"{base_url}/notices/{r.thread_id}",
-            type="text/html")
+        sub(
+            entry,
+            "link",
+            rel="alternate",
+            href=f"{base_url}/notices/{r.thread_id}",
+            type="text/html",
+        )
         author = sub(entry, "author")
         sub(author, "name", info.get("sender_name") or data.get("sender") or "unknown")
         for cat in info.get("categories") or []:

@@ -1,0 +1,44 @@
+"""Docs stay true: every config key and every command is documented (as Datasette does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from clarion import config as c
+from clarion.cli import app
+
+ROOT = Path(__file__).parent.parent
+CONFIG_DOC = (ROOT / "docs/configuration.md").read_text()
+CLI_DOC = (ROOT / "docs/cli.md").read_text()
+
+MODELS: list[type[BaseModel]] = [
+    c.Settings,
+    c.CapSourceConfig,
+    c.FeedSourceConfig,
+    c.PreviewChannelConfig,
+    c.WebhookChannelConfig,
+    c.MastodonChannelConfig,
+    c.RouteRule,
+    c.SecretRef,
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_every_config_key_is_documented(model: type[BaseModel]) -> None:
+    missing = [k for k in model.model_fields if f"`{k}`" not in CONFIG_DOC and k not in CONFIG_DOC]
+    assert missing == []
+
+
+def test_every_command_is_documented() -> None:
+    import typer.main
+
+    group = typer.main.get_group(app)
+    names = []
+    for name, cmd in group.commands.items():
+        sub = getattr(cmd, "commands", None)
+        names += [f"clarion {name} {s}" for s in sub] if sub else [f"clarion {name}"]
+    missing = [n for n in names if f"`{n}" not in CLI_DOC]
+    assert missing == []

@@ -1,0 +1,177 @@
+"""Polling real sources over loopback: conditional GET, index documents fetched once, bad input."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from clarion.sources import build_sources
+from clarion.sources.poller import due_sources, poll_source
+from clarion.store import Store
+from clarion.store.schema import sources as sources_table
+from tests.fakes.http import FakeServer, Request, Response
+from tests.helpers import NOW, channels_for, config, count, fixture_bytes, notices, rows
+
+
+class Publisher:
+    """An HTTP publisher of files with ETags, like a CDN in front of an alert feed."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.hits: list[tuple[str, str | None]] = []
+        self.lock = threading.Lock()
+        self.server = FakeServer(self.handle)
+
+    def handle(self, req: Request) -> Response:
+        with self.lock:
+            self.hits.append((req.path, req.headers.get("if-none-match")))
+            if req.path not in self.files:
+                return Response(
+                    404, raw=b"<html><body>Not Found</body></html>", content_type="text/html"
+                )
+            body, ctype = self.files[req.path]
+        etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+        if req.headers.get("if-none-match") == etag:
+            return Response(304, raw=b"", headers={"ETag": etag})
+        return Response(200, raw=body, content_type=ctype, headers={"ETag": etag})
+
+
+@pytest.fixture
+def publisher() -> Iterator[Publisher]:
+    p = Publisher()
+    with p.server:
+        yield p
+
+
+def _setup(publisher: Publisher, store: Store, extra: str = ""):
+    cfg = config(f"""
+[sources.nws]
+kind = "cap"
+url = "{publisher.server.url}/index.atom"
+[sources.blog]
+kind = "feed"
+url = "{publisher.server.url}/news.rss"
+initial_items = 2
+{extra}
+[channels.preview]
+kind = "preview"
+[[routes]]
+channels = ["preview"]
+""")
+    return cfg, channels_for(cfg), build_sources(cfg)
+
+
+def _index(urls: list[str]) -> bytes:
+    entries = "".join(
+        f"<entry><id>{u}</id><updated>2010-08-30T04:07:00-06:00</updated><link href='{u}'/></entry>"
+        for u in urls
+    )
+    return f"<feed xmlns='http://www.w3.org/2005/Atom'><id>x</id>{entries}</feed>".encode()
+
+
+def test_index_poll_then_304(publisher: Publisher, store: Store) -> None:
+    from clarion.demo import DATA
+
+    base = publisher.server.url
+    publisher.files["/index.atom"] = (
+        _index([f"{base}/a.cap", f"{base}/b.cap"]),
+        "application/atom+xml",
+    )
+    publisher.files["/a.cap"] = (
+        (DATA / "01-nws-flash-flood-watch.cap").read_bytes(),
+        "application/cap+xml",
+    )
+    publisher.files["/b.cap"] = (fixture_bytes("cap/wcatwc-warning.cap"), "application/cap+xml")
+    cfg, chans, srcs = _setup(publisher, store)
+    with httpx.Client() as http:
+        r = poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+        assert r is not None and len(r.stored) == 2
+        r2 = poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+    assert r2 is not None and r2.stored == [] and r2.unchanged == 0
+    # The second poll sent the ETag, got 304, and fetched no document again.
+    assert [h for h in publisher.hits if h[0] == "/index.atom"][1][1] is not None
+    assert [h[0] for h in publisher.hits].count("/a.cap") == 1
+    [row] = rows(store, sources_table, sources_table.c.name == "nws")
+    assert row.etag and row.last_error is None and row.notices_ingested == 2
+
+
+def test_new_index_entry_fetches_only_the_new_document(publisher: Publisher, store: Store) -> None:
+    base = publisher.server.url
+    publisher.files["/index.atom"] = (_index([f"{base}/a.cap"]), "application/atom+xml")
+    publisher.files["/a.cap"] = (fixture_bytes("cap/weather.cap"), "application/cap+xml")
+    publisher.files["/b.cap"] = (fixture_bytes("cap/wcatwc-warning.cap"), "application/cap+xml")
+    cfg, chans, srcs = _setup(publisher, store)
+    with httpx.Client() as http:
+        poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+        publisher.files["/index.atom"] = (
+            _index([f"{base}/a.cap", f"{base}/b.cap"]),
+            "application/atom+xml",
+        )
+        r = poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+    assert r is not None and len(r.stored) == 1
+    paths = [h[0] for h in publisher.hits]
+    assert paths.count("/a.cap") == 1 and paths.count("/b.cap") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "error"),
+    [
+        (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html", "HTML page"),
+        (None, "", "answered HTTP 404"),
+        (fixture_bytes("cap/xee.atom"), "application/atom+xml", "DOCTYPE"),
+        (
+            b"<feed xmlns='http://www.w3.org/2005/Atom'><entry>",
+            "application/atom+xml",
+            "not well-formed",
+        ),
+    ],
+)
+def test_bad_input_is_recorded_and_nothing_is_lost(
+    publisher: Publisher, store: Store, body: bytes | None, ctype: str, error: str
+) -> None:
+    from clarion.demo import DATA
+
+    base = publisher.server.url
+    publisher.files["/index.atom"] = (_index([f"{base}/a.cap"]), "application/atom+xml")
+    publisher.files["/a.cap"] = (
+        (DATA / "01-nws-flash-flood-watch.cap").read_bytes(),
+        "application/cap+xml",
+    )
+    publisher.files["/news.rss"] = (
+        fixture_bytes("feeds/wordpress-org-news.rss"),
+        "application/rss+xml",
+    )
+    cfg, chans, srcs = _setup(publisher, store)
+    with httpx.Client() as http:
+        assert poll_source(store, cfg, chans, srcs["nws"], http, now=NOW) is not None
+        [before] = rows(store, sources_table, sources_table.c.name == "nws")
+        if body is None:
+            del publisher.files["/index.atom"]
+        else:
+            publisher.files["/index.atom"] = (body, ctype)
+        assert poll_source(store, cfg, chans, srcs["nws"], http, now=NOW) is None
+        [after] = rows(store, sources_table, sources_table.c.name == "nws")
+        assert error in after.last_error and after.last_error.startswith("source nws")
+        assert after.consecutive_failures == 1
+        assert (after.etag, after.cursor) == (before.etag, before.cursor)  # state unchanged
+        assert count(store, notices) == 1  # nothing already stored is lost
+        # Other sources are unaffected…
+        blog = poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+        assert blog is not None and len(blog.stored) == 2  # initial_items = 2: no archive flood
+        # …and the next poll proceeds once the publisher is fixed.
+        publisher.files["/index.atom"] = (_index([f"{base}/a.cap"]), "application/atom+xml")
+        assert poll_source(store, cfg, chans, srcs["nws"], http, now=NOW) is not None
+    [healed] = rows(store, sources_table, sources_table.c.name == "nws")
+    assert healed.consecutive_failures == 0 and healed.last_success_at is not None
+
+
+def test_due_sources_respect_interval(publisher: Publisher, store: Store) -> None:
+    publisher.files["/index.atom"] = (_index([]), "application/atom+xml")
+    cfg, chans, srcs = _setup(publisher, store)
+    assert set(s.name for s in due_sources(store, srcs, NOW)) == {"nws", "blog"}
+    with httpx.Client() as http:
+        poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+    assert [s.name for s in due_sources(store, srcs, NOW)] == ["blog"]
