@@ -71,3 +71,30 @@ def test_never_over_the_limit(headline: str, limit: int) -> None:
     for count in (count_x, count_mastodon, count_graphemes):
         r = compose(n, limit=limit, count=count)
         assert count(r.text) <= limit
+
+
+URLISH = st.sampled_from(
+    [
+        "https://weather.gov/x",
+        "www.weatheroffice.gc.ca",
+        "example.com/a?b=c",
+        "http://" + "a" * 40 + ".org",
+        " ",
+        "\r\n",
+        "foo.bar",
+        "@user",
+        "#tag",
+    ]
+)
+
+
+@given(
+    parts=st.lists(
+        st.one_of(st.text(st.characters(max_codepoint=127), max_size=30), URLISH), max_size=12
+    )
+)
+def test_x_ascii_fast_path_matches_twitter_text(parts: list[str]) -> None:
+    from twitter_text import parse_tweet
+
+    text = "".join(parts)
+    assert count_x(text) == parse_tweet(text).weightedLength

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import threading
 from datetime import UTC, datetime
@@ -302,7 +303,16 @@ def worker(
         typer.echo(f"Processed {n} deliveries.")
         return
     stop = threading.Event()
+    # SIGTERM (systemd, Docker) finishes the batch in hand, then exits; a batch cut short by a
+    # harder kill is safe too: its leases run out and another worker resends with the same keys.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=poll_loop, args=(store, cfg, channels, stop), daemon=True).start()
+    logging.getLogger("clarion.worker").info(
+        "worker %s started: %d channel(s), %d source(s)",
+        dispatcher.worker,
+        len(channels),
+        len(cfg.sources),
+    )
     try:
         dispatcher.run_forever(stop)
     except KeyboardInterrupt:

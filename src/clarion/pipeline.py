@@ -185,39 +185,47 @@ def _ingest_one(
     ctx = RenderContext(
         languages=tuple(config.clarion.languages), permalink=permalink(config, int(thread_id))
     )
+    new_deliveries: list[dict[str, Any]] = []
     for channel_name in route(notice, config):
         channel = channels.get(channel_name)
         if channel is None:
             continue
-        result.superseded += _supersede(conn, int(thread_id), channel_name, version, now)
-        delivery_id = str(uuid.uuid4())
-        conn.execute(
-            insert(deliveries).values(
-                id=delivery_id,
-                notice_id=notice_id,
-                thread_id=thread_id,
-                channel=channel_name,
-                version=version,
-                msg_type=notice.msg_type.value,
-                state="pending",
-                payload=channel.render(notice, ctx),
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            )
+        if version > 1:
+            result.superseded += _supersede(conn, thread_id, channel_name, version, now)
+        new_deliveries.append(
+            {
+                "id": str(uuid.uuid4()),
+                "notice_id": notice_id,
+                "thread_id": thread_id,
+                "channel": channel_name,
+                "version": version,
+                "msg_type": notice.msg_type.value,
+                "state": "pending",
+                "payload": channel.render(notice, ctx),
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
+    if new_deliveries:  # one round trip each for the outbox rows and their first audit rows
+        conn.execute(insert(deliveries), new_deliveries)
         conn.execute(
-            insert(delivery_events).values(
-                delivery_id=delivery_id,
-                at=now,
-                from_state=None,
-                to_state="pending",
-                attempt=0,
-                detail=f"queued {notice.msg_type.value} v{version} for {channel_name}",
-            )
+            insert(delivery_events),
+            [
+                {
+                    "delivery_id": d["id"],
+                    "at": now,
+                    "from_state": None,
+                    "to_state": "pending",
+                    "attempt": 0,
+                    "worker": None,
+                    "detail": f"queued {notice.msg_type.value} v{version} for {d['channel']}",
+                }
+                for d in new_deliveries
+            ],
         )
-        result.deliveries += 1
+        result.deliveries += len(new_deliveries)
     return result
 
 

@@ -7,6 +7,7 @@ remains: the areas, what to do (instruction), and the description, cut at a word
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,22 +47,41 @@ def headline(notice: Notice, languages: tuple[str, ...] = ()) -> str:
 
 
 def _cut(text: str, room: int, count: Callable[[str], int]) -> str:
-    """The longest prefix of `text` (cut at a word, ending in …) whose count fits in `room`."""
+    """The longest prefix of `text` (cut at a word, ending in …) whose count fits in `room`.
+
+    Platform counters can be slow (twitter-text scans for emoji on every call), so the cut is
+    first placed by summing per-grapheme weights, then checked with the real counter and moved
+    back a word at a time until it fits: a few real counts instead of a binary search of them.
+    """
     if count(text) <= room:
         return text
     graphemes = regex.findall(r"\X", text)
-    lo, hi = 0, len(graphemes)
-    while lo < hi:  # binary search on graphemes: counts are monotone in the prefix length
-        mid = (lo + hi + 1) // 2
-        if count("".join(graphemes[:mid]).rstrip() + ELLIPSIS) <= room:
-            lo = mid
-        else:
-            hi = mid - 1
-    cut = "".join(graphemes[:lo])
-    if " " in cut.strip() and lo < len(graphemes):
-        cut = cut.rsplit(" ", 1)[0]
-    cut = cut.rstrip(" ,;:-")
-    return cut + ELLIPSIS if cut else ""
+    budget = room - _unit(count, ELLIPSIS)
+    used, n = 0, 0
+    for g in graphemes:
+        used += _unit(count, g)
+        if used > budget:
+            break
+        n += 1
+    words = "".join(graphemes[:n]).split(" ")
+    if n < len(graphemes) and len(words) > 1:
+        words.pop()  # never end on half a word
+    while words:
+        cut = " ".join(words).rstrip(" ,;:-")
+        candidate = cut + ELLIPSIS if cut else ""
+        if not candidate or count(candidate) <= room:
+            return candidate
+        if len(words) > 1:
+            words.pop()
+        else:  # one long word: shorten it grapheme by grapheme
+            g = regex.findall(r"\X", words[0])
+            words = ["".join(g[:-1])] if len(g) > 1 else []
+    return ""
+
+
+@functools.lru_cache(maxsize=4096)
+def _unit(count: Callable[[str], int], grapheme: str) -> int:
+    return count(grapheme)
 
 
 def notice_link(notice: Notice, permalink: str | None) -> str | None:

@@ -1,0 +1,138 @@
+"""Ingest benchmark: 10,000 CAP alerts routed to 3 channels, on SQLite and on PostgreSQL.
+
+Prints notices per second for the whole ingest (parse + store + route + render + enqueue) next
+to lxml parsing alone, measured in the same run, and their ratio: the machines are noisy, so
+only the ratio against a baseline taken minutes apart on the same machine means anything.
+
+    make bench                     # or: .venv/bin/python bench/run.py --notices 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clarion.channels import build_channels  # noqa: E402
+from clarion.config import parse_config  # noqa: E402
+from clarion.pipeline import ingest  # noqa: E402
+from clarion.sources.cap import parse_cap  # noqa: E402
+from clarion.store import open_store  # noqa: E402
+
+TEMPLATES = ["weather.cap", "canada.cap", "nws_multiple_polygons.cap", "wcatwc-warning.cap"]
+PG_URL = os.environ.get(
+    "CLARION_BENCH_PG_URL",
+    os.environ.get("CLARION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+)
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+CONFIG = """
+[clarion]
+database_url = "{url}"
+drop_expired = false
+[channels.preview]
+kind = "preview"
+[channels.partners]
+kind = "webhook"
+url = "http://127.0.0.1:9/unused"
+secret = {{ env = "BENCH_SECRET" }}
+[channels.mastodon]
+kind = "mastodon"
+instance = "http://127.0.0.1:9"
+token = {{ env = "BENCH_TOKEN" }}
+max_characters = 500
+[[routes]]
+channels = ["preview", "partners", "mastodon"]
+"""
+
+
+def documents(n: int) -> list[bytes]:
+    """n distinct CAP documents from real templates: each gets its own identifier."""
+    templates = [(ROOT / "tests/fixtures/cap" / t).read_bytes() for t in TEMPLATES]
+    out = []
+    for i in range(n):
+        body = templates[i % len(templates)]
+        ident = parse_cap(body)[0].identifier.encode()
+        out.append(body.replace(ident, ident + f"-bench{i}".encode(), 1))
+    return out
+
+
+def bench_lxml(docs: list[bytes]) -> float:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    start = time.perf_counter()
+    for d in docs:
+        etree.fromstring(d, parser)
+    return len(docs) / (time.perf_counter() - start)
+
+
+def bench_ingest(docs: list[bytes], url: str, batch: int) -> float:
+    os.environ["BENCH_SECRET"] = SECRET
+    os.environ["BENCH_TOKEN"] = "unused"
+    cfg = parse_config(CONFIG.format(url=url), environ={})
+    store = open_store(url)
+    channels = build_channels(cfg)
+    start = time.perf_counter()
+    for i in range(0, len(docs), batch):
+        notices = [n for d in docs[i : i + batch] for n in parse_cap(d)]
+        ingest(store, cfg, channels, notices, source="bench", include_expired=True)
+    elapsed = time.perf_counter() - start
+    with store.read() as conn:
+        queued = conn.execute(sa.text("select count(*) from deliveries")).scalar_one()
+    assert queued == 3 * len(docs), f"expected {3 * len(docs)} deliveries, found {queued}"
+    store.close()
+    return len(docs) / elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notices", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
+    args = ap.parse_args()
+    print(f"Preparing {args.notices:,} CAP documents from {len(TEMPLATES)} real templates…")
+    docs = documents(args.notices)
+    rows = []
+    baseline = bench_lxml(docs)
+    rows.append(("lxml parse alone (baseline)", baseline))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(("ingest, SQLite", bench_ingest(docs, f"sqlite:///{tmp}/bench.db", args.batch)))
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = sa.create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:
+        print(f"PostgreSQL unavailable at {PG_URL}: {exc}; skipping it")
+    else:
+        sep = "&" if "?" in PG_URL else "?"
+        try:
+            rows.append(
+                (
+                    "ingest, PostgreSQL",
+                    bench_ingest(
+                        docs, f"{PG_URL}{sep}options=-csearch_path%3D{schema}", args.batch
+                    ),
+                )
+            )
+        finally:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
+    print(f"\n{args.notices:,} CAP alerts, 3 channels, {args.batch} notices per transaction\n")
+    print(f"{'':32}{'notices/s':>12}{'vs lxml':>10}")
+    for name, rate in rows:
+        print(f"{name:32}{rate:12,.0f}{rate / baseline:10.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The long-running commands really serve: `clarion demo` and `clarion web`, as processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(url: str, proc: subprocess.Popen[str], seconds: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+            )
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)  # polling for the server to come up, bounded by the deadline
+    raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
+def test_demo_serves_page_and_feed(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "CLARION_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clarion", "demo", "--db", str(tmp_path / "demo.db")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        page = _wait_for(f"http://127.0.0.1:{port}/", proc)
+        assert page.status_code == 200
+        assert "Flash Flood Watch extended until 6:00PM MDT" in page.text
+        assert "Introducing Learn WordPress" in page.text
+        feed = httpx.get(f"http://127.0.0.1:{port}/feeds/all.atom")
+        assert feed.status_code == 200 and feed.text.count("<entry>") == 5
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out  # the address is printed for the newcomer
+
+
+def test_web_command_serves_an_existing_database(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "CLARION_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clarion", "web", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        r = _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
+        assert r.json() == {"status": "ok"}
+        assert "No notices yet." in httpx.get(f"http://127.0.0.1:{port}/").text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "CLARION_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clarion", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # bounded by the test timeout
+        if "worker" in line and "started" in line:
+            break
+    proc.terminate()
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
