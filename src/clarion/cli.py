@@ -7,13 +7,17 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clarion.config import EXAMPLE_CONFIG, Config, ConfigError, config_path, load_config
+
+if TYPE_CHECKING:
+    from clarion.model import Notice
 
 app = typer.Typer(
     help="Clarion relays public information (alerts, service changes, posts) to every channel "
@@ -108,12 +112,8 @@ def _mask_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-@app.command()
-def parse(
-    files: Annotated[list[Path], typer.Argument(help="Files to parse.", exists=True)],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="Parser: cap or feed.")] = "cap",
-) -> None:
-    """Print the notices Clarion finds in FILES, one JSON object per line. Stores nothing."""
+def _parse_files(kind: str, files: list[Path]) -> Iterator[tuple[Path, list[Notice]]]:
+    """Each file's notices; a bad file is reported on stderr and skipped (exit 1 at the end)."""
     from clarion.sources import PARSERS, SourceError
 
     if kind not in PARSERS:
@@ -126,10 +126,20 @@ def parse(
             typer.secho(f"{f}: {exc}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
-        for n in notices:
-            typer.echo(json.dumps(n.to_json_dict(), ensure_ascii=False))
+        yield f, notices
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="Files to parse.", exists=True)],
+    kind: Annotated[str, typer.Option("--kind", "-k", help="Parser: cap or feed.")] = "cap",
+) -> None:
+    """Print the notices Clarion finds in FILES, one JSON object per line. Stores nothing."""
+    for _, notices in _parse_files(kind, files):
+        for n in notices:
+            typer.echo(json.dumps(n.to_json_dict(), ensure_ascii=False))
 
 
 @app.command()
@@ -147,27 +157,17 @@ def replay(
 ) -> None:
     """Ingest FILES through the real pipeline (store, route, render, enqueue)."""
     from clarion.pipeline import ingest
-    from clarion.sources import PARSERS, SourceError
 
     cfg = _config(config)
     store = _store(cfg)
     channels = _channels(cfg)
-    failed = 0
-    for f in files:
-        try:
-            notices = PARSERS[kind](f.read_bytes(), "")
-        except SourceError as exc:
-            typer.secho(f"{f}: {exc}", fg=typer.colors.RED, err=True)
-            failed += 1
-            continue
+    for f, notices in _parse_files(kind, files):
         r = ingest(store, cfg, channels, notices, source=source, include_expired=include_expired)
         typer.echo(
             f"{f}: {len(r.stored)} stored, {r.unchanged} unchanged, "
             f"{r.deliveries} deliveries queued, {r.superseded} superseded"
             + (f", {r.not_routed_stale} expired (not sent)" if r.not_routed_stale else "")
         )
-    if failed:
-        raise typer.Exit(1)
 
 
 @app.command()

@@ -223,18 +223,8 @@ class Dispatcher:
             outbox.hold_for_reauth(self.store, c, self.worker, now, exc.message)
         elif exc.kind is ErrorKind.PERMANENT:
             outbox.mark_failed(self.store, c, self.worker, now, exc.message, exc.kind.value)
-        elif exc.kind is ErrorKind.RATE_LIMITED:
-            delay = backoff_delay(1, exc.retry_after)
-            outbox.mark_retry(
-                self.store,
-                c,
-                self.worker,
-                now,
-                now + timedelta(seconds=delay),
-                exc.message,
-                exc.kind.value,
-                count_attempt=False,
-            )
+        elif exc.kind is ErrorKind.RATE_LIMITED:  # being told to wait is not a failed attempt
+            self._retry(c, now, backoff_delay(1, exc.retry_after), exc, count_attempt=False)
         elif c.attempts >= self.max_attempts:
             outbox.mark_failed(
                 self.store,
@@ -245,13 +235,17 @@ class Dispatcher:
                 exc.kind.value,
             )
         else:
-            delay = backoff_delay(c.attempts, exc.retry_after)
-            outbox.mark_retry(
-                self.store,
-                c,
-                self.worker,
-                now,
-                now + timedelta(seconds=delay),
-                exc.message,
-                exc.kind.value,
-            )
+            self._retry(c, now, backoff_delay(c.attempts, exc.retry_after), exc)
+
+    def _retry(
+        self,
+        c: outbox.Claimed,
+        now: datetime,
+        delay: float,
+        exc: ChannelError,
+        count_attempt: bool = True,
+    ) -> None:
+        at = now + timedelta(seconds=delay)
+        outbox.mark_retry(
+            self.store, c, self.worker, now, at, exc.message, exc.kind.value, count_attempt
+        )

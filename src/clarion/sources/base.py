@@ -48,6 +48,27 @@ class PollResult:
     not_modified: bool = False
 
 
+class PolledSource:
+    """What every polled source shares: a name, a URL, a size cap, and a conditional GET."""
+
+    kind = ""
+    accept = "*/*"
+
+    def __init__(self, name: str, url: str, max_bytes: int) -> None:
+        self.name = name
+        self.url = url
+        self.max_bytes = max_bytes
+
+    @property
+    def what(self) -> str:
+        return f"source {self.name}"
+
+    def fetch(self, state: FetchState, http: httpx.Client) -> Fetched | NotModified:
+        return conditional_get(
+            http, self.url, state, what=self.what, accept=self.accept, max_bytes=self.max_bytes
+        )
+
+
 class Source(Protocol):
     """A configured input. `poll` does the I/O and calls the pure parser."""
 

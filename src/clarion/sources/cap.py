@@ -28,7 +28,14 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import Fetched, FetchState, PollResult, SourceError, conditional_get
+from clarion.sources.base import (
+    Fetched,
+    FetchState,
+    PolledSource,
+    PollResult,
+    SourceError,
+    conditional_get,
+)
 from clarion.sources.xmlsafe import child, child_text, children, local_name, parse_xml, text_of
 
 CAP_NAMESPACES = {
@@ -322,27 +329,21 @@ def _entry_link(item: etree._Element) -> str | None:
     return best
 
 
-class CapSource:
+class CapSource(PolledSource):
     """Polls one CAP document URL, or an Atom/RSS index whose entries link to CAP documents."""
 
     kind = "cap"
+    accept = (
+        "application/cap+xml, application/atom+xml, application/rss+xml, "
+        "application/xml;q=0.9, */*;q=0.1"
+    )
 
     def __init__(self, name: str, url: str, max_bytes: int, max_documents: int = 200) -> None:
-        self.name = name
-        self.url = url
-        self.max_bytes = max_bytes
+        super().__init__(name, url, max_bytes)
         self.max_documents = max_documents
 
     def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
-        fetched = conditional_get(
-            http,
-            self.url,
-            state,
-            what=f"source {self.name}",
-            accept="application/cap+xml, application/atom+xml, application/rss+xml, "
-            "application/xml;q=0.9, */*;q=0.1",
-            max_bytes=self.max_bytes,
-        )
+        fetched = self.fetch(state, http)
         if not isinstance(fetched, Fetched):
             return PollResult([], fetched.state, not_modified=True)
         what = f"source {self.name}"

@@ -22,7 +22,7 @@ import lxml.html
 from lxml import etree
 
 from clarion.model import Info, Notice
-from clarion.sources.base import Fetched, FetchState, PollResult, SourceError, conditional_get
+from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
 from clarion.sources.xmlsafe import parse_xml
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
@@ -194,7 +194,7 @@ def _json_time(value: Any, what: str, n: int) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class FeedSource:
+class FeedSource(PolledSource):
     """Polls one RSS/Atom/JSON feed with conditional GET.
 
     On the very first poll only the newest `initial_items` items are published, so adding a
@@ -202,23 +202,17 @@ class FeedSource:
     """
 
     kind = "feed"
+    accept = (
+        "application/atom+xml, application/rss+xml, application/feed+json, "
+        "application/xml;q=0.9, */*;q=0.1"
+    )
 
     def __init__(self, name: str, url: str, max_bytes: int, initial_items: int = 1) -> None:
-        self.name = name
-        self.url = url
-        self.max_bytes = max_bytes
+        super().__init__(name, url, max_bytes)
         self.initial_items = initial_items
 
     def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
-        fetched = conditional_get(
-            http,
-            self.url,
-            state,
-            what=f"source {self.name}",
-            accept="application/atom+xml, application/rss+xml, application/feed+json, "
-            "application/xml;q=0.9, */*;q=0.1",
-            max_bytes=self.max_bytes,
-        )
+        fetched = self.fetch(state, http)
         if not isinstance(fetched, Fetched):
             return PollResult([], fetched.state, not_modified=True)
         notices = parse_feed(fetched.body, fetched.content_type, what=f"source {self.name}")
