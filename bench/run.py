@@ -57,13 +57,23 @@ channels = ["preview", "partners", "mastodon"]
 
 
 def documents(n: int) -> list[bytes]:
-    """n distinct CAP documents from real templates: each gets its own identifier."""
-    templates = [(ROOT / "tests/fixtures/cap" / t).read_bytes() for t in TEMPLATES]
+    """n distinct CAP documents from real templates, each its own story.
+
+    Each copy gets its own identifier, and so do the messages it references, so that the
+    10,000 alerts are 10,000 threads (as in life), not thousands of versions of one thread.
+    """
+    templates = []
+    for name in TEMPLATES:
+        body = (ROOT / "tests/fixtures/cap" / name).read_bytes()
+        notice = parse_cap(body)[0]
+        idents = [notice.identifier] + [r.identifier for r in notice.references]
+        templates.append((body, [i.encode() for i in idents]))
     out = []
     for i in range(n):
-        body = templates[i % len(templates)]
-        ident = parse_cap(body)[0].identifier.encode()
-        out.append(body.replace(ident, ident + f"-bench{i}".encode(), 1))
+        body, idents = templates[i % len(templates)]
+        for ident in idents:
+            body = body.replace(ident, ident + f"-bench{i}".encode())
+        out.append(body)
     return out
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, tuple_, update
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
@@ -80,16 +80,17 @@ def ingest(
 
 def _resolve_thread(conn: Connection, notice: Notice) -> str:
     """The thread key: a referenced message already stored decides it, else the parser's guess."""
-    for ref in notice.references:
-        row = conn.execute(
-            select(threads.c.thread_key)
-            .select_from(notices.join(threads, notices.c.thread_id == threads.c.id))
-            .where(notices.c.sender == ref.sender, notices.c.identifier == ref.identifier)
-            .limit(1)
-        ).first()
-        if row is not None:
-            return str(row.thread_key)
-    return notice.thread_key
+    if not notice.references:
+        return notice.thread_key
+    pairs = [(r.sender, r.identifier) for r in notice.references]
+    row = conn.execute(
+        select(threads.c.thread_key)
+        .select_from(notices.join(threads, notices.c.thread_id == threads.c.id))
+        .where(tuple_(notices.c.sender, notices.c.identifier).in_(pairs))
+        .order_by(notices.c.id)
+        .limit(1)
+    ).first()
+    return str(row.thread_key) if row is not None else notice.thread_key
 
 
 def _ingest_one(
