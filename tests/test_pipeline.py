@@ -209,3 +209,25 @@ def test_cap_identifier_is_frozen(store: Store) -> None:
     tweaked = demo_cap(0).replace(b"<note>Alert for", b"<note>ALERT for")
     assert ingest_bytes(store, cfg, chans, tweaked).unchanged == 1
     assert MsgType.ALERT.value == rows(store, notices)[0].msg_type
+
+
+def test_late_alert_after_its_update_is_kept_but_not_posted(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(1))  # the update arrives first
+    late = ingest_bytes(store, cfg, chans, demo_cap(0))
+    assert len(late.stored) == 1 and late.deliveries == 0 and late.out_of_order == 1
+    ns = rows(store, notices, order=notices.c.version)
+    assert [(n.version, n.msg_type) for n in ns] == [(1, "update"), (2, "alert")]
+    [t] = rows(store, threads)
+    assert t.headline.startswith("Flash Flood Watch extended")
+
+
+def test_one_poll_is_ingested_oldest_first(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    batch = parse_cap(demo_cap(2)) + parse_cap(demo_cap(0)) + parse_cap(demo_cap(1))
+    r = ingest(store, cfg, chans, batch, source="nws", now=NOW)
+    assert len(r.stored) == 3 and r.out_of_order == 0
+    ns = rows(store, notices, order=notices.c.version)
+    assert [n.msg_type for n in ns] == ["alert", "update", "cancel"]

@@ -167,6 +167,7 @@ def replay(
             f"{f}: {len(r.stored)} stored, {r.unchanged} unchanged, "
             f"{r.deliveries} deliveries queued, {r.superseded} superseded"
             + (f", {r.not_routed_stale} expired (not sent)" if r.not_routed_stale else "")
+            + (f", {r.out_of_order} older than their thread (not sent)" if r.out_of_order else "")
         )
 
 

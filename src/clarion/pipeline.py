@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, func, insert, select, tuple_, update
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
@@ -37,6 +37,7 @@ class IngestResult:
     deliveries: int = 0
     superseded: int = 0
     not_routed_stale: int = 0
+    out_of_order: int = 0
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
         self.stored += other.stored
@@ -44,6 +45,7 @@ class IngestResult:
         self.deliveries += other.deliveries
         self.superseded += other.superseded
         self.not_routed_stale += other.not_routed_stale
+        self.out_of_order += other.out_of_order
         return self
 
 
@@ -66,7 +68,8 @@ def ingest(
     now = now or datetime.now(UTC)
     result = IngestResult()
     with store.write() as conn:
-        for notice in items:
+        # Oldest first: a poll that lists an alert and its update posts them in that order.
+        for notice in sorted(items, key=lambda n: n.sent):
             result += _ingest_one(
                 conn,
                 config,
@@ -124,8 +127,16 @@ def _ingest_one(
             result.unchanged += 1
             return result
     version = (thread.latest_version if thread is not None else 0) + 1
-    if thread is not None and notice.msg_type is MsgType.ALERT:
-        # An edited feed item, or a re-issued alert for a known thread: an update to readers.
+    out_of_order = False
+    if thread is not None and notice.kind == "cap":
+        # CAP says itself what a message does. One older than what the thread already holds
+        # arrived late (a slow index, a replay): keep it, but never post it over newer news.
+        newest_sent = conn.execute(
+            select(func.max(notices.c.sent)).where(notices.c.thread_id == thread.id)
+        ).scalar_one()
+        out_of_order = newest_sent is not None and notice.sent < newest_sent
+    elif thread is not None and notice.msg_type is MsgType.ALERT:
+        # An edited feed item (same id, new content): an update to readers.
         notice = notice.model_copy(update={"msg_type": MsgType.UPDATE})
     notice = notice.model_copy(update={"thread_key": thread_key, "version": version})
     if thread is None:
@@ -168,17 +179,22 @@ def _ingest_one(
             received_at=now,
         ),
     )
-    thread_values: dict[str, object] = {
-        "latest_version": version,
-        "latest_notice_id": notice_id,
-        "updated_at": now,
-        "state": "cancelled" if notice.msg_type is MsgType.CANCEL else "active",
-    }
-    if notice.msg_type is not MsgType.CANCEL:  # a cancel's own headline is rarely informative
-        thread_values.update(headline=notice.headline, severity=notice.severity.value)
+    thread_values: dict[str, object] = {"latest_version": version}
+    if not out_of_order:  # what the thread shows is its newest message, not the last to arrive
+        thread_values.update(
+            latest_notice_id=notice_id,
+            updated_at=now,
+            state="cancelled" if notice.msg_type is MsgType.CANCEL else "active",
+        )
+        if notice.msg_type is not MsgType.CANCEL:  # a cancel's headline is rarely informative
+            thread_values.update(headline=notice.headline, severity=notice.severity.value)
     conn.execute(update(threads).where(threads.c.id == thread_id).values(**thread_values))
     result.stored.append(int(notice_id))
 
+    if out_of_order:
+        result.out_of_order += 1
+        log.info("notice %s is older than its thread's latest: stored, not sent", notice.identifier)
+        return result
     if is_stale(notice, now) and config.clarion.drop_expired and not include_expired:
         result.not_routed_stale += 1
         log.info("notice %s expired at %s: stored, not sent", notice.identifier, notice.expires)
