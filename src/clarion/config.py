@@ -139,7 +139,47 @@ class FeedSourceConfig(_SourceBase):
     initial_items: int = Field(default=1, ge=0)
 
 
-SourceConfig = Annotated[CapSourceConfig | FeedSourceConfig, Field(discriminator="kind")]
+class NwsSourceConfig(_SourceBase):
+    """api.weather.gov `/alerts/active` (GeoJSON), with the API's own filters."""
+
+    kind: Literal["nws"]
+    url: str = "https://api.weather.gov/alerts/active"
+    interval: Duration = 60.0
+    user_agent: str = Field(min_length=5, description="who you are and how to reach you")
+    area: list[str] | None = None  # state/territory codes: ["MT", "WA"]
+    zone: list[str] | None = None  # zone ids: ["MTZ014"]
+    event: list[str] | None = None  # ["Flood Warning"]
+    severity: list[str] | None = None
+    urgency: list[str] | None = None
+    certainty: list[str] | None = None
+    end_after: int = Field(default=3, ge=1)
+
+
+class GtfsRtSourceConfig(_SourceBase):
+    """A GTFS-realtime Service Alerts feed (protobuf, or its JSON form)."""
+
+    kind: Literal["gtfsrt"]
+    interval: Duration = 60.0
+    end_after: int = Field(default=3, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)  # e.g. an API key header
+
+
+class StatuspageSourceConfig(_SourceBase):
+    """An Atlassian Statuspage: its `/api/v2/summary.json` or `/api/v2/incidents.json`."""
+
+    kind: Literal["statuspage"]
+    interval: Duration = 60.0
+    end_after: int = Field(default=3, ge=1)
+
+
+SourceConfig = Annotated[
+    CapSourceConfig
+    | FeedSourceConfig
+    | NwsSourceConfig
+    | GtfsRtSourceConfig
+    | StatuspageSourceConfig,
+    Field(discriminator="kind"),
+]
 
 
 class _ChannelBase(_Strict):

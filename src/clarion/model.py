@@ -34,6 +34,22 @@ class MsgType(StrEnum):
     CANCEL = "cancel"
     ACK = "ack"
     ERROR = "error"
+    # Clarion's own, not CAP's: the story ended without a message saying so (it left a feed
+    # that lists only what is active, such as api.weather.gov or GTFS-realtime). Parsers never
+    # produce it; the pipeline does, after the source's debounce.
+    END = "end"
+
+    @property
+    def closes(self) -> bool:
+        """A cancel or an end: the thread is over, whatever the severity."""
+        return self in (MsgType.CANCEL, MsgType.END)
+
+
+# Inputs whose messages are CAP messages (in XML or JSON): identifier and sent are frozen, and
+# the message itself says whether it is an alert, an update or a cancellation.
+CAP_KINDS = frozenset({"cap", "nws"})
+
+CAP_MSG_TYPES = (MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL, MsgType.ACK, MsgType.ERROR)
 
 
 class Severity(StrEnum):
@@ -173,9 +189,14 @@ class Notice(_Data):
     incidents: list[str] = Field(default_factory=list)
     infos: list[Info] = Field(default_factory=list)
     entities: list[Entity] = Field(default_factory=list)
+    # Keys starting "local:" are unique only within one source (a GTFS-rt entity id, a
+    # Statuspage incident id); the pipeline makes them "local:SOURCE:…" on ingest.
     thread_key: str
     version: int = 0
     link: str | None = None
+    # True when the source gives no time of its own for the message (a GTFS-rt alert without
+    # an edit stamp): `sent` is then when Clarion read it, and is no part of what it says.
+    sent_estimated: bool = False
     original: bytes | None = Field(default=None, repr=False)
     original_content_type: str | None = None
     signature: SignatureState = SignatureState.UNSIGNED
@@ -227,7 +248,10 @@ class Notice(_Data):
         Excludes what the pipeline assigns (source, version) and the raw bytes, whose
         whitespace or signature may change while the message does not.
         """
-        body = self.model_dump_json(exclude={"source", "version", "original", "thread_key"})
+        exclude = {"source", "version", "original", "thread_key"}
+        if self.sent_estimated:
+            exclude.add("sent")
+        body = self.model_dump_json(exclude=exclude)
         return hashlib.sha256(body.encode()).hexdigest()
 
     def to_json_dict(self) -> dict[str, object]:

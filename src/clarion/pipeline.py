@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, func, insert, select, tuple_, update
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
-from clarion.model import MsgType, Notice
+from clarion.model import CAP_KINDS, MsgType, Notice
 from clarion.routing import is_stale, route
 from clarion.store import Store
 from clarion.store.schema import deliveries, delivery_events, notices, threads
@@ -38,6 +38,8 @@ class IngestResult:
     superseded: int = 0
     not_routed_stale: int = 0
     out_of_order: int = 0
+    ended: int = 0
+    thread_keys: set[str] = field(default_factory=set)  # every thread this batch touched
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
         self.stored += other.stored
@@ -46,6 +48,8 @@ class IngestResult:
         self.superseded += other.superseded
         self.not_routed_stale += other.not_routed_stale
         self.out_of_order += other.out_of_order
+        self.ended += other.ended
+        self.thread_keys |= other.thread_keys
         return self
 
 
@@ -70,11 +74,14 @@ def ingest(
     with store.write() as conn:
         # Oldest first: a poll that lists an alert and its update posts them in that order.
         for notice in sorted(items, key=lambda n: n.sent):
+            key = notice.thread_key
+            if key.startswith("local:"):
+                key = f"local:{source}:{key.removeprefix('local:')}"
             result += _ingest_one(
                 conn,
                 config,
                 channels,
-                notice.model_copy(update={"source": source}),
+                notice.model_copy(update={"source": source, "thread_key": key}),
                 now,
                 include_expired,
             )
@@ -106,6 +113,7 @@ def _ingest_one(
 ) -> IngestResult:
     result = IngestResult()
     thread_key = _resolve_thread(conn, notice)
+    result.thread_keys.add(thread_key)
     content_hash = notice.content_hash()
     thread = conn.execute(select(threads).where(threads.c.thread_key == thread_key)).first()
     if thread is not None:
@@ -116,7 +124,7 @@ def _ingest_one(
                 (notices.c.content_hash == content_hash)
                 # CAP freezes identifier+sent: the same message fetched again is the same message.
                 | and_(
-                    notices.c.kind == "cap",
+                    notices.c.kind.in_(CAP_KINDS),
                     notices.c.sender == notice.sender,
                     notices.c.identifier == notice.identifier,
                 ),
@@ -128,7 +136,7 @@ def _ingest_one(
             return result
     version = (thread.latest_version if thread is not None else 0) + 1
     out_of_order = False
-    if thread is not None and notice.kind == "cap":
+    if thread is not None and notice.kind in CAP_KINDS and notice.msg_type is not MsgType.END:
         # CAP says itself what a message does. One older than what the thread already holds
         # arrived late (a slow index, a replay): keep it, but never post it over newer news.
         newest_sent = conn.execute(
@@ -184,9 +192,11 @@ def _ingest_one(
         thread_values.update(
             latest_notice_id=notice_id,
             updated_at=now,
-            state="cancelled" if notice.msg_type is MsgType.CANCEL else "active",
+            state={MsgType.CANCEL: "cancelled", MsgType.END: "ended"}.get(
+                notice.msg_type, "active"
+            ),
         )
-        if notice.msg_type is not MsgType.CANCEL:  # a cancel's headline is rarely informative
+        if not notice.msg_type.closes:  # a cancel's own headline is rarely informative
             thread_values.update(headline=notice.headline, severity=notice.severity.value)
     conn.execute(update(threads).where(threads.c.id == thread_id).values(**thread_values))
     result.stored.append(int(notice_id))
@@ -280,3 +290,49 @@ def _insert(conn: Connection, stmt: Any) -> int:
     key = conn.execute(stmt).inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+def end_threads(
+    store: Store,
+    config: Config,
+    channels: Mapping[str, Channel],
+    thread_keys: Iterable[str],
+    *,
+    source: str,
+    reason: str,
+    now: datetime | None = None,
+) -> IngestResult:
+    """End threads that left a source listing only what is active (the third way a story ends).
+
+    Each still-open thread gets an END version, a copy of its newest message saying it is over,
+    which goes through the same routing and outbox as everything else (it posts only where
+    something was posted before).
+    """
+    now = now or datetime.now(UTC)
+    result = IngestResult()
+    with store.write() as conn:
+        for key in sorted(thread_keys):
+            row = conn.execute(
+                select(threads.c.state, notices.c.data, notices.c.original)
+                .select_from(threads.join(notices, notices.c.id == threads.c.latest_notice_id))
+                .where(threads.c.thread_key == key)
+            ).first()
+            if row is None or row.state != "active":
+                continue
+            latest = Notice.model_validate(row.data)
+            ended = latest.model_copy(
+                update={
+                    "identifier": f"{latest.identifier}#ended",
+                    "sent": max(now, latest.sent),  # never "older" than what it ends
+                    "msg_type": MsgType.END,
+                    "references": [],
+                    "note": reason,
+                    "thread_key": key,
+                    "original": None,
+                    "original_content_type": None,
+                }
+            )
+            one = _ingest_one(conn, config, channels, ended, now, include_expired=True)
+            result += one
+            result.ended += len(one.stored)
+    return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from clarion.config import Config, RouteRule
-from clarion.model import MsgType, Notice
+from clarion.model import Notice
 
 
 def rule_matches(rule: RouteRule, notice: Notice) -> bool:
@@ -24,7 +24,7 @@ def rule_matches(rule: RouteRule, notice: Notice) -> bool:
     # own severity is often "Minor"/"Unknown" (the threat is over).
     if (
         rule.min_severity is not None
-        and notice.msg_type is not MsgType.CANCEL
+        and not notice.msg_type.closes
         and notice.severity.rank < rule.min_severity.rank
     ):
         return False
@@ -66,7 +66,7 @@ def _entity_match(wanted: list[str], notice: Notice) -> bool:
 def is_stale(notice: Notice, now: datetime) -> bool:
     """An alert or update whose every info block has expired says nothing true any more."""
     expires = notice.expires
-    return notice.msg_type is not MsgType.CANCEL and expires is not None and expires <= now
+    return not notice.msg_type.closes and expires is not None and expires <= now
 
 
 def route(notice: Notice, config: Config) -> list[str]:

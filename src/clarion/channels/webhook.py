@@ -31,6 +31,7 @@ EVENT_TYPES = {
     MsgType.ALERT: "notice.created",
     MsgType.UPDATE: "notice.updated",
     MsgType.CANCEL: "notice.cancelled",
+    MsgType.END: "notice.ended",
     MsgType.ACK: "notice.acknowledged",
     MsgType.ERROR: "notice.error",
 }

@@ -20,7 +20,7 @@ from clarion.channels.base import Channel, ChannelError, ErrorKind, Outgoing, Re
 from clarion.delivery import outbox
 from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
 from clarion.delivery.ratelimit import RateLimiter
-from clarion.model import MsgType, Notice
+from clarion.model import Notice
 from clarion.routing import is_stale
 from clarion.store import Store
 
@@ -154,7 +154,7 @@ class Dispatcher:
             )
             return
         previous, root = (_receipt(r) for r in outbox.previous_receipts(self.store, c))
-        if notice.msg_type is MsgType.CANCEL and previous is None:
+        if notice.msg_type.closes and previous is None:
             outbox.mark_cancelled(
                 self.store,
                 c,

@@ -34,6 +34,8 @@ def _prefix(notice: Notice) -> str:
         parts.append("UPDATE:")
     elif notice.msg_type is MsgType.CANCEL:
         parts.append("CANCELLED:")
+    elif notice.msg_type is MsgType.END:
+        parts.append("RESOLVED:" if notice.kind == "statuspage" else "ENDED:")
     return " ".join(parts)
 
 
@@ -110,11 +112,11 @@ def compose(
         areas = "; ".join(a.description for a in info.areas if a.description)
         if areas:
             extras.append(f"Areas: {areas}")
-        if info.instruction and notice.msg_type is not MsgType.CANCEL:
+        if info.instruction and not notice.msg_type.closes:
             extras.append(info.instruction)
         if info.description:
             extras.append(info.description)
-    if notice.msg_type is MsgType.CANCEL and notice.note:
+    if notice.msg_type.closes and notice.note:
         extras.insert(0, notice.note)
     for extra in extras:
         extra = " ".join(extra.split())

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from clarion.config import CapSourceConfig, Config, FeedSourceConfig
+from clarion.config import (
+    CapSourceConfig,
+    Config,
+    FeedSourceConfig,
+    GtfsRtSourceConfig,
+    NwsSourceConfig,
+    StatuspageSourceConfig,
+)
 from clarion.model import Notice
 from clarion.sources.base import Source, SourceError
 
@@ -23,16 +30,40 @@ def _parse_feed(body: bytes, content_type: str) -> list[Notice]:
     return parse_feed(body, content_type)
 
 
+def _parse_nws(body: bytes, content_type: str) -> list[Notice]:
+    from clarion.sources.nws import parse_nws
+
+    return parse_nws(body, content_type)
+
+
+def _parse_gtfsrt(body: bytes, content_type: str) -> list[Notice]:
+    from clarion.sources.gtfsrt import parse_gtfsrt
+
+    return parse_gtfsrt(body, content_type)
+
+
+def _parse_statuspage(body: bytes, content_type: str) -> list[Notice]:
+    from clarion.sources.statuspage import parse_statuspage
+
+    return parse_statuspage(body, content_type)
+
+
 # kind → pure parser (bytes, content type) → notices; used by `clarion parse` and `replay`.
 PARSERS: dict[str, Callable[[bytes, str], list[Notice]]] = {
     "cap": _parse_cap,
     "feed": _parse_feed,
+    "nws": _parse_nws,
+    "gtfsrt": _parse_gtfsrt,
+    "statuspage": _parse_statuspage,
 }
 
 
 def build_sources(config: Config) -> dict[str, Source]:
     from clarion.sources.cap import CapSource
     from clarion.sources.feed import FeedSource
+    from clarion.sources.gtfsrt import GtfsRtSource
+    from clarion.sources.nws import NwsSource
+    from clarion.sources.statuspage import StatuspageSource
 
     out: dict[str, Source] = {}
     for name, cfg in config.sources.items():
@@ -42,4 +73,22 @@ def build_sources(config: Config) -> dict[str, Source]:
             out[name] = CapSource(name, cfg.url, cfg.max_bytes, cfg.max_documents)
         elif isinstance(cfg, FeedSourceConfig):
             out[name] = FeedSource(name, cfg.url, cfg.max_bytes, cfg.initial_items)
+        elif isinstance(cfg, NwsSourceConfig):
+            filters = {
+                k: v
+                for k in ("area", "zone", "event", "severity", "urgency", "certainty")
+                if (v := getattr(cfg, k))
+            }
+            out[name] = NwsSource(
+                name,
+                cfg.url,
+                cfg.max_bytes,
+                user_agent=cfg.user_agent,
+                filters=filters,
+                end_after=cfg.end_after,
+            )
+        elif isinstance(cfg, GtfsRtSourceConfig):
+            out[name] = GtfsRtSource(name, cfg.url, cfg.max_bytes, cfg.end_after, cfg.headers)
+        elif isinstance(cfg, StatuspageSourceConfig):
+            out[name] = StatuspageSource(name, cfg.url, cfg.max_bytes, cfg.end_after)
     return out

@@ -16,7 +16,23 @@ from clarion.model import Notice
 
 
 class SourceError(Exception):
-    """Bad input from a source: the message says what is wrong in words an operator can act on."""
+    """Bad input from a source: the message says what is wrong in words an operator can act on.
+
+    `retry_after` carries a server's Retry-After (seconds), which the poller honours.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -49,10 +65,16 @@ class PollResult:
 
 
 class PolledSource:
-    """What every polled source shares: a name, a URL, a size cap, and a conditional GET."""
+    """What every polled source shares: a name, a URL, a size cap, and a conditional GET.
+
+    A source whose feed lists only what is active (api.weather.gov, GTFS-realtime) sets
+    `lists_active`: a thread missing from `end_after` polls in a row has ended.
+    """
 
     kind = ""
     accept = "*/*"
+    lists_active = False
+    end_after = 3
 
     def __init__(self, name: str, url: str, max_bytes: int) -> None:
         self.name = name
@@ -63,9 +85,17 @@ class PolledSource:
     def what(self) -> str:
         return f"source {self.name}"
 
-    def fetch(self, state: FetchState, http: httpx.Client) -> Fetched | NotModified:
+    def fetch(
+        self, state: FetchState, http: httpx.Client, headers: dict[str, str] | None = None
+    ) -> Fetched | NotModified:
         return conditional_get(
-            http, self.url, state, what=self.what, accept=self.accept, max_bytes=self.max_bytes
+            http,
+            self.url,
+            state,
+            what=self.what,
+            accept=self.accept,
+            max_bytes=self.max_bytes,
+            headers=headers,
         )
 
 
@@ -74,6 +104,8 @@ class Source(Protocol):
 
     name: str
     kind: str
+    lists_active: bool
+    end_after: int
 
     def poll(self, state: FetchState, http: httpx.Client) -> PollResult: ...
 
@@ -86,9 +118,10 @@ def conditional_get(
     what: str,
     accept: str,
     max_bytes: int,
+    headers: dict[str, str] | None = None,
 ) -> Fetched | NotModified:
     """GET with If-None-Match / If-Modified-Since; raise SourceError with a clear reason."""
-    headers = {"Accept": accept}
+    headers = {**(headers or {}), "Accept": accept}
     if state.etag:
         headers["If-None-Match"] = state.etag
     if state.last_modified:
@@ -98,7 +131,10 @@ def conditional_get(
             if resp.status_code == 304:
                 return NotModified(state)
             if resp.status_code >= 400:
-                raise SourceError(f"{what}: {url} answered HTTP {resp.status_code}")
+                raise SourceError(
+                    f"{what}: {url} answered HTTP {resp.status_code}",
+                    retry_after=_retry_after(resp.headers.get("retry-after")),
+                )
             chunks: list[bytes] = []
             size = 0
             for chunk in resp.iter_bytes():

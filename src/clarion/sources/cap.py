@@ -15,6 +15,7 @@ import httpx
 from lxml import etree
 
 from clarion.model import (
+    CAP_MSG_TYPES,
     Area,
     Certainty,
     Circle,
@@ -189,6 +190,8 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
     assert sent is not None
     status = _enum(child_text(el, "status"), Status, "status", where)
     msg_type = _enum(child_text(el, "msgType"), MsgType, "msgType", where)
+    if msg_type not in CAP_MSG_TYPES:
+        raise SourceError(f"{where}: <msgType> is {msg_type.value!r}, which CAP does not have")
     scope = _required(el, "scope", where)
     references: list[Reference] = []
     ref_el = child(el, "references")

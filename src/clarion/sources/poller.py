@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, update
 
 from clarion.channels.base import Channel
 from clarion.config import Config
-from clarion.pipeline import IngestResult, ingest
+from clarion.pipeline import IngestResult, end_threads, ingest
 from clarion.sources.base import FetchState, Source, SourceError
 from clarion.store import Store
 from clarion.store.schema import sources as sources_table
@@ -59,10 +59,25 @@ def poll_source(
     try:
         polled = source.poll(state, http)
     except SourceError as exc:
-        _record_failure(store, source.name, now, str(exc), next_poll)
+        _record_failure(store, source.name, now, str(exc), next_poll, exc.retry_after)
         log.warning("%s", exc)
         return None
     result = ingest(store, config, channels, polled.notices, source=source.name, now=now)
+    cursor = dict(polled.state.cursor)
+    if source.lists_active and not polled.not_modified:
+        cursor["absent"], gone = _absences(
+            state.cursor.get("absent", {}), result.thread_keys, source.end_after
+        )
+        if gone:
+            result += end_threads(
+                store,
+                config,
+                channels,
+                gone,
+                source=source.name,
+                now=now,
+                reason=f"No longer listed by {source.name}: it has ended.",
+            )
     with store.write() as conn:
         conn.execute(
             update(sources_table)
@@ -70,7 +85,7 @@ def poll_source(
             .values(
                 etag=polled.state.etag,
                 last_modified=polled.state.last_modified,
-                cursor=polled.state.cursor,
+                cursor=cursor,
                 last_polled_at=now,
                 last_success_at=now,
                 consecutive_failures=0,
@@ -82,8 +97,30 @@ def poll_source(
     return result
 
 
+def _absences(
+    previous: dict[str, int], listed: set[str], end_after: int
+) -> tuple[dict[str, int], list[str]]:
+    """Count consecutive polls each known thread was missing from; those missing `end_after`
+    times in a row have ended. A brief drop-out (one empty answer) ends nothing."""
+    counts = {key: 0 for key in listed}
+    gone = []
+    for key, n in previous.items():
+        if key in listed:
+            continue
+        if n + 1 >= end_after:
+            gone.append(key)
+        else:
+            counts[key] = n + 1
+    return counts, gone
+
+
 def _record_failure(
-    store: Store, name: str, now: datetime, error: str, next_poll: datetime
+    store: Store,
+    name: str,
+    now: datetime,
+    error: str,
+    next_poll: datetime,
+    retry_after: float | None = None,
 ) -> None:
     with store.write() as conn:
         row = conn.execute(
@@ -92,6 +129,8 @@ def _record_failure(
         failures = (row.consecutive_failures if row else 0) + 1
         # Back off a failing source: up to 8 intervals, so a dead feed is not hammered.
         delay = (next_poll - now) * min(8, 2 ** (failures - 1))
+        if retry_after is not None:  # a 429/503 that says when: never sooner than that
+            delay = max(delay, timedelta(seconds=retry_after))
         conn.execute(
             update(sources_table)
             .where(sources_table.c.name == name)

@@ -1,0 +1,204 @@
+"""GTFS-realtime Service Alerts, as protobuf (gtfs-realtime-bindings) or its JSON form.
+
+`parse_gtfsrt` is pure. A feed lists only what is active, and there is no cancel message: an
+alert ends when its entity leaves the feed (the poller debounces that). Cause, effect and
+severity become words; informed entities become the notice's entities; translations become one
+info block per language, plain text preferred over `…-html` variants (converted to text when
+they are the only form). The MTA's "Mercury" extension (field 1001 on the alert, `updated_at`
+its field 2) marks edits when present; it is read from the unknown fields, so no MTA-specific
+schema is compiled in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from google.protobuf import empty_pb2, json_format
+from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
+from google.transit import gtfs_realtime_pb2 as rt
+
+from clarion.model import Entity, Info, NameValue, Notice, Severity
+from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
+from clarion.sources.feed import html_to_text
+
+MERCURY_ALERT_FIELD = 1001
+MERCURY_UPDATED_AT_FIELD = 2
+
+SEVERITY = {
+    "UNKNOWN_SEVERITY": Severity.UNKNOWN,
+    "INFO": Severity.MINOR,
+    "WARNING": Severity.MODERATE,
+    "SEVERE": Severity.SEVERE,
+}
+
+
+def words(enum_name: str) -> str:
+    """`SIGNIFICANT_DELAYS` → `Significant delays`."""
+    return enum_name.replace("_", " ").capitalize()
+
+
+def _decode(body: bytes, content_type: str, what: str) -> rt.FeedMessage:
+    feed = rt.FeedMessage()
+    stripped = body.lstrip()
+    if "json" in content_type.lower() or stripped[:1] == b"{":
+        try:
+            json_format.Parse(body, feed, ignore_unknown_fields=True)
+        except (json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
+            raise SourceError(f"{what}: not a GTFS-realtime JSON feed ({exc})") from None
+        return feed
+    try:
+        feed.ParseFromString(body)
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        raise SourceError(f"{what}: not a GTFS-realtime protobuf feed ({exc})") from None
+    if not feed.HasField("header") or not feed.header.gtfs_realtime_version:
+        raise SourceError(f"{what}: not a GTFS-realtime feed (no header with a version)")
+    return feed
+
+
+def _translations(ts: Any) -> dict[str, str]:
+    """language → plain text; `en-html` is used only when there is no plain `en`."""
+    plain: dict[str, str] = {}
+    html: dict[str, str] = {}
+    for t in ts.translation:
+        lang = t.language or ""
+        if lang.lower().endswith("-html"):
+            html[lang[: -len("-html")]] = t.text
+        else:
+            plain[lang] = t.text
+    for lang, text in html.items():
+        if lang not in plain:
+            plain[lang] = html_to_text(text) or ""
+    return {lang: " ".join(text.split()) for lang, text in plain.items() if text.strip()}
+
+
+def _entities(selectors: Iterable[Any]) -> list[Entity]:
+    out: list[Entity] = []
+    for sel in selectors:
+        if sel.agency_id:
+            out.append(Entity(kind="agency", id=sel.agency_id))
+        if sel.route_id:
+            out.append(Entity(kind="route", id=sel.route_id))
+        if sel.HasField("route_type"):
+            out.append(Entity(kind="route_type", id=str(sel.route_type)))
+        if sel.stop_id:
+            out.append(Entity(kind="stop", id=sel.stop_id))
+        if sel.HasField("trip") and (sel.trip.trip_id or sel.trip.route_id):
+            out.append(Entity(kind="trip", id=sel.trip.trip_id or sel.trip.route_id))
+    unique: dict[tuple[str, str], Entity] = {}
+    for e in out:
+        unique.setdefault((e.kind, e.id), e)
+    return list(unique.values())
+
+
+def _mercury_updated_at(alert: Any) -> datetime | None:
+    for field in UnknownFieldSet(alert):
+        if field.field_number == MERCURY_ALERT_FIELD and isinstance(field.data, bytes):
+            inner = empty_pb2.Empty()
+            inner.ParseFromString(field.data)
+            for sub in UnknownFieldSet(inner):
+                if sub.field_number == MERCURY_UPDATED_AT_FIELD and isinstance(sub.data, int):
+                    return datetime.fromtimestamp(sub.data, UTC)
+    return None
+
+
+def _ts(seconds: int) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+def parse_gtfsrt(
+    body: bytes, content_type: str = "", *, what: str = "GTFS-rt feed", now: datetime | None = None
+) -> list[Notice]:
+    feed = _decode(body, content_type, what)
+    read_at = _ts(feed.header.timestamp) or now or datetime.now(UTC)
+    notices = []
+    for entity in feed.entity:
+        if entity.is_deleted or not entity.HasField("alert"):
+            continue
+        alert = entity.alert
+        where = f"{what} entity {entity.id!r}"
+        if not entity.id:
+            raise SourceError(f"{what}: an alert entity has no id")
+        headers = _translations(alert.header_text)
+        descriptions = _translations(alert.description_text)
+        urls = _translations(alert.url)
+        languages = list(dict.fromkeys([*headers, *descriptions])) or [""]
+        cause = rt.Alert.Cause.Name(alert.cause) if alert.HasField("cause") else "UNKNOWN_CAUSE"
+        effect = (
+            rt.Alert.Effect.Name(alert.effect) if alert.HasField("effect") else "UNKNOWN_EFFECT"
+        )
+        severity_name = rt.Alert.SeverityLevel.Name(alert.severity_level)
+        starts = [p.start for p in alert.active_period if p.start]
+        ends = [p.end for p in alert.active_period]
+        expires = _ts(max(ends)) if ends and all(ends) else None
+        params = [
+            NameValue(name="cause", value=words(cause)),
+            NameValue(name="effect", value=words(effect)),
+        ]
+        infos = []
+        for lang in languages:
+            fallback = next(iter(headers.values()), None)
+            infos.append(
+                Info(
+                    language=lang or "en",
+                    categories=["Transport"],
+                    event=words(effect),
+                    severity=SEVERITY.get(severity_name, Severity.UNKNOWN),
+                    effective=_ts(min(starts)) if starts else None,
+                    expires=expires,
+                    headline=headers.get(lang) or fallback,
+                    description=descriptions.get(lang) or next(iter(descriptions.values()), None),
+                    web=urls.get(lang) or next(iter(urls.values()), None),
+                    parameters=params,
+                )
+            )
+        if not any(i.headline or i.description for i in infos):
+            raise SourceError(f"{where}: alert has neither header nor description text")
+        entities = _entities(alert.informed_entity)
+        agencies = [e.id for e in entities if e.kind == "agency"]
+        updated = _mercury_updated_at(alert)
+        notices.append(
+            Notice(
+                kind="gtfsrt",
+                identifier=entity.id,
+                sender=agencies[0] if agencies else "GTFS-realtime",
+                sent=updated or read_at,
+                sent_estimated=updated is None,
+                infos=infos,
+                entities=entities,
+                thread_key=f"local:gtfsrt:{entity.id}",
+                link=infos[0].web,
+                original=entity.SerializeToString(),
+                original_content_type="application/x-protobuf",
+            )
+        )
+    return notices
+
+
+class GtfsRtSource(PolledSource):
+    kind = "gtfsrt"
+    accept = "application/x-protobuf, application/json;q=0.5"
+    lists_active = True
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        max_bytes: int,
+        end_after: int = 3,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(name, url, max_bytes)
+        self.end_after = end_after
+        self.headers = headers or {}
+
+    def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
+        fetched = self.fetch(state, http, headers=self.headers)
+        if not isinstance(fetched, Fetched):
+            return PollResult([], fetched.state, not_modified=True)
+        return PollResult(
+            parse_gtfsrt(fetched.body, fetched.content_type, what=self.what), fetched.state
+        )

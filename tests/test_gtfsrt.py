@@ -1,0 +1,116 @@
+"""GTFS-realtime Service Alerts: protobuf and JSON, translations, entities, Mercury edits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from google.protobuf import text_format
+from google.transit import gtfs_realtime_pb2 as rt
+
+from clarion.model import Severity
+from clarion.sources.base import SourceError
+from clarion.sources.gtfsrt import parse_gtfsrt
+from tests.conftest import fixture_bytes
+from tests.golden import check_golden, notice_record
+
+
+def spec_example() -> rt.FeedMessage:
+    text = fixture_bytes("gtfsrt/spec_example_alerts.asciipb").decode()
+    return text_format.Parse(text, rt.FeedMessage())
+
+
+@pytest.mark.parametrize("name", ["bart-alerts.pb", "bart-alerts.json",
+                                  "caltrain-service-alerts.pb", "caltrain-service-alerts.json"])
+def test_golden(name: str) -> None:
+    notices = parse_gtfsrt(fixture_bytes(f"gtfsrt/{name}"))
+    check_golden(f"gtfsrt/{name}", [notice_record(n) for n in notices])
+
+
+def test_protobuf_and_json_forms_agree() -> None:
+    pb = parse_gtfsrt(fixture_bytes("gtfsrt/bart-alerts.pb"))
+    js = parse_gtfsrt(fixture_bytes("gtfsrt/bart-alerts.json"), "application/json")
+    assert [n.content_hash() for n in pb] == [n.content_hash() for n in js]
+    [n] = pb
+    assert n.identifier == "BSA_187874" and n.sender == "BART"
+    assert n.infos[0].event == "Significant delays"
+    assert ("cause", "Medical emergency") in [(p.name, p.value) for p in n.infos[0].parameters]
+    assert n.infos[0].headline.startswith("There is a major delay at Montgomery St.")
+    assert n.link == "http://www.bart.gov/schedules/advisories"
+    assert n.sent_estimated  # no edit stamp: the time read is not part of the content
+
+
+def test_empty_feed_is_not_an_error() -> None:
+    assert parse_gtfsrt(fixture_bytes("gtfsrt/caltrain-service-alerts.pb")) == []
+
+
+def test_spec_example_entities_and_periods() -> None:
+    [n] = parse_gtfsrt(spec_example().SerializeToString())
+    assert {(e.kind, e.id) for e in n.entities} == {
+        ("route", "219"), ("stop", "16230"), ("route", "100"), ("stop", "16299")}
+    info = n.infos[0]
+    assert info.effective == datetime.fromtimestamp(1284457468, UTC)
+    assert info.expires == datetime.fromtimestamp(1284468072, UTC)
+    assert info.event == "Detour"
+    assert info.description.startswith("Due to construction at Elm street")
+
+
+def test_translations_prefer_plain_text_over_html() -> None:
+    feed = spec_example()
+    alert = feed.entity[0].alert
+    alert.header_text.translation.add(text="<p>Arrêt <b>fermé</b></p>", language="fr-html")
+    alert.header_text.translation.add(text="<p>IGNORED</p>", language="en-html")
+    alert.severity_level = rt.Alert.SEVERE
+    [n] = parse_gtfsrt(feed.SerializeToString())
+    assert [i.language for i in n.infos] == ["en", "fr"]
+    assert n.info(("fr",)).headline == "Arrêt fermé"
+    assert n.info(("en",)).headline == "Stop at Elm street is closed, temporary stop at Oak street"
+    assert n.severity is Severity.SEVERE
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def mercury(updated_at: int) -> bytes:
+    """Alert field 1001 (MercuryAlert) holding created_at (1) and updated_at (2), hand-encoded
+    from the MTA's published .proto, since no MTA schema is compiled into Clarion or its tests."""
+    inner = b"\x08" + _varint(1_600_000_000) + b"\x10" + _varint(updated_at)
+    return _varint((1001 << 3) | 2) + _varint(len(inner)) + inner
+
+
+def test_mercury_updated_at_marks_edits() -> None:
+    feed = spec_example()
+    entity = feed.entity[0]
+    entity.alert.MergeFromString(mercury(1_700_000_000))
+    [n] = parse_gtfsrt(feed.SerializeToString())
+    assert n.sent == datetime.fromtimestamp(1_700_000_000, UTC) and not n.sent_estimated
+    feed2 = spec_example()
+    feed2.entity[0].alert.MergeFromString(mercury(1_700_000_600))
+    [n2] = parse_gtfsrt(feed2.SerializeToString())
+    assert n2.content_hash() != n.content_hash()  # same text, new edit stamp: an edit
+
+
+def test_fetch_time_alone_is_not_an_edit() -> None:
+    feed = spec_example()
+    first = parse_gtfsrt(feed.SerializeToString())[0]
+    feed.header.timestamp += 60
+    later = parse_gtfsrt(feed.SerializeToString())[0]
+    assert first.sent != later.sent and first.content_hash() == later.content_hash()
+
+
+@pytest.mark.parametrize(("body", "ctype", "message"), [
+    (b"\x0a\xff\xff\xff", "application/x-protobuf", "not a GTFS-realtime"),
+    (b"<html>error</html>", "text/html", "not a GTFS-realtime"),
+    (b'{"header": 5}', "application/json", "not a GTFS-realtime JSON feed"),
+    (b"", "application/x-protobuf", "no header"),
+])
+def test_garbage(body: bytes, ctype: str, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        parse_gtfsrt(body, ctype)

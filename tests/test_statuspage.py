@@ -1,0 +1,56 @@
+"""Atlassian Statuspage v2: one thread per incident, every update a version, resolved ends it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clarion.model import MsgType, Severity
+from clarion.sources.base import SourceError
+from clarion.sources.statuspage import parse_statuspage
+from tests.conftest import fixture_bytes
+from tests.golden import check_golden, notice_record
+
+SUMMARY = "statuspage/githubstatus-summary-2022-11-25.json"
+
+
+def test_golden() -> None:
+    check_golden(SUMMARY, [notice_record(n) for n in parse_statuspage(fixture_bytes(SUMMARY))])
+
+
+def test_incident_updates_are_versions_of_one_thread() -> None:
+    notices = parse_statuspage(fixture_bytes(SUMMARY))
+    assert len(notices) == 7
+    assert {n.thread_key for n in notices} == {"local:statuspage:ljwdk6qml8z8"}
+    assert [n.msg_type for n in notices] == [MsgType.ALERT] + [MsgType.UPDATE] * 6
+    assert [n.sent for n in notices] == sorted(n.sent for n in notices)
+    first = notices[0]
+    assert first.headline == "Incident with Packages and Pages"
+    assert first.infos[0].description == ("We are investigating reports of degraded "
+                                          "performance for Packages.")
+    assert first.severity is Severity.MODERATE  # impact "major"
+    assert first.sender == "GitHub" and first.link == "https://stspg.io/33vh8r7z43kh"
+    assert {e.name for e in first.entities} == {"Packages", "Pages"}
+
+
+def test_resolved_ends_the_thread() -> None:
+    data = json.loads(fixture_bytes(SUMMARY))
+    inc = data["incidents"][0]
+    inc["incident_updates"].insert(0, {**inc["incident_updates"][0], "id": "resolved1",
+                                       "status": "resolved", "body": "This incident has been resolved.",
+                                       "created_at": "2022-11-25T16:30:00.000Z",
+                                       "display_at": "2022-11-25T16:30:00.000Z"})
+    notices = parse_statuspage(json.dumps(data).encode())
+    assert notices[-1].identifier == "resolved1" and notices[-1].msg_type is MsgType.END
+
+
+@pytest.mark.parametrize(("name_or_body", "message"), [
+    ("statuspage/linode-components-problems.json", "no incidents or scheduled_maintenances"),
+    (b"<html>", "not valid JSON"),
+    (b'{"incidents": []}', "no 'page'"),
+])
+def test_bad_input(name_or_body: str | bytes, message: str) -> None:
+    body = fixture_bytes(name_or_body) if isinstance(name_or_body, str) else name_or_body
+    with pytest.raises(SourceError, match=message):
+        parse_statuspage(body)
