@@ -20,8 +20,15 @@ def spec_example() -> rt.FeedMessage:
     return text_format.Parse(text, rt.FeedMessage())
 
 
-@pytest.mark.parametrize("name", ["bart-alerts.pb", "bart-alerts.json",
-                                  "caltrain-service-alerts.pb", "caltrain-service-alerts.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bart-alerts.pb",
+        "bart-alerts.json",
+        "caltrain-service-alerts.pb",
+        "caltrain-service-alerts.json",
+    ],
+)
 def test_golden(name: str) -> None:
     notices = parse_gtfsrt(fixture_bytes(f"gtfsrt/{name}"))
     check_golden(f"gtfsrt/{name}", [notice_record(n) for n in notices])
@@ -47,7 +54,11 @@ def test_empty_feed_is_not_an_error() -> None:
 def test_spec_example_entities_and_periods() -> None:
     [n] = parse_gtfsrt(spec_example().SerializeToString())
     assert {(e.kind, e.id) for e in n.entities} == {
-        ("route", "219"), ("stop", "16230"), ("route", "100"), ("stop", "16299")}
+        ("route", "219"),
+        ("stop", "16230"),
+        ("route", "100"),
+        ("stop", "16299"),
+    }
     info = n.infos[0]
     assert info.effective == datetime.fromtimestamp(1284457468, UTC)
     assert info.expires == datetime.fromtimestamp(1284468072, UTC)
@@ -105,12 +116,15 @@ def test_fetch_time_alone_is_not_an_edit() -> None:
     assert first.sent != later.sent and first.content_hash() == later.content_hash()
 
 
-@pytest.mark.parametrize(("body", "ctype", "message"), [
-    (b"\x0a\xff\xff\xff", "application/x-protobuf", "not a GTFS-realtime"),
-    (b"<html>error</html>", "text/html", "not a GTFS-realtime"),
-    (b'{"header": 5}', "application/json", "not a GTFS-realtime JSON feed"),
-    (b"", "application/x-protobuf", "no header"),
-])
+@pytest.mark.parametrize(
+    ("body", "ctype", "message"),
+    [
+        (b"\x0a\xff\xff\xff", "application/x-protobuf", "not a GTFS-realtime"),
+        (b"<html>error</html>", "text/html", "not a GTFS-realtime"),
+        (b'{"header": 5}', "application/json", "not a GTFS-realtime JSON feed"),
+        (b"", "application/x-protobuf", "no header"),
+    ],
+)
 def test_garbage(body: bytes, ctype: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         parse_gtfsrt(body, ctype)

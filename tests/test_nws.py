@@ -13,8 +13,11 @@ from tests.conftest import fixture_bytes
 from tests.golden import check_golden, notice_record
 from tests.nws_dates import CLOCK, resolve
 
-FILES = ["load-testing-ioc_alerts_active.json", "testing_alerts_active.json",
-         "e2e_alerts_active.json"]
+FILES = [
+    "load-testing-ioc_alerts_active.json",
+    "testing_alerts_active.json",
+    "e2e_alerts_active.json",
+]
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -41,12 +44,16 @@ def test_fields_of_an_update() -> None:
     assert [(g.name, g.value) for g in info.areas[0].geocodes] == [("SAME", "001073")]
     params = {(p.name, p.value) for p in info.parameters}
     assert ("VTEC", "/O.CON.KOHX.WI.Y.0001.240109T0000Z-240110T0600Z/") in params
-    assert ("NWSheadline", "WIND ADVISORY REMAINS IN EFFECT FROM 6 PM THIS EVENING TO "
-            "MIDNIGHT CST TUESDAY NIGHT") in params
+    assert (
+        "NWSheadline",
+        "WIND ADVISORY REMAINS IN EFFECT FROM 6 PM THIS EVENING TO MIDNIGHT CST TUESDAY NIGHT",
+    ) in params
     assert len(n.references) == 3
     # The thread is the oldest referenced message, in the same form as CAP's.
-    assert n.thread_key == ("cap:w-nws.webmaster@noaa.gov,"
-                            "urn:oid:2.49.0.1.840.0.3f75dc0fcc5146ce6b90b8cda2e8c565c7f4e2ad.001.1")
+    assert n.thread_key == (
+        "cap:w-nws.webmaster@noaa.gov,"
+        "urn:oid:2.49.0.1.840.0.3f75dc0fcc5146ce6b90b8cda2e8c565c7f4e2ad.001.1"
+    )
     assert info.expires is not None and info.expires > CLOCK
 
 
@@ -57,12 +64,15 @@ def test_polygon_is_lat_lon() -> None:
     assert (lat, lon) == (45.25, -93.0)  # GeoJSON wrote [-93, 45.25]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b"<html>503</html>", "not valid JSON"),
-    (b'{"type": "Feature"}', "not a GeoJSON FeatureCollection"),
-    (b'{"type": "FeatureCollection", "features": [{"properties": {}}]}', "lacks an id"),
-    (b'{"type": "FeatureCollection", "features": 3}', "no 'features' list"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html>503</html>", "not valid JSON"),
+        (b'{"type": "Feature"}', "not a GeoJSON FeatureCollection"),
+        (b'{"type": "FeatureCollection", "features": [{"properties": {}}]}', "lacks an id"),
+        (b'{"type": "FeatureCollection", "features": 3}', "no 'features' list"),
+    ],
+)
 def test_bad_input(body: bytes, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         parse_nws(body)

@@ -44,8 +44,9 @@ class Origin:
         tag = f'"{hash(self.body) & 0xFFFFFFFF:x}"'
         if self.etag and req.headers.get("if-none-match") == tag:
             return Response(304, raw=b"", headers={"ETag": tag})
-        return Response(200, raw=self.body, content_type=self.ctype,
-                        headers={"ETag": tag} if self.etag else {})
+        return Response(
+            200, raw=self.body, content_type=self.ctype, headers={"ETag": tag} if self.etag else {}
+        )
 
 
 @dataclass
@@ -64,11 +65,24 @@ def _json(data: object) -> bytes:
 
 
 # --- feed ---------------------------------------------------------------------------------
-FEED = {"version": "https://jsonfeed.org/version/1.1", "title": "Transit News",
-        "items": [{"id": "a", "title": "Line 4 detour", "content_text": "Via Elm St.",
-                   "date_published": "2010-08-30T09:00:00Z"},
-                  {"id": "b", "title": "Fares", "content_text": "Unchanged.",
-                   "date_published": "2010-08-30T10:00:00Z"}]}
+FEED = {
+    "version": "https://jsonfeed.org/version/1.1",
+    "title": "Transit News",
+    "items": [
+        {
+            "id": "a",
+            "title": "Line 4 detour",
+            "content_text": "Via Elm St.",
+            "date_published": "2010-08-30T09:00:00Z",
+        },
+        {
+            "id": "b",
+            "title": "Fares",
+            "content_text": "Unchanged.",
+            "date_published": "2010-08-30T10:00:00Z",
+        },
+    ],
+}
 
 
 def _feed_changed() -> bytes:
@@ -100,8 +114,9 @@ def _nws_changed() -> bytes:
 
 # --- gtfsrt -------------------------------------------------------------------------------
 def _gtfs(edit: str | None = None, drop_first: bool = False) -> bytes:
-    feed = text_format.Parse(fixture_bytes("gtfsrt/spec_example_alerts.asciipb").decode(),
-                             rt.FeedMessage())
+    feed = text_format.Parse(
+        fixture_bytes("gtfsrt/spec_example_alerts.asciipb").decode(), rt.FeedMessage()
+    )
     bart = rt.FeedMessage()
     bart.ParseFromString(fixture_bytes("gtfsrt/bart-alerts.pb"))
     feed.entity.append(bart.entity[0])
@@ -118,24 +133,65 @@ def _status(keep: int, resolved: bool = False) -> bytes:
     inc = data["incidents"][0]
     inc["incident_updates"] = inc["incident_updates"][-keep:]  # the API lists newest first
     if resolved:
-        inc["incident_updates"].insert(0, {**inc["incident_updates"][0], "id": "zzresolved",
-                                           "status": "resolved", "body": "Resolved.",
-                                           "created_at": "2022-11-25T17:00:00Z",
-                                           "display_at": "2022-11-25T17:00:00Z"})
+        inc["incident_updates"].insert(
+            0,
+            {
+                **inc["incident_updates"][0],
+                "id": "zzresolved",
+                "status": "resolved",
+                "body": "Resolved.",
+                "created_at": "2022-11-25T17:00:00Z",
+                "display_at": "2022-11-25T17:00:00Z",
+            },
+        )
     return _json(data)
 
 
 KINDS = [
-    Kind("cap", "application/cap+xml", "", lambda: demo_cap(0), lambda: demo_cap(1), "cancel",
-         lambda: demo_cap(2)),
-    Kind("feed", "application/feed+json", "initial_items = 5", lambda: _json(FEED),
-         _feed_changed, "none"),
-    Kind("nws", "application/geo+json", 'user_agent = "clarion-tests (ops@example.org)"',
-         lambda: _json(_nws()), _nws_changed, "absent", lambda: _json(_nws(0))),
-    Kind("gtfsrt", "application/x-protobuf", "", _gtfs, lambda: _gtfs(edit="Elm St stop moved"),
-         "absent", lambda: _gtfs(drop_first=True)),
-    Kind("statuspage", "application/json", "", lambda: _status(3), lambda: _status(4),
-         "terminal", lambda: _status(4, resolved=True)),
+    Kind(
+        "cap",
+        "application/cap+xml",
+        "",
+        lambda: demo_cap(0),
+        lambda: demo_cap(1),
+        "cancel",
+        lambda: demo_cap(2),
+    ),
+    Kind(
+        "feed",
+        "application/feed+json",
+        "initial_items = 5",
+        lambda: _json(FEED),
+        _feed_changed,
+        "none",
+    ),
+    Kind(
+        "nws",
+        "application/geo+json",
+        'user_agent = "clarion-tests (ops@example.org)"',
+        lambda: _json(_nws()),
+        _nws_changed,
+        "absent",
+        lambda: _json(_nws(0)),
+    ),
+    Kind(
+        "gtfsrt",
+        "application/x-protobuf",
+        "",
+        _gtfs,
+        lambda: _gtfs(edit="Elm St stop moved"),
+        "absent",
+        lambda: _gtfs(drop_first=True),
+    ),
+    Kind(
+        "statuspage",
+        "application/json",
+        "",
+        lambda: _status(3),
+        lambda: _status(4),
+        "terminal",
+        lambda: _status(4, resolved=True),
+    ),
 ]
 
 
@@ -168,6 +224,7 @@ channels = ["preview"]
 def test_conformance(kind: Kind, origin: Origin, store: Store) -> None:
     cfg, chans, source = _setup(kind, origin)
     with httpx.Client() as http:
+
         def poll():
             return poll_source(store, cfg, chans, source, http, now=NOW)
 

@@ -27,8 +27,9 @@ def test_incident_updates_are_versions_of_one_thread() -> None:
     assert [n.sent for n in notices] == sorted(n.sent for n in notices)
     first = notices[0]
     assert first.headline == "Incident with Packages and Pages"
-    assert first.infos[0].description == ("We are investigating reports of degraded "
-                                          "performance for Packages.")
+    assert first.infos[0].description == (
+        "We are investigating reports of degraded performance for Packages."
+    )
     assert first.severity is Severity.MODERATE  # impact "major"
     assert first.sender == "GitHub" and first.link == "https://stspg.io/33vh8r7z43kh"
     assert {e.name for e in first.entities} == {"Packages", "Pages"}
@@ -37,19 +38,29 @@ def test_incident_updates_are_versions_of_one_thread() -> None:
 def test_resolved_ends_the_thread() -> None:
     data = json.loads(fixture_bytes(SUMMARY))
     inc = data["incidents"][0]
-    inc["incident_updates"].insert(0, {**inc["incident_updates"][0], "id": "resolved1",
-                                       "status": "resolved", "body": "This incident has been resolved.",
-                                       "created_at": "2022-11-25T16:30:00.000Z",
-                                       "display_at": "2022-11-25T16:30:00.000Z"})
+    inc["incident_updates"].insert(
+        0,
+        {
+            **inc["incident_updates"][0],
+            "id": "resolved1",
+            "status": "resolved",
+            "body": "This incident has been resolved.",
+            "created_at": "2022-11-25T16:30:00.000Z",
+            "display_at": "2022-11-25T16:30:00.000Z",
+        },
+    )
     notices = parse_statuspage(json.dumps(data).encode())
     assert notices[-1].identifier == "resolved1" and notices[-1].msg_type is MsgType.END
 
 
-@pytest.mark.parametrize(("name_or_body", "message"), [
-    ("statuspage/linode-components-problems.json", "no incidents or scheduled_maintenances"),
-    (b"<html>", "not valid JSON"),
-    (b'{"incidents": []}', "no 'page'"),
-])
+@pytest.mark.parametrize(
+    ("name_or_body", "message"),
+    [
+        ("statuspage/linode-components-problems.json", "no incidents or scheduled_maintenances"),
+        (b"<html>", "not valid JSON"),
+        (b'{"incidents": []}', "no 'page'"),
+    ],
+)
 def test_bad_input(name_or_body: str | bytes, message: str) -> None:
     body = fixture_bytes(name_or_body) if isinstance(name_or_body, str) else name_or_body
     with pytest.raises(SourceError, match=message):

@@ -30,7 +30,14 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 channel_app = typer.Typer(help="Channel maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(channel_app, name="channel")
+sources_app = typer.Typer(
+    help="Sources: `clarion sources` lists them with their health; `clarion sources test NAME` "
+    "fetches one once and shows what would be ingested.",
+    invoke_without_command=True,
+)
+app.add_typer(sources_app, name="sources")
 
+KIND_HELP = "Parser: cap, feed, nws, gtfsrt or statuspage."
 ConfigOpt = Annotated[
     str | None,
     typer.Option(
@@ -134,7 +141,7 @@ def _parse_files(kind: str, files: list[Path]) -> Iterator[tuple[Path, list[Noti
 @app.command()
 def parse(
     files: Annotated[list[Path], typer.Argument(help="Files to parse.", exists=True)],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="Parser: cap or feed.")] = "cap",
+    kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP)] = "cap",
 ) -> None:
     """Print the notices Clarion finds in FILES, one JSON object per line. Stores nothing."""
     for _, notices in _parse_files(kind, files):
@@ -145,7 +152,7 @@ def parse(
 @app.command()
 def replay(
     files: Annotated[list[Path], typer.Argument(help="Files to ingest.", exists=True)],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="Parser: cap or feed.")] = "cap",
+    kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP)] = "cap",
     source: Annotated[str, typer.Option(help="Source name to record them under.")] = "replay",
     include_expired: Annotated[
         bool,
@@ -263,6 +270,65 @@ def status(config: ConfigOpt = None) -> None:
         q = counts.get(name, {})
         qs = ", ".join(f"{k} {v}" for k, v in sorted(q.items())) or "nothing queued"
         typer.echo(f"  {name} ({cc.kind}): {state}; {qs}")
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@sources_app.callback()
+def sources_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """List sources: health, last success, last error, items seen, latency."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from clarion.sources.poller import source_health
+
+    cfg = _config(config)
+    health = source_health(_store(cfg), cfg)
+    if not health:
+        typer.echo("No sources configured. Add [sources.NAME] tables to the config.")
+        return
+    for h in health:
+        line = (
+            f"{h.name} ({h.kind}): {h.state}; last success {h.last_success_at or 'never'}; "
+            f"{h.items_seen} items seen, {h.notices_ingested} notices; "
+            f"latency p50 {_ago(h.latency_p50)}, max {_ago(h.latency_max)}"
+        )
+        typer.echo(line)
+        if h.state == "failing":
+            typer.secho(
+                f"    failing {h.consecutive_failures}x: {h.last_error}", fg=typer.colors.RED
+            )
+
+
+@sources_app.command("test")
+def sources_test(name: str, config: ConfigOpt = None) -> None:
+    """Fetch source NAME once and print what would be ingested, as JSON lines. Stores nothing."""
+    import httpx
+
+    from clarion.sources import SourceError, build_sources
+    from clarion.sources.base import FetchState
+
+    cfg = _config(config)
+    sources = build_sources(cfg)
+    if name not in sources:
+        raise _fail(f"clarion: no enabled source named {name!r}; have: {', '.join(sources)}", 2)
+    with httpx.Client(
+        timeout=30, follow_redirects=True, headers={"User-Agent": cfg.clarion.user_agent}
+    ) as http:
+        try:
+            result = sources[name].poll(FetchState(), http)
+        except SourceError as exc:
+            raise _fail(f"clarion: {exc}") from None
+    for n in result.notices:
+        typer.echo(json.dumps(n.to_json_dict(), ensure_ascii=False))
+    typer.secho(f"{len(result.notices)} notice(s) would be ingested from {name}.", err=True)
 
 
 @channel_app.command("resume")
