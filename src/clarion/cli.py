@@ -72,9 +72,12 @@ def _store(config: Config, upgrade: bool = True):  # type: ignore[no-untyped-def
 
 
 def _channels(config: Config):  # type: ignore[no-untyped-def]
+    """The channels, built; every secret (sources' too) is checked first."""
     from clarion.channels import build_channels
+    from clarion.config import validate_all
 
     try:
+        validate_all(config)
         return build_channels(config)
     except ConfigError as exc:
         raise _fail(f"clarion: {exc}", 2) from None
@@ -399,7 +402,7 @@ def web(
     store = _store(cfg)
     h, p = host or cfg.clarion.host, port or cfg.clarion.port
     typer.echo(f"Clarion is serving http://{h}:{p}/")
-    serve_web(store, cfg, h, p)
+    serve_web(store, cfg, h, p, _channels(cfg))
 
 
 @app.command()
@@ -419,7 +422,7 @@ def run(
     threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True).start()
     typer.echo(f"Clarion is running: http://{cfg.clarion.host}:{cfg.clarion.port}/")
     try:
-        serve_web(store, cfg, cfg.clarion.host, cfg.clarion.port)
+        serve_web(store, cfg, cfg.clarion.host, cfg.clarion.port, channels)
     finally:
         stop.set()
 

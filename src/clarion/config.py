@@ -172,12 +172,22 @@ class StatuspageSourceConfig(_SourceBase):
     end_after: int = Field(default=3, ge=1)
 
 
+class PushSourceConfig(_Strict):
+    """Notices pushed to Clarion: `POST /hooks/NAME`, signed per Standard Webhooks."""
+
+    kind: Literal["push"]
+    enabled: bool = True
+    secret: SecretRef
+    max_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
 SourceConfig = Annotated[
     CapSourceConfig
     | FeedSourceConfig
     | NwsSourceConfig
     | GtfsRtSourceConfig
-    | StatuspageSourceConfig,
+    | StatuspageSourceConfig
+    | PushSourceConfig,
     Field(discriminator="kind"),
 ]
 
@@ -365,16 +375,21 @@ def load_config(explicit: str | None = None, *, environ: dict[str, str] | None =
 def check_secrets(config: Config) -> list[str]:
     """Every secret that cannot be resolved, as `key: problem` lines."""
     problems = []
-    for name, ch in config.channels.items():
-        if not ch.enabled:
-            continue
-        for field_name in type(ch).model_fields:
-            value = getattr(ch, field_name)
-            if isinstance(value, SecretRef):
-                try:
-                    value.resolve()
-                except ValueError as exc:
-                    problems.append(f"channels.{name}.{field_name}: {exc}")
+    tables: list[tuple[str, dict[str, Any]]] = [
+        ("sources", dict(config.sources)),
+        ("channels", dict(config.channels)),
+    ]
+    for table, items in tables:
+        for name, item in items.items():
+            if not item.enabled:
+                continue
+            for field_name in type(item).model_fields:
+                value = getattr(item, field_name)
+                if isinstance(value, SecretRef):
+                    try:
+                        value.resolve()
+                    except ValueError as exc:
+                        problems.append(f"{table}.{name}.{field_name}: {exc}")
     return problems
 
 

@@ -54,9 +54,15 @@ def poll_loop(
             stop.wait(config.clarion.poll_interval_min / 3)
 
 
-def serve_web(store: Store, config: Config, host: str, port: int) -> None:
+def serve_web(
+    store: Store,
+    config: Config,
+    host: str,
+    port: int,
+    channels: Mapping[str, Channel] | None = None,
+) -> None:
     import uvicorn
 
     from clarion.web.app import create_app
 
-    uvicorn.run(create_app(store, config), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store, config, channels), host=host, port=port, log_level="warning")

@@ -48,6 +48,12 @@ def _parse_statuspage(body: bytes, content_type: str) -> list[Notice]:
     return parse_statuspage(body, content_type)
 
 
+def _parse_push(body: bytes, content_type: str) -> list[Notice]:
+    from clarion.sources.push import parse_push
+
+    return parse_push(body, content_type, source="push")
+
+
 # kind → pure parser (bytes, content type) → notices; used by `clarion parse` and `replay`.
 PARSERS: dict[str, Callable[[bytes, str], list[Notice]]] = {
     "cap": _parse_cap,
@@ -55,6 +61,7 @@ PARSERS: dict[str, Callable[[bytes, str], list[Notice]]] = {
     "nws": _parse_nws,
     "gtfsrt": _parse_gtfsrt,
     "statuspage": _parse_statuspage,
+    "push": _parse_push,
 }
 
 

@@ -56,7 +56,7 @@ def poll_source(
     """Poll one source once. Returns what was ingested, or None when the poll failed."""
     now = now or datetime.now(UTC)
     state = load_state(store, source.name, source.kind)
-    interval = config.sources[source.name].interval
+    interval = getattr(config.sources[source.name], "interval", 60.0)
     next_poll = now + timedelta(seconds=interval * random.uniform(0.9, 1.1))
     try:
         polled = source.poll(state, http)

@@ -181,3 +181,12 @@ delivery_events = Table(
     Column("worker", String(128)),
     Column("detail", Text),
 )
+
+# Pushed deliveries already accepted, by their `webhook-id`: a replay is not ingested twice.
+push_receipts = Table(
+    "push_receipts",
+    metadata,
+    Column("webhook_id", String(256), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False, index=True),
+)

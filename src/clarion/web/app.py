@@ -1,11 +1,13 @@
 """FastAPI app: the public page (a timeline, a permalink per thread) and the Atom feed.
 
-Reads the store only; never writes. Served by `clarion web` and `clarion run`.
+The pages read the store only. When given the channels, the app also takes pushed notices at
+`/hooks/{source}` (see `hooks.py`). Served by `clarion web` and `clarion run`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
+from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.store import Store
 from clarion.store.schema import deliveries, notices, threads
@@ -30,9 +33,15 @@ def _base_url(config: Config, request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def create_app(store: Store, config: Config) -> FastAPI:
-    app = FastAPI(title="Clarion", docs_url=None, redoc_url=None, openapi_url=None)
+def create_app(
+    store: Store, config: Config, channels: Mapping[str, Channel] | None = None
+) -> FastAPI:
+    app = FastAPI(title="Clarion", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     publisher = config.clarion.publisher_name
+    if channels is not None:
+        from clarion.web.hooks import hooks_router
+
+        app.include_router(hooks_router(store, config, channels))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,0 +1,114 @@
+"""`POST /hooks/{source}`: push sources, authenticated with Standard Webhooks signatures.
+
+Refused: an unknown source (404), a body over the source's `max_bytes` (413), a missing or bad
+signature, or a timestamp more than 5 minutes off (401). A `webhook-id` already accepted is not
+ingested again: the answer is 200 with `"status": "duplicate"`, so a sender that retries after
+a lost response stops retrying, and nothing is posted twice. Everything else is ingested in one
+transaction and answered 202 with what was stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from clarion.channels.base import Channel
+from clarion.config import Config, PushSourceConfig
+from clarion.pipeline import ingest
+from clarion.sources.base import SourceError
+from clarion.sources.push import PushBatch, PushNotice, parse_push
+from clarion.store import Store
+from clarion.store.schema import push_receipts
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def hooks_router(store: Store, config: Config, channels: Mapping[str, Channel]) -> APIRouter:
+    router = APIRouter()
+    verifiers: dict[str, Webhook] = {}
+    for name, cfg in config.sources.items():
+        if isinstance(cfg, PushSourceConfig) and cfg.enabled:
+            verifiers[name] = Webhook(cfg.secret.resolve())
+
+    @router.post(
+        "/hooks/{source}",
+        status_code=202,
+        summary="Push notices to a push source",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                PushNotice.model_json_schema(
+                                    ref_template="#/components/schemas/{model}"
+                                ),
+                                PushBatch.model_json_schema(
+                                    ref_template="#/components/schemas/{model}"
+                                ),
+                            ]
+                        }
+                    },
+                    "application/cap+xml": {"schema": {"type": "string"}},
+                }
+            }
+        },
+    )
+    async def push(source: str, request: Request) -> Any:
+        cfg = config.sources.get(source)
+        if not isinstance(cfg, PushSourceConfig) or source not in verifiers:
+            return _error(404, f"no push source named {source!r}")
+        body = await request.body()
+        if len(body) > cfg.max_bytes:
+            return _error(413, f"body is {len(body):,} bytes, over {cfg.max_bytes:,}")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            verifiers[source].verify(body, headers, json_parse=False)
+        except (WebhookVerificationError, ValueError) as exc:
+            return _error(401, f"signature refused: {exc}")
+        webhook_id = headers["webhook-id"]
+        with store.read() as conn:
+            seen = conn.execute(
+                select(push_receipts.c.webhook_id).where(push_receipts.c.webhook_id == webhook_id)
+            ).first()
+        if seen is not None:
+            return JSONResponse({"status": "duplicate", "webhook_id": webhook_id})
+        try:
+            notices = parse_push(
+                body, headers.get("content-type", ""), source=source, what=f"push to {source}"
+            )
+        except SourceError as exc:
+            return _error(422, str(exc))
+        result = ingest(store, config, channels, notices, source=source)
+        try:
+            with store.write() as conn:
+                conn.execute(
+                    insert(push_receipts).values(
+                        webhook_id=webhook_id, source=source, received_at=datetime.now(UTC)
+                    )
+                )
+        except IntegrityError:
+            pass  # the same delivery raced in twice; ingest already deduplicated its content
+        return JSONResponse(
+            {
+                "status": "accepted",
+                "stored": len(result.stored),
+                "unchanged": result.unchanged,
+                "deliveries": result.deliveries,
+            },
+            status_code=202,
+        )
+
+    return router

@@ -1,0 +1,148 @@
+"""Push sources: signed POSTs to /hooks/{source}, JSON or CAP; replays and stale ones refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook
+
+from clarion.channels import build_channels
+from clarion.store import Store
+from clarion.web.app import create_app
+from tests.conftest import WEBHOOK_SECRET
+from tests.helpers import config, count, demo_cap, notices, rows, threads
+
+CONFIG = """
+[clarion]
+drop_expired = false
+[sources.ops]
+kind = "push"
+secret = { env = "PUSH_SECRET" }
+max_bytes = 4096
+[channels.preview]
+kind = "preview"
+[[routes]]
+channels = ["preview"]
+"""
+
+
+@pytest.fixture
+def client(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("PUSH_SECRET", WEBHOOK_SECRET)
+    cfg = config(CONFIG)
+    with TestClient(create_app(store, cfg, build_channels(cfg))) as c:
+        yield c
+
+
+def signed(
+    body: bytes, msg_id: str, when: datetime | None = None, ctype: str = "application/json"
+) -> dict[str, str]:
+    when = when or datetime.now(UTC)
+    return {
+        "content-type": ctype,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(WEBHOOK_SECRET).sign(msg_id, when, body.decode()),
+    }
+
+
+NOTICE = {
+    "identifier": "water-1",
+    "sent": "2026-11-27T08:00:00-05:00",
+    "headline": "Boil water advisory for Elm St.",
+    "severity": "moderate",
+    "instruction": "Boil tap water for one minute before drinking.",
+    "areas": [{"description": "Elm St.", "geocodes": {"FIPS6": ["030049"]}}],
+}
+
+
+def post(client: TestClient, data: object, msg_id: str, **kw) -> object:
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return client.post("/hooks/ops", content=body, headers=signed(body, msg_id, **kw))
+
+
+def test_signed_json_is_ingested(client: TestClient, store: Store) -> None:
+    r = post(client, NOTICE, "msg_1")
+    assert r.status_code == 202 and r.json()["stored"] == 1 and r.json()["deliveries"] == 1
+    [n] = rows(store, notices)
+    assert (n.source, n.kind, n.identifier, n.sender) == ("ops", "push", "water-1", "ops")
+    assert n.data["infos"][0]["instruction"].startswith("Boil tap water")
+
+
+def test_replay_is_not_ingested_twice(client: TestClient, store: Store) -> None:
+    assert post(client, NOTICE, "msg_1").status_code == 202
+    again = post(client, NOTICE, "msg_1")
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert count(store, notices) == 1
+
+
+@pytest.mark.parametrize("age", [timedelta(minutes=-7), timedelta(minutes=7)])
+def test_stale_or_future_timestamps_are_refused(client: TestClient, store: Store, age) -> None:
+    r = post(client, NOTICE, "msg_2", when=datetime.now(UTC) - age)
+    assert r.status_code == 401 and "signature refused" in r.json()["error"]
+    assert count(store, notices) == 0
+
+
+def test_bad_signature_is_refused(client: TestClient, store: Store) -> None:
+    body = json.dumps(NOTICE).encode()
+    headers = signed(body, "msg_3")
+    r = client.post("/hooks/ops", content=body.replace(b"Elm", b"Oak"), headers=headers)
+    assert r.status_code == 401
+    r = client.post("/hooks/ops", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 401
+    assert count(store, notices) == 0
+
+
+def test_unknown_source_oversize_and_invalid_schema(client: TestClient) -> None:
+    body = json.dumps(NOTICE).encode()
+    assert client.post("/hooks/nope", content=body, headers=signed(body, "m")).status_code == 404
+    big = {**NOTICE, "description": "x" * 5000}
+    assert post(client, big, "m4").status_code == 413
+    r = post(client, {**NOTICE, "severity": "apocalyptic"}, "m5")
+    assert r.status_code == 422 and "severity" in r.json()["error"]
+    r = post(client, {**NOTICE, "sent": "2026-11-27T08:00:00"}, "m6")
+    assert r.status_code == 422 and "sent" in r.json()["error"]
+
+
+def test_update_by_reference_and_batch(client: TestClient, store: Store) -> None:
+    post(client, NOTICE, "a")
+    update = {
+        **NOTICE,
+        "identifier": "water-2",
+        "msg_type": "update",
+        "references": ["water-1"],
+        "sent": "2026-11-27T10:00:00-05:00",
+        "headline": "Boil water advisory extended",
+    }
+    cancel = {
+        **NOTICE,
+        "identifier": "water-3",
+        "msg_type": "cancel",
+        "references": ["water-2"],
+        "sent": "2026-11-27T12:00:00-05:00",
+        "headline": "Boil water advisory lifted",
+    }
+    r = post(client, {"notices": [cancel, update]}, "b")
+    assert r.status_code == 202 and r.json()["stored"] == 2
+    [t] = rows(store, threads)
+    assert t.latest_version == 3 and t.state == "cancelled"
+
+
+def test_cap_xml_is_accepted(client: TestClient, store: Store) -> None:
+    r = post(client, demo_cap(0), "cap-1", ctype="application/cap+xml")
+    assert r.status_code == 202 and r.json()["stored"] == 1
+    assert rows(store, notices)[0].kind == "cap"
+    bad = post(
+        client, b"<alert><identifier>x</identifier></alert>", "cap-2", ctype="application/cap+xml"
+    )
+    assert bad.status_code == 422 and "required element" in bad.json()["error"]
+
+
+def test_push_schema_is_in_the_openapi_document(client: TestClient) -> None:
+    doc = client.get("/api/openapi.json").json()
+    body = doc["paths"]["/hooks/{source}"]["post"]["requestBody"]["content"]
+    assert "application/json" in body and "application/cap+xml" in body
