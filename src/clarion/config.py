@@ -129,6 +129,8 @@ class CapSourceConfig(_SourceBase):
 
     kind: Literal["cap"]
     max_documents: int = Field(default=200, ge=1)
+    trusted_certificates: list[Path] = Field(default_factory=list)  # PEM files
+    concurrency: int = Field(default=4, ge=1, le=32)  # index documents fetched at once
 
 
 class FeedSourceConfig(_SourceBase):
@@ -247,6 +249,7 @@ class RouteRule(_Strict):
     categories: list[str] | None = None
     geocodes: list[str] | None = None  # "UGC:MTZ009", "SAME:030013", or a bare value
     entities: list[str] | None = None  # "route:A", "component:Packages", or a bare id
+    signature: Literal["valid"] | None = None  # only notices whose signature verified
 
     @field_validator("min_severity", mode="before")
     @classmethod

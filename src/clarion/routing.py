@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from clarion.config import Config, RouteRule
-from clarion.model import Notice
+from clarion.model import Notice, SignatureState
 
 
 def rule_matches(rule: RouteRule, notice: Notice) -> bool:
     if rule.sources is not None and notice.source not in rule.sources:
+        return False
+    if rule.signature == "valid" and notice.signature is not SignatureState.VALID:
         return False
     if rule.statuses is not None and notice.status not in rule.statuses:
         return False

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
 
 from clarion.config import (
     CapSourceConfig,
@@ -77,7 +80,14 @@ def build_sources(config: Config) -> dict[str, Source]:
         if not cfg.enabled:
             continue
         if isinstance(cfg, CapSourceConfig):
-            out[name] = CapSource(name, cfg.url, cfg.max_bytes, cfg.max_documents)
+            out[name] = CapSource(
+                name,
+                cfg.url,
+                cfg.max_bytes,
+                cfg.max_documents,
+                _certificates(name, cfg.trusted_certificates),
+                cfg.concurrency,
+            )
         elif isinstance(cfg, FeedSourceConfig):
             out[name] = FeedSource(name, cfg.url, cfg.max_bytes, cfg.initial_items)
         elif isinstance(cfg, NwsSourceConfig):
@@ -99,3 +109,19 @@ def build_sources(config: Config) -> dict[str, Source]:
         elif isinstance(cfg, StatuspageSourceConfig):
             out[name] = StatuspageSource(name, cfg.url, cfg.max_bytes, cfg.end_after)
     return out
+
+
+def _certificates(source: str, paths: list[Path]) -> list[x509.Certificate]:
+    from clarion.config import ConfigError
+    from clarion.sources.capsig import load_certificates
+
+    certs: list[x509.Certificate] = []
+    for i, path in enumerate(paths):
+        key = f"sources.{source}.trusted_certificates[{i}]"
+        try:
+            certs.extend(load_certificates([path.read_bytes()]))
+        except OSError as exc:
+            raise ConfigError([f"{key}: cannot read {path}: {exc.strerror}"]) from None
+        except ValueError:
+            raise ConfigError([f"{key}: {path} holds no PEM certificate"]) from None
+    return certs

@@ -7,11 +7,14 @@ configured URL and, for an index, one GET per listed document not seen before.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
+from cryptography import x509
 from lxml import etree
 
 from clarion.model import (
@@ -37,6 +40,7 @@ from clarion.sources.base import (
     SourceError,
     conditional_get,
 )
+from clarion.sources.capsig import verify_cap
 from clarion.sources.xmlsafe import child, child_text, children, local_name, parse_xml, text_of
 
 CAP_NAMESPACES = {
@@ -341,9 +345,29 @@ class CapSource(PolledSource):
         "application/xml;q=0.9, */*;q=0.1"
     )
 
-    def __init__(self, name: str, url: str, max_bytes: int, max_documents: int = 200) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        max_bytes: int,
+        max_documents: int = 200,
+        trusted: Sequence[x509.Certificate] = (),
+        concurrency: int = 4,
+    ) -> None:
         super().__init__(name, url, max_bytes)
         self.max_documents = max_documents
+        self.trusted = list(trusted)
+        self.concurrency = concurrency
+
+    def _verified(self, notices: list[Notice]) -> list[Notice]:
+        if not self.trusted:
+            return notices
+        return [
+            n.model_copy(update={"signature": verify_cap(n.original, self.trusted, n.sent)})
+            if n.original is not None
+            else n
+            for n in notices
+        ]
 
     def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
         fetched = self.fetch(state, http)
@@ -353,38 +377,46 @@ class CapSource(PolledSource):
         root = parse_xml(fetched.body, what=what, max_bytes=self.max_bytes)
         if _is_alert(root):
             notice = alert_to_notice(root, fetched.body, what)
-            return PollResult([notice], fetched.state)
+            return PollResult(self._verified([notice]), fetched.state)
         entries = parse_index_root(root, what)
         # Each listed document is fetched once: the cursor remembers entry id → updated.
         seen: dict[str, Any] = dict(state.cursor.get("seen", {}))
         notices: list[Notice] = []
-        fetched_now = 0
         current: dict[str, Any] = {}
+        to_fetch: list[IndexEntry] = []
         for entry in entries:
             marker = entry.updated or ""
-            current[entry.id] = marker
             if seen.get(entry.id) == marker:
+                current[entry.id] = marker
                 continue
             if entry.embedded is not None:
                 notices.append(entry.embedded)
-            elif entry.url:
-                if fetched_now >= self.max_documents:
-                    current.pop(entry.id)  # not fetched: try again on the next poll
-                    continue
-                fetched_now += 1
-                doc = conditional_get(
-                    http,
-                    entry.url,
-                    FetchState(),
-                    what=f"{what} document {entry.url}",
-                    accept="application/cap+xml, application/xml;q=0.9",
-                    max_bytes=self.max_bytes,
-                )
-                assert isinstance(doc, Fetched)
-                notices.extend(parse_cap(doc.body, what=f"{what} document {entry.url}"))
+                current[entry.id] = marker
+            elif entry.url and len(to_fetch) < self.max_documents:
+                to_fetch.append(entry)  # the rest wait for the next poll
+        # Bounded concurrency: a storm can list hundreds of new documents at once.
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            docs = list(pool.map(lambda e: self._document(http, e, what), to_fetch))
+        for entry, doc_notices in zip(to_fetch, docs, strict=True):
+            notices.extend(doc_notices)
+            current[entry.id] = entry.updated or ""
         new_state = FetchState(
             etag=fetched.state.etag,
             last_modified=fetched.state.last_modified,
             cursor={"seen": current},
         )
-        return PollResult(notices, new_state)
+        return PollResult(self._verified(notices), new_state)
+
+    def _document(self, http: httpx.Client, entry: IndexEntry, what: str) -> list[Notice]:
+        assert entry.url is not None
+        where = f"{what} document {entry.url}"
+        doc = conditional_get(
+            http,
+            entry.url,
+            FetchState(),
+            what=where,
+            accept="application/cap+xml, application/xml;q=0.9",
+            max_bytes=self.max_bytes,
+        )
+        assert isinstance(doc, Fetched)
+        return parse_cap(doc.body, what=where)
