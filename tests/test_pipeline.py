@@ -231,3 +231,16 @@ def test_one_poll_is_ingested_oldest_first(store: Store) -> None:
     assert len(r.stored) == 3 and r.out_of_order == 0
     ns = rows(store, notices, order=notices.c.version)
     assert [n.msg_type for n in ns] == ["alert", "update", "cancel"]
+
+
+def test_edits_can_be_ignored(store: Store) -> None:
+    cfg = config()
+    chans = channels_for(cfg)
+    feed = fixture_bytes("feeds/wordpress-org-news.rss")
+    first = parse_feed(feed)[:1]
+    ingest(store, cfg, chans, first, source="blog", now=NOW, edits="ignore")
+    edited = feed.replace(b"Introducing Learn WordPress</title>", b"Learn WordPress!</title>", 1)
+    again = [n for n in parse_feed(edited) if n.identifier == first[0].identifier]
+    r = ingest(store, cfg, chans, again, source="blog", now=NOW, edits="ignore")
+    assert r.stored == [] and r.unchanged == 1
+    assert count(store, notices) == 1

@@ -175,3 +175,30 @@ def test_due_sources_respect_interval(publisher: Publisher, store: Store) -> Non
     with httpx.Client() as http:
         poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
     assert [s.name for s in due_sources(store, srcs, NOW)] == ["blog"]
+
+
+def test_host_pacer_spaces_polls_of_one_host() -> None:
+    from clarion.sources.poller import HostPacer
+
+    pacer = HostPacer(gap=2.0)
+    assert pacer.delay("https://alerts.example.gov/a", 100.0) == 0.0
+    pacer.mark("https://alerts.example.gov/a", 100.0)
+    assert pacer.delay("https://ALERTS.example.gov/b", 100.5) == 1.5  # same host, any path
+    assert pacer.delay("https://other.example.org/", 100.5) == 0.0
+    assert pacer.delay("https://alerts.example.gov/a", 103.0) == 0.0
+
+
+def test_gigantic_response_is_cut_off(publisher: Publisher, store: Store) -> None:
+    publisher.files["/huge.atom"] = (b"<feed>" + b" " * 5000 + b"</feed>", "application/atom+xml")
+    cfg = config(f"""
+[sources.huge]
+kind = "cap"
+url = "{publisher.server.url}/huge.atom"
+max_bytes = 2048
+[channels.preview]
+kind = "preview"
+""")
+    with httpx.Client() as http:
+        assert poll_source(store, cfg, channels_for(cfg), build_sources(cfg)["huge"], http) is None
+    [row] = rows(store, sources_table, sources_table.c.name == "huge")
+    assert "sent more than 2,048 bytes; refused" in row.last_error

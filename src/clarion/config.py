@@ -112,6 +112,7 @@ class Settings(_Strict):
     lease_seconds: Duration = 60.0
     heartbeat_seconds: Duration = 15.0
     poll_interval_min: Duration = 15.0
+    per_host_gap: Duration = 1.0
     user_agent: str = "Clarion/0.1 (+https://github.com/clarion-relay/clarion)"
 
 
@@ -139,6 +140,7 @@ class FeedSourceConfig(_SourceBase):
     kind: Literal["feed"]
     interval: Duration = 300.0
     initial_items: int = Field(default=1, ge=0)
+    on_edit: Literal["update", "ignore"] = "update"  # an edited item: post an update, or not
 
 
 class NwsSourceConfig(_SourceBase):

@@ -67,8 +67,13 @@ def ingest(
     source: str,
     now: datetime | None = None,
     include_expired: bool = False,
+    edits: str = "update",
 ) -> IngestResult:
-    """Ingest notices from one source, all in one transaction."""
+    """Ingest notices from one source, all in one transaction.
+
+    `edits="ignore"`: a new version of an item already stored under the same identifier (an
+    edited blog post) is not stored or sent; by default it becomes an update.
+    """
     now = now or datetime.now(UTC)
     result = IngestResult()
     with store.write() as conn:
@@ -84,6 +89,7 @@ def ingest(
                 notice.model_copy(update={"source": source, "thread_key": key}),
                 now,
                 include_expired,
+                edits,
             )
     return result
 
@@ -110,6 +116,7 @@ def _ingest_one(
     notice: Notice,
     now: datetime,
     include_expired: bool,
+    edits: str = "update",
 ) -> IngestResult:
     result = IngestResult()
     thread_key = _resolve_thread(conn, notice)
@@ -134,6 +141,15 @@ def _ingest_one(
         if dup is not None:
             result.unchanged += 1
             return result
+        if edits == "ignore" and notice.kind not in CAP_KINDS:
+            edited = conn.execute(
+                select(notices.c.id).where(
+                    notices.c.thread_id == thread.id, notices.c.identifier == notice.identifier
+                )
+            ).first()
+            if edited is not None:  # the operator asked not to republish edits
+                result.unchanged += 1
+                return result
     version = (thread.latest_version if thread is not None else 0) + 1
     out_of_order = False
     if thread is not None and notice.kind in CAP_KINDS and notice.msg_type is not MsgType.END:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -13,7 +14,7 @@ from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.delivery.dispatcher import Dispatcher
 from clarion.sources import build_sources
-from clarion.sources.poller import due_sources, poll_source
+from clarion.sources.poller import HostPacer, due_sources, poll_source
 from clarion.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,13 @@ def poll_loop(
     with httpx.Client(
         timeout=30, follow_redirects=True, headers={"User-Agent": config.clarion.user_agent}
     ) as http:
+        pacer = HostPacer(config.clarion.per_host_gap)
         while not stop.is_set():
             for source in due_sources(store, sources, datetime.now(UTC)):
+                url = getattr(source, "url", "")
+                if stop.wait(pacer.delay(url, time.monotonic())):
+                    return
+                pacer.mark(url, time.monotonic())
                 try:
                     result = poll_source(store, config, channels, source, http)
                     if result and result.stored:

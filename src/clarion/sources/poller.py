@@ -12,6 +12,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import insert, select, update
@@ -64,7 +65,15 @@ def poll_source(
         _record_failure(store, source.name, now, str(exc), next_poll, exc.retry_after)
         log.warning("%s", exc)
         return None
-    result = ingest(store, config, channels, polled.notices, source=source.name, now=now)
+    result = ingest(
+        store,
+        config,
+        channels,
+        polled.notices,
+        source=source.name,
+        now=now,
+        edits=getattr(config.sources[source.name], "on_edit", "update"),
+    )
     cursor = dict(polled.state.cursor)
     if source.lists_active and not polled.not_modified:
         cursor["absent"], gone = _absences(
@@ -206,3 +215,25 @@ def source_health(store: Store, config: Config, sample: int = 100) -> list[Sourc
                 )
             )
     return out
+
+
+class HostPacer:
+    """Per-host politeness: at least `gap` seconds between polls of sources on one host.
+
+    Pure arithmetic on the times it is given; the poll loop waits for what `delay` returns.
+    """
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.last: dict[str, float] = {}
+
+    @staticmethod
+    def host(url: str) -> str:
+        return urlsplit(url).netloc.lower()
+
+    def delay(self, url: str, now: float) -> float:
+        last = self.last.get(self.host(url))
+        return 0.0 if last is None else max(0.0, last + self.gap - now)
+
+    def mark(self, url: str, now: float) -> None:
+        self.last[self.host(url)] = now
