@@ -141,6 +141,9 @@ class FeedSourceConfig(_SourceBase):
     interval: Duration = 300.0
     initial_items: int = Field(default=1, ge=0)
     on_edit: Literal["update", "ignore"] = "update"  # an edited item: post an update, or not
+    websub: bool = True  # subscribe to the hub the feed advertises (needs clarion.public_url)
+    websub_lease: Duration = 7 * 86400.0
+    websub_poll_interval: Duration = 3600.0  # polling while subscribed: a safety net
 
 
 class NwsSourceConfig(_SourceBase):

@@ -50,6 +50,7 @@ class Fetched:
     content_type: str
     state: FetchState
     url: str = ""
+    link_header: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class PollResult:
     notices: list[Notice]
     state: FetchState
     not_modified: bool = False
+    websub: Any = None  # the hub a feed advertises (websub.Advertised), if any
 
 
 class PolledSource:
@@ -152,6 +154,7 @@ def conditional_get(
                 content_type=resp.headers.get("content-type", ""),
                 state=new_state,
                 url=str(resp.url),
+                link_header=resp.headers.get("link"),
             )
     except httpx.TimeoutException:
         raise SourceError(f"{what}: {url} timed out") from None

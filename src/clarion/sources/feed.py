@@ -23,6 +23,7 @@ from lxml import etree
 
 from clarion.model import Info, Notice
 from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
+from clarion.sources.websub import discover
 from clarion.sources.xmlsafe import parse_xml
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
@@ -216,11 +217,14 @@ class FeedSource(PolledSource):
         if not isinstance(fetched, Fetched):
             return PollResult([], fetched.state, not_modified=True)
         notices = parse_feed(fetched.body, fetched.content_type, what=f"source {self.name}")
+        # Only after the hardened parse: discovery reads the same bytes with feedparser.
+        advertised = discover(
+            fetched.body, fetched.content_type, fetched.link_header, fetched.url or self.url
+        )
         cursor = dict(fetched.state.cursor)
         if not cursor.get("primed"):
             newest = sorted(notices, key=lambda n: n.sent, reverse=True)[: self.initial_items]
             notices = [n for n in notices if n in newest]
             cursor["primed"] = True
-        return PollResult(
-            notices, FetchState(fetched.state.etag, fetched.state.last_modified, cursor)
-        )
+        state = FetchState(fetched.state.etag, fetched.state.last_modified, cursor)
+        return PollResult(notices, state, websub=advertised)

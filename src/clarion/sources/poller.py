@@ -18,9 +18,10 @@ import httpx
 from sqlalchemy import insert, select, update
 
 from clarion.channels.base import Channel
-from clarion.config import Config
+from clarion.config import Config, FeedSourceConfig
 from clarion.pipeline import IngestResult, end_threads, ingest
 from clarion.sources.base import FetchState, Source, SourceError
+from clarion.sources.websub import active_lease, ensure_subscription
 from clarion.store import Store
 from clarion.store.schema import notices
 from clarion.store.schema import sources as sources_table
@@ -57,7 +58,10 @@ def poll_source(
     """Poll one source once. Returns what was ingested, or None when the poll failed."""
     now = now or datetime.now(UTC)
     state = load_state(store, source.name, source.kind)
-    interval = getattr(config.sources[source.name], "interval", 60.0)
+    cfg = config.sources[source.name]
+    interval = getattr(cfg, "interval", 60.0)
+    if isinstance(cfg, FeedSourceConfig) and cfg.websub and active_lease(store, source.name, now):
+        interval = max(interval, cfg.websub_poll_interval)  # the hub pushes; polls are a net
     next_poll = now + timedelta(seconds=interval * random.uniform(0.9, 1.1))
     try:
         polled = source.poll(state, http)
@@ -89,6 +93,16 @@ def poll_source(
                 now=now,
                 reason=f"No longer listed by {source.name}: it has ended.",
             )
+    if (
+        isinstance(cfg, FeedSourceConfig)
+        and cfg.websub
+        and config.clarion.public_url
+        and polled.websub is not None
+    ):
+        callback = f"{config.clarion.public_url.rstrip('/')}/websub/{source.name}"
+        ensure_subscription(
+            store, source.name, polled.websub, callback, http, now, int(cfg.websub_lease)
+        )
     with store.write() as conn:
         conn.execute(
             update(sources_table)

@@ -190,3 +190,20 @@ push_receipts = Table(
     Column("source", String(64), nullable=False),
     Column("received_at", UTCDateTime, nullable=False, index=True),
 )
+
+# WebSub subscriptions of feed sources (one per source): Clarion is the subscriber.
+websub = Table(
+    "websub",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("hub", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # requested | active | denied | failed
+    Column("lease_seconds", Integer),
+    Column("lease_expires_at", UTCDateTime),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("verified_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("received", BigInteger, nullable=False, default=0),
+)

@@ -40,8 +40,10 @@ def create_app(
     publisher = config.clarion.publisher_name
     if channels is not None:
         from clarion.web.hooks import hooks_router
+        from clarion.web.websub_routes import websub_router
 
         app.include_router(hooks_router(store, config, channels))
+        app.include_router(websub_router(store, config, channels))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,0 +1,106 @@
+"""WebSub subscriber endpoints: `/websub/{source}` (see `clarion.sources.websub`).
+
+GET answers the hub's verification of intent: the challenge is echoed only for a subscription
+Clarion asked for (same topic), and the lease it grants is recorded. POST takes the content the
+hub distributes: with a valid `X-Hub-Signature` it is parsed and ingested as if polled;
+otherwise it is ignored (and, as the recommendation allows, still acknowledged with 202, so a
+forger learns nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy import select, update
+
+from clarion.channels.base import Channel
+from clarion.config import Config, FeedSourceConfig
+from clarion.pipeline import ingest
+from clarion.sources.base import SourceError
+from clarion.sources.feed import parse_feed
+from clarion.sources.websub import signature_ok
+from clarion.store import Store
+from clarion.store.schema import websub
+
+log = logging.getLogger(__name__)
+
+
+def websub_router(store: Store, config: Config, channels: Mapping[str, Channel]) -> APIRouter:
+    router = APIRouter()
+
+    def _row(source: str) -> Any:
+        with store.read() as conn:
+            return conn.execute(select(websub).where(websub.c.source == source)).first()
+
+    @router.get("/websub/{source}", response_class=PlainTextResponse)
+    def verify(source: str, request: Request) -> Response:
+        q = request.query_params
+        mode, topic = q.get("hub.mode"), q.get("hub.topic")
+        row = _row(source)
+        if row is None or topic != row.topic:
+            return PlainTextResponse("no such subscription", status_code=404)
+        now = datetime.now(UTC)
+        if mode == "denied":
+            with store.write() as conn:
+                conn.execute(
+                    update(websub)
+                    .where(websub.c.source == source)
+                    .values(
+                        state="denied", last_error=f"hub denied: {q.get('hub.reason', 'no reason')}"
+                    )
+                )
+            return PlainTextResponse("ok")
+        if mode != "subscribe" or row.state not in ("requested", "active"):
+            return PlainTextResponse("not requested", status_code=404)
+        try:
+            lease = int(q.get("hub.lease_seconds", "0"))
+        except ValueError:
+            return PlainTextResponse("bad hub.lease_seconds", status_code=400)
+        with store.write() as conn:
+            conn.execute(
+                update(websub)
+                .where(websub.c.source == source)
+                .values(
+                    state="active",
+                    verified_at=now,
+                    lease_seconds=lease or None,
+                    lease_expires_at=now + timedelta(seconds=lease) if lease else None,
+                    last_error=None,
+                )
+            )
+        return PlainTextResponse(q.get("hub.challenge", ""))
+
+    @router.post("/websub/{source}", status_code=202)
+    async def receive(source: str, request: Request) -> Response:
+        cfg = config.sources.get(source)
+        row = _row(source)
+        if not isinstance(cfg, FeedSourceConfig) or row is None:
+            return PlainTextResponse("no such subscription", status_code=404)
+        body = await request.body()
+        if len(body) > cfg.max_bytes:
+            return PlainTextResponse("too large", status_code=413)
+        if not signature_ok(row.secret, body, request.headers.get("x-hub-signature")):
+            log.warning("websub %s: content with a missing or wrong signature ignored", source)
+            return Response(status_code=202)
+        try:
+            notices = parse_feed(
+                body, request.headers.get("content-type", ""), what=f"source {source} (WebSub)"
+            )
+        except SourceError as exc:
+            log.warning("%s", exc)
+            return Response(status_code=202)
+        ingest(store, config, channels, notices, source=source, edits=cfg.on_edit)
+        with store.write() as conn:
+            conn.execute(
+                update(websub)
+                .where(websub.c.source == source)
+                .values(received=websub.c.received + 1)
+            )
+        return Response(status_code=202)
+
+    return router
