@@ -1,10 +1,11 @@
-"""Ingest benchmark: 10,000 CAP alerts routed to 3 channels, on SQLite and on PostgreSQL.
+"""Clarion's benchmarks: parsers (bench/parsers.py), push latency (bench/push.py), and ingest:
+10,000 CAP alerts routed to 3 channels, on SQLite and on PostgreSQL.
 
 Prints notices per second for the whole ingest (parse + store + route + render + enqueue) next
 to lxml parsing alone, measured in the same run, and their ratio: the machines are noisy, so
 only the ratio against a baseline taken minutes apart on the same machine means anything.
 
-    make bench                     # or: .venv/bin/python bench/run.py --notices 2000
+    make bench                     # or: .venv/bin/python bench/run.py --only ingest --notices 2000
 """
 
 from __future__ import annotations
@@ -107,7 +108,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notices", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
+    ap.add_argument("--only", choices=["ingest", "parsers", "push"], default=None)
     args = ap.parse_args()
+    if args.only in (None, "parsers"):
+        import parsers
+
+        parsers.main()
+    if args.only in (None, "push"):
+        import push
+
+        push.main()
+    if args.only not in (None, "ingest"):
+        return 0
     print(f"Preparing {args.notices:,} CAP documents from {len(TEMPLATES)} real templates…")
     docs = documents(args.notices)
     rows = []

@@ -159,3 +159,29 @@ def test_demo_without_serving(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert r.stdout.count("[sent]") == 5
     assert "CANCELLED: Flash Flood Watch cancelled" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "expected"),
+    [
+        ("nws", "nws-api/load-testing-ioc_alerts_active.json", None),
+        ("gtfsrt", "gtfsrt/bart-alerts.pb", 1),
+        ("gtfsrt", "gtfsrt/caltrain-service-alerts.json", 0),
+        ("statuspage", "statuspage/githubstatus-summary-2022-11-25.json", 7),
+    ],
+)
+def test_parse_covers_every_kind(
+    kind: str, path: str, expected: int | None, tmp_path: Path
+) -> None:
+    src = FIXTURES / path
+    if kind == "nws":  # the weather.gov proxy's date tokens, resolved as its proxy would
+        from tests.nws_dates import resolve
+
+        resolved = tmp_path / "nws.json"
+        resolved.write_bytes(resolve(src.read_bytes()))
+        src, expected = resolved, 8
+    r = runner.invoke(app, ["parse", "--kind", kind, str(src)])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(lines) == expected
+    assert all(line["kind"] == kind for line in lines)
