@@ -76,3 +76,20 @@ def test_polygon_is_lat_lon() -> None:
 def test_bad_input(body: bytes, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         parse_nws(body)
+
+
+def test_expired_references_join_the_thread() -> None:
+    data = json.loads(resolve(fixture_bytes("nws-api/load-testing-ioc_alerts_active.json")))
+    feature = data["features"][0]
+    feature["properties"]["references"] = []
+    feature["properties"]["parameters"]["expiredReferences"] = [
+        "w-nws.webmaster@noaa.gov,urn:oid:2.49.0.1.840.0.old1.001.1,2026-01-01T00:00:00-06:00 "
+        "w-nws.webmaster@noaa.gov,urn:oid:2.49.0.1.840.0.old0.001.1,2025-12-31T00:00:00-06:00"
+    ]
+    data["features"] = [feature]
+    [n] = parse_nws(json.dumps(data).encode())
+    assert [r.identifier for r in n.references] == [
+        "urn:oid:2.49.0.1.840.0.old1.001.1",
+        "urn:oid:2.49.0.1.840.0.old0.001.1",
+    ]
+    assert n.thread_key == "cap:w-nws.webmaster@noaa.gov,urn:oid:2.49.0.1.840.0.old0.001.1"

@@ -65,3 +65,21 @@ def test_bad_input(name_or_body: str | bytes, message: str) -> None:
     body = fixture_bytes(name_or_body) if isinstance(name_or_body, str) else name_or_body
     with pytest.raises(SourceError, match=message):
         parse_statuspage(body)
+
+
+def test_scheduled_maintenance_is_a_thread_that_completes() -> None:
+    data = json.loads(fixture_bytes(SUMMARY))
+    inc = data["incidents"].pop()
+    inc["id"], inc["impact"] = "maint1", "maintenance"
+    updates = inc["incident_updates"][-2:]
+    updates[0] = {**updates[0], "id": "m-done", "status": "completed", "body": "Done."}
+    updates[1] = {**updates[1], "id": "m-start", "status": "scheduled", "body": "Planned."}
+    inc["incident_updates"] = updates
+    data["scheduled_maintenances"] = [inc]
+    notices = parse_statuspage(json.dumps(data).encode())
+    assert [(n.identifier, n.msg_type) for n in notices] == [
+        ("m-start", MsgType.ALERT),
+        ("m-done", MsgType.END),
+    ]
+    assert notices[0].thread_key == "local:statuspage:maint1"
+    assert notices[0].severity is Severity.MINOR

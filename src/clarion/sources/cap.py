@@ -216,7 +216,7 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
     # the store when a reference names a message that itself was an update.
     thread = thread_key_for(sender, identifier)
     if references:
-        oldest = min(enumerate(references), key=lambda ir: (_sort_time(ir[1].sent), ir[0]))[1]
+        oldest = oldest_reference(references)
         thread = thread_key_for(oldest.sender, oldest.identifier)
     infos = [_info(i, where) for i in children(el, "info")]
     web = next((i.web for i in infos if i.web), None)
@@ -239,6 +239,11 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
         original_content_type="application/cap+xml" if original is not None else None,
         signature=SignatureState.UNCHECKED if signed else SignatureState.UNSIGNED,
     )
+
+
+def oldest_reference(references: list[Reference]) -> Reference:
+    """The earliest message referred to, by its sent time (offsets honoured), then by order."""
+    return min(enumerate(references), key=lambda ir: (_sort_time(ir[1].sent), ir[0]))[1]
 
 
 def _sort_time(value: str) -> float:

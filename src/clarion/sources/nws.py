@@ -30,7 +30,7 @@ from clarion.model import (
     Urgency,
 )
 from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
-from clarion.sources.cap import thread_key_for
+from clarion.sources.cap import oldest_reference, thread_key_for
 
 DEFAULT_URL = "https://api.weather.gov/alerts/active"
 
@@ -105,6 +105,13 @@ def feature_to_notice(feature: dict[str, Any], where: str) -> Notice:
         except (KeyError, TypeError):
             raise SourceError(f"{where}: a reference lacks sender, identifier or sent") from None
     raw_params = props.get("parameters") or {}
+    # expiredReferences: earlier messages of the same event that have expired and so dropped
+    # out of `references`; they still say which thread this message belongs to.
+    for value in raw_params.get("expiredReferences") or []:
+        for triple in str(value).split():
+            parts = triple.split(",")
+            if len(parts) == 3 and all(parts):
+                references.append(Reference(sender=parts[0], identifier=parts[1], sent=parts[2]))
     params = [
         NameValue(name=k, value=str(v))
         for k, vs in raw_params.items()
@@ -145,7 +152,7 @@ def feature_to_notice(feature: dict[str, Any], where: str) -> Notice:
         )
     thread = thread_key_for(sender, identifier)
     if references:
-        oldest = min(references, key=lambda r: r.sent)
+        oldest = oldest_reference(references)
         thread = thread_key_for(oldest.sender, oldest.identifier)
     return Notice(
         kind="nws",
