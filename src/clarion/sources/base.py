@@ -8,6 +8,7 @@ payloads without sockets, and lets `clarion parse FILE` show exactly what a poll
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -24,6 +25,24 @@ class SourceError(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def aware_time(value: Any, what: str) -> datetime | None:
+    """An ISO 8601 date-time with a UTC offset, or None for None; else a SourceError naming it.
+
+    `what` names the field where it stands, e.g. "source nws feature 3 [urn:…]: expires".
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SourceError(f"{what} is not a string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise SourceError(f"{what} {value!r} is an invalid timestamp") from None
+    if parsed.tzinfo is None:
+        raise SourceError(f"{what} {value!r} has no UTC offset")
+    return parsed
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -86,6 +105,18 @@ class PolledSource:
     @property
     def what(self) -> str:
         return f"source {self.name}"
+
+    headers: dict[str, str] = {}
+
+    def parse(self, body: bytes, content_type: str) -> list[Notice]:
+        raise NotImplementedError
+
+    def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
+        """Conditional GET, then the pure parser (sources with more to do override this)."""
+        fetched = self.fetch(state, http, headers=self.headers)
+        if not isinstance(fetched, Fetched):
+            return PollResult([], fetched.state, not_modified=True)
+        return PollResult(self.parse(fetched.body, fetched.content_type), fetched.state)
 
     def fetch(
         self, state: FetchState, http: httpx.Client, headers: dict[str, str] | None = None

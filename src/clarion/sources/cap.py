@@ -38,6 +38,7 @@ from clarion.sources.base import (
     PolledSource,
     PollResult,
     SourceError,
+    aware_time,
     conditional_get,
 )
 from clarion.sources.capsig import verify_cap
@@ -66,15 +67,7 @@ def _enum(value: str | None, enum: Any, field: str, where: str, required: bool =
 
 
 def _time(value: str | None, field: str, where: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise SourceError(f"{where}: <{field}> {value!r} is not a date-time") from None
-    if parsed.tzinfo is None:
-        raise SourceError(f"{where}: <{field}> {value!r} has no UTC offset")
-    return parsed
+    return aware_time(value, f"{where}: <{field}>")
 
 
 def _required(el: etree._Element, name: str, where: str) -> str:

@@ -15,14 +15,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 from google.transit import gtfs_realtime_pb2 as rt
 
 from clarion.model import Entity, Info, NameValue, Notice, Severity
-from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
+from clarion.sources.base import PolledSource, SourceError
 from clarion.sources.feed import html_to_text
 
 MERCURY_ALERT_FIELD = 1001
@@ -195,10 +194,5 @@ class GtfsRtSource(PolledSource):
         self.end_after = end_after
         self.headers = headers or {}
 
-    def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
-        fetched = self.fetch(state, http, headers=self.headers)
-        if not isinstance(fetched, Fetched):
-            return PollResult([], fetched.state, not_modified=True)
-        return PollResult(
-            parse_gtfsrt(fetched.body, fetched.content_type, what=self.what), fetched.state
-        )
+    def parse(self, body: bytes, content_type: str) -> list[Notice]:
+        return parse_gtfsrt(body, content_type, what=self.what)

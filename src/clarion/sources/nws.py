@@ -14,8 +14,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
-
 from clarion.model import (
     CAP_MSG_TYPES,
     Area,
@@ -29,24 +27,14 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
+from clarion.sources.base import PolledSource, SourceError, aware_time
 from clarion.sources.cap import oldest_reference, thread_key_for
 
 DEFAULT_URL = "https://api.weather.gov/alerts/active"
 
 
 def _time(value: Any, field: str, where: str) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise SourceError(f"{where}: {field} is not a string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise SourceError(f"{where}: {field} {value!r} is an invalid timestamp") from None
-    if parsed.tzinfo is None:
-        raise SourceError(f"{where}: {field} {value!r} has no UTC offset")
-    return parsed
+    return aware_time(value, f"{where}: {field}")
 
 
 def _enum(value: Any, enum: Any, field: str, where: str) -> Any:
@@ -216,13 +204,8 @@ class NwsSource(PolledSource):
     ) -> None:
         query = urlencode({k: ",".join(v) for k, v in filters.items() if v})
         super().__init__(name, f"{url}?{query}" if query else url, max_bytes)
-        self.user_agent = user_agent
+        self.headers = {"User-Agent": user_agent}
         self.end_after = end_after
 
-    def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
-        fetched = self.fetch(state, http, headers={"User-Agent": self.user_agent})
-        if not isinstance(fetched, Fetched):
-            return PollResult([], fetched.state, not_modified=True)
-        return PollResult(
-            parse_nws(fetched.body, fetched.content_type, what=self.what), fetched.state
-        )
+    def parse(self, body: bytes, content_type: str) -> list[Notice]:
+        return parse_nws(body, content_type, what=self.what)

@@ -13,10 +13,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from clarion.model import Entity, Info, MsgType, NameValue, Notice, Severity
-from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
+from clarion.sources.base import PolledSource, SourceError, aware_time
 
 IMPACT = {
     "none": Severity.UNKNOWN,
@@ -29,14 +27,9 @@ TERMINAL = {"resolved", "completed"}
 
 
 def _time(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
+    parsed = aware_time(value, f"{where}: a time")
+    if parsed is None:
         raise SourceError(f"{where}: a time is missing")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise SourceError(f"{where}: {value!r} is an invalid timestamp") from None
-    if parsed.tzinfo is None:
-        raise SourceError(f"{where}: {value!r} has no UTC offset")
     return parsed
 
 
@@ -141,8 +134,5 @@ class StatuspageSource(PolledSource):
         # summary.json and unresolved.json list only what is open: leaving them ends a thread.
         self.lists_active = url.rstrip("/").endswith(("summary.json", "unresolved.json"))
 
-    def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
-        fetched = self.fetch(state, http)
-        if not isinstance(fetched, Fetched):
-            return PollResult([], fetched.state, not_modified=True)
-        return PollResult(parse_statuspage(fetched.body, what=self.what), fetched.state)
+    def parse(self, body: bytes, content_type: str) -> list[Notice]:
+        return parse_statuspage(body, what=self.what)
