@@ -236,8 +236,57 @@ class MastodonChannelConfig(_ChannelBase):
     _check_url = field_validator("instance")(_url)
 
 
+class TelegramChannelConfig(_ChannelBase):
+    """A Telegram channel or group, through a bot (Bot API)."""
+
+    kind: Literal["telegram"]
+    token: SecretRef
+    chat_id: str  # "@public_channel" or a numeric chat id
+    api_base: str = "https://api.telegram.org"
+    edit_on_update: bool = False
+    timeout: Duration = 15.0
+
+    _check_url = field_validator("api_base")(_url)
+
+
+class DiscordChannelConfig(_ChannelBase):
+    """A Discord channel, through an incoming webhook (its URL is the secret)."""
+
+    kind: Literal["discord"]
+    webhook_url: SecretRef
+    edit_on_update: bool = False
+    timeout: Duration = 15.0
+
+
+class SlackChannelConfig(_ChannelBase):
+    """A Slack channel, through an incoming webhook (its URL is the secret)."""
+
+    kind: Literal["slack"]
+    webhook_url: SecretRef
+    timeout: Duration = 15.0
+
+
+class MatrixChannelConfig(_ChannelBase):
+    """A Matrix room, through a bot account's access token."""
+
+    kind: Literal["matrix"]
+    homeserver: str
+    room_id: str
+    token: SecretRef
+    edit_on_update: bool = False
+    timeout: Duration = 15.0
+
+    _check_url = field_validator("homeserver")(_url)
+
+
 ChannelConfig = Annotated[
-    PreviewChannelConfig | WebhookChannelConfig | MastodonChannelConfig,
+    PreviewChannelConfig
+    | WebhookChannelConfig
+    | MastodonChannelConfig
+    | TelegramChannelConfig
+    | DiscordChannelConfig
+    | SlackChannelConfig
+    | MatrixChannelConfig,
     Field(discriminator="kind"),
 ]
 

@@ -48,6 +48,8 @@ class FakeMastodon:
         self.script: list[Response | None] = []
         self.on_create: Callable[[dict[str, Any]], None] | None = None
         self._ids = itertools.count(109_000_000_000_000_000)
+        self.hang = threading.Event()
+        self.release = threading.Event()
         self.server = FakeServer(self.handle)
 
     @property
@@ -59,11 +61,16 @@ class FakeMastodon:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.release.set()
         self.server.__exit__(*exc)
 
     # --- the API ----------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response | None:
+        if self.hang.is_set():  # answer too late: the client's timeout fires first
+            self.hang.clear()
+            self.release.wait(timeout=10)
+            return Response(504)
         with self.lock:
             self.requests.append((req.method, req.path))
             if self.script:

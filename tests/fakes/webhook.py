@@ -19,6 +19,8 @@ class WebhookReceiver:
         self.rejected: list[str] = []
         self.script: list[Response | None] = []
         self.on_receive: Any = None
+        self.hang = threading.Event()
+        self.release = threading.Event()
         self.server = FakeServer(self.handle)
 
     @property
@@ -30,9 +32,14 @@ class WebhookReceiver:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.release.set()
         self.server.__exit__(*exc)
 
     def handle(self, req: Request) -> Response | None:
+        if self.hang.is_set():  # answer too late: the client's timeout fires first
+            self.hang.clear()
+            self.release.wait(timeout=10)
+            return Response(504)
         with self.lock:
             if self.script:
                 return self.script.pop(0)

@@ -6,8 +6,12 @@ from clarion.channels.base import Channel, ChannelError, ErrorKind, Outgoing, Pr
 from clarion.config import (
     Config,
     ConfigError,
+    DiscordChannelConfig,
     MastodonChannelConfig,
+    MatrixChannelConfig,
     PreviewChannelConfig,
+    SlackChannelConfig,
+    TelegramChannelConfig,
     WebhookChannelConfig,
 )
 
@@ -24,8 +28,12 @@ __all__ = [
 
 def build_channels(config: Config) -> dict[str, Channel]:
     """Instantiate every enabled channel; secrets are resolved here. No network I/O."""
+    from clarion.channels.discord import DiscordChannel
     from clarion.channels.mastodon import MastodonChannel
+    from clarion.channels.matrix import MatrixChannel
     from clarion.channels.preview import PreviewChannel
+    from clarion.channels.slack import SlackChannel
+    from clarion.channels.telegram import TelegramChannel
     from clarion.channels.webhook import WebhookChannel
 
     built: dict[str, Channel] = {}
@@ -43,6 +51,41 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     built[name] = WebhookChannel(name, cfg.url, secret, cfg.timeout)
                 except ValueError as exc:
                     raise ConfigError([f"channels.{name}.secret: {exc}"]) from None
+            elif isinstance(cfg, TelegramChannelConfig):
+                built[name] = TelegramChannel(
+                    name,
+                    _secret(name, "token", cfg.token),
+                    cfg.chat_id,
+                    api_base=cfg.api_base,
+                    edit_on_update=cfg.edit_on_update,
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
+            elif isinstance(cfg, DiscordChannelConfig):
+                built[name] = DiscordChannel(
+                    name,
+                    _secret(name, "webhook_url", cfg.webhook_url),
+                    edit_on_update=cfg.edit_on_update,
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
+            elif isinstance(cfg, SlackChannelConfig):
+                built[name] = SlackChannel(
+                    name,
+                    _secret(name, "webhook_url", cfg.webhook_url),
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
+            elif isinstance(cfg, MatrixChannelConfig):
+                built[name] = MatrixChannel(
+                    name,
+                    cfg.homeserver,
+                    cfg.room_id,
+                    _secret(name, "token", cfg.token),
+                    edit_on_update=cfg.edit_on_update,
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
             elif isinstance(cfg, MastodonChannelConfig):
                 built[name] = MastodonChannel(
                     name,

@@ -25,6 +25,7 @@ from clarion.channels.base import (
     Receipt,
     RenderContext,
 )
+from clarion.channels.http import classify_http, request, retry_after_seconds
 from clarion.model import MsgType, Notice
 
 EVENT_TYPES = {
@@ -47,39 +48,6 @@ def check_secret(secret: str) -> bytes:
     if len(key) < 24:
         raise ValueError(f"decodes to {len(key)} bytes; Standard Webhooks needs at least 24")
     return key
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def classify_http(status: int, retry_after: str | None, what: str) -> ChannelError:
-    """Map an HTTP error status to what the dispatcher should do about it."""
-    if status == 429:
-        return ChannelError(
-            ErrorKind.RATE_LIMITED,
-            f"{what} answered 429 Too Many Requests",
-            retry_after_seconds(retry_after),
-        )
-    if status in (401, 403):
-        return ChannelError(ErrorKind.AUTH, f"{what} refused the credentials (HTTP {status})")
-    if status in (408, 409, 425) or status >= 500:
-        return ChannelError(
-            ErrorKind.RETRYABLE, f"{what} answered HTTP {status}", retry_after_seconds(retry_after)
-        )
-    return ChannelError(ErrorKind.PERMANENT, f"{what} answered HTTP {status}")
 
 
 class WebhookChannel:
@@ -127,14 +95,7 @@ class WebhookChannel:
             "webhook-signature": self._signer.sign(out.id, now, body),
         }
         what = f"webhook {self.url}"
-        try:
-            resp = self._http.post(self.url, content=body.encode(), headers=headers)
-        except httpx.TimeoutException:
-            raise ChannelError(ErrorKind.RETRYABLE, f"{what} timed out") from None
-        except httpx.HTTPError as exc:
-            raise ChannelError(
-                ErrorKind.RETRYABLE, f"{what}: {type(exc).__name__}: {exc}"
-            ) from None
+        resp = request(self._http, "POST", self.url, what, content=body.encode(), headers=headers)
         if resp.status_code == 410:
             raise ChannelError(
                 ErrorKind.AUTH,
@@ -142,5 +103,6 @@ class WebhookChannel:
                 "until an operator re-enables it",
             )
         if resp.status_code >= 300:
-            raise classify_http(resp.status_code, resp.headers.get("retry-after"), what)
+            retry_after = retry_after_seconds(resp.headers.get("retry-after"))
+            raise classify_http(resp.status_code, retry_after, what)
         return Receipt(post_id=out.id)

@@ -1,0 +1,117 @@
+"""Discord, through an incoming webhook (`POST {webhook}?wait=true`), with httpx.
+
+`nonce` + `enforce_nonce` make a repeated send within Discord's window return the message
+already created (the nonce is the delivery id, cut to Discord's 25 characters). `?wait=true`
+returns the message, so an update can edit it (`edit_on_update`) via
+`PATCH {webhook}/messages/{id}`; otherwise it is posted as a new message, since webhooks cannot
+reply. Mentions are never parsed: an alert must not ping @everyone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.http import classify_http, json_body, request, retry_after_seconds
+from clarion.model import Notice
+from clarion.render.counting import count_graphemes
+from clarion.render.text import compose
+
+LIMIT = 2000
+
+
+def nonce_for(delivery_id: str) -> str:
+    return delivery_id.replace("-", "")[:25]
+
+
+class DiscordChannel:
+    kind = "discord"
+    profile = Profile(
+        limit=LIMIT,
+        counting="graphemes",
+        edit=True,
+        delete=True,
+        idempotency=True,
+        rate_limit=(5, 2.0),
+    )
+
+    def __init__(
+        self,
+        name: str,
+        webhook_url: str,
+        *,
+        edit_on_update: bool = False,
+        timeout: float = 15.0,
+        languages: tuple[str, ...] = (),
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.name = name
+        self.url = webhook_url.rstrip("/")
+        self.edit_on_update = edit_on_update
+        self.languages = languages
+        self._http = http or httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        r = compose(
+            notice,
+            limit=LIMIT,
+            count=count_graphemes,
+            languages=self.languages or ctx.languages,
+            permalink=ctx.permalink,
+        )
+        return {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language}
+
+    def _check(self, resp: httpx.Response, what: str) -> dict[str, Any]:
+        if resp.status_code < 300:
+            data = json_body(resp, what)
+            return dict(data) if isinstance(data, dict) else {}
+        detail = ""
+        retry_after = retry_after_seconds(resp.headers.get("retry-after"))
+        try:
+            data = resp.json()
+            detail = str(data.get("message", ""))
+            if data.get("retry_after") is not None:  # seconds, as a float, in the body
+                retry_after = float(data["retry_after"])
+        except ValueError:
+            pass
+        if resp.status_code == 404:  # the webhook was deleted: a credential problem
+            raise ChannelError(ErrorKind.AUTH, f"{what}: webhook not found ({detail})")
+        raise classify_http(resp.status_code, retry_after, what, detail)
+
+    def send(self, out: Outgoing) -> Receipt:
+        text = str(out.payload["text"])
+        if self.edit_on_update and out.previous is not None:
+            what = "Discord webhook edit"
+            resp = request(
+                self._http,
+                "PATCH",
+                f"{self.url}/messages/{out.previous.post_id}",
+                what,
+                json={"content": text, "allowed_mentions": {"parse": []}},
+            )
+        else:
+            what = "Discord webhook"
+            resp = request(
+                self._http,
+                "POST",
+                self.url,
+                what,
+                params={"wait": "true"},
+                json={
+                    "content": text,
+                    "nonce": nonce_for(out.id),
+                    "enforce_nonce": True,
+                    "allowed_mentions": {"parse": []},
+                },
+            )
+        message = self._check(resp, what)
+        if not message.get("id"):
+            raise ChannelError(ErrorKind.RETRYABLE, f"{what} answered without a message id")
+        guild = message.get("guild_id") or "@me"
+        url = f"https://discord.com/channels/{guild}/{message.get('channel_id')}/{message['id']}"
+        return Receipt(post_id=str(message["id"]), url=url)

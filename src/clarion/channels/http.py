@@ -1,0 +1,61 @@
+"""What every HTTP-API channel shares: one request helper that turns transport failures and
+error statuses into the dispatcher's error classes, with the platform's own message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from clarion.channels.base import ChannelError, ErrorKind
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify_http(
+    status: int, retry_after: float | None, what: str, detail: str = ""
+) -> ChannelError:
+    """Map an HTTP error status to what the dispatcher should do about it."""
+    msg = f"{what} answered HTTP {status}" + (f": {detail}" if detail else "")
+    if status == 429:
+        return ChannelError(ErrorKind.RATE_LIMITED, msg, retry_after)
+    if status in (401, 403):
+        return ChannelError(ErrorKind.AUTH, msg)
+    if status in (408, 409, 425) or status >= 500:
+        return ChannelError(ErrorKind.RETRYABLE, msg, retry_after)
+    return ChannelError(ErrorKind.PERMANENT, msg)
+
+
+def request(http: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+    """Send; raise ChannelError(retryable) for transport failures. Statuses are the caller's."""
+    try:
+        return http.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise ChannelError(ErrorKind.RETRYABLE, f"{what} timed out") from None
+    except httpx.HTTPError as exc:
+        raise ChannelError(ErrorKind.RETRYABLE, f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+def json_body(resp: httpx.Response, what: str) -> Any:
+    """The response's JSON, or a retryable error when a proxy answered garbage."""
+    try:
+        return resp.json()
+    except ValueError:
+        raise ChannelError(
+            ErrorKind.RETRYABLE, f"{what} answered HTTP {resp.status_code} with no JSON"
+        ) from None

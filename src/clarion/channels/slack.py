@@ -1,0 +1,99 @@
+"""Slack, through an incoming webhook: Block Kit blocks with a plain-text fallback.
+
+Incoming webhooks cannot reply, edit or deduplicate, and answer plain-text error codes
+(`invalid_payload`, `no_service`, `channel_is_archived`…) that are mapped here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.http import classify_http, request, retry_after_seconds
+from clarion.model import Notice
+from clarion.render.counting import count_graphemes
+from clarion.render.text import compose
+
+LIMIT = 3000  # one section block's text; Slack truncates messages past 40,000
+GONE = (
+    "no_service",
+    "channel_not_found",
+    "channel_is_archived",
+    "invalid_token",
+    "no_team",
+    "team_disabled",
+    "action_prohibited",
+)
+
+
+def _mrkdwn_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackChannel:
+    kind = "slack"
+    profile = Profile(limit=LIMIT, counting="graphemes", rate_limit=(1, 1.0))
+
+    def __init__(
+        self,
+        name: str,
+        webhook_url: str,
+        *,
+        timeout: float = 15.0,
+        languages: tuple[str, ...] = (),
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.name = name
+        self.url = webhook_url
+        self.languages = languages
+        self._http = http or httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        r = compose(
+            notice,
+            limit=LIMIT,
+            count=count_graphemes,
+            languages=self.languages or ctx.languages,
+            permalink=ctx.permalink,
+        )
+        head, _, rest = r.text.partition("\n")
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": head[:150]}}
+        ]
+        if rest.strip():
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": _mrkdwn_escape(rest.strip())},
+                }
+            )
+        return {
+            "text": r.text,
+            "blocks": blocks,
+            "count": r.count,
+            "limit": r.limit,
+            "language": r.language,
+        }
+
+    def send(self, out: Outgoing) -> Receipt:
+        what = "Slack webhook"
+        resp = request(
+            self._http,
+            "POST",
+            self.url,
+            what,
+            json={"text": out.payload["text"], "blocks": out.payload["blocks"]},
+        )
+        if resp.status_code == 200:
+            return Receipt(post_id=f"slack:{out.id}")
+        code = resp.text.strip()[:100]
+        if code in GONE:
+            raise ChannelError(ErrorKind.AUTH, f"{what}: {code} (the webhook needs replacing)")
+        raise classify_http(
+            resp.status_code, retry_after_seconds(resp.headers.get("retry-after")), what, code
+        )
