@@ -21,6 +21,7 @@ from clarion.model import Notice
 from clarion.store import Store
 from clarion.store.schema import channels as channels_table
 from tests.conftest import WEBHOOK_SECRET
+from tests.fakes.bluesky import FakePds
 from tests.fakes.chat import FakeDiscord, FakeMatrix, FakeSlack, FakeTelegram
 from tests.fakes.http import Response
 from tests.fakes.mastodon import FakeMastodon
@@ -139,6 +140,20 @@ token = {{ env = "M_TOKEN" }}
             threads=True,
             idempotent=True,
         )
+    if kind == "bluesky":
+        f = FakePds()
+        return Harness(
+            kind,
+            f,
+            f"""kind = "bluesky"
+handle = "{FakePds.HANDLE}"
+app_password = {{ env = "B_PASS" }}
+service = "{f.url}"
+""",
+            {"B_PASS": FakePds.PASSWORD},
+            threads=True,
+            idempotent=True,
+        )
     if kind == "mastodon":
         f = FakeMastodon()
         return Harness(
@@ -166,7 +181,7 @@ secret = {{ env = "W_SECRET" }}
     )
 
 
-KINDS = ["telegram", "discord", "slack", "matrix", "mastodon", "webhook"]
+KINDS = ["telegram", "discord", "slack", "matrix", "bluesky", "mastodon", "webhook"]
 
 
 @pytest.fixture(params=KINDS)

@@ -266,6 +266,18 @@ class SlackChannelConfig(_ChannelBase):
     timeout: Duration = 15.0
 
 
+class BlueskyChannelConfig(_ChannelBase):
+    """A Bluesky account (any AT Protocol PDS), with an app password."""
+
+    kind: Literal["bluesky"]
+    handle: str
+    app_password: SecretRef
+    service: str = "https://bsky.social"
+    timeout: Duration = 20.0
+
+    _check_url = field_validator("service")(_url)
+
+
 class MatrixChannelConfig(_ChannelBase):
     """A Matrix room, through a bot account's access token."""
 
@@ -286,7 +298,8 @@ ChannelConfig = Annotated[
     | TelegramChannelConfig
     | DiscordChannelConfig
     | SlackChannelConfig
-    | MatrixChannelConfig,
+    | MatrixChannelConfig
+    | BlueskyChannelConfig,
     Field(discriminator="kind"),
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from clarion.channels.base import Channel, ChannelError, ErrorKind, Outgoing, Profile, Receipt
 from clarion.config import (
+    BlueskyChannelConfig,
     Config,
     ConfigError,
     DiscordChannelConfig,
@@ -28,6 +29,7 @@ __all__ = [
 
 def build_channels(config: Config) -> dict[str, Channel]:
     """Instantiate every enabled channel; secrets are resolved here. No network I/O."""
+    from clarion.channels.bluesky import BlueskyChannel
     from clarion.channels.discord import DiscordChannel
     from clarion.channels.mastodon import MastodonChannel
     from clarion.channels.matrix import MatrixChannel
@@ -73,6 +75,15 @@ def build_channels(config: Config) -> dict[str, Channel]:
                 built[name] = SlackChannel(
                     name,
                     _secret(name, "webhook_url", cfg.webhook_url),
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
+            elif isinstance(cfg, BlueskyChannelConfig):
+                built[name] = BlueskyChannel(
+                    name,
+                    cfg.handle,
+                    _secret(name, "app_password", cfg.app_password),
+                    service=cfg.service,
                     timeout=cfg.timeout,
                     languages=langs,
                 )

@@ -207,7 +207,7 @@ class Dispatcher:
             self.clock(),
             receipt.post_id,
             receipt.url,
-            {"extra": receipt.extra},
+            dict(receipt.extra),
         )
         if not done:
             log.warning(

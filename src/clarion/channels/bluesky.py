@@ -1,0 +1,231 @@
+"""Bluesky (AT Protocol), through the atproto SDK.
+
+- 300 graphemes. Links and hashtags become *facets* with UTF-8 **byte** offsets into the text
+  (`facets_for`, pure, property-tested). Mentions stay plain text: a mention facet needs the
+  handle resolved to a DID, a network lookup this renderer must not make.
+- A link card (`app.bsky.embed.external`) is built by Clarion from the notice itself (title and
+  description; no thumbnail, which would mean fetching an image from a third party).
+- Updates are replies with both `root` and `parent` strong refs (uri + cid), kept in receipts.
+- The record key is a TID derived from the delivery, so a retry after a crash targets the same
+  record. A PDS answers 500 to a create on an existing key, so a retry first asks `getRecord`
+  whether the post already exists (PLATFORMS.md, seen against the reference PDS).
+- `login(..., fetch_bsky_profile=False)`: the channel depends on the PDS only, not the AppView.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import regex
+from atproto import Client, models
+from atproto_client.client.session import Session
+from atproto_client.exceptions import (
+    AtProtocolError,
+    BadRequestError,
+    InvokeTimeoutError,
+    NetworkError,
+    RateLimitExceededError,
+    RequestErrorBase,
+    UnauthorizedError,
+)
+from atproto_client.request import Request
+
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.model import Notice
+from clarion.render.counting import URL_RE, count_graphemes
+from clarion.render.text import compose
+
+LIMIT = 300
+COLLECTION = "app.bsky.feed.post"
+TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+TAG_RE = regex.compile(r"(?<![\w#])#(\p{L}[\p{L}\p{N}_]{0,63})")
+
+
+def tid_for(delivery_id: str, sent: datetime) -> str:
+    """A TID (13 base32-sortable characters: 53 bits of microseconds, 10 of clock id) that is
+    the same for every attempt of one delivery, and near the notice's own time."""
+    digest = int.from_bytes(hashlib.sha256(delivery_id.encode()).digest()[:8], "big")
+    micros = int(sent.timestamp() * 1_000_000) + digest % 1_000_000
+    value = ((micros & ((1 << 53) - 1)) << 10) | (digest >> 20 & 0x3FF)
+    return "".join(TID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(13)))
+
+
+def _byte_index(text: str, start: int, end: int) -> dict[str, int]:
+    b_start = len(text[:start].encode("utf-8"))
+    return {"byteStart": b_start, "byteEnd": b_start + len(text[start:end].encode("utf-8"))}
+
+
+def facets_for(text: str) -> list[dict[str, Any]]:
+    """Link and hashtag facets, with UTF-8 byte offsets into `text`."""
+    facets: list[dict[str, Any]] = []
+    for m in URL_RE.finditer(text):
+        facets.append(
+            {
+                "index": _byte_index(text, m.start(), m.end()),
+                "features": [{"$type": "app.bsky.richtext.facet#link", "uri": m.group()}],
+            }
+        )
+    links = [(m.start(), m.end()) for m in URL_RE.finditer(text)]
+    for m in TAG_RE.finditer(text):
+        if any(a <= m.start() < b for a, b in links):
+            continue  # a "#fragment" inside a URL is not a hashtag
+        facets.append(
+            {
+                "index": _byte_index(text, m.start(), m.end()),
+                "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": m.group(1)}],
+            }
+        )
+    return sorted(facets, key=lambda f: f["index"]["byteStart"])
+
+
+class BlueskyChannel:
+    kind = "bluesky"
+    # 5,000 points an hour, a create costs 3 (PLATFORMS.md).
+    profile = Profile(
+        limit=LIMIT,
+        counting="graphemes",
+        threads=True,
+        delete=True,
+        idempotency=True,
+        rate_limit=(1666, 3600.0),
+    )
+
+    def __init__(
+        self,
+        name: str,
+        handle: str,
+        app_password: str,
+        *,
+        service: str = "https://bsky.social",
+        timeout: float = 20.0,
+        languages: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.handle = handle
+        self._password = app_password
+        self.languages = languages
+        self.client = Client(base_url=service.rstrip("/"), request=Request(timeout=timeout))
+        self._did: str | None = None
+
+    def close(self) -> None:
+        self.client.request._client.close()
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        r = compose(
+            notice,
+            limit=LIMIT,
+            count=count_graphemes,
+            languages=self.languages or ctx.languages,
+            permalink=ctx.permalink,
+        )
+        info = notice.info(self.languages or ctx.languages)
+        link = notice.link or ctx.permalink
+        card = None
+        if link:
+            desc = (info.description or info.instruction or "") if info else ""
+            card = {
+                "uri": link,
+                "title": r.text.split("\n", 1)[0][:300],
+                "description": " ".join(desc.split())[:1000],
+            }
+        lang = (r.language or "en").split("-")[0].lower()
+        return {
+            "text": r.text,
+            "facets": facets_for(r.text),
+            "langs": [lang],
+            "card": card,
+            "count": r.count,
+            "limit": LIMIT,
+        }
+
+    # --- I/O ------------------------------------------------------------------------------
+
+    def _login(self) -> str:
+        if self._did is None:
+            self._call(
+                lambda: self.client.login(self.handle, self._password, fetch_bsky_profile=False)
+            )
+            self._did = Session.decode(self.client.export_session_string()).did
+        return self._did
+
+    def _call(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except UnauthorizedError as exc:
+            self._did = None
+            raise ChannelError(ErrorKind.AUTH, f"Bluesky refused the credentials: {exc}") from None
+        except RateLimitExceededError as exc:
+            raise ChannelError(
+                ErrorKind.RATE_LIMITED, f"Bluesky rate limit: {exc}", _reset_in(exc)
+            ) from None
+        except BadRequestError as exc:
+            raise ChannelError(ErrorKind.PERMANENT, f"Bluesky rejected the post: {exc}") from None
+        except (InvokeTimeoutError, NetworkError) as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"Bluesky unreachable: {exc!r}") from None
+        except RequestErrorBase as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"Bluesky server error: {exc}") from None
+        except AtProtocolError as exc:  # garbage the SDK could not read
+            raise ChannelError(ErrorKind.RETRYABLE, f"Bluesky answered garbage: {exc!r}") from None
+
+    def _existing(self, did: str, rkey: str) -> Any:
+        try:
+            return self.client.com.atproto.repo.get_record(
+                models.ComAtprotoRepoGetRecord.Params(repo=did, collection=COLLECTION, rkey=rkey)
+            )
+        except BadRequestError:
+            return None  # RecordNotFound
+        except AtProtocolError:
+            return None  # cannot tell: the create below decides (a duplicate key answers 500)
+
+    def send(self, out: Outgoing) -> Receipt:
+        did = self._login()
+        rkey = tid_for(out.id, out.notice.sent)
+        if out.attempt > 1 and (found := self._existing(did, rkey)) is not None:
+            return self._receipt(str(found.uri), str(found.cid), rkey)
+        p = out.payload
+        record: dict[str, Any] = {
+            "$type": COLLECTION,
+            "text": p["text"],
+            "langs": p["langs"],
+            "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if p.get("facets"):
+            record["facets"] = p["facets"]
+        if out.previous is not None and out.root is not None:
+            record["reply"] = {
+                "root": {"uri": out.root.post_id, "cid": out.root.extra.get("cid")},
+                "parent": {"uri": out.previous.post_id, "cid": out.previous.extra.get("cid")},
+            }
+        elif p.get("card"):
+            record["embed"] = {"$type": "app.bsky.embed.external", "external": p["card"]}
+        data = models.ComAtprotoRepoCreateRecord.Data(
+            repo=did, collection=COLLECTION, rkey=rkey, record=record, validate=True
+        )
+        try:
+            res = self._call(lambda: self.client.com.atproto.repo.create_record(data))
+        except ChannelError as exc:
+            if exc.kind is ErrorKind.AUTH and self._did is None:  # an expired session: once more
+                did = self._login()
+                res = self._call(lambda: self.client.com.atproto.repo.create_record(data))
+            else:
+                raise
+        return self._receipt(str(res.uri), str(res.cid), rkey)
+
+    def _receipt(self, uri: str, cid: str, rkey: str) -> Receipt:
+        return Receipt(
+            post_id=uri,
+            url=f"https://bsky.app/profile/{self.handle}/post/{rkey}",
+            extra={"cid": cid},
+        )
+
+
+def _reset_in(exc: RequestErrorBase) -> float | None:
+    headers = exc.response.headers if exc.response is not None else {}
+    reset = {k.lower(): v for k, v in headers.items()}.get("ratelimit-reset")
+    try:
+        return max(1.0, float(reset) - time.time()) if reset else None
+    except ValueError:
+        return None

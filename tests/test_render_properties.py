@@ -1,0 +1,71 @@
+"""Property tests on hostile text: emoji, ZWJ sequences, combining marks, CJK, RTL, URLs,
+mentions and hashtags. Every post fits its platform's limit by that platform's own counting
+rule, and Bluesky facet byte ranges point exactly at their text."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clarion.channels.bluesky import facets_for
+from clarion.channels.telegram import count_utf16
+from clarion.render.counting import count_graphemes, count_mastodon, count_x
+from clarion.render.text import compose
+from clarion.sources.cap import parse_cap
+from tests.conftest import fixture_bytes
+
+PIECES = st.sampled_from(
+    [
+        "👩‍👩‍👧",
+        "🇨🇦",
+        "👍🏽",
+        "e\u0301",
+        "a\u0308\u0304",
+        "東京都で大雨",
+        "서울",
+        "مرحبا بالعالم",
+        "שלום",
+        "https://www.weather.gov/alerts/MTZ014?x=1#top",
+        "http://example.org/a(b)",
+        "@alerts@mastodon.example",
+        "@user.bsky.social",
+        "#Flood",
+        "#天気",
+        " ",
+        "\n",
+        ".",
+        ",",
+        "x" * 40,
+        "www.example.org",
+    ]
+)
+TEXT = st.lists(st.one_of(PIECES, st.text(max_size=12)), max_size=40).map("".join)
+BASE = parse_cap(fixture_bytes("cap/weather.cap"))[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(headline=TEXT, description=TEXT, limit=st.integers(min_value=30, max_value=600))
+def test_every_post_fits_by_the_platforms_own_count(
+    headline: str, description: str, limit: int
+) -> None:
+    info = BASE.infos[0].model_copy(
+        update={"headline": headline or "x", "description": description or None}
+    )
+    notice = BASE.model_copy(update={"infos": [info]})
+    for count in (count_x, count_mastodon, count_graphemes, count_utf16):
+        r = compose(notice, limit=limit, count=count, permalink="https://c.example/notices/1")
+        assert count(r.text) <= limit
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXT)
+def test_facet_byte_ranges_point_at_their_text(text: str) -> None:
+    raw = text.encode("utf-8")
+    for f in facets_for(text):
+        i = f["index"]
+        piece = raw[i["byteStart"] : i["byteEnd"]].decode("utf-8")  # never splits a character
+        feature = f["features"][0]
+        if feature["$type"].endswith("#link"):
+            assert piece == feature["uri"]
+        else:
+            assert piece == "#" + feature["tag"]
