@@ -278,6 +278,21 @@ class BlueskyChannelConfig(_ChannelBase):
     _check_url = field_validator("service")(_url)
 
 
+class EmailChannelConfig(_ChannelBase):
+    """E-mail through an SMTP server."""
+
+    kind: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretRef | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    recipients: list[str] = Field(min_length=1)
+    unsubscribe: str | None = None  # "mailto:…" or an https URL, for List-Unsubscribe
+    timeout: Duration = 30.0
+
+
 class MatrixChannelConfig(_ChannelBase):
     """A Matrix room, through a bot account's access token."""
 
@@ -299,7 +314,8 @@ ChannelConfig = Annotated[
     | DiscordChannelConfig
     | SlackChannelConfig
     | MatrixChannelConfig
-    | BlueskyChannelConfig,
+    | BlueskyChannelConfig
+    | EmailChannelConfig,
     Field(discriminator="kind"),
 ]
 

@@ -8,6 +8,7 @@ from clarion.config import (
     Config,
     ConfigError,
     DiscordChannelConfig,
+    EmailChannelConfig,
     MastodonChannelConfig,
     MatrixChannelConfig,
     PreviewChannelConfig,
@@ -31,6 +32,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
     """Instantiate every enabled channel; secrets are resolved here. No network I/O."""
     from clarion.channels.bluesky import BlueskyChannel
     from clarion.channels.discord import DiscordChannel
+    from clarion.channels.email import EmailChannel
     from clarion.channels.mastodon import MastodonChannel
     from clarion.channels.matrix import MatrixChannel
     from clarion.channels.preview import PreviewChannel
@@ -84,6 +86,20 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     cfg.handle,
                     _secret(name, "app_password", cfg.app_password),
                     service=cfg.service,
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
+            elif isinstance(cfg, EmailChannelConfig):
+                built[name] = EmailChannel(
+                    name,
+                    host=cfg.host,
+                    port=cfg.port,
+                    sender=cfg.sender,
+                    recipients=cfg.recipients,
+                    username=cfg.username,
+                    password=_secret(name, "password", cfg.password) if cfg.password else None,
+                    security=cfg.security,
+                    unsubscribe=cfg.unsubscribe,
                     timeout=cfg.timeout,
                     languages=langs,
                 )

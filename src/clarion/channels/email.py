@@ -1,0 +1,131 @@
+"""E-mail, through aiosmtplib: multipart plain text and HTML.
+
+Each message's `Message-ID` is derived from the delivery id; updates and cancellations carry
+`In-Reply-To` (the previous message) and `References` (the first and the previous), so mail
+clients thread them. `List-Unsubscribe` is set when configured. SMTP has no idempotency: after
+a crash mid-send the dispatcher flags the delivery rather than mailing it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+import aiosmtplib
+
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.model import Notice
+from clarion.render.counting import count_graphemes
+from clarion.render.text import compose, headline
+
+LIMIT = 20_000
+
+
+class EmailChannel:
+    kind = "email"
+    profile = Profile(limit=LIMIT, counting="graphemes", threads=True)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        recipients: list[str],
+        username: str | None = None,
+        password: str | None = None,
+        security: str = "starttls",
+        unsubscribe: str | None = None,
+        timeout: float = 30.0,
+        languages: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.host, self.port = host, port
+        self.sender = sender
+        self.recipients = recipients
+        self.username, self.password = username, password
+        self.security = security
+        self.unsubscribe = unsubscribe
+        self.timeout = timeout
+        self.languages = languages
+        self.domain = sender.rpartition("@")[2] or "clarion.invalid"
+
+    def close(self) -> None:
+        pass
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        r = compose(
+            notice,
+            limit=LIMIT,
+            count=count_graphemes,
+            languages=self.languages or ctx.languages,
+            permalink=ctx.permalink,
+        )
+        subject_line = r.text.split("\n", 1)[0]
+        paragraphs = "".join(
+            f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in r.text.split("\n\n")
+        )
+        return {
+            "subject": subject_line[:200],
+            "text": r.text,
+            "html": paragraphs,
+            "language": r.language,
+            "headline": headline(notice),
+            "count": r.count,
+            "limit": LIMIT,
+        }
+
+    def message_id(self, delivery_id: str) -> str:
+        return f"<{delivery_id}@{self.domain}>"
+
+    def build(self, out: Outgoing) -> EmailMessage:
+        p = out.payload
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.recipients)
+        msg["Subject"] = str(p["subject"])
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = self.message_id(out.id)
+        if out.previous is not None:
+            msg["In-Reply-To"] = out.previous.post_id
+            refs = [r.post_id for r in (out.root, out.previous) if r is not None]
+            msg["References"] = " ".join(dict.fromkeys(refs))
+        if self.unsubscribe:
+            msg["List-Unsubscribe"] = f"<{self.unsubscribe}>"
+        if p.get("language"):
+            msg["Content-Language"] = str(p["language"])
+        msg.set_content(str(p["text"]))
+        msg.add_alternative(f"<!doctype html><html><body>{p['html']}</body></html>", subtype="html")
+        return msg
+
+    def send(self, out: Outgoing) -> Receipt:
+        msg = self.build(out)
+        try:
+            asyncio.run(
+                aiosmtplib.send(
+                    msg,
+                    hostname=self.host,
+                    port=self.port,
+                    username=self.username,
+                    password=self.password,
+                    use_tls=self.security == "tls",
+                    start_tls=self.security == "starttls",
+                    timeout=self.timeout,
+                )
+            )
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise ChannelError(
+                ErrorKind.AUTH, f"SMTP {self.host} refused the login: {exc}"
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            kind = ErrorKind.RETRYABLE if 400 <= exc.code < 500 else ErrorKind.PERMANENT
+            raise ChannelError(
+                kind, f"SMTP {self.host} answered {exc.code} {exc.message}"
+            ) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"SMTP {self.host}: {exc}") from None
+        return Receipt(post_id=str(msg["Message-ID"]))
