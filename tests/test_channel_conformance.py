@@ -26,6 +26,7 @@ from tests.fakes.chat import FakeDiscord, FakeMatrix, FakeSlack, FakeTelegram
 from tests.fakes.http import Response
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.webhook import WebhookReceiver
+from tests.fakes.x import FakeX
 from tests.helpers import NOW, config, deliveries, demo_cap, ingest_bytes, rows
 
 
@@ -140,6 +141,21 @@ token = {{ env = "M_TOKEN" }}
             threads=True,
             idempotent=True,
         )
+    if kind == "x":
+        f = FakeX()
+        return Harness(
+            kind,
+            f,
+            """kind = "x"
+consumer_key = { env = "X_CK" }
+consumer_secret = { env = "X_CS" }
+access_token = { env = "X_AT" }
+access_token_secret = { env = "X_ATS" }
+""",
+            {"X_CK": FakeX.CONSUMER_KEY, "X_CS": "cs", "X_AT": "at", "X_ATS": "ats"},
+            threads=True,
+            idempotent=False,
+        )
     if kind == "bluesky":
         f = FakePds()
         return Harness(
@@ -181,7 +197,7 @@ secret = {{ env = "W_SECRET" }}
     )
 
 
-KINDS = ["telegram", "discord", "slack", "matrix", "bluesky", "mastodon", "webhook"]
+KINDS = ["telegram", "discord", "slack", "matrix", "bluesky", "x", "mastodon", "webhook"]
 
 
 @pytest.fixture(params=KINDS)
@@ -201,6 +217,8 @@ drop_expired = false
 channels = ["ch"]
 """)
         chans = build_channels(cfg)
+        if isinstance(harness.fake, FakeX):  # tweepy's host is fixed: give it a transport
+            chans["ch"].client.session = harness.fake.session()  # type: ignore[attr-defined]
         clock = Clock()
         disp = Dispatcher(sqlite_store, chans, clock=clock, worker="w")
         disp.limiters.clear()  # the platforms' own rate limits are not under test here

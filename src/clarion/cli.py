@@ -27,9 +27,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-channel_app = typer.Typer(help="Channel maintenance.", no_args_is_help=True)
+channel_app = typer.Typer(
+    help="Channels: `clarion channels` lists them with state, usage and spend; "
+    "`clarion channels resume NAME` after fixing a credential.",
+    invoke_without_command=True,
+)
 app.add_typer(db_app, name="db")
-app.add_typer(channel_app, name="channel")
+app.add_typer(channel_app, name="channels")
 sources_app = typer.Typer(
     help="Sources: `clarion sources` lists them with their health; `clarion sources test NAME` "
     "fetches one once and shows what would be ingested.",
@@ -332,6 +336,43 @@ def sources_test(name: str, config: ConfigOpt = None) -> None:
     for n in result.notices:
         typer.echo(json.dumps(n.to_json_dict(), ensure_ascii=False))
     typer.secho(f"{len(result.notices)} notice(s) would be ingested from {name}.", err=True)
+
+
+@channel_app.callback()
+def channels_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """List channels: state, posts today and this month, spend against caps and budget."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sqlalchemy import select
+
+    from clarion.channels import channel_limits
+    from clarion.delivery.outbox import queue_counts, usage
+    from clarion.store.schema import channels as channels_table
+
+    cfg = _config(config)
+    store = _store(cfg)
+    now = datetime.now(UTC)
+    caps = channel_limits(cfg)
+    with store.read() as conn:
+        states = {r.name: r for r in conn.execute(select(channels_table))}
+    counts = queue_counts(store)
+    for name, cc in cfg.channels.items():
+        row = states.get(name)
+        state = row.state if row else "not started"
+        if row is not None and row.state != "active" and row.state_reason:
+            state += f" ({row.state_reason})"
+        u = usage(store, name, now)
+        lim = caps.get(name)
+        day = f"{u.posts_today}" + (f"/{lim.daily_cap}" if lim and lim.daily_cap else "")
+        month = f"{u.posts_this_month}" + (f"/{lim.monthly_cap}" if lim and lim.monthly_cap else "")
+        spend = f"{u.spend_this_month:.2f}" + (
+            f"/{lim.monthly_budget:.2f}" if lim and lim.monthly_budget is not None else ""
+        )
+        q = ", ".join(f"{k} {v}" for k, v in sorted(counts.get(name, {}).items()))
+        typer.echo(
+            f"{name} ({cc.kind}): {state}; today {day}, this month {month}, "
+            f"spent {spend}; {q or 'nothing queued'}"
+        )
 
 
 @channel_app.command("resume")

@@ -203,6 +203,13 @@ class _ChannelBase(_Strict):
     enabled: bool = True
     statuses: list[Status] = Field(default_factory=lambda: [Status.ACTUAL])
     languages: list[str] | None = None
+    # Caps and money. When one binds, severe and extreme notices still go (they may use the
+    # `budget_reserve` share kept for them); the rest wait for the next period or are skipped.
+    daily_cap: int | None = Field(default=None, ge=0)
+    monthly_cap: int | None = Field(default=None, ge=0)
+    monthly_budget: float | None = Field(default=None, ge=0)
+    budget_reserve: float = Field(default=0.2, ge=0, le=1)
+    over_limit: Literal["wait", "skip"] = "wait"
 
 
 class PreviewChannelConfig(_ChannelBase):
@@ -278,6 +285,21 @@ class BlueskyChannelConfig(_ChannelBase):
     _check_url = field_validator("service")(_url)
 
 
+class XChannelConfig(_ChannelBase):
+    """An X account (API v2, OAuth 1.0a user context), with X's per-post prices."""
+
+    kind: Literal["x"]
+    consumer_key: SecretRef
+    consumer_secret: SecretRef
+    access_token: SecretRef
+    access_token_secret: SecretRef
+    plan: Literal["pay_per_use", "public_utility", "legacy_free"] = "pay_per_use"
+    cost_per_post: float | None = Field(default=None, ge=0)
+    cost_per_post_with_url: float | None = Field(default=None, ge=0)
+    link_policy: Literal["keep", "drop_when_costly"] = "keep"
+    timeout: Duration = 20.0
+
+
 class EmailChannelConfig(_ChannelBase):
     """E-mail through an SMTP server."""
 
@@ -315,7 +337,8 @@ ChannelConfig = Annotated[
     | SlackChannelConfig
     | MatrixChannelConfig
     | BlueskyChannelConfig
-    | EmailChannelConfig,
+    | EmailChannelConfig
+    | XChannelConfig,
     Field(discriminator="kind"),
 ]
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from clarion.channels import channel_limits
 from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.delivery.dispatcher import Dispatcher
@@ -27,6 +28,7 @@ def make_dispatcher(store: Store, config: Config, channels: Mapping[str, Channel
         lease_seconds=config.clarion.lease_seconds,
         heartbeat_seconds=config.clarion.heartbeat_seconds,
         drop_expired=config.clarion.drop_expired,
+        caps=channel_limits(config),
     )
 
 

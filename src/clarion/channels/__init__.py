@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from clarion.channels.base import Channel, ChannelError, ErrorKind, Outgoing, Profile, Receipt
+from clarion.channels.base import (
+    Channel,
+    ChannelError,
+    ChannelLimits,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+)
 from clarion.config import (
     BlueskyChannelConfig,
     Config,
@@ -15,6 +23,7 @@ from clarion.config import (
     SlackChannelConfig,
     TelegramChannelConfig,
     WebhookChannelConfig,
+    XChannelConfig,
 )
 
 __all__ = [
@@ -39,6 +48,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
     from clarion.channels.slack import SlackChannel
     from clarion.channels.telegram import TelegramChannel
     from clarion.channels.webhook import WebhookChannel
+    from clarion.channels.x import XChannel
 
     built: dict[str, Channel] = {}
     problems = []
@@ -86,6 +96,22 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     cfg.handle,
                     _secret(name, "app_password", cfg.app_password),
                     service=cfg.service,
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
+            elif isinstance(cfg, XChannelConfig):
+                built[name] = XChannel(
+                    name,
+                    consumer_key=_secret(name, "consumer_key", cfg.consumer_key),
+                    consumer_secret=_secret(name, "consumer_secret", cfg.consumer_secret),
+                    access_token=_secret(name, "access_token", cfg.access_token),
+                    access_token_secret=_secret(
+                        name, "access_token_secret", cfg.access_token_secret
+                    ),
+                    plan=cfg.plan,
+                    cost_per_post=cfg.cost_per_post,
+                    cost_per_post_with_url=cfg.cost_per_post_with_url,
+                    link_policy=cfg.link_policy,
                     timeout=cfg.timeout,
                     languages=langs,
                 )
@@ -139,3 +165,24 @@ def _secret(channel: str, key: str, ref: object) -> str:
         return ref.resolve()
     except ValueError as exc:
         raise ConfigError([f"channels.{channel}.{key}: {exc}"]) from None
+
+
+def channel_limits(config: Config) -> dict[str, ChannelLimits]:
+    """Each channel's caps and budget, from its config (and, for X, its plan's daily cap)."""
+    from clarion.channels.x import PLANS
+
+    out: dict[str, ChannelLimits] = {}
+    for name, cfg in config.channels.items():
+        daily = cfg.daily_cap
+        if isinstance(cfg, XChannelConfig) and daily is None and PLANS[cfg.plan]["daily_cap"]:
+            daily = int(PLANS[cfg.plan]["daily_cap"])
+        if daily is None and cfg.monthly_cap is None and cfg.monthly_budget is None:
+            continue
+        out[name] = ChannelLimits(
+            daily_cap=daily,
+            monthly_cap=cfg.monthly_cap,
+            monthly_budget=cfg.monthly_budget,
+            reserve=cfg.budget_reserve,
+            over_limit=cfg.over_limit,
+        )
+    return out

@@ -44,6 +44,17 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class ChannelLimits:
+    """Caps and budget for one channel; `reserve` is the share kept for severe notices."""
+
+    daily_cap: int | None = None
+    monthly_cap: int | None = None
+    monthly_budget: float | None = None
+    reserve: float = 0.2
+    over_limit: str = "wait"  # or "skip"
+
+
+@dataclass(frozen=True)
 class Receipt:
     post_id: str
     url: str | None = None

@@ -16,15 +16,25 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from clarion.channels.base import Channel, ChannelError, ErrorKind, Outgoing, Receipt
+from clarion.channels.base import (
+    Channel,
+    ChannelError,
+    ChannelLimits,
+    ErrorKind,
+    Outgoing,
+    Receipt,
+)
 from clarion.delivery import outbox
 from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
 from clarion.delivery.ratelimit import RateLimiter
-from clarion.model import Notice
+from clarion.model import Notice, Severity
 from clarion.routing import is_stale
 from clarion.store import Store
 
 log = logging.getLogger(__name__)
+
+
+SEVERE_RANK = Severity.SEVERE.rank
 
 
 def worker_id() -> str:
@@ -52,6 +62,7 @@ class Dispatcher:
         lease_seconds: float = 60.0,
         heartbeat_seconds: float = 15.0,
         max_attempts: int = MAX_ATTEMPTS,
+        caps: Mapping[str, ChannelLimits] | None = None,
         drop_expired: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -61,6 +72,7 @@ class Dispatcher:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.max_attempts = max_attempts
+        self.caps = dict(caps or {})
         self.drop_expired = drop_expired
         self.clock = clock
         self.limiters = {
@@ -172,6 +184,23 @@ class Dispatcher:
                 f"expired at {notice.expires} before it could be sent",
             )
             return
+        over = self._over_limit(c, now)
+        if over is not None:
+            reason, until = over
+            if self.caps[c.channel].over_limit == "skip":
+                outbox.mark_cancelled(self.store, c, self.worker, now, f"skipped: {reason}")
+            else:
+                outbox.mark_retry(
+                    self.store,
+                    c,
+                    self.worker,
+                    now,
+                    until,
+                    f"waiting: {reason}",
+                    "over_limit",
+                    count_attempt=False,
+                )
+            return
         limiter = self.limiters.get(c.channel)
         if limiter is not None:
             wait = limiter.acquire(time.monotonic())
@@ -215,6 +244,37 @@ class Dispatcher:
                 c.id,
                 receipt.post_id,
             )
+
+    def _over_limit(self, c: outbox.Claimed, now: datetime) -> tuple[str, datetime] | None:
+        """Why this delivery may not go now (a cap or the budget binds), and until when."""
+        caps = self.caps.get(c.channel)
+        if caps is None:
+            return None
+        used = outbox.usage(self.store, c.channel, now)
+        _, tomorrow, _, next_month = outbox.period_starts(now)
+        # Severe and extreme notices may use the whole allowance; the rest leave the reserve.
+        share = 1.0 if c.severity_rank >= SEVERE_RANK else 1.0 - caps.reserve
+        if caps.daily_cap is not None and used.posts_today + 1 > caps.daily_cap * share:
+            return (
+                f"daily cap of {caps.daily_cap} posts reached ({used.posts_today} today)",
+                tomorrow,
+            )
+        if caps.monthly_cap is not None and used.posts_this_month + 1 > caps.monthly_cap * share:
+            return (
+                f"monthly cap of {caps.monthly_cap} posts reached "
+                f"({used.posts_this_month} this month)",
+                next_month,
+            )
+        if (
+            caps.monthly_budget is not None
+            and used.spend_this_month + c.cost > caps.monthly_budget * share + 1e-9
+        ):
+            return (
+                f"monthly budget of {caps.monthly_budget:.2f} reached "
+                f"({used.spend_this_month:.2f} spent; this post costs {c.cost:.3f})",
+                next_month,
+            )
+        return None
 
     def _failed(self, c: outbox.Claimed, exc: ChannelError) -> None:
         now = self.clock()

@@ -40,6 +40,8 @@ class Claimed:
     notice_data: dict[str, Any]
     original: bytes | None
     reclaimed: bool  # the previous attempt's worker died mid-send: the outcome is unknown
+    cost: float = 0.0
+    severity_rank: int = 0
 
 
 def _event(
@@ -144,6 +146,8 @@ def claim(
                     notice_data=r.notice_data,
                     original=r.original,
                     reclaimed=reclaimed,
+                    cost=float(r.cost or 0.0),
+                    severity_rank=int(r.severity_rank or 0),
                 )
             )
         out.sort(key=lambda c: ids.index(c.id))
@@ -364,3 +368,36 @@ def queue_counts(store: Store) -> dict[str, dict[str, int]]:
     for ch, state, n in rows:
         out.setdefault(ch, {})[state] = int(n)
     return out
+
+
+@dataclass(frozen=True)
+class Usage:
+    posts_today: int
+    posts_this_month: int
+    spend_this_month: float
+
+
+def period_starts(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
+    """(start of today, start of tomorrow, start of this month, start of next month), UTC."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    return day, day + timedelta(days=1), month, next_month
+
+
+def usage(store: Store, channel: str, now: datetime) -> Usage:
+    from sqlalchemy import func
+
+    day, _, month, _ = period_starts(now)
+    d = deliveries
+    with store.read() as conn:
+        sent = and_(d.c.channel == channel, d.c.state == "sent")
+        today = conn.execute(
+            select(func.count()).select_from(d).where(sent, d.c.sent_at >= day)
+        ).scalar_one()
+        month_count, spend = conn.execute(
+            select(func.count(), func.coalesce(func.sum(d.c.cost), 0.0))
+            .select_from(d)
+            .where(sent, d.c.sent_at >= month)
+        ).one()
+    return Usage(int(today), int(month_count), float(spend))

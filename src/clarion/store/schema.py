@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -164,6 +165,9 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    # What the platform charges for this post (X bills per post), for budgets and reports.
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("severity_rank", Integer, nullable=False, default=0),
     UniqueConstraint("notice_id", "channel"),
     Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
     Index("ix_deliveries_thread_id_channel", "thread_id", "channel"),

@@ -1,0 +1,154 @@
+"""X (formerly Twitter), API v2 through tweepy, with the cost model X bills by.
+
+Counting is twitter-text's weighted count (URLs 23, most CJK and emoji 2). Since 2026 X charges
+per post, more when the post holds a URL (PLATFORMS.md); each rendered post records its price,
+and `link_policy = "drop_when_costly"` posts the text without the link (the notice's own page
+carries it) whenever the link would cost more. Plan caps and a monthly budget are enforced by
+the dispatcher from those prices. Updates reply to the previous post.
+
+tweepy has no request timeout and a fixed host: the channel gives it a requests session with a
+timeout on every request; tests mount a transport on that session that leads to a loopback fake.
+X has no idempotency key (a repeated text answers 403 "duplicate content"), so after a crash
+mid-send the dispatcher flags the delivery instead of resending it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+import tweepy
+from requests.adapters import HTTPAdapter
+
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.model import Notice
+from clarion.render.counting import URL_RE, count_x
+from clarion.render.text import compose
+
+LIMIT = 280
+PLANS: dict[str, dict[str, float]] = {
+    # PLATFORMS.md: pay-per-use since Feb 2026 ($0.015; $0.20 with a URL from Apr 2026);
+    # approved "public utility" apps post free; the legacy free tier allowed 17 posts a day.
+    "pay_per_use": {"post": 0.015, "post_with_url": 0.20, "daily_cap": 0},
+    "public_utility": {"post": 0.0, "post_with_url": 0.0, "daily_cap": 0},
+    "legacy_free": {"post": 0.0, "post_with_url": 0.0, "daily_cap": 17},
+}
+
+
+class TimeoutAdapter(HTTPAdapter):
+    def __init__(self, timeout: float, **kwargs: Any) -> None:
+        self.timeout = timeout
+        super().__init__(**kwargs)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        return super().send(request, **kwargs)
+
+
+class XChannel:
+    kind = "x"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        consumer_key: str,
+        consumer_secret: str,
+        access_token: str,
+        access_token_secret: str,
+        plan: str = "pay_per_use",
+        cost_per_post: float | None = None,
+        cost_per_post_with_url: float | None = None,
+        link_policy: str = "keep",
+        timeout: float = 20.0,
+        languages: tuple[str, ...] = (),
+        session: requests.Session | None = None,
+    ) -> None:
+        self.name = name
+        self.languages = languages
+        self.link_policy = link_policy
+        prices = PLANS[plan]
+        self.price = cost_per_post if cost_per_post is not None else prices["post"]
+        self.price_url = (
+            cost_per_post_with_url
+            if cost_per_post_with_url is not None
+            else prices["post_with_url"]
+        )
+        self.client = tweepy.Client(
+            consumer_key=consumer_key,
+            consumer_secret=consumer_secret,
+            access_token=access_token,
+            access_token_secret=access_token_secret,
+        )
+        if session is None:
+            session = requests.Session()
+            session.mount("https://", TimeoutAdapter(timeout))
+        self.client.session = session
+        self.profile = Profile(
+            limit=LIMIT,
+            counting="x-weighted",
+            threads=True,
+            delete=True,
+            idempotency=False,
+            cost_per_post=self.price,
+        )
+
+    def close(self) -> None:
+        self.client.session.close()
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        langs = self.languages or ctx.languages
+        r = compose(notice, limit=LIMIT, count=count_x, languages=langs, permalink=ctx.permalink)
+        text = r.text
+        has_url = bool(URL_RE.search(text))
+        if has_url and self.link_policy == "drop_when_costly" and self.price_url > self.price:
+            bare = notice.model_copy(
+                update={
+                    "link": None,
+                    "infos": [i.model_copy(update={"web": None}) for i in notice.infos],
+                }
+            )
+            text = compose(bare, limit=LIMIT, count=count_x, languages=langs).text
+            text = URL_RE.sub("", text).strip()
+            has_url = False
+        return {
+            "text": text,
+            "count": count_x(text),
+            "limit": LIMIT,
+            "language": r.language,
+            "cost": self.price_url if has_url else self.price,
+            "has_url": has_url,
+        }
+
+    def send(self, out: Outgoing) -> Receipt:
+        reply_to = out.previous.post_id if out.previous is not None else None
+        try:
+            resp = self.client.create_tweet(
+                text=str(out.payload["text"]), in_reply_to_tweet_id=reply_to, user_auth=True
+            )
+        except tweepy.TooManyRequests as exc:
+            reset = getattr(exc, "reset_time", None)
+            wait = max(1.0, reset - time.time()) if reset else None
+            raise ChannelError(ErrorKind.RATE_LIMITED, f"X rate limit: {exc}", wait) from None
+        except tweepy.Unauthorized as exc:
+            raise ChannelError(ErrorKind.AUTH, f"X refused the credentials: {exc}") from None
+        except tweepy.Forbidden as exc:
+            if "duplicate" in str(exc).lower():
+                raise ChannelError(ErrorKind.PERMANENT, f"X: duplicate content: {exc}") from None
+            raise ChannelError(ErrorKind.AUTH, f"X forbade the post: {exc}") from None
+        except tweepy.TwitterServerError as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"X server error: {exc}") from None
+        except tweepy.HTTPException as exc:
+            raise ChannelError(ErrorKind.PERMANENT, f"X rejected the post: {exc}") from None
+        except (requests.RequestException, ValueError) as exc:
+            raise ChannelError(ErrorKind.RETRYABLE, f"X unreachable: {exc!r}") from None
+        data = resp.data or {}
+        post_id = str(data.get("id", ""))
+        if not post_id:
+            raise ChannelError(ErrorKind.RETRYABLE, "X answered without a post id")
+        return Receipt(
+            post_id=post_id,
+            url=f"https://x.com/i/status/{post_id}",
+            extra={"cost": out.payload.get("cost", 0.0)},
+        )
