@@ -300,6 +300,13 @@ class XChannelConfig(_ChannelBase):
     timeout: Duration = 20.0
 
 
+class AppriseChannelConfig(_ChannelBase):
+    """Any Apprise URL (ntfy, Pushover, Gotify, Teams…): https://github.com/caronc/apprise/wiki"""
+
+    kind: Literal["apprise"]
+    urls: SecretRef  # one or more Apprise URLs, separated by whitespace or commas
+
+
 class EmailChannelConfig(_ChannelBase):
     """E-mail through an SMTP server."""
 
@@ -338,7 +345,8 @@ ChannelConfig = Annotated[
     | MatrixChannelConfig
     | BlueskyChannelConfig
     | EmailChannelConfig
-    | XChannelConfig,
+    | XChannelConfig
+    | AppriseChannelConfig,
     Field(discriminator="kind"),
 ]
 

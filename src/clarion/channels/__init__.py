@@ -12,6 +12,7 @@ from clarion.channels.base import (
     Receipt,
 )
 from clarion.config import (
+    AppriseChannelConfig,
     BlueskyChannelConfig,
     Config,
     ConfigError,
@@ -39,6 +40,7 @@ __all__ = [
 
 def build_channels(config: Config) -> dict[str, Channel]:
     """Instantiate every enabled channel; secrets are resolved here. No network I/O."""
+    from clarion.channels.apprise import AppriseChannel
     from clarion.channels.bluesky import BlueskyChannel
     from clarion.channels.discord import DiscordChannel
     from clarion.channels.email import EmailChannel
@@ -99,6 +101,12 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     timeout=cfg.timeout,
                     languages=langs,
                 )
+            elif isinstance(cfg, AppriseChannelConfig):
+                urls = _secret(name, "urls", cfg.urls).replace(",", " ").split()
+                try:
+                    built[name] = AppriseChannel(name, urls, languages=langs)
+                except ValueError as exc:
+                    raise ConfigError([f"channels.{name}.urls: {exc}"]) from None
             elif isinstance(cfg, XChannelConfig):
                 built[name] = XChannel(
                     name,

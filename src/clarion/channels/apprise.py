@@ -1,0 +1,77 @@
+"""Apprise: any Apprise URL, for the long tail (ntfy, Pushover, Gotify, Teams, SMS gateways…).
+
+Apprise reports success or failure, not why; the failure's log lines (captured, never printed
+with the URL, which may hold a secret) become the error, classified as retryable. Apprise
+services neither thread, nor edit, nor deduplicate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apprise
+
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.model import Notice, Severity
+from clarion.render.counting import count_graphemes
+from clarion.render.text import compose
+
+LIMIT = 4000
+NOTIFY_TYPE = {
+    Severity.EXTREME: apprise.NotifyType.FAILURE,
+    Severity.SEVERE: apprise.NotifyType.FAILURE,
+    Severity.MODERATE: apprise.NotifyType.WARNING,
+}
+
+
+class AppriseChannel:
+    kind = "apprise"
+    profile = Profile(limit=LIMIT, counting="graphemes")
+
+    def __init__(self, name: str, urls: list[str], *, languages: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.languages = languages
+        self.apprise = apprise.Apprise()
+        for i, url in enumerate(urls):
+            if not self.apprise.add(url):
+                raise ValueError(f"URL {i + 1} is not an Apprise URL it knows")
+
+    def close(self) -> None:
+        pass
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        r = compose(
+            notice,
+            limit=LIMIT,
+            count=count_graphemes,
+            languages=self.languages or ctx.languages,
+            permalink=ctx.permalink,
+        )
+        title, _, body = r.text.partition("\n")
+        return {
+            "title": title,
+            "body": body.strip() or title,
+            "text": r.text,
+            "type": str(NOTIFY_TYPE.get(notice.severity, apprise.NotifyType.INFO).value),
+            "count": r.count,
+            "limit": LIMIT,
+        }
+
+    def send(self, out: Outgoing) -> Receipt:
+        logs: list[str] = []
+
+        def keep(entry: Any, plugin: Any = None) -> None:
+            if getattr(entry, "level", "") in ("WARNING", "ERROR", "CRITICAL"):
+                logs.append(str(getattr(entry, "message", entry)))
+
+        p = out.payload
+        ok = self.apprise.notify(
+            body=str(p["body"]),
+            title=str(p["title"]),
+            notify_type=apprise.NotifyType(p["type"]),
+            log_callback=keep,
+        )
+        if not ok:
+            detail = "; ".join(logs[-2:]) or "a service refused the notification"
+            raise ChannelError(ErrorKind.RETRYABLE, f"Apprise: {detail}")
+        return Receipt(post_id=f"apprise:{out.id}")
