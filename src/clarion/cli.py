@@ -157,6 +157,41 @@ def parse(
 
 
 @app.command()
+def render(
+    files: Annotated[list[Path], typer.Argument(help="Files to render.", exists=True)],
+    platform: Annotated[
+        str,
+        typer.Option(
+            "--platform",
+            "-p",
+            help="x, mastodon, bluesky, telegram, discord, slack, matrix, email, webhook, apprise",
+        ),
+    ] = "mastodon",
+    kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP)] = "cap",
+    permalink: Annotated[str, typer.Option(help="The notice page's URL to link to.")] = (
+        "https://clarion.example/notices/1"
+    ),
+) -> None:
+    """Print, as JSON lines, the post each notice in FILES would become on PLATFORM."""
+    from clarion.channels.base import RenderContext
+    from clarion.render.platforms import PLATFORMS, render_for
+
+    if platform not in PLATFORMS:
+        raise _fail(
+            f"clarion: unknown platform {platform!r}; choose from {', '.join(PLATFORMS)}", 2
+        )
+    ctx = RenderContext(languages=("en",), permalink=permalink)
+    for _, notices in _parse_files(kind, files):
+        for n in notices:
+            out = render_for(platform, n, ctx)
+            typer.echo(
+                json.dumps(
+                    {"platform": platform, "identifier": n.identifier, **out}, ensure_ascii=False
+                )
+            )
+
+
+@app.command()
 def replay(
     files: Annotated[list[Path], typer.Argument(help="Files to ingest.", exists=True)],
     kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP)] = "cap",
