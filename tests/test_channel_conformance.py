@@ -316,3 +316,32 @@ def test_crash_mid_send(h, sqlite_store: Store) -> None:
     else:
         assert d.state == "failed" and d.error_kind == "ambiguous"  # flagged, not repeated
         assert len(harness.posts()) == 1
+
+
+def test_channels_test_command(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from clarion.cli import app
+
+    monkeypatch.setenv("T_TOKEN", FakeTelegram.TOKEN)
+    with FakeTelegram() as fake:
+        path = tmp_path / "clarion.toml"
+        path.write_text(f"""
+[clarion]
+database_url = "sqlite:///{tmp_path / "c.db"}"
+[channels.tg]
+kind = "telegram"
+token = {{ env = "T_TOKEN" }}
+chat_id = "@clarion_alerts"
+api_base = "{fake.url}"
+""")
+        runner = CliRunner()
+        r = runner.invoke(app, ["channels", "test", "tg", "--config", str(path)])
+        assert r.exit_code == 0 and "[TEST]" in r.stdout and fake.posts == {}
+        r = runner.invoke(app, ["channels", "test", "tg", "--send", "--config", str(path)])
+        assert r.exit_code == 0, r.output
+        assert "Posted to tg: https://t.me/clarion_alerts/1000" in r.stderr
+        assert next(iter(fake.posts.values()))["text"].startswith("<b>[TEST] Test message")
+        fake.revoke()
+        r = runner.invoke(app, ["channels", "test", "tg", "--send", "--config", str(path)])
+        assert r.exit_code == 1 and "tg: auth:" in r.stderr

@@ -410,6 +410,57 @@ def channels_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
         )
 
 
+@channel_app.command("test")
+def channels_test(
+    name: str,
+    send: Annotated[
+        bool, typer.Option(help="Really post the test message (marked [TEST]).")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show the test message channel NAME would get; with --send, post it (checks credentials)."""
+    import uuid
+
+    from clarion.channels.base import ChannelError, Outgoing, RenderContext
+    from clarion.model import Info, Notice, Severity, Status
+    from clarion.pipeline import permalink
+
+    cfg = _config(config)
+    channels = _channels(cfg)
+    if name not in channels:
+        raise _fail(f"clarion: no enabled channel named {name!r}; have: {', '.join(channels)}", 2)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ident = f"clarion-test-{uuid.uuid4()}"
+    notice = Notice(
+        kind="manual",
+        identifier=ident,
+        sender=cfg.clarion.publisher_name,
+        sent=now,
+        status=Status.TEST,
+        thread_key=f"manual:{ident}",
+        infos=[
+            Info(
+                headline=f"Test message from {cfg.clarion.publisher_name} to {name}",
+                description="This is a test of Clarion's delivery. No action is needed.",
+                severity=Severity.MINOR,
+            )
+        ],
+    )
+    channel = channels[name]
+    payload = channel.render(notice, RenderContext(tuple(cfg.clarion.languages), permalink(cfg, 0)))
+    typer.echo(json.dumps(payload, ensure_ascii=False, indent=1))
+    if not send:
+        typer.echo("Preview only; add --send to post it.", err=True)
+        return
+    try:
+        receipt = channel.send(Outgoing(str(uuid.uuid4()), notice, payload, None, None, 1))
+    except ChannelError as exc:
+        raise _fail(f"clarion: {name}: {exc.kind.value}: {exc.message}") from None
+    finally:
+        channel.close()
+    typer.echo(f"Posted to {name}: {receipt.url or receipt.post_id}", err=True)
+
+
 @channel_app.command("resume")
 def channel_resume(name: str, config: ConfigOpt = None) -> None:
     """Mark a channel active again after fixing its credentials (held deliveries resume)."""
