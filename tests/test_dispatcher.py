@@ -289,3 +289,16 @@ def test_resend_after_crash_does_not_double_post(store, mastodon, receiver, monk
     assert all(d.state == "sent" for d in rows(store, deliveries))
     assert len(receiver.received) == 2
     assert receiver.received[0]["id"] == receiver.received[1]["id"]  # same webhook-id: droppable
+
+
+def test_mastodon_can_edit_on_update(store, mastodon, receiver, monkeypatch) -> None:
+    cfg, chans, disp, _ = _setup(
+        store, mastodon, receiver, monkeypatch, extra="edit_on_update = true"
+    )
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    ingest_bytes(store, cfg, chans, demo_cap(1))
+    disp.run_until_idle()
+    [post] = mastodon.statuses.values()
+    assert post["text"].startswith("UPDATE: Flash Flood Watch extended")
+    assert mastodon.edits and mastodon.edits[0][0] == post["id"]

@@ -238,6 +238,7 @@ class MastodonChannelConfig(_ChannelBase):
     visibility: Literal["public", "unlisted", "private", "direct"] = "public"
     max_characters: int | None = Field(default=None, ge=50)
     on_cancel: Literal["reply", "reply_and_edit", "reply_and_delete"] = "reply"
+    edit_on_update: bool = False  # edit the post in place instead of replying
     timeout: Duration = 20.0
 
     _check_url = field_validator("instance")(_url)

@@ -155,6 +155,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     visibility=cfg.visibility,
                     max_characters=cfg.max_characters,
                     on_cancel=cfg.on_cancel,
+                    edit_on_update=cfg.edit_on_update,
                     timeout=cfg.timeout,
                     languages=langs,
                 )

@@ -51,6 +51,7 @@ class MastodonChannel:
         visibility: str = "public",
         max_characters: int | None = None,
         on_cancel: str = "reply",
+        edit_on_update: bool = False,
         timeout: float = 20.0,
         languages: tuple[str, ...] = (),
         session: requests.Session | None = None,
@@ -59,6 +60,7 @@ class MastodonChannel:
         self.instance = instance.rstrip("/")
         self.visibility = visibility
         self.on_cancel = on_cancel
+        self.edit_on_update = edit_on_update
         self.languages = languages
         self._limit_override = max_characters
         self._limit: int | None = max_characters
@@ -136,6 +138,10 @@ class MastodonChannel:
         text = str(out.payload["text"])
         if count_mastodon(text) > limit:  # the instance allows less than we rendered for
             text = self._render(out.notice, (), out.payload.get("permalink"), limit)["text"]
+        if self.edit_on_update and out.previous is not None:
+            # Mastodon shows the edit history; followers see one post that stays current.
+            edited = self._call(self.api.status_update, out.previous.post_id, text)
+            return Receipt(post_id=str(edited["id"]), url=edited.get("url"))
         status = self._call(
             self.api.status_post,
             text,
