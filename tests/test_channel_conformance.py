@@ -22,7 +22,7 @@ from clarion.store import Store
 from clarion.store.schema import channels as channels_table
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes.bluesky import FakePds
-from tests.fakes.chat import FakeDiscord, FakeMatrix, FakeSlack, FakeTelegram
+from tests.fakes.chat import FakeDiscord, FakeMatrix, FakeSlack, FakeTelegram, FakeThreads
 from tests.fakes.http import Response
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.webhook import WebhookReceiver
@@ -141,6 +141,20 @@ token = {{ env = "M_TOKEN" }}
             threads=True,
             idempotent=True,
         )
+    if kind == "threads":
+        f = FakeThreads()
+        return Harness(
+            kind,
+            f,
+            f"""kind = "threads"
+user_id = "{FakeThreads.USER}"
+token = {{ env = "TH_TOKEN" }}
+api_base = "{f.url}/v1.0"
+""",
+            {"TH_TOKEN": FakeThreads.TOKEN},
+            threads=True,
+            idempotent=False,
+        )
     if kind == "x":
         f = FakeX()
         return Harness(
@@ -197,7 +211,7 @@ secret = {{ env = "W_SECRET" }}
     )
 
 
-KINDS = ["telegram", "discord", "slack", "matrix", "bluesky", "x", "mastodon", "webhook"]
+KINDS = ["telegram", "discord", "slack", "matrix", "bluesky", "x", "threads", "mastodon", "webhook"]
 
 
 @pytest.fixture(params=KINDS)

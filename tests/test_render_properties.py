@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clarion.channels.bluesky import facets_for
-from clarion.channels.telegram import count_utf16
-from clarion.render.counting import count_graphemes, count_mastodon, count_x
+from clarion.channels.threads import count_threads
+from clarion.render.counting import count_graphemes, count_mastodon, count_utf16, count_x
 from clarion.render.text import compose
 from clarion.sources.cap import parse_cap
 from tests.conftest import fixture_bytes
@@ -52,7 +52,7 @@ def test_every_post_fits_by_the_platforms_own_count(
         update={"headline": headline or "x", "description": description or None}
     )
     notice = BASE.model_copy(update={"infos": [info]})
-    for count in (count_x, count_mastodon, count_graphemes, count_utf16):
+    for count in (count_x, count_mastodon, count_graphemes, count_utf16, count_threads):
         r = compose(notice, limit=limit, count=count, permalink="https://c.example/notices/1")
         assert count(r.text) <= limit
 

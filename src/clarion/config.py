@@ -301,6 +301,18 @@ class XChannelConfig(_ChannelBase):
     timeout: Duration = 20.0
 
 
+class ThreadsChannelConfig(_ChannelBase):
+    """A Threads profile, through the Threads Graph API (a long-lived Meta token)."""
+
+    kind: Literal["threads"]
+    user_id: str
+    token: SecretRef
+    api_base: str = "https://graph.threads.net/v1.0"
+    timeout: Duration = 20.0
+
+    _check_url = field_validator("api_base")(_url)
+
+
 class AppriseChannelConfig(_ChannelBase):
     """Any Apprise URL (ntfy, Pushover, Gotify, Teams…): https://github.com/caronc/apprise/wiki"""
 
@@ -347,7 +359,8 @@ ChannelConfig = Annotated[
     | BlueskyChannelConfig
     | EmailChannelConfig
     | XChannelConfig
-    | AppriseChannelConfig,
+    | AppriseChannelConfig
+    | ThreadsChannelConfig,
     Field(discriminator="kind"),
 ]
 

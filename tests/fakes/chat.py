@@ -233,3 +233,41 @@ class FakeMatrix(FakePlatform):
                 "retry_after_ms": seconds * 1000,
             },
         )
+
+
+class FakeThreads(FakePlatform):
+    """Threads Graph API: POST /{user}/threads (a container), then /{user}/threads_publish."""
+
+    USER = "17841400000000000"
+    TOKEN = "threads-test-token"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.containers: dict[str, dict[str, Any]] = {}
+
+    def handle(self, req: Request) -> Response:
+        if self.revoked or req.query.get("access_token") != self.TOKEN:
+            return Response(
+                401,
+                {
+                    "error": {
+                        "message": "Error validating access token: Session has expired",
+                        "type": "OAuthException",
+                        "code": 190,
+                    }
+                },
+            )
+        if req.path == f"/v1.0/{self.USER}/threads" and req.method == "POST":
+            cid = f"c{next(self.ids)}"
+            self.containers[cid] = dict(req.query)
+            return Response(200, {"id": cid})
+        if req.path == f"/v1.0/{self.USER}/threads_publish" and req.method == "POST":
+            c = self.containers.pop(req.query.get("creation_id", ""), None)
+            if c is None:
+                return Response(400, {"error": {"message": "Invalid creation_id", "code": 100}})
+            post = self.new_post(text=c.get("text"), reply_to=c.get("reply_to_id"))
+            return Response(200, {"id": post["id"]})
+        return Response(404, {"error": {"message": "Unknown path", "code": 803}})
+
+    def rate_limited(self, seconds: int) -> Response:
+        return Response(400, {"error": {"message": "Application request limit reached", "code": 4}})

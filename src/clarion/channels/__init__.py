@@ -23,6 +23,7 @@ from clarion.config import (
     PreviewChannelConfig,
     SlackChannelConfig,
     TelegramChannelConfig,
+    ThreadsChannelConfig,
     WebhookChannelConfig,
     XChannelConfig,
 )
@@ -49,6 +50,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
     from clarion.channels.preview import PreviewChannel
     from clarion.channels.slack import SlackChannel
     from clarion.channels.telegram import TelegramChannel
+    from clarion.channels.threads import ThreadsChannel
     from clarion.channels.webhook import WebhookChannel
     from clarion.channels.x import XChannel
 
@@ -98,6 +100,15 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     cfg.handle,
                     _secret(name, "app_password", cfg.app_password),
                     service=cfg.service,
+                    timeout=cfg.timeout,
+                    languages=langs,
+                )
+            elif isinstance(cfg, ThreadsChannelConfig):
+                built[name] = ThreadsChannel(
+                    name,
+                    cfg.user_id,
+                    _secret(name, "token", cfg.token),
+                    api_base=cfg.api_base,
                     timeout=cfg.timeout,
                     languages=langs,
                 )

@@ -17,11 +17,8 @@ import httpx
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
 from clarion.channels.http import classify_http, json_body, request
 from clarion.model import Notice
+from clarion.render.counting import count_utf16
 from clarion.render.text import compose
-
-
-def count_utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 class TelegramChannel:

@@ -59,9 +59,14 @@ def count_bytes(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
+def count_utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
 COUNTERS: dict[str, Callable[[str], int]] = {
     "graphemes": count_graphemes,
     "mastodon": count_mastodon,
     "x-weighted": count_x,
     "utf8-bytes": count_bytes,
+    "utf16": count_utf16,
 }

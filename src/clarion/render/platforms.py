@@ -22,6 +22,7 @@ def _factories() -> dict[str, Callable[[], Channel]]:
     from clarion.channels.matrix import MatrixChannel
     from clarion.channels.slack import SlackChannel
     from clarion.channels.telegram import TelegramChannel
+    from clarion.channels.threads import ThreadsChannel
     from clarion.channels.webhook import WebhookChannel
     from clarion.channels.x import XChannel
 
@@ -45,6 +46,7 @@ def _factories() -> dict[str, Callable[[], Channel]]:
         ),
         "webhook": lambda: WebhookChannel("webhook", "https://hooks.invalid/", secret),
         "apprise": lambda: AppriseChannel("apprise", ["json://localhost/"]),
+        "threads": lambda: ThreadsChannel("threads", "0", "-"),
     }
 
 
