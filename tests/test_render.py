@@ -98,3 +98,43 @@ def test_x_ascii_fast_path_matches_twitter_text(parts: list[str]) -> None:
 
     text = "".join(parts)
     assert count_x(text) == parse_tweet(text).weightedLength
+
+
+def test_kind_specific_text() -> None:
+    from google.protobuf import text_format
+    from google.transit import gtfs_realtime_pb2 as rt
+
+    from clarion.sources.gtfsrt import parse_gtfsrt
+    from clarion.sources.statuspage import parse_statuspage
+
+    feed = text_format.Parse(
+        fixture_bytes("gtfsrt/spec_example_alerts.asciipb").decode(), rt.FeedMessage()
+    )
+    [transit] = parse_gtfsrt(feed.SerializeToString())
+    t = compose(transit, limit=500, count=count_mastodon).text
+    assert "Routes: 219, 100" in t and "Stops: 16230, 16299" in t and "Areas:" not in t
+    incident = parse_statuspage(fixture_bytes("statuspage/githubstatus-summary-2022-11-25.json"))[0]
+    i = compose(incident, limit=500, count=count_mastodon).text
+    assert "Status: Investigating. Affected: Packages, Pages" in i
+
+
+def test_operator_template_is_sandboxed_and_fitted() -> None:
+    import pytest as _pytest
+
+    from clarion.config import ConfigError, parse_config
+    from clarion.render.text import compose_template
+
+    [n] = parse_cap(fixture_bytes("cap/weather.cap"))
+    tpl = "{{ prefix }}⚠️ {{ headline|upper }}\n{{ description }}\n{{ link }}"
+    r = compose_template(
+        tpl, n, limit=200, count=count_mastodon, permalink="https://c.example/notices/1"
+    )
+    assert r.count <= 200 and r.text.startswith("⚠️ FLASH FLOOD WATCH ISSUED")
+    assert r.text.endswith("https://c.example/notices/1")  # the description gave way, not the link
+    assert "…" in r.text
+    # The sandbox refuses reaching into Python internals.
+    evil = "{{ headline.__class__.__mro__[1].__subclasses__() }}"
+    with _pytest.raises(Exception, match=r"unsafe|access"):
+        compose_template(evil, n, limit=500, count=count_mastodon)
+    with _pytest.raises(ConfigError, match="template line 1"):
+        parse_config('[channels.p]\nkind = "preview"\ntemplate = "{{ headline "\n', environ={})

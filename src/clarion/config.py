@@ -210,6 +210,16 @@ class _ChannelBase(_Strict):
     monthly_budget: float | None = Field(default=None, ge=0)
     budget_reserve: float = Field(default=0.2, ge=0, le=1)
     over_limit: Literal["wait", "skip"] = "wait"
+    template: str | None = None  # a Jinja2 template for the post's text (see docs)
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            from clarion.render.text import check_template
+
+            check_template(v)
+        return v
 
 
 class PreviewChannelConfig(_ChannelBase):

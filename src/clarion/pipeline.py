@@ -225,14 +225,16 @@ def _ingest_one(
         result.not_routed_stale += 1
         log.info("notice %s expired at %s: stored, not sent", notice.identifier, notice.expires)
         return result
-    ctx = RenderContext(
-        languages=tuple(config.clarion.languages), permalink=permalink(config, int(thread_id))
-    )
     new_deliveries: list[dict[str, Any]] = []
     for channel_name in route(notice, config):
         channel = channels.get(channel_name)
         if channel is None:
             continue
+        ctx = RenderContext(
+            languages=tuple(config.clarion.languages),
+            permalink=permalink(config, int(thread_id)),
+            template=config.channels[channel_name].template,
+        )
         if version > 1:
             result.superseded += _supersede(conn, thread_id, channel_name, version, now)
         new_deliveries.append(

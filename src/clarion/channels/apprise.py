@@ -46,6 +46,7 @@ class AppriseChannel:
             count=count_graphemes,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         title, _, body = r.text.partition("\n")
         return {

@@ -77,6 +77,7 @@ class Outgoing:
 class RenderContext:
     languages: tuple[str, ...]
     permalink: str | None
+    template: str | None = None  # the channel's own Jinja2 template, if it has one
 
 
 class Channel(Protocol):

@@ -120,6 +120,7 @@ class BlueskyChannel:
             count=count_graphemes,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         info = notice.info(self.languages or ctx.languages)
         link = notice.link or ctx.permalink

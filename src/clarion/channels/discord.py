@@ -63,6 +63,7 @@ class DiscordChannel:
             count=count_graphemes,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         return {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language}
 

@@ -64,6 +64,7 @@ class EmailChannel:
             count=count_graphemes,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         subject_line = r.text.split("\n", 1)[0]
         paragraphs = "".join(

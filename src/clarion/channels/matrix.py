@@ -58,6 +58,7 @@ class MatrixChannel:
             count=count_graphemes,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         head, _, rest = r.text.partition("\n")
         formatted = f"<strong>{html.escape(head)}</strong>" + html.escape(

@@ -38,6 +38,7 @@ class PreviewChannel:
                 count=COUNTERS[counting],
                 languages=self.languages or ctx.languages,
                 permalink=ctx.permalink,
+                template=ctx.template,
             )
             platforms[platform] = {
                 "text": r.text,

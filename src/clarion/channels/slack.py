@@ -60,6 +60,7 @@ class SlackChannel:
             count=count_graphemes,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         head, _, rest = r.text.partition("\n")
         blocks: list[dict[str, Any]] = [

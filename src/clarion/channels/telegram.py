@@ -63,6 +63,7 @@ class TelegramChannel:
             count=count_utf16,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         head, _, rest = r.text.partition("\n")
         body = f"<b>{html.escape(head)}</b>" + (f"\n{html.escape(rest)}" if rest else "")

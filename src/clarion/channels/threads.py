@@ -65,6 +65,7 @@ class ThreadsChannel:
             count=count_threads,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
+            template=ctx.template,
         )
         return {"text": r.text, "count": r.count, "limit": LIMIT, "language": r.language}
 

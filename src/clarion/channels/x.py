@@ -99,7 +99,14 @@ class XChannel:
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         langs = self.languages or ctx.languages
-        r = compose(notice, limit=LIMIT, count=count_x, languages=langs, permalink=ctx.permalink)
+        r = compose(
+            notice,
+            limit=LIMIT,
+            count=count_x,
+            languages=langs,
+            permalink=ctx.permalink,
+            template=ctx.template,
+        )
         text = r.text
         has_url = bool(URL_RE.search(text))
         if has_url and self.link_policy == "drop_when_costly" and self.price_url > self.price:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import regex
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 
-from clarion.model import MsgType, Notice, Status
+from clarion.model import Info, MsgType, Notice, Status
 
 ELLIPSIS = "…"
 
@@ -97,7 +100,12 @@ def compose(
     count: Callable[[str], int],
     languages: tuple[str, ...] = (),
     permalink: str | None = None,
+    template: str | None = None,
 ) -> Rendered:
+    if template:
+        return compose_template(
+            template, notice, limit=limit, count=count, languages=languages, permalink=permalink
+        )
     info = notice.info(languages)
     link = notice_link(notice, permalink)
     head = " ".join(p for p in (_prefix(notice), headline(notice, languages)) if p)
@@ -107,15 +115,7 @@ def compose(
     if count(head + tail) > limit:
         tail = ""
     text = head
-    extras: list[str] = []
-    if info is not None:
-        areas = "; ".join(a.description for a in info.areas if a.description)
-        if areas:
-            extras.append(f"Areas: {areas}")
-        if info.instruction and not notice.msg_type.closes:
-            extras.append(info.instruction)
-        if info.description:
-            extras.append(info.description)
+    extras = _extras(notice, info)
     if notice.msg_type.closes and notice.note:
         extras.insert(0, notice.note)
     for extra in extras:
@@ -129,6 +129,108 @@ def compose(
         if piece != extra:
             break
     text += tail
+    return Rendered(
+        text=text,
+        count=count(text),
+        limit=limit,
+        language=info.language if info is not None else None,
+    )
+
+
+def _names(notice: Notice, kinds: tuple[str, ...]) -> str:
+    return ", ".join(e.name or e.id for e in notice.entities if e.kind in kinds)
+
+
+def _extras(notice: Notice, info: Info | None) -> list[str]:
+    """What follows the headline, most important first, by kind of notice:
+    a hazard alert (areas, what to do, details), a transit service change (routes and stops,
+    details), a status incident (status, affected components, details), a post (its summary)."""
+    extras: list[str] = []
+    if info is None:
+        return extras
+    if notice.kind == "gtfsrt":
+        routes, stops = _names(notice, ("route", "route_type")), _names(notice, ("stop",))
+        if routes:
+            extras.append(f"Routes: {routes}")
+        if stops:
+            extras.append(f"Stops: {stops}")
+    elif notice.kind == "statuspage":
+        components = _names(notice, ("component",))
+        extras.append(f"Status: {info.event}" + (f". Affected: {components}" if components else ""))
+    elif notice.kind != "feed":
+        areas = "; ".join(a.description for a in info.areas if a.description)
+        if areas:
+            extras.append(f"Areas: {areas}")
+    if info.instruction and not notice.msg_type.closes:
+        extras.append(info.instruction)
+    if info.description:
+        extras.append(info.description)
+    return extras
+
+
+_SANDBOX = SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+
+
+def template_context(
+    notice: Notice,
+    languages: tuple[str, ...],
+    permalink: str | None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    info = notice.info(languages)
+    return {
+        "prefix": _prefix(notice),
+        "headline": headline(notice, languages),
+        "event": info.event if info else "",
+        "areas": "; ".join(a.description for a in info.areas if a.description) if info else "",
+        "instruction": (info.instruction or "") if info else "",
+        "description": description
+        if description is not None
+        else ((info.description or "") if info else ""),
+        "severity": notice.severity.value,
+        "status": notice.status.value,
+        "msg_type": notice.msg_type.value,
+        "sender": (info.sender_name if info else None) or notice.sender,
+        "entities": [{"kind": e.kind, "id": e.id, "name": e.name} for e in notice.entities],
+        "link": notice_link(notice, permalink) or "",
+    }
+
+
+def check_template(source: str) -> None:
+    """Raise ValueError naming the problem if a channel's template does not compile."""
+    try:
+        _SANDBOX.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"template line {exc.lineno}: {exc.message}") from None
+
+
+def compose_template(
+    template: str,
+    notice: Notice,
+    *,
+    limit: int,
+    count: Callable[[str], int],
+    languages: tuple[str, ...] = (),
+    permalink: str | None = None,
+) -> Rendered:
+    """An operator's Jinja2 template (sandboxed). When the result is too long, the description
+    is shortened first (cut at a word, with …); only then is the whole text cut."""
+    tpl = _SANDBOX.from_string(template)
+    ctx = template_context(notice, languages, permalink)
+
+    def render(description: str) -> str:
+        out = tpl.render(**{**ctx, "description": description})
+        return "\n".join(line.rstrip() for line in out.strip().splitlines())
+
+    text = render(str(ctx["description"]))
+    if count(text) > limit and ctx["description"]:
+        overflow = count(text) - limit
+        desc = str(ctx["description"])
+        room = max(0, count(desc) - overflow)
+        text = render(_cut(desc, room, count))
+    if count(text) > limit:
+        text = _cut(text, limit, count)
+    info = notice.info(languages)
     return Rendered(
         text=text,
         count=count(text),
