@@ -69,3 +69,44 @@ def test_facet_byte_ranges_point_at_their_text(text: str) -> None:
             assert piece == feature["uri"]
         else:
             assert piece == "#" + feature["tag"]
+
+
+WORDS = st.lists(
+    st.sampled_from(
+        [
+            "flood",
+            "watch",
+            "東京",
+            "👩‍👩‍👧",
+            "e\u0301te",
+            "https://www.weather.gov/alerts/MTZ014",
+            "@alerts@mastodon.example",
+            "#Flood",
+            "www.example.org/path",
+            "مرحبا",
+        ]
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=WORDS, limit=st.integers(min_value=40, max_value=300))
+def test_cuts_never_split_a_link_mention_or_hashtag(words: list[str], limit: int) -> None:
+    whole = set(words)
+    info = BASE.infos[0].model_copy(
+        update={
+            "headline": "Alert",
+            "description": " ".join(words),
+            "instruction": None,
+            "areas": [],
+        }
+    )
+    notice = BASE.model_copy(update={"infos": [info]})
+    r = compose(notice, limit=limit, count=count_mastodon, permalink="https://c.example/n/1")
+    body = r.text.removesuffix("https://c.example/n/1")
+    for token in body.replace("\n", " ").split(" "):
+        token = token.removesuffix("…")
+        if token.startswith(("http", "www.", "@", "#")):
+            assert token in whole, token  # whole, or not there at all

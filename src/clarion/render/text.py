@@ -19,6 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from clarion.model import Info, MsgType, Notice, Status
 
 ELLIPSIS = "…"
+_LINKLIKE = regex.compile(r"^(?:https?://|www\.|@|#)")
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,14 @@ def _cut(text: str, room: int, count: Callable[[str], int]) -> str:
             break
         n += 1
     words = "".join(graphemes[:n]).split(" ")
-    if n < len(graphemes) and len(words) > 1:
-        words.pop()  # never end on half a word
+    if n < len(graphemes):  # the last word is partial
+        if len(words) > 1:
+            words.pop()  # never end on half a word
+        elif _LINKLIKE.match(words[0]):
+            return ""  # nor on half a link
+    # An ellipsis glued to a link, a mention or a hashtag would change what it points to.
+    while len(words) > 1 and _LINKLIKE.match(words[-1]):
+        words.pop()
     while words:
         cut = " ".join(words).rstrip(" ,;:-")
         candidate = cut + ELLIPSIS if cut else ""
@@ -78,6 +85,8 @@ def _cut(text: str, room: int, count: Callable[[str], int]) -> str:
             return candidate
         if len(words) > 1:
             words.pop()
+        elif _LINKLIKE.match(words[0]):
+            return ""  # half a link is worse than none: the post's own link follows anyway
         else:  # one long word: shorten it grapheme by grapheme
             g = regex.findall(r"\X", words[0])
             words = ["".join(g[:-1])] if len(g) > 1 else []
