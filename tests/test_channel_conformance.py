@@ -77,10 +77,10 @@ class Harness:
         else:
             self.fake.revoke()
 
-    def script(self, response: Response) -> None:
+    def script(self, response: Any) -> None:
         self.fake.script.append(response)
 
-    def rate_limited(self, seconds: int) -> Response:
+    def rate_limited(self, seconds: int) -> Any:
         if isinstance(self.fake, FakeMastodon):
             return FakeMastodon.rate_limited(seconds)
         if isinstance(self.fake, WebhookReceiver):

@@ -129,13 +129,16 @@ class FakePds(FakePlatform):
             self.posts[uri] = {"id": uri, "text": text, "reply_to": reply, "value": value}
         return Response(200, {"uri": uri, "cid": cid})
 
-    def rate_limited(self, seconds: int) -> Response:
-        return Response(
-            429,
-            {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
-            headers={
-                "ratelimit-limit": "5000",
-                "ratelimit-remaining": "0",
-                "ratelimit-reset": str(int(time.time()) + seconds),
-            },
-        )
+    def rate_limited(self, seconds: int) -> Any:
+        def make() -> Response:  # built when the request arrives, so the reset is fresh
+            return Response(
+                429,
+                {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
+                headers={
+                    "ratelimit-limit": "5000",
+                    "ratelimit-remaining": "0",
+                    "ratelimit-reset": str(int(time.time()) + seconds),
+                },
+            )
+
+        return make

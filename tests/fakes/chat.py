@@ -21,7 +21,7 @@ class FakePlatform:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.posts: dict[str, dict[str, Any]] = {}
-        self.script: list[Response] = []
+        self.script: list[Any] = []  # Response, or a callable making one
         self.hang = threading.Event()
         self.release = threading.Event()
         self.revoked = False
@@ -50,7 +50,9 @@ class FakePlatform:
             return Response(504, {"error": "too late"})
         with self.lock:
             if self.script:
-                return self.script.pop(0)
+                canned = self.script.pop(0)
+                # A callable is built when the request arrives (a reset time must be fresh).
+                return canned() if callable(canned) else canned
         return self.handle(req)
 
     def handle(self, req: Request) -> Response:  # pragma: no cover - overridden

@@ -45,7 +45,7 @@ class FakeMastodon:
         self.deleted: list[str] = []
         self.idempotency: dict[tuple[str, str], str] = {}
         self.requests: list[tuple[str, str]] = []
-        self.script: list[Response | None] = []
+        self.script: list[Any] = []  # Response, None (hang up), or a callable making one
         self.on_create: Callable[[dict[str, Any]], None] | None = None
         self._ids = itertools.count(109_000_000_000_000_000)
         self.hang = threading.Event()
@@ -75,7 +75,8 @@ class FakeMastodon:
             self.requests.append((req.method, req.path))
             if self.script:
                 canned = self.script.pop(0)
-                return canned
+                # A callable is built when the request arrives (a reset time must be fresh).
+                return canned() if callable(canned) else canned
         if req.path in ("/api/v1/instance", "/api/v1/instance/"):
             return Response(
                 200,
@@ -176,14 +177,17 @@ class FakeMastodon:
     # --- canned failures ----------------------------------------------------------------
 
     @staticmethod
-    def rate_limited(reset_in: int = 30) -> Response:
-        reset = (datetime.now(UTC) + timedelta(seconds=reset_in)).isoformat()
-        return Response(
-            429,
-            {"error": "Too many requests"},
-            headers={
-                "X-RateLimit-Limit": "300",
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": reset,
-            },
-        )
+    def rate_limited(reset_in: int = 30) -> Any:
+        def make() -> Response:
+            reset = (datetime.now(UTC) + timedelta(seconds=reset_in)).isoformat()
+            return Response(
+                429,
+                {"error": "Too many requests"},
+                headers={
+                    "X-RateLimit-Limit": "300",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": reset,
+                },
+            )
+
+        return make

@@ -74,9 +74,12 @@ class FakeX(FakePlatform):
             201, {"data": {"id": post["id"], "text": text, "edit_history_tweet_ids": [post["id"]]}}
         )
 
-    def rate_limited(self, seconds: int) -> Response:
-        return Response(
-            429,
-            {"title": "Too Many Requests", "status": 429},
-            headers={"x-rate-limit-reset": str(int(time.time()) + seconds)},
-        )
+    def rate_limited(self, seconds: int) -> Any:
+        def make() -> Response:  # built when the request arrives, so the reset is fresh
+            return Response(
+                429,
+                {"title": "Too Many Requests", "status": 429},
+                headers={"x-rate-limit-reset": str(int(time.time()) + seconds)},
+            )
+
+        return make

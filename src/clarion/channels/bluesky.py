@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -227,6 +228,7 @@ def _reset_in(exc: RequestErrorBase) -> float | None:
     headers = exc.response.headers if exc.response is not None else {}
     reset = {k.lower(): v for k, v in headers.items()}.get("ratelimit-reset")
     try:
-        return max(1.0, float(reset) - time.time()) if reset else None
+        # The reset is a whole epoch second: wait until it has begun, never a moment less.
+        return max(1.0, float(math.ceil(float(reset) - time.time()))) if reset else None
     except ValueError:
         return None

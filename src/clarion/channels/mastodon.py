@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -174,7 +175,7 @@ class MastodonChannel:
             return fn(*args, **kwargs)
         except MastodonRatelimitError:
             reset = getattr(self.api, "ratelimit_reset", None)
-            wait = max(1.0, reset - time.time()) if reset else None
+            wait = max(1.0, float(math.ceil(reset - time.time()))) if reset else None
             raise ChannelError(
                 ErrorKind.RATE_LIMITED, f"{self.instance} rate limit reached", wait
             ) from None

@@ -14,6 +14,7 @@ mid-send the dispatcher flags the delivery instead of resending it.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -136,7 +137,7 @@ class XChannel:
             )
         except tweepy.TooManyRequests as exc:
             reset = getattr(exc, "reset_time", None)
-            wait = max(1.0, reset - time.time()) if reset else None
+            wait = max(1.0, float(math.ceil(reset - time.time()))) if reset else None
             raise ChannelError(ErrorKind.RATE_LIMITED, f"X rate limit: {exc}", wait) from None
         except tweepy.Unauthorized as exc:
             raise ChannelError(ErrorKind.AUTH, f"X refused the credentials: {exc}") from None
