@@ -8,8 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clarion.channels.bluesky import facets_for
-from clarion.channels.threads import count_threads
-from clarion.render.counting import count_graphemes, count_mastodon, count_utf16, count_x
+from clarion.render.counting import (
+    count_graphemes,
+    count_mastodon,
+    count_threads,
+    count_utf16,
+    count_x,
+)
 from clarion.render.text import compose
 from clarion.sources.cap import parse_cap
 from tests.conftest import fixture_bytes

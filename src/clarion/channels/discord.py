@@ -13,11 +13,14 @@ from typing import Any
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
-from clarion.channels.http import classify_http, json_body, request, retry_after_seconds
-from clarion.model import Notice
-from clarion.render.counting import count_graphemes
-from clarion.render.text import compose
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt
+from clarion.channels.http import (
+    HttpChannel,
+    classify_http,
+    json_body,
+    request,
+    retry_after_seconds,
+)
 
 LIMIT = 2000
 
@@ -26,7 +29,7 @@ def nonce_for(delivery_id: str) -> str:
     return delivery_id.replace("-", "")[:25]
 
 
-class DiscordChannel:
+class DiscordChannel(HttpChannel):
     kind = "discord"
     profile = Profile(
         limit=LIMIT,
@@ -47,25 +50,9 @@ class DiscordChannel:
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, timeout=timeout, languages=languages, http=http)
         self.url = webhook_url.rstrip("/")
         self.edit_on_update = edit_on_update
-        self.languages = languages
-        self._http = http or httpx.Client(timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        r = compose(
-            notice,
-            limit=LIMIT,
-            count=count_graphemes,
-            languages=self.languages or ctx.languages,
-            permalink=ctx.permalink,
-            template=ctx.template,
-        )
-        return {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language}
 
     def _check(self, resp: httpx.Response, what: str) -> dict[str, Any]:
         if resp.status_code < 300:

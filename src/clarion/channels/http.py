@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind
+from clarion.channels.base import ChannelError, ErrorKind, Profile, RenderContext
+from clarion.model import Notice
+from clarion.render.counting import COUNTERS
+from clarion.render.text import Rendered, compose
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -59,3 +62,42 @@ def json_body(resp: httpx.Response, what: str) -> Any:
         raise ChannelError(
             ErrorKind.RETRYABLE, f"{what} answered HTTP {resp.status_code} with no JSON"
         ) from None
+
+
+class HttpChannel:
+    """What the httpx-based channels share: one client, closing it, and fitting the text to
+    the channel's profile (its limit, by its own counting rule)."""
+
+    kind = ""
+    profile = Profile(limit=None, counting=None)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout: float,
+        languages: tuple[str, ...] = (),
+        http: httpx.Client | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.languages = languages
+        self._http = http or httpx.Client(timeout=timeout, headers=headers or {})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def fit(self, notice: Notice, ctx: RenderContext) -> Rendered:
+        assert self.profile.limit is not None and self.profile.counting is not None
+        return compose(
+            notice,
+            limit=self.profile.limit,
+            count=COUNTERS[self.profile.counting],
+            languages=self.languages or ctx.languages,
+            permalink=ctx.permalink,
+            template=ctx.template,
+        )
+
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        r = self.fit(notice, ctx)
+        return {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language}

@@ -15,15 +15,13 @@ from urllib.parse import quote
 import httpx
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
-from clarion.channels.http import classify_http, json_body, request
+from clarion.channels.http import HttpChannel, classify_http, json_body, request
 from clarion.model import Notice
-from clarion.render.counting import count_graphemes
-from clarion.render.text import compose
 
 LIMIT = 16_000  # well inside the 65,536-byte event limit, even as HTML
 
 
-class MatrixChannel:
+class MatrixChannel(HttpChannel):
     kind = "matrix"
     profile = Profile(limit=LIMIT, counting="graphemes", threads=True, edit=True, idempotency=True)
 
@@ -39,27 +37,19 @@ class MatrixChannel:
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(
+            name,
+            timeout=timeout,
+            languages=languages,
+            http=http,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         self.homeserver = homeserver.rstrip("/")
         self.room_id = room_id
         self.edit_on_update = edit_on_update
-        self.languages = languages
-        self._http = http or httpx.Client(
-            timeout=timeout, headers={"Authorization": f"Bearer {token}"}
-        )
-
-    def close(self) -> None:
-        self._http.close()
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        r = compose(
-            notice,
-            limit=LIMIT,
-            count=count_graphemes,
-            languages=self.languages or ctx.languages,
-            permalink=ctx.permalink,
-            template=ctx.template,
-        )
+        r = self.fit(notice, ctx)
         head, _, rest = r.text.partition("\n")
         formatted = f"<strong>{html.escape(head)}</strong>" + html.escape(
             "\n" + rest if rest else ""

@@ -11,10 +11,8 @@ from typing import Any
 import httpx
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
-from clarion.channels.http import classify_http, request, retry_after_seconds
+from clarion.channels.http import HttpChannel, classify_http, request, retry_after_seconds
 from clarion.model import Notice
-from clarion.render.counting import count_graphemes
-from clarion.render.text import compose
 
 LIMIT = 3000  # one section block's text; Slack truncates messages past 40,000
 GONE = (
@@ -32,7 +30,7 @@ def _mrkdwn_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class SlackChannel:
+class SlackChannel(HttpChannel):
     kind = "slack"
     profile = Profile(limit=LIMIT, counting="graphemes", rate_limit=(1, 1.0))
 
@@ -45,23 +43,11 @@ class SlackChannel:
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, timeout=timeout, languages=languages, http=http)
         self.url = webhook_url
-        self.languages = languages
-        self._http = http or httpx.Client(timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        r = compose(
-            notice,
-            limit=LIMIT,
-            count=count_graphemes,
-            languages=self.languages or ctx.languages,
-            permalink=ctx.permalink,
-            template=ctx.template,
-        )
+        r = self.fit(notice, ctx)
         head, _, rest = r.text.partition("\n")
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": head[:150]}}

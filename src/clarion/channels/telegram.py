@@ -15,13 +15,11 @@ from typing import Any
 import httpx
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
-from clarion.channels.http import classify_http, json_body, request
+from clarion.channels.http import HttpChannel, classify_http, json_body, request
 from clarion.model import Notice
-from clarion.render.counting import count_utf16
-from clarion.render.text import compose
 
 
-class TelegramChannel:
+class TelegramChannel(HttpChannel):
     kind = "telegram"
 
     def __init__(
@@ -36,12 +34,10 @@ class TelegramChannel:
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, timeout=timeout, languages=languages, http=http)
         self.chat_id = chat_id
         self.edit_on_update = edit_on_update
-        self.languages = languages
         self._base = f"{api_base.rstrip('/')}/bot{token}"
-        self._http = http or httpx.Client(timeout=timeout)
         # PLATFORMS.md: about 1 message/s per chat, 20/min in groups.
         self.profile = Profile(
             limit=4096,
@@ -53,18 +49,8 @@ class TelegramChannel:
             rate_limit=(20, 60.0),
         )
 
-    def close(self) -> None:
-        self._http.close()
-
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        r = compose(
-            notice,
-            limit=4096,
-            count=count_utf16,
-            languages=self.languages or ctx.languages,
-            permalink=ctx.permalink,
-            template=ctx.template,
-        )
+        r = self.fit(notice, ctx)
         head, _, rest = r.text.partition("\n")
         body = f"<b>{html.escape(head)}</b>" + (f"\n{html.escape(rest)}" if rest else "")
         return {

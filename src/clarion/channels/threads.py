@@ -12,25 +12,14 @@ from typing import Any
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
-from clarion.channels.http import classify_http, json_body, request
-from clarion.model import Notice
-from clarion.render.text import compose
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt
+from clarion.channels.http import HttpChannel, classify_http, json_body, request
 
 LIMIT = 500
 RATE_LIMIT_CODES = {4, 17, 32, 613}
 
 
-def _is_emoji(ch: str) -> bool:
-    cp = ord(ch)
-    return cp >= 0x1F000 or 0x2600 <= cp <= 0x27BF or 0xFE00 <= cp <= 0xFE0F or cp == 0x200D
-
-
-def count_threads(text: str) -> int:
-    return sum(len(ch.encode("utf-8")) if _is_emoji(ch) else 1 for ch in text)
-
-
-class ThreadsChannel:
+class ThreadsChannel(HttpChannel):
     kind = "threads"
     # PLATFORMS.md: 250 posts and 1,000 replies per 24 h.
     profile = Profile(
@@ -48,26 +37,10 @@ class ThreadsChannel:
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, timeout=timeout, languages=languages, http=http)
         self.user_id = user_id
         self._token = token
         self.base = api_base.rstrip("/")
-        self.languages = languages
-        self._http = http or httpx.Client(timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        r = compose(
-            notice,
-            limit=LIMIT,
-            count=count_threads,
-            languages=self.languages or ctx.languages,
-            permalink=ctx.permalink,
-            template=ctx.template,
-        )
-        return {"text": r.text, "count": r.count, "limit": LIMIT, "language": r.language}
 
     def _post(self, path: str, params: dict[str, Any], what: str) -> dict[str, Any]:
         resp = request(

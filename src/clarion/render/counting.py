@@ -59,6 +59,16 @@ def count_bytes(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
+def _is_emoji(ch: str) -> bool:
+    cp = ord(ch)
+    return cp >= 0x1F000 or 0x2600 <= cp <= 0x27BF or 0xFE00 <= cp <= 0xFE0F or cp == 0x200D
+
+
+def count_threads(text: str) -> int:
+    """Threads: 500 characters, an emoji counting its UTF-8 bytes (PLATFORMS.md)."""
+    return sum(len(ch.encode("utf-8")) if _is_emoji(ch) else 1 for ch in text)
+
+
 def count_utf16(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -69,4 +79,5 @@ COUNTERS: dict[str, Callable[[str], int]] = {
     "x-weighted": count_x,
     "utf8-bytes": count_bytes,
     "utf16": count_utf16,
+    "threads": count_threads,
 }
