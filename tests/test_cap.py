@@ -170,3 +170,14 @@ def test_unknown_enumeration_value_is_named() -> None:
     body = fixture_bytes("cap/weather.cap").replace(b"<severity>Severe", b"<severity>Apocalyptic")
     with pytest.raises(SourceError, match=r"<severity> is 'Apocalyptic'; CAP allows"):
         parse_cap(body)
+
+
+def test_resources_are_kept_with_their_descriptions() -> None:
+    [n] = parse_cap(fixture_bytes("cap/wcatwc-warning.cap"))
+    resources = n.infos[0].resources
+    assert [(r.description, r.mime_type) for r in resources] == [
+        ("Energy Map", "image/jpeg"),
+        ("Tsunami Travel Time Map", "image/jpeg"),
+        ("Event Data as a JSON document", "application/json"),
+    ]
+    assert resources[0].uri.endswith("energylqw6d6-02.jpg")

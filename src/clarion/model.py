@@ -126,6 +126,17 @@ class Area(_Data):
     ceiling: float | None = None
 
 
+class Resource(_Data):
+    """A CAP `resource`: a file that goes with the message (a map, an image, a document).
+    `description` is what a reader who cannot see it should be told (it becomes alt text)."""
+
+    description: str
+    mime_type: str
+    uri: str | None = None
+    size: int | None = None
+    digest: str | None = None  # SHA-1, as CAP defines it
+
+
 class Entity(_Data):
     """Something affected that is not a place: a transit route or stop, a status component."""
 
@@ -164,6 +175,7 @@ class Info(_Data):
     web: str | None = None
     contact: str | None = None
     parameters: list[NameValue] = Field(default_factory=list)
+    resources: list[Resource] = Field(default_factory=list)
     areas: list[Area] = Field(default_factory=list)
 
 

@@ -27,6 +27,7 @@ from clarion.model import (
     NameValue,
     Notice,
     Reference,
+    Resource,
     Severity,
     SignatureState,
     Status,
@@ -139,6 +140,21 @@ def _area(el: etree._Element, where: str) -> Area:
     )
 
 
+def _resource(el: etree._Element, where: str) -> Resource:
+    size = child_text(el, "size")
+    try:
+        size_value = int(size) if size else None
+    except ValueError:
+        raise SourceError(f"{where}: <resource> <size> {size!r} is not a number") from None
+    return Resource(
+        description=_required(el, "resourceDesc", where),
+        mime_type=_required(el, "mimeType", where),
+        uri=child_text(el, "uri"),
+        size=size_value,
+        digest=child_text(el, "digest"),
+    )
+
+
 def _info(el: etree._Element, where: str) -> Info:
     language = child_text(el, "language") or "en-US"
     where = f"{where} (info {language})"
@@ -162,6 +178,7 @@ def _info(el: etree._Element, where: str) -> Info:
         web=child_text(el, "web"),
         contact=child_text(el, "contact"),
         parameters=_pairs(el, "parameter"),
+        resources=[_resource(r, where) for r in children(el, "resource")],
         areas=[_area(a, where) for a in children(el, "area")],
     )
 
