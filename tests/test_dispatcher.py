@@ -302,3 +302,36 @@ def test_mastodon_can_edit_on_update(store, mastodon, receiver, monkeypatch) -> 
     [post] = mastodon.statuses.values()
     assert post["text"].startswith("UPDATE: Flash Flood Watch extended")
     assert mastodon.edits and mastodon.edits[0][0] == post["id"]
+
+
+def test_mastodon_attaches_images_with_alt_text(store, mastodon, receiver, monkeypatch) -> None:
+    from tests.conftest import fixture_bytes
+    from tests.fakes.http import FakeServer, Response
+
+    jpeg = b"\xff\xd8\xff\xe0" + b"tsunami-map" * 50
+    images = FakeServer(
+        lambda req: (
+            Response(200, raw=jpeg, content_type="image/jpeg")
+            if req.path.endswith("energy.jpg")
+            else Response(404, raw=b"gone", content_type="text/plain")
+        )
+    )
+    with images:
+        cap = fixture_bytes("cap/wcatwc-warning.cap")
+        cap = cap.replace(
+            b"http://newwcatwc.arh.noaa.gov/tsuPortal/events/PAAQ/2011/09/02/lqw6d6/"
+            b"2/WEPA41/2011/09/02/lqw6d6/energylqw6d6-02.jpg",
+            f"{images.url}/energy.jpg".encode(),
+        )
+        cap = cap.replace(
+            b"http://newwcatwc.arh.noaa.gov/tsuPortal/events/PAAQ/2011/09/02/lqw6d6/"
+            b"2/WEPA41/2011/09/02/lqw6d6/02/ttvulqw6d6-02.jpg",
+            f"{images.url}/missing.jpg".encode(),
+        )
+        cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+        ingest_bytes(store, cfg, chans, cap, include_expired=True)
+        disp.run_until_idle()
+    [status] = mastodon.statuses.values()
+    [media] = mastodon.media.values()  # the missing image is left out, not the alert
+    assert status["media_ids"] == [media["id"]]
+    assert media["description"] == "Energy Map" and media["bytes"] == jpeg

@@ -249,6 +249,7 @@ class MastodonChannelConfig(_ChannelBase):
     max_characters: int | None = Field(default=None, ge=50)
     on_cancel: Literal["reply", "reply_and_edit", "reply_and_delete"] = "reply"
     edit_on_update: bool = False  # edit the post in place instead of replying
+    images: bool = True  # attach the alert's images (CAP resources), their descriptions as alt text
     timeout: Duration = 20.0
 
     _check_url = field_validator("instance")(_url)

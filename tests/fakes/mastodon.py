@@ -18,7 +18,10 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
 from typing import Any
+from urllib.parse import parse_qs
 
 import regex
 
@@ -41,6 +44,7 @@ class FakeMastodon:
         self.domain = domain
         self.lock = threading.Lock()
         self.statuses: dict[str, dict[str, Any]] = {}
+        self.media: dict[str, dict[str, Any]] = {}
         self.edits: list[tuple[str, str]] = []
         self.deleted: list[str] = []
         self.idempotency: dict[tuple[str, str], str] = {}
@@ -84,6 +88,7 @@ class FakeMastodon:
                     "uri": self.domain,
                     "title": "Fake",
                     "version": "4.3.2",
+                    "api_versions": {"mastodon": 2},
                     "configuration": {"statuses": {"max_characters": self.max_characters}},
                 },
             )
@@ -94,6 +99,7 @@ class FakeMastodon:
                     "domain": self.domain,
                     "title": "Fake",
                     "version": "4.3.2",
+                    "api_versions": {"mastodon": 2},
                     "configuration": {
                         "statuses": {
                             "max_characters": self.max_characters,
@@ -106,10 +112,35 @@ class FakeMastodon:
             return Response(401, {"error": "The access token is invalid"})
         if req.path == "/api/v1/statuses" and req.method == "POST":
             return self._create(req)
+        if req.path in ("/api/v1/media", "/api/v2/media") and req.method == "POST":
+            return self._media(req)
         m = re.fullmatch(r"/api/v1/statuses/(\d+)", req.path)
         if m:
             return self._one(req, m.group(1))
         return Response(404, {"error": "Record not found"})
+
+    def _media(self, req: Request) -> Response:
+        """Multipart upload: `file`, and `description` (the alt text)."""
+        head = f"Content-Type: {req.headers.get('content-type', '')}\r\n\r\n".encode()
+        msg = BytesParser(policy=policy.default).parsebytes(head + req.body)
+        fields = {
+            part.get_param("name", header="content-disposition"): part for part in msg.iter_parts()
+        }
+        if "file" not in fields:
+            return Response(422, {"error": "Validation failed: File can't be blank"})
+        with self.lock:
+            mid = str(next(self._ids))
+            media = {
+                "id": mid,
+                "type": "image",
+                "url": f"https://{self.domain}/media/{mid}",
+                "description": fields["description"].get_content()
+                if "description" in fields
+                else None,
+                "bytes": fields["file"].get_payload(decode=True),
+            }
+            self.media[mid] = media
+        return Response(200, {k: v for k, v in media.items() if k != "bytes"})
 
     def _create(self, req: Request) -> Response | None:
         form = req.form()
@@ -133,6 +164,12 @@ class FakeMastodon:
                 return Response(404, {"error": "Record not found"})
             sid = str(next(self._ids))
             status = {
+                "media_ids": [
+                    m
+                    for k, vs in parse_qs(req.body.decode(errors="replace")).items()
+                    if k in ("media_ids[]", "media_ids")
+                    for m in vs
+                ],
                 "id": sid,
                 "uri": f"https://{self.domain}/users/clarion/statuses/{sid}",
                 "url": f"https://{self.domain}/@clarion/{sid}",

@@ -169,6 +169,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     edit_on_update=cfg.edit_on_update,
                     timeout=cfg.timeout,
                     languages=langs,
+                    images=cfg.images,
                 )
         except ConfigError as exc:
             problems.extend(exc.problems)

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
 
+import httpx
 import requests
 from mastodon import (
     Mastodon,
@@ -38,6 +40,10 @@ from clarion.render.counting import count_mastodon
 from clarion.render.text import compose
 
 DEFAULT_LIMIT = 500
+MAX_IMAGES = 4
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class MastodonChannel:
@@ -56,12 +62,19 @@ class MastodonChannel:
         timeout: float = 20.0,
         languages: tuple[str, ...] = (),
         session: requests.Session | None = None,
+        images: bool = True,
+        fetch: httpx.Client | None = None,
     ) -> None:
         self.name = name
         self.instance = instance.rstrip("/")
         self.visibility = visibility
         self.on_cancel = on_cancel
         self.edit_on_update = edit_on_update
+        # Images are fetched from the URIs the publisher put in the alert (an SSRF guard on
+        # this client belongs with the hardening work: issue 7).
+        self._fetch = (
+            (fetch or httpx.Client(timeout=timeout, follow_redirects=True)) if images else None
+        )
         self.languages = languages
         self._limit_override = max_characters
         self._limit: int | None = max_characters
@@ -133,6 +146,8 @@ class MastodonChannel:
 
     def close(self) -> None:
         self.api.session.close()
+        if self._fetch is not None:
+            self._fetch.close()
 
     def send(self, out: Outgoing) -> Receipt:
         limit = self.instance_limit()
@@ -143,9 +158,11 @@ class MastodonChannel:
             # Mastodon shows the edit history; followers see one post that stays current.
             edited = self._call(self.api.status_update, out.previous.post_id, text)
             return Receipt(post_id=str(edited["id"]), url=edited.get("url"))
+        media_ids = self._media(out.notice) if out.previous is None else []
         status = self._call(
             self.api.status_post,
             text,
+            media_ids=media_ids or None,
             in_reply_to_id=out.previous.post_id if out.previous else None,
             visibility=self.visibility,
             language=_language(out.payload.get("language")),
@@ -169,6 +186,34 @@ class MastodonChannel:
                         _cut(f"CANCELLED — see reply. {old}", limit),
                     )
         return receipt
+
+    def _media(self, notice: Notice) -> list[str]:
+        """Upload the notice's images (CAP resources) with their descriptions as alt text.
+
+        An image that cannot be fetched or uploaded is left out, never the alert: the post goes
+        on without it. Mastodon allows four images a post.
+        """
+        info = notice.info(self.languages)
+        if info is None or self._fetch is None:
+            return []
+        ids: list[str] = []
+        for res in info.resources:
+            if len(ids) == MAX_IMAGES or not res.uri or not res.mime_type.startswith("image/"):
+                continue
+            try:
+                resp = self._fetch.get(res.uri)
+                if resp.status_code != 200 or len(resp.content) > MAX_IMAGE_BYTES:
+                    raise ValueError(f"HTTP {resp.status_code}, {len(resp.content):,} bytes")
+                media = self._call(
+                    self.api.media_post,
+                    resp.content,
+                    mime_type=res.mime_type,
+                    description=res.description[:1500],
+                )
+                ids.append(str(media["id"]))
+            except (httpx.HTTPError, ValueError, ChannelError) as exc:
+                log.warning("%s: image %s left out: %s", self.name, res.uri, exc)
+        return ids
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
