@@ -292,6 +292,7 @@ class BlueskyChannelConfig(_ChannelBase):
     handle: str
     app_password: SecretRef
     service: str = "https://bsky.social"
+    images: bool = True  # attach the alert's images (CAP resources), with alt text
     timeout: Duration = 20.0
 
     _check_url = field_validator("service")(_url)

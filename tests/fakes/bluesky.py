@@ -38,6 +38,7 @@ class FakePds(FakePlatform):
         super().__init__()
         self.tokens: set[str] = set()
         self.records: dict[str, dict[str, Any]] = {}
+        self.blobs: dict[str, bytes] = {}
 
     def revoke(self) -> None:
         self.revoked = True
@@ -96,6 +97,20 @@ class FakePds(FakePlatform):
             if rec is None:
                 return self._error(400, "RecordNotFound", f"Could not locate record: {uri}")
             return Response(200, {"uri": uri, "cid": rec["cid"], "value": rec["value"]})
+        if method == "com.atproto.repo.uploadBlob":
+            cid = "bafkrei" + hashlib.sha256(req.body).hexdigest()[:52]
+            self.blobs[cid] = req.body
+            return Response(
+                200,
+                {
+                    "blob": {
+                        "$type": "blob",
+                        "ref": {"$link": cid},
+                        "mimeType": req.headers.get("content-type", "*/*"),
+                        "size": len(req.body),
+                    }
+                },
+            )
         if method == "com.atproto.repo.createRecord":
             return self._create(json.loads(req.body or b"{}"))
         return self._error(501, "MethodNotImplemented", method)
@@ -117,6 +132,13 @@ class FakePds(FakePlatform):
             i = f["index"]
             if not 0 <= i["byteStart"] < i["byteEnd"] <= size:
                 return self._error(400, "InvalidRequest", "facet index out of range")
+        embed = value.get("embed") or {}
+        if embed.get("$type") == "app.bsky.embed.images":
+            for image in embed.get("images", []):
+                if "alt" not in image:  # the lexicon requires alt text
+                    return self._error(400, "InvalidRequest", "image is missing alt")
+                if image["image"]["ref"]["$link"] not in self.blobs:
+                    return self._error(400, "InvalidRequest", "blob not found")
         uri = f"at://{body['repo']}/{body['collection']}/{rkey}"
         if uri in self.records:  # what the reference PDS does on a duplicate key
             return self._error(500, "InternalServerError", "Internal Server Error")

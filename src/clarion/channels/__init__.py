@@ -102,6 +102,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     service=cfg.service,
                     timeout=cfg.timeout,
                     languages=langs,
+                    images=cfg.images,
                 )
             elif isinstance(cfg, ThreadsChannelConfig):
                 built[name] = ThreadsChannel(

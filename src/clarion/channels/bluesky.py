@@ -15,11 +15,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import regex
 from atproto import Client, models
 from atproto_client.client.session import Session
@@ -35,11 +37,13 @@ from atproto_client.exceptions import (
 from atproto_client.request import Request
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.images import fetch_images
 from clarion.model import Notice
 from clarion.render.counting import URL_RE, count_graphemes
 from clarion.render.text import compose
 
 LIMIT = 300
+log = logging.getLogger(__name__)
 COLLECTION = "app.bsky.feed.post"
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 TAG_RE = regex.compile(r"(?<![\w#])#(\p{L}[\p{L}\p{N}_]{0,63})")
@@ -103,6 +107,8 @@ class BlueskyChannel:
         service: str = "https://bsky.social",
         timeout: float = 20.0,
         languages: tuple[str, ...] = (),
+        images: bool = True,
+        fetch: httpx.Client | None = None,
     ) -> None:
         self.name = name
         self.handle = handle
@@ -110,9 +116,15 @@ class BlueskyChannel:
         self.languages = languages
         self.client = Client(base_url=service.rstrip("/"), request=Request(timeout=timeout))
         self._did: str | None = None
+        # Images come from URIs the publisher put in the alert (an SSRF guard: issue 7).
+        self._fetch = (
+            (fetch or httpx.Client(timeout=timeout, follow_redirects=True)) if images else None
+        )
 
     def close(self) -> None:
         self.client.request._client.close()
+        if self._fetch is not None:
+            self._fetch.close()
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         r = compose(
@@ -196,12 +208,15 @@ class BlueskyChannel:
         }
         if p.get("facets"):
             record["facets"] = p["facets"]
+        images = self._images(out.notice) if out.previous is None else []
         if out.previous is not None and out.root is not None:
             record["reply"] = {
                 "root": {"uri": out.root.post_id, "cid": out.root.extra.get("cid")},
                 "parent": {"uri": out.previous.post_id, "cid": out.previous.extra.get("cid")},
             }
-        elif p.get("card"):
+        if images:  # a post has one embed: the images say more than a card to our own page
+            record["embed"] = {"$type": "app.bsky.embed.images", "images": images}
+        elif p.get("card") and "reply" not in record:
             record["embed"] = {"$type": "app.bsky.embed.external", "external": p["card"]}
         data = models.ComAtprotoRepoCreateRecord.Data(
             repo=did, collection=COLLECTION, rkey=rkey, record=record, validate=True
@@ -215,6 +230,27 @@ class BlueskyChannel:
             else:
                 raise
         return self._receipt(str(res.uri), str(res.cid), rkey)
+
+    def _images(self, notice: Notice) -> list[dict[str, Any]]:
+        """Upload the notice's images as blobs, their descriptions as alt text."""
+        if self._fetch is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for image in fetch_images(
+            self._fetch, notice, self.languages, limit=4, max_bytes=1_000_000, who=self.name
+        ):
+            try:
+                blob = self._call(lambda data=image.data: self.client.upload_blob(data)).blob
+            except ChannelError as exc:
+                log.warning("%s: an image upload failed, posting without it: %s", self.name, exc)
+                continue
+            out.append(
+                {
+                    "alt": image.alt[:2000],
+                    "image": blob.model_dump(by_alias=True, exclude_none=True),
+                }
+            )
+        return out
 
     def _receipt(self, uri: str, cid: str, rkey: str) -> Receipt:
         return Receipt(

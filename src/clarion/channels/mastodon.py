@@ -35,6 +35,7 @@ from clarion.channels.base import (
     Receipt,
     RenderContext,
 )
+from clarion.channels.images import fetch_images
 from clarion.model import MsgType, Notice
 from clarion.render.counting import count_mastodon
 from clarion.render.text import compose
@@ -193,26 +194,28 @@ class MastodonChannel:
         An image that cannot be fetched or uploaded is left out, never the alert: the post goes
         on without it. Mastodon allows four images a post.
         """
-        info = notice.info(self.languages)
-        if info is None or self._fetch is None:
+        if self._fetch is None:
             return []
         ids: list[str] = []
-        for res in info.resources:
-            if len(ids) == MAX_IMAGES or not res.uri or not res.mime_type.startswith("image/"):
-                continue
+        for image in fetch_images(
+            self._fetch,
+            notice,
+            self.languages,
+            limit=MAX_IMAGES,
+            max_bytes=MAX_IMAGE_BYTES,
+            who=self.name,
+        ):
             try:
-                resp = self._fetch.get(res.uri)
-                if resp.status_code != 200 or len(resp.content) > MAX_IMAGE_BYTES:
-                    raise ValueError(f"HTTP {resp.status_code}, {len(resp.content):,} bytes")
                 media = self._call(
                     self.api.media_post,
-                    resp.content,
-                    mime_type=res.mime_type,
-                    description=res.description[:1500],
+                    image.data,
+                    mime_type=image.mime_type,
+                    description=image.alt[:1500],
                 )
-                ids.append(str(media["id"]))
-            except (httpx.HTTPError, ValueError, ChannelError) as exc:
-                log.warning("%s: image %s left out: %s", self.name, res.uri, exc)
+            except ChannelError as exc:
+                log.warning("%s: an image upload failed, posting without it: %s", self.name, exc)
+                continue
+            ids.append(str(media["id"]))
         return ids
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
