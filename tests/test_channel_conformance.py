@@ -359,3 +359,113 @@ api_base = "{fake.url}"
         fake.revoke()
         r = runner.invoke(app, ["channels", "test", "tg", "--send", "--config", str(path)])
         assert r.exit_code == 1 and "tg: auth:" in r.stderr
+
+
+# --- long notices as numbered threads (thread_parts) -------------------------------------
+
+THREADERS = ["mastodon", "bluesky", "x", "threads"]
+
+
+def _is_post(kind: str, req: Any) -> bool:
+    if kind == "mastodon":
+        return req.method == "POST" and req.path.rstrip("/") == "/api/v1/statuses"
+    if kind == "bluesky":
+        return req.path.endswith("com.atproto.repo.createRecord")
+    if kind == "x":
+        return req.method == "POST" and req.path == "/2/tweets"
+    return req.method == "POST" and req.path.endswith("/threads")  # a Threads container
+
+
+@pytest.fixture(params=THREADERS)
+def th(
+    request: pytest.FixtureRequest, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Harness, Any, Any, Dispatcher, Clock]]:
+    harness = _harness(request.param)
+    for k, v in harness.env.items():
+        monkeypatch.setenv(k, v)
+    no_images = "images = false\n" if request.param in ("mastodon", "bluesky") else ""
+    with harness.fake:
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+[channels.ch]
+{harness.channel_toml}{no_images}timeout = "0.5s"
+thread_parts = 3
+[[routes]]
+channels = ["ch"]
+""")
+        chans = build_channels(cfg)
+        if isinstance(harness.fake, FakeX):
+            chans["ch"].client.session = harness.fake.session()  # type: ignore[attr-defined]
+        clock = Clock()
+        disp = Dispatcher(sqlite_store, chans, clock=clock, worker="w")
+        disp.limiters.clear()
+        yield harness, cfg, chans, disp, clock
+        close_all(chans)
+
+
+def test_a_long_notice_goes_out_as_a_numbered_thread_and_a_failed_part_is_not_repeated(
+    th, sqlite_store: Store
+) -> None:
+    harness, cfg, chans, disp, clock = th
+    seen = {"posts": 0}
+
+    def second_post_fails(req: Any) -> Response | None:
+        if not _is_post(harness.kind, req):
+            return None
+        seen["posts"] += 1
+        return Response(500, {"error": "internal"}) if seen["posts"] == 2 else None
+
+    harness.fake.intercept = second_post_fails
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    [d] = rows(sqlite_store, deliveries)
+    texts = [d.payload["text"], *(p["text"] for p in d.payload["thread"])]
+    assert len(texts) == 3
+    assert "Flash Flood Watch" in texts[0] and "/notices/" in texts[0]  # headline and link first
+    for i, text in enumerate(texts, 1):
+        assert f"({i}/3)" in text
+
+    disp.run_until_idle()
+    d = _state(sqlite_store, 1)
+    assert d.state == "retry_wait" and len(harness.posts()) == 1
+    assert d.receipt_id is None and len(d.receipt["parts"]) == 1  # the part already out
+    clock.now = d.next_attempt_at
+    disp.run_until_idle()
+    d = _state(sqlite_store, 1)
+    posts = harness.posts()
+    assert d.state == "sent"
+    assert [p["text"] for p in posts] == texts  # each part once, in order: none repeated
+    assert posts[1]["reply_to"] == posts[0]["id"] and posts[2]["reply_to"] == posts[1]["id"]
+    assert d.receipt_id == posts[2]["id"]  # later updates reply under the last part
+    assert d.receipt["first"]["post_id"] == posts[0]["id"]
+    if harness.kind == "bluesky":  # every reply names the thread's first post as its root
+        for p in posts[1:]:
+            assert p["value"]["reply"]["root"]["uri"] == posts[0]["id"]
+
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(1))
+    disp.run_until_idle()
+    posts = harness.posts()
+    update = next(p for p in posts if "UPDATE" in p["text"])
+    assert update["reply_to"] == d.receipt_id
+    if harness.kind == "bluesky":
+        assert update["value"]["reply"]["root"]["uri"] == posts[0]["id"]
+
+
+def test_a_crash_after_a_whole_thread_went_out(th, sqlite_store: Store) -> None:
+    """Every part sent, the worker killed before recording: platforms that deduplicate (per
+    part: Mastodon's Idempotency-Key, Bluesky's record keys) answer with the same posts; the
+    others are flagged, never posted twice."""
+    harness, cfg, chans, disp, clock = th
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    [c] = outbox.claim(sqlite_store, "doomed", clock.now, 60)
+    notice = Notice.model_validate({**c.notice_data, "original": c.original})
+    chans["ch"].send(Outgoing(c.id, notice, c.payload, None, None, c.attempts))
+    assert len(harness.posts()) == 3
+    clock.now += timedelta(seconds=61)
+    disp.run_until_idle()
+    d = _state(sqlite_store, 1)
+    assert len(harness.posts()) == 3
+    if harness.idempotent:
+        assert d.state == "sent" and d.receipt_id == harness.posts()[2]["id"]
+    else:
+        assert d.state == "failed" and d.error_kind == "ambiguous"

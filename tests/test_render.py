@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
 from clarion.model import MsgType, Status
 from clarion.render.counting import count_graphemes, count_mastodon, count_x
-from clarion.render.text import compose
+from clarion.render.text import compose, compose_parts
 from clarion.sources.cap import parse_cap
 from tests.conftest import FIXTURES, fixture_bytes
 
@@ -138,3 +139,39 @@ def test_operator_template_is_sandboxed_and_fitted() -> None:
         compose_template(evil, n, limit=500, count=count_mastodon)
     with _pytest.raises(ConfigError, match="template line 1"):
         parse_config('[channels.p]\nkind = "preview"\ntemplate = "{{ headline "\n', environ={})
+
+
+def test_thread_parts_keep_every_word_in_order() -> None:
+    """Split into parts, nothing is lost or reordered while it fits; it is cut only at the end
+    of the last part, and one post is kept when the text fits in one."""
+    notice = parse_cap(fixture_bytes("cap/weather.cap"))[0]
+    link = "https://alerts.example/notices/1"
+    parts = compose_parts(notice, limit=280, count=count_x, permalink=link, max_parts=25)
+    assert 2 < len(parts) < 25  # all of it fits, in several parts
+    assert parts[0].text.startswith("Flash Flood Watch issued") and link in parts[0].text
+    joined = " ".join(
+        regex.sub(r" \(\d+/\d+\)$", "", p.text.replace(f"\n\n{link}", "")) for p in parts
+    )
+    info = notice.infos[0]
+    areas = "; ".join(a.description for a in info.areas)
+    expected = f"{info.headline} Areas: {areas} {info.instruction or ''} {info.description}"
+    assert joined.split() == expected.split()
+    short = compose_parts(notice, limit=5000, count=count_x, permalink=link, max_parts=4)
+    assert (
+        len(short) == 1
+        and short[0].text == compose(notice, limit=5000, count=count_x, permalink=link).text
+    )
+    capped = compose_parts(notice, limit=280, count=count_x, permalink=link, max_parts=2)
+    assert len(capped) == 2 and capped[1].text.endswith("… (2/2)")
+
+
+def test_every_text_channel_uses_the_channels_template() -> None:
+    from clarion.channels.base import RenderContext
+    from clarion.render.platforms import render_for
+
+    notice = parse_cap(fixture_bytes("cap/weather.cap"))[0]
+    ctx = RenderContext(("en",), "https://c.example/n/1", template="{{ event }} now! {{ link }}")
+    for platform in ("mastodon", "bluesky", "x", "threads"):
+        assert render_for(platform, notice, ctx)["text"] == (
+            "Flash Flood Watch now! https://c.example/n/1"
+        ), platform

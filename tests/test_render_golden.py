@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -50,3 +52,14 @@ def test_render_command() -> None:
     assert '"cost": 0.2' in r.stdout and '"limit": 280' in r.stdout
     bad = CliRunner().invoke(app, ["render", "-p", "myspace", str(FIXTURES / "cap/weather.cap")])
     assert bad.exit_code == 2 and "unknown platform 'myspace'" in bad.stderr
+    r = CliRunner().invoke(
+        app, ["render", "-p", "x", "--thread-parts", "3", str(FIXTURES / "cap/weather.cap")]
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert len(out["thread"]) == 2 and out["text"].count("(1/3)") == 1
+    assert out["cost"] == pytest.approx(0.20 + 2 * 0.015)  # X bills every part; one has the URL
+    no = CliRunner().invoke(
+        app, ["render", "-p", "slack", "--thread-parts", "3", str(FIXTURES / "cap/weather.cap")]
+    )
+    assert no.exit_code == 2 and "posts no threads" in no.stderr

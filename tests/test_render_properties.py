@@ -15,7 +15,7 @@ from clarion.render.counting import (
     count_utf16,
     count_x,
 )
-from clarion.render.text import compose
+from clarion.render.text import compose, compose_parts
 from clarion.sources.cap import parse_cap
 from tests.conftest import fixture_bytes
 
@@ -60,6 +60,32 @@ def test_every_post_fits_by_the_platforms_own_count(
     for count in (count_x, count_mastodon, count_graphemes, count_utf16, count_threads):
         r = compose(notice, limit=limit, count=count, permalink="https://c.example/notices/1")
         assert count(r.text) <= limit
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    headline=TEXT,
+    description=st.lists(TEXT, min_size=1, max_size=6).map(" ".join),
+    limit=st.integers(min_value=60, max_value=500),
+    max_parts=st.integers(min_value=2, max_value=5),
+)
+def test_every_part_of_a_thread_fits_and_is_numbered(
+    headline: str, description: str, limit: int, max_parts: int
+) -> None:
+    info = BASE.infos[0].model_copy(
+        update={"headline": headline or "x", "description": description or None}
+    )
+    notice = BASE.model_copy(update={"infos": [info]})
+    link = "https://c.example/notices/1"
+    for count in (count_x, count_mastodon, count_graphemes, count_threads):
+        parts = compose_parts(notice, limit=limit, count=count, permalink=link, max_parts=max_parts)
+        assert 1 <= len(parts) <= max_parts
+        for i, p in enumerate(parts, 1):
+            assert count(p.text) <= limit and p.count == count(p.text)
+            if len(parts) > 1:
+                assert f" ({i}/{len(parts)})" in p.text
+        if len(parts) > 1:
+            assert parts[0].text.endswith(link)  # the first part stands alone: it has the link
 
 
 @settings(max_examples=300, deadline=None)

@@ -171,10 +171,26 @@ def render(
     permalink: Annotated[str, typer.Option(help="The notice page's URL to link to.")] = (
         "https://clarion.example/notices/1"
     ),
+    thread_parts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=25,
+            help="Split a long notice into up to this many numbered posts "
+            '(mastodon, bluesky, x, threads); they are listed under "thread".',
+        ),
+    ] = 1,
 ) -> None:
     """Print, as JSON lines, the post each notice in FILES would become on PLATFORM."""
     from clarion.channels.base import RenderContext
-    from clarion.render.platforms import PLATFORMS, render_for
+    from clarion.render.platforms import PLATFORMS, THREADABLE, render_for
+
+    if thread_parts > 1 and platform not in THREADABLE:
+        raise _fail(
+            f"clarion: {platform} posts no threads of its own; --thread-parts works with "
+            + ", ".join(THREADABLE),
+            2,
+        )
 
     if platform not in PLATFORMS:
         raise _fail(
@@ -183,7 +199,7 @@ def render(
     ctx = RenderContext(languages=("en",), permalink=permalink)
     for _, notices in _parse_files(kind, files):
         for n in notices:
-            out = render_for(platform, n, ctx)
+            out = render_for(platform, n, ctx, thread_parts=thread_parts)
             typer.echo(
                 json.dumps(
                     {"platform": platform, "identifier": n.identifier, **out}, ensure_ascii=False

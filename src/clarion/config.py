@@ -222,6 +222,12 @@ class _ChannelBase(_Strict):
         return v
 
 
+class _Threadable(_ChannelBase):
+    # A notice too long for one post goes out as up to this many numbered replies ("(1/3)");
+    # 1 keeps one post, cut at a word with the link kept.
+    thread_parts: int = Field(default=1, ge=1, le=25)
+
+
 class PreviewChannelConfig(_ChannelBase):
     """Dry run: records what would go out on X, Mastodon and Bluesky, with each one's count."""
 
@@ -239,7 +245,7 @@ class WebhookChannelConfig(_ChannelBase):
     _check_url = field_validator("url")(_url)
 
 
-class MastodonChannelConfig(_ChannelBase):
+class MastodonChannelConfig(_Threadable):
     """A Mastodon (or compatible) account, posting with an access token."""
 
     kind: Literal["mastodon"]
@@ -253,6 +259,15 @@ class MastodonChannelConfig(_ChannelBase):
     timeout: Duration = 20.0
 
     _check_url = field_validator("instance")(_url)
+
+    @model_validator(mode="after")
+    def _one_post_to_edit(self) -> MastodonChannelConfig:
+        if self.edit_on_update and self.thread_parts > 1:
+            raise ValueError(
+                "edit_on_update edits one post in place; it cannot be combined with "
+                "thread_parts > 1 (set one of them)"
+            )
+        return self
 
 
 class TelegramChannelConfig(_ChannelBase):
@@ -285,7 +300,7 @@ class SlackChannelConfig(_ChannelBase):
     timeout: Duration = 15.0
 
 
-class BlueskyChannelConfig(_ChannelBase):
+class BlueskyChannelConfig(_Threadable):
     """A Bluesky account (any AT Protocol PDS), with an app password."""
 
     kind: Literal["bluesky"]
@@ -298,7 +313,7 @@ class BlueskyChannelConfig(_ChannelBase):
     _check_url = field_validator("service")(_url)
 
 
-class XChannelConfig(_ChannelBase):
+class XChannelConfig(_Threadable):
     """An X account (API v2, OAuth 1.0a user context), with X's per-post prices."""
 
     kind: Literal["x"]
@@ -313,7 +328,7 @@ class XChannelConfig(_ChannelBase):
     timeout: Duration = 20.0
 
 
-class ThreadsChannelConfig(_ChannelBase):
+class ThreadsChannelConfig(_Threadable):
     """A Threads profile, through the Threads Graph API (a long-lived Meta token)."""
 
     kind: Literal["threads"]

@@ -22,6 +22,9 @@ class FakePlatform:
         self.lock = threading.Lock()
         self.posts: dict[str, dict[str, Any]] = {}
         self.script: list[Any] = []  # Response, or a callable making one
+        # Looks at each request; an answer it returns replaces the platform's (e.g. fail the
+        # second post of a thread).
+        self.intercept: Any = None
         self.hang = threading.Event()
         self.release = threading.Event()
         self.revoked = False
@@ -53,6 +56,8 @@ class FakePlatform:
                 canned = self.script.pop(0)
                 # A callable is built when the request arrives (a reset time must be fresh).
                 return canned() if callable(canned) else canned
+        if self.intercept is not None and (answer := self.intercept(req)) is not None:
+            return answer
         return self.handle(req)
 
     def handle(self, req: Request) -> Response:  # pragma: no cover - overridden

@@ -50,6 +50,7 @@ class FakeMastodon:
         self.idempotency: dict[tuple[str, str], str] = {}
         self.requests: list[tuple[str, str]] = []
         self.script: list[Any] = []  # Response, None (hang up), or a callable making one
+        self.intercept: Any = None  # request → an answer replacing the platform's, or None
         self.on_create: Callable[[dict[str, Any]], None] | None = None
         self._ids = itertools.count(109_000_000_000_000_000)
         self.hang = threading.Event()
@@ -81,6 +82,8 @@ class FakeMastodon:
                 canned = self.script.pop(0)
                 # A callable is built when the request arrives (a reset time must be fresh).
                 return canned() if callable(canned) else canned
+        if self.intercept is not None and (answer := self.intercept(req)) is not None:
+            return answer
         if req.path in ("/api/v1/instance", "/api/v1/instance/"):
             return Response(
                 200,

@@ -103,6 +103,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     timeout=cfg.timeout,
                     languages=langs,
                     images=cfg.images,
+                    thread_parts=cfg.thread_parts,
                 )
             elif isinstance(cfg, ThreadsChannelConfig):
                 built[name] = ThreadsChannel(
@@ -112,6 +113,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     api_base=cfg.api_base,
                     timeout=cfg.timeout,
                     languages=langs,
+                    thread_parts=cfg.thread_parts,
                 )
             elif isinstance(cfg, AppriseChannelConfig):
                 urls = _secret(name, "urls", cfg.urls).replace(",", " ").split()
@@ -134,6 +136,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     link_policy=cfg.link_policy,
                     timeout=cfg.timeout,
                     languages=langs,
+                    thread_parts=cfg.thread_parts,
                 )
             elif isinstance(cfg, EmailChannelConfig):
                 built[name] = EmailChannel(
@@ -171,6 +174,8 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     timeout=cfg.timeout,
                     languages=langs,
                     images=cfg.images,
+                    thread_parts=cfg.thread_parts,
+                    template=cfg.template,
                 )
         except ConfigError as exc:
             problems.extend(exc.problems)

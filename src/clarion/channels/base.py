@@ -7,6 +7,7 @@ defaults from PLATFORMS.md; config may override them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -71,6 +72,10 @@ class Outgoing:
     previous: Receipt | None  # this channel's latest post in the same thread, if any
     root: Receipt | None  # this channel's first post in the same thread, if any
     attempt: int
+    # Parts of a split thread that an earlier attempt already posted, and a way to record each
+    # part as it goes out (persisted under the delivery's lease).
+    progress: dict[str, Any] | None = None
+    checkpoint: Callable[[dict[str, Any]], object] | None = None
 
 
 @dataclass(frozen=True)

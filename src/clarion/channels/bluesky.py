@@ -38,9 +38,10 @@ from atproto_client.request import Request
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
 from clarion.channels.images import fetch_images
+from clarion.channels.parts import part_key, post_parts
 from clarion.model import Notice
 from clarion.render.counting import URL_RE, count_graphemes
-from clarion.render.text import compose
+from clarion.render.text import compose_parts
 
 LIMIT = 300
 log = logging.getLogger(__name__)
@@ -109,8 +110,10 @@ class BlueskyChannel:
         languages: tuple[str, ...] = (),
         images: bool = True,
         fetch: httpx.Client | None = None,
+        thread_parts: int = 1,
     ) -> None:
         self.name = name
+        self.thread_parts = thread_parts
         self.handle = handle
         self._password = app_password
         self.languages = languages
@@ -127,14 +130,16 @@ class BlueskyChannel:
             self._fetch.close()
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        r = compose(
+        parts = compose_parts(
             notice,
             limit=LIMIT,
             count=count_graphemes,
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
             template=ctx.template,
+            max_parts=self.thread_parts,
         )
+        r = parts[0]
         info = notice.info(self.languages or ctx.languages)
         link = notice.link or ctx.permalink
         card = None
@@ -146,7 +151,7 @@ class BlueskyChannel:
                 "description": " ".join(desc.split())[:1000],
             }
         lang = (r.language or "en").split("-")[0].lower()
-        return {
+        payload: dict[str, Any] = {
             "text": r.text,
             "facets": facets_for(r.text),
             "langs": [lang],
@@ -154,6 +159,11 @@ class BlueskyChannel:
             "count": r.count,
             "limit": LIMIT,
         }
+        if len(parts) > 1:
+            payload["thread"] = [
+                {"text": p.text, "count": p.count, "facets": facets_for(p.text)} for p in parts[1:]
+            ]
+        return payload
 
     # --- I/O ------------------------------------------------------------------------------
 
@@ -195,24 +205,42 @@ class BlueskyChannel:
             return None  # cannot tell: the create below decides (a duplicate key answers 500)
 
     def send(self, out: Outgoing) -> Receipt:
+        p = out.payload
+        facets = [p.get("facets"), *(t.get("facets") for t in p.get("thread") or [])]
+
+        def post_one(i: int, text: str, parent: Receipt | None, root: Receipt | None) -> Receipt:
+            return self._post(out, i, text, facets[i], parent, root)
+
+        return post_parts(out, post_one)
+
+    def _post(
+        self,
+        out: Outgoing,
+        i: int,
+        text: str,
+        facets: Any,
+        parent: Receipt | None,
+        root: Receipt | None,
+    ) -> Receipt:
         did = self._login()
-        rkey = tid_for(out.id, out.notice.sent)
+        rkey = tid_for(part_key(out.id, i), out.notice.sent)
         if out.attempt > 1 and (found := self._existing(did, rkey)) is not None:
             return self._receipt(str(found.uri), str(found.cid), rkey)
         p = out.payload
         record: dict[str, Any] = {
             "$type": COLLECTION,
-            "text": p["text"],
+            "text": text,
             "langs": p["langs"],
             "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
-        if p.get("facets"):
-            record["facets"] = p["facets"]
-        images = self._images(out.notice) if out.previous is None else []
-        if out.previous is not None and out.root is not None:
+        if facets:
+            record["facets"] = facets
+        images = self._images(out.notice) if parent is None else []
+        if parent is not None:
+            top = root or parent
             record["reply"] = {
-                "root": {"uri": out.root.post_id, "cid": out.root.extra.get("cid")},
-                "parent": {"uri": out.previous.post_id, "cid": out.previous.extra.get("cid")},
+                "root": {"uri": top.post_id, "cid": top.extra.get("cid")},
+                "parent": {"uri": parent.post_id, "cid": parent.extra.get("cid")},
             }
         if images:  # a post has one embed: the images say more than a card to our own page
             record["embed"] = {"$type": "app.bsky.embed.images", "images": images}

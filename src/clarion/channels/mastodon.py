@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -36,9 +37,10 @@ from clarion.channels.base import (
     RenderContext,
 )
 from clarion.channels.images import fetch_images
+from clarion.channels.parts import part_key, part_texts, payload_fields, post_parts, thread_start
 from clarion.model import MsgType, Notice
 from clarion.render.counting import count_mastodon
-from clarion.render.text import compose
+from clarion.render.text import compose_parts
 
 DEFAULT_LIMIT = 500
 MAX_IMAGES = 4
@@ -65,8 +67,12 @@ class MastodonChannel:
         session: requests.Session | None = None,
         images: bool = True,
         fetch: httpx.Client | None = None,
+        thread_parts: int = 1,
+        template: str | None = None,
     ) -> None:
         self.name = name
+        self.thread_parts = thread_parts
+        self.template = template
         self.instance = instance.rstrip("/")
         self.visibility = visibility
         self.on_cancel = on_cancel
@@ -102,25 +108,28 @@ class MastodonChannel:
     # --- pure -----------------------------------------------------------------------------
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        return self._render(notice, ctx.languages, ctx.permalink, self._limit or DEFAULT_LIMIT)
+        return self._render(
+            notice, ctx.languages, ctx.permalink, self._limit or DEFAULT_LIMIT, ctx.template
+        )
 
     def _render(
-        self, notice: Notice, languages: tuple[str, ...], permalink: str | None, limit: int
+        self,
+        notice: Notice,
+        languages: tuple[str, ...],
+        permalink: str | None,
+        limit: int,
+        template: str | None,
     ) -> dict[str, Any]:
-        r = compose(
+        parts = compose_parts(
             notice,
             limit=limit,
             count=count_mastodon,
             languages=self.languages or languages,
             permalink=permalink,
+            template=template,
+            max_parts=self.thread_parts,
         )
-        return {
-            "text": r.text,
-            "count": r.count,
-            "limit": r.limit,
-            "language": r.language,
-            "permalink": permalink,
-        }
+        return {**payload_fields(parts), "permalink": permalink}
 
     # --- I/O ------------------------------------------------------------------------------
 
@@ -152,38 +161,49 @@ class MastodonChannel:
 
     def send(self, out: Outgoing) -> Receipt:
         limit = self.instance_limit()
-        text = str(out.payload["text"])
-        if count_mastodon(text) > limit:  # the instance allows less than we rendered for
-            text = self._render(out.notice, (), out.payload.get("permalink"), limit)["text"]
+        if any(count_mastodon(t) > limit for t in part_texts(out.payload)):
+            # The instance allows less than we rendered for: render again for its limit.
+            payload = self._render(
+                out.notice, (), out.payload.get("permalink"), limit, self.template
+            )
+            out = dataclasses.replace(out, payload={**out.payload, **payload})
         if self.edit_on_update and out.previous is not None:
             # Mastodon shows the edit history; followers see one post that stays current.
+            # (Config refuses edit_on_update with thread_parts > 1: one post to edit.)
+            text = str(out.payload["text"])
             edited = self._call(self.api.status_update, out.previous.post_id, text)
             return Receipt(post_id=str(edited["id"]), url=edited.get("url"))
-        media_ids = self._media(out.notice) if out.previous is None else []
-        status = self._call(
-            self.api.status_post,
-            text,
-            media_ids=media_ids or None,
-            in_reply_to_id=out.previous.post_id if out.previous else None,
-            visibility=self.visibility,
-            language=_language(out.payload.get("language")),
-            idempotency_key=out.id,
-        )
-        receipt = Receipt(post_id=str(status["id"]), url=status.get("url"))
+        language = _language(out.payload.get("language"))
+
+        def post_one(i: int, text: str, parent: Receipt | None, root: Receipt | None) -> Receipt:
+            media_ids = self._media(out.notice) if i == 0 and out.previous is None else []
+            status = self._call(
+                self.api.status_post,
+                text,
+                media_ids=media_ids or None,
+                in_reply_to_id=parent.post_id if parent else None,
+                visibility=self.visibility,
+                language=language,
+                idempotency_key=part_key(out.id, i),
+            )
+            return Receipt(post_id=str(status["id"]), url=status.get("url"))
+
+        receipt = post_parts(out, post_one)
         if out.notice.msg_type is MsgType.CANCEL and out.root is not None:
+            original_id = thread_start(out.root).post_id
             if self.on_cancel == "reply_and_delete":
                 try:
-                    self._call(self.api.status_delete, out.root.post_id)
+                    self._call(self.api.status_delete, original_id)
                 except ChannelError as exc:
                     if exc.kind is not ErrorKind.PERMANENT:  # already gone is fine
                         raise
             elif self.on_cancel == "reply_and_edit":
-                original = self._call(self.api.status, out.root.post_id)
+                original = self._call(self.api.status, original_id)
                 old = _plain(original.get("content", ""))
                 if not old.startswith("CANCELLED"):
                     self._call(
                         self.api.status_update,
-                        out.root.post_id,
+                        original_id,
                         _cut(f"CANCELLED — see reply. {old}", limit),
                     )
         return receipt

@@ -12,8 +12,12 @@ from typing import Any
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
+from clarion.channels.parts import payload_fields, post_parts
+from clarion.model import Notice
+from clarion.render.counting import COUNTERS
+from clarion.render.text import compose_parts
 
 LIMIT = 500
 RATE_LIMIT_CODES = {4, 17, 32, 613}
@@ -36,8 +40,10 @@ class ThreadsChannel(HttpChannel):
         timeout: float = 20.0,
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
+        thread_parts: int = 1,
     ) -> None:
         super().__init__(name, timeout=timeout, languages=languages, http=http)
+        self.thread_parts = thread_parts
         self.user_id = user_id
         self._token = token
         self.base = api_base.rstrip("/")
@@ -63,10 +69,26 @@ class ThreadsChannel(HttpChannel):
             raise ChannelError(ErrorKind.RATE_LIMITED, f"{what}: {message}", 3600.0)
         raise classify_http(resp.status_code, None, what, message)
 
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        return payload_fields(
+            compose_parts(
+                notice,
+                limit=LIMIT,
+                count=COUNTERS["threads"],
+                languages=self.languages or ctx.languages,
+                permalink=ctx.permalink,
+                template=ctx.template,
+                max_parts=self.thread_parts,
+            )
+        )
+
     def send(self, out: Outgoing) -> Receipt:
-        params: dict[str, Any] = {"media_type": "TEXT", "text": out.payload["text"]}
-        if out.previous is not None:
-            params["reply_to_id"] = out.previous.post_id
+        return post_parts(out, self._post_one)
+
+    def _post_one(self, i: int, text: str, parent: Receipt | None, root: Receipt | None) -> Receipt:
+        params: dict[str, Any] = {"media_type": "TEXT", "text": text}
+        if parent is not None:
+            params["reply_to_id"] = parent.post_id
         container = self._post(f"{self.user_id}/threads", params, "Threads container")
         published = self._post(
             f"{self.user_id}/threads_publish", {"creation_id": container["id"]}, "Threads publish"

@@ -23,9 +23,10 @@ import tweepy
 from requests.adapters import HTTPAdapter
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.parts import post_parts
 from clarion.model import Notice
 from clarion.render.counting import URL_RE, count_x
-from clarion.render.text import compose
+from clarion.render.text import Rendered, compose_parts
 
 LIMIT = 280
 PLANS: dict[str, dict[str, float]] = {
@@ -65,8 +66,10 @@ class XChannel:
         timeout: float = 20.0,
         languages: tuple[str, ...] = (),
         session: requests.Session | None = None,
+        thread_parts: int = 1,
     ) -> None:
         self.name = name
+        self.thread_parts = thread_parts
         self.languages = languages
         self.link_policy = link_policy
         prices = PLANS[plan]
@@ -100,40 +103,64 @@ class XChannel:
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         langs = self.languages or ctx.languages
-        r = compose(
-            notice,
-            limit=LIMIT,
-            count=count_x,
-            languages=langs,
-            permalink=ctx.permalink,
-            template=ctx.template,
-        )
-        text = r.text
-        has_url = bool(URL_RE.search(text))
-        if has_url and self.link_policy == "drop_when_costly" and self.price_url > self.price:
+        parts = self._parts(notice, langs, ctx.permalink, ctx.template)
+        texts = [p.text for p in parts]
+        if (
+            any(URL_RE.search(t) for t in texts)
+            and self.link_policy == "drop_when_costly"
+            and self.price_url > self.price
+        ):
             bare = notice.model_copy(
                 update={
                     "link": None,
                     "infos": [i.model_copy(update={"web": None}) for i in notice.infos],
                 }
             )
-            text = compose(bare, limit=LIMIT, count=count_x, languages=langs).text
-            text = URL_RE.sub("", text).strip()
-            has_url = False
-        return {
-            "text": text,
-            "count": count_x(text),
+            texts = [URL_RE.sub("", p.text).strip() for p in self._parts(bare, langs, None, None)]
+        # X bills every post of a thread; a part holding a URL at the higher price.
+        prices = [self.price_url if URL_RE.search(t) else self.price for t in texts]
+        payload: dict[str, Any] = {
+            "text": texts[0],
+            "count": count_x(texts[0]),
             "limit": LIMIT,
-            "language": r.language,
-            "cost": self.price_url if has_url else self.price,
-            "has_url": has_url,
+            "language": parts[0].language,
+            "cost": round(sum(prices), 6),
+            "has_url": any(URL_RE.search(t) for t in texts),
         }
+        if len(texts) > 1:
+            payload["thread"] = [{"text": t, "count": count_x(t)} for t in texts[1:]]
+        return payload
+
+    def _parts(
+        self,
+        notice: Notice,
+        langs: tuple[str, ...],
+        permalink: str | None,
+        template: str | None,
+    ) -> list[Rendered]:
+        return compose_parts(
+            notice,
+            limit=LIMIT,
+            count=count_x,
+            languages=langs,
+            permalink=permalink,
+            template=template,
+            max_parts=self.thread_parts,
+        )
 
     def send(self, out: Outgoing) -> Receipt:
-        reply_to = out.previous.post_id if out.previous is not None else None
+        receipt = post_parts(out, self._post)
+        return Receipt(
+            post_id=receipt.post_id,
+            url=receipt.url,
+            extra={**receipt.extra, "cost": out.payload.get("cost", 0.0)},
+        )
+
+    def _post(self, i: int, text: str, parent: Receipt | None, root: Receipt | None) -> Receipt:
+        reply_to = parent.post_id if parent is not None else None
         try:
             resp = self.client.create_tweet(
-                text=str(out.payload["text"]), in_reply_to_tweet_id=reply_to, user_auth=True
+                text=text, in_reply_to_tweet_id=reply_to, user_auth=True
             )
         except tweepy.TooManyRequests as exc:
             reset = getattr(exc, "reset_time", None)
@@ -155,8 +182,4 @@ class XChannel:
         post_id = str(data.get("id", ""))
         if not post_id:
             raise ChannelError(ErrorKind.RETRYABLE, "X answered without a post id")
-        return Receipt(
-            post_id=post_id,
-            url=f"https://x.com/i/status/{post_id}",
-            extra={"cost": out.payload.get("cost", 0.0)},
-        )
+        return Receipt(post_id=post_id, url=f"https://x.com/i/status/{post_id}")

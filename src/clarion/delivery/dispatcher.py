@@ -223,6 +223,8 @@ class Dispatcher:
             previous=previous,
             root=root,
             attempt=c.attempts,
+            progress=c.progress,
+            checkpoint=lambda progress: outbox.checkpoint(self.store, c, self.worker, progress),
         )
         try:
             receipt = channel.send(out)

@@ -42,6 +42,8 @@ class Claimed:
     reclaimed: bool  # the previous attempt's worker died mid-send: the outcome is unknown
     cost: float = 0.0
     severity_rank: int = 0
+    # Parts of a split thread already posted by an earlier attempt (see `checkpoint`).
+    progress: dict[str, Any] | None = None
 
 
 def _event(
@@ -148,6 +150,7 @@ def claim(
                     reclaimed=reclaimed,
                     cost=float(r.cost or 0.0),
                     severity_rank=int(r.severity_rank or 0),
+                    progress=r.receipt if r.receipt_id is None else None,
                 )
             )
         out.sort(key=lambda c: ids.index(c.id))
@@ -171,6 +174,23 @@ def heartbeat(
             .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
         return int(res.rowcount)
+
+
+def checkpoint(store: Store, c: Claimed, worker: str, progress: dict[str, Any]) -> bool:
+    """Record, mid-send, what has been posted so far (the parts of a thread), so a later
+    attempt carries on after them instead of posting them again. Only under this worker's
+    lease; kept in the receipt column, which holds the final receipt once sent."""
+    with store.write() as conn:
+        res = conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id == c.id,
+                deliveries.c.state == "sending",
+                deliveries.c.lease_owner == worker,
+            )
+            .values(receipt=progress)
+        )
+        return res.rowcount == 1
 
 
 def _finish(

@@ -12,8 +12,10 @@ from typing import Any
 from clarion.channels.base import Channel, RenderContext
 from clarion.model import Notice
 
+THREADABLE = ("bluesky", "mastodon", "threads", "x")
 
-def _factories() -> dict[str, Callable[[], Channel]]:
+
+def _factories(thread_parts: int = 1) -> dict[str, Callable[[], Channel]]:
     from clarion.channels.apprise import AppriseChannel
     from clarion.channels.bluesky import BlueskyChannel
     from clarion.channels.discord import DiscordChannel
@@ -29,10 +31,19 @@ def _factories() -> dict[str, Callable[[], Channel]]:
     secret = "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
     return {
         "x": lambda: XChannel(
-            "x", consumer_key="-", consumer_secret="-", access_token="-", access_token_secret="-"
+            "x",
+            consumer_key="-",
+            consumer_secret="-",
+            access_token="-",
+            access_token_secret="-",
+            thread_parts=thread_parts,
         ),
-        "mastodon": lambda: MastodonChannel("mastodon", "https://mastodon.invalid", "-"),
-        "bluesky": lambda: BlueskyChannel("bluesky", "handle.invalid", "-"),
+        "mastodon": lambda: MastodonChannel(
+            "mastodon", "https://mastodon.invalid", "-", thread_parts=thread_parts
+        ),
+        "bluesky": lambda: BlueskyChannel(
+            "bluesky", "handle.invalid", "-", thread_parts=thread_parts
+        ),
         "telegram": lambda: TelegramChannel("telegram", "0:-", "@channel"),
         "discord": lambda: DiscordChannel("discord", "https://discord.invalid/api/webhooks/0/-"),
         "slack": lambda: SlackChannel("slack", "https://hooks.slack.invalid/services/-"),
@@ -46,15 +57,17 @@ def _factories() -> dict[str, Callable[[], Channel]]:
         ),
         "webhook": lambda: WebhookChannel("webhook", "https://hooks.invalid/", secret),
         "apprise": lambda: AppriseChannel("apprise", ["json://localhost/"]),
-        "threads": lambda: ThreadsChannel("threads", "0", "-"),
+        "threads": lambda: ThreadsChannel("threads", "0", "-", thread_parts=thread_parts),
     }
 
 
 PLATFORMS = sorted(_factories())
 
 
-def render_for(platform: str, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-    factories = _factories()
+def render_for(
+    platform: str, notice: Notice, ctx: RenderContext, *, thread_parts: int = 1
+) -> dict[str, Any]:
+    factories = _factories(thread_parts)
     if platform not in factories:
         raise KeyError(f"unknown platform {platform!r}; choose from {', '.join(PLATFORMS)}")
     channel = factories[platform]()

@@ -117,7 +117,7 @@ def compose(
         )
     info = notice.info(languages)
     link = notice_link(notice, permalink)
-    head = " ".join(p for p in (_prefix(notice), headline(notice, languages)) if p)
+    head = _head(notice, languages)
     tail = f"\n\n{link}" if link else ""
     # The headline itself may be too long for a tiny limit: cut it, keep the link.
     head = _cut(head, limit - count(tail), count) or _cut(head, limit, count)
@@ -144,6 +144,119 @@ def compose(
         limit=limit,
         language=info.language if info is not None else None,
     )
+
+
+def _head(notice: Notice, languages: tuple[str, ...]) -> str:
+    return " ".join(p for p in (_prefix(notice), headline(notice, languages)) if p)
+
+
+def _paragraphs(notice: Notice, languages: tuple[str, ...]) -> list[str]:
+    """Everything a post could say, in order, each paragraph on one line: the head, then what
+    `compose` adds while room remains."""
+    info = notice.info(languages)
+    extras = _extras(notice, info)
+    if notice.msg_type.closes and notice.note:
+        extras.insert(0, notice.note)
+    return [_head(notice, languages), *(" ".join(e.split()) for e in extras if e.strip())]
+
+
+def compose_parts(
+    notice: Notice,
+    *,
+    limit: int,
+    count: Callable[[str], int],
+    languages: tuple[str, ...] = (),
+    permalink: str | None = None,
+    template: str | None = None,
+    max_parts: int = 1,
+) -> list[Rendered]:
+    """The notice as a thread of up to `max_parts` numbered posts, when one post cannot hold it.
+
+    The first part carries the headline and the link to the whole notice, so it stands alone;
+    every part ends with its number, " (2/3)", counted within the limit. Words are never split
+    (nor links, mentions, hashtags); text that still does not fit in `max_parts` is cut at a
+    word with an ellipsis at the end of the last part. With `max_parts = 1`, or when the whole
+    text fits in one post, this is exactly `compose`.
+    """
+    single = compose(
+        notice,
+        limit=limit,
+        count=count,
+        languages=languages,
+        permalink=permalink,
+        template=template,
+    )
+    if max_parts <= 1:
+        return [single]
+    if template:
+        full = _render_template(template, notice, languages, permalink)
+        paragraphs, link = [p for p in full.split("\n\n") if p.strip()], None
+    else:
+        paragraphs, link = _paragraphs(notice, languages), notice_link(notice, permalink)
+    whole = "\n\n".join(paragraphs) + (f"\n\n{link}" if link else "")
+    if count(whole) <= limit:
+        return [single]
+    texts: list[str] | None = None
+    for n in range(2, max_parts + 1):
+        texts = _split(paragraphs, link, n, limit, count, last=n == max_parts)
+        if texts is not None:
+            break
+    if texts is None:  # even the first part cannot hold the headline and the link
+        return [single]
+    language = single.language
+    return [Rendered(text=t, count=count(t), limit=limit, language=language) for t in texts]
+
+
+def _split(
+    paragraphs: list[str],
+    link: str | None,
+    n: int,
+    limit: int,
+    count: Callable[[str], int],
+    *,
+    last: bool,
+) -> list[str] | None:
+    """Fill `n` numbered parts greedily, word by word. None when the text needs more than `n`
+    (unless `last`: then the final part is cut with an ellipsis)."""
+    tokens: list[tuple[str, str]] = []  # (separator before, word)
+    for i, para in enumerate(paragraphs):
+        for j, word in enumerate(para.split(" ")):
+            tokens.append(("\n\n" if i and not j else " " if j else "", word))
+    tail = f"\n\n{link}" if link else ""
+
+    def suffix(i: int) -> str:
+        return f" ({i}/{n})" + (tail if i == 1 else "")
+
+    parts: list[str] = []
+    current = ""
+    k = 0
+    while k < len(tokens):
+        sep, word = tokens[k]
+        i = len(parts) + 1
+        candidate = (current + sep + word) if current else word
+        if count(candidate + suffix(i)) <= limit:
+            current = candidate
+            k += 1
+            continue
+        if not current:  # one word longer than a whole part: cut it
+            current = _cut(word, limit - count(suffix(i)), count)
+            if not current:
+                return None
+            k += 1
+        if i == n:
+            if not last:
+                return None
+            rest = "".join(sep + w for sep, w in tokens[k:]).lstrip()
+            room = limit - count(suffix(i))
+            current = _cut(current + " " + rest, room, count) if rest else current
+            k = len(tokens)
+            break
+        parts.append(current + suffix(i))
+        current = ""
+    if current:
+        parts.append(current + suffix(len(parts) + 1))
+    # Fewer than n cannot happen: n grows from 2 and narrower numbers only fit more per part.
+    return parts if len(parts) == n else None
 
 
 def _names(notice: Notice, kinds: tuple[str, ...]) -> str:
@@ -246,3 +359,10 @@ def compose_template(
         limit=limit,
         language=info.language if info is not None else None,
     )
+
+
+def _render_template(
+    template: str, notice: Notice, languages: tuple[str, ...], permalink: str | None
+) -> str:
+    out = _SANDBOX.from_string(template).render(**template_context(notice, languages, permalink))
+    return "\n".join(line.rstrip() for line in out.strip().splitlines())
