@@ -13,6 +13,7 @@ from clarion.store import Store
 from tests.conftest import fixture_bytes
 from tests.fakes.bluesky import FakePds
 from tests.fakes.http import FakeServer, Response
+from tests.fakes.x import FakeX
 from tests.helpers import NOW, config, ingest_bytes
 
 JPEG = b"\xff\xd8\xff\xe0" + b"energy-map" * 60
@@ -65,3 +66,75 @@ channels = ["sky"]
         [image] = embed["images"]  # the one that could not be fetched is left out
         assert image["alt"] == "Energy Map"
         assert pds.blobs[image["image"]["ref"]["$link"]] == JPEG
+
+
+def test_x_uploads_images_with_alt_text(
+    warning: bytes, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in {"X_CK": FakeX.CONSUMER_KEY, "X_CS": "cs", "X_AT": "at", "X_ATS": "ats"}.items():
+        monkeypatch.setenv(k, v)
+    with FakeX() as x:
+        cfg = config("""
+[clarion]
+drop_expired = false
+[channels.x]
+kind = "x"
+consumer_key = { env = "X_CK" }
+consumer_secret = { env = "X_CS" }
+access_token = { env = "X_AT" }
+access_token_secret = { env = "X_ATS" }
+[[routes]]
+channels = ["x"]
+""")
+        chans = build_channels(cfg)
+        chans["x"].client.session = x.session()  # type: ignore[attr-defined]
+        ingest_bytes(sqlite_store, cfg, chans, warning)
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
+        close_all(chans)
+    [post] = x.posts.values()
+    [media] = post["media"]  # the image that could not be fetched is left out, not the post
+    assert media["bytes"] == JPEG and media["alt"] == "Energy Map"
+    assert media["category"] == "tweet_image"
+
+
+def test_slack_and_discord_show_https_images_they_fetch_themselves(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack and Discord fetch an image from its URL themselves: Clarion sends the URL (https
+    only) and, on Slack, the description as the image block's alt text."""
+    from tests.fakes.chat import FakeDiscord, FakeSlack
+
+    cap = fixture_bytes("cap/wcatwc-warning.cap").replace(
+        BASE + b"2011/09/02/lqw6d6/energylqw6d6-02.jpg", b"https://images.example/energy.jpg"
+    )
+    with FakeSlack() as slack, FakeDiscord() as discord:
+        monkeypatch.setenv("S_URL", slack.url + FakeSlack.PATH)
+        monkeypatch.setenv("D_URL", discord.url + FakeDiscord.PATH)
+        cfg = config("""
+[clarion]
+drop_expired = false
+[channels.slack]
+kind = "slack"
+webhook_url = { env = "S_URL" }
+[channels.discord]
+kind = "discord"
+webhook_url = { env = "D_URL" }
+[[routes]]
+channels = ["slack", "discord"]
+""")
+        chans = build_channels(cfg)
+        ingest_bytes(sqlite_store, cfg, chans, cap)
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
+        close_all(chans)
+    [s] = slack.posts.values()
+    images = [b for b in s["blocks"] if b["type"] == "image"]
+    # the other image is on plain http, which Slack would not show: left out
+    assert images == [
+        {"type": "image", "image_url": "https://images.example/energy.jpg", "alt_text": "Energy Map"}
+    ]
+    [d] = discord.posts.values()
+    [embed] = d["embeds"]
+    assert embed["image"] == {"url": "https://images.example/energy.jpg"}
+    assert embed["footer"]["text"] == "Image: Energy Map"
+    assert embed["title"] in d["text"] and embed["url"].startswith("http")
+    assert embed["color"] == 0x8B0000  # an extreme tsunami warning

@@ -325,6 +325,7 @@ class XChannelConfig(_Threadable):
     cost_per_post: float | None = Field(default=None, ge=0)
     cost_per_post_with_url: float | None = Field(default=None, ge=0)
     link_policy: Literal["keep", "drop_when_costly"] = "keep"
+    images: bool = True  # attach the alert's images (CAP resources), with alt text
     timeout: Duration = 20.0
 
 

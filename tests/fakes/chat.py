@@ -145,12 +145,12 @@ class FakeDiscord(FakePlatform):
             return Response(404, {"message": "Unknown Webhook", "code": 10015})
         body = json.loads(req.body or b"{}")
         if req.method == "POST" and req.path == self.PATH:
-            if len(body.get("content", "")) > 2000:
-                return Response(400, {"message": "Invalid Form Body", "code": 50035})
+            if (problem := self._invalid(body)) is not None:
+                return problem
             nonce = body.get("nonce")
             if body.get("enforce_nonce") and nonce in self.nonces:
                 return Response(200, self._message(self.posts[self.nonces[nonce]]))
-            post = self.new_post(text=body["content"], reply_to=None)
+            post = self.new_post(text=body["content"], reply_to=None, embeds=body.get("embeds"))
             if nonce:
                 self.nonces[nonce] = post["id"]
             return Response(200 if req.query.get("wait") == "true" else 204, self._message(post))
@@ -159,13 +159,41 @@ class FakeDiscord(FakePlatform):
             post = self.posts.get(m.group(1))
             if post is None:
                 return Response(404, {"message": "Unknown Message", "code": 10008})
+            if (problem := self._invalid(body)) is not None:
+                return problem
             post["text"], post["edited"] = body["content"], True
+            post["embeds"] = body.get("embeds")
             return Response(200, self._message(post))
         return Response(405, {"message": "405: Method Not Allowed", "code": 0})
 
     @staticmethod
+    def _invalid(body: dict[str, Any]) -> Response | None:
+        """Discord's documented limits: content 2,000; 10 embeds; title 256, description
+        4,096, footer 2,048, and 6,000 characters across each embed's texts."""
+        embeds = body.get("embeds") or []
+        if not body.get("content") and not embeds:
+            return Response(400, {"message": "Cannot send an empty message", "code": 50006})
+        bad = len(body.get("content") or "") > 2000 or len(embeds) > 10
+        for e in embeds:
+            title, desc = e.get("title", ""), e.get("description", "")
+            footer = (e.get("footer") or {}).get("text", "")
+            author = (e.get("author") or {}).get("name", "")
+            bad = bad or len(title) > 256 or len(desc) > 4096 or len(footer) > 2048
+            bad = bad or len(title + desc + footer + author) > 6000
+            bad = bad or not isinstance(e.get("color", 0), int)
+        if bad:
+            return Response(400, {"message": "Invalid Form Body", "code": 50035})
+        return None
+
+    @staticmethod
     def _message(post: dict[str, Any]) -> dict[str, Any]:
-        return {"id": post["id"], "channel_id": "77", "guild_id": "88", "content": post["text"]}
+        return {
+            "id": post["id"],
+            "channel_id": "77",
+            "guild_id": "88",
+            "content": post["text"],
+            "embeds": post.get("embeds") or [],
+        }
 
     def rate_limited(self, seconds: int) -> Response:
         return Response(

@@ -26,6 +26,18 @@ class Request:
             return {k: v for k, v in data.items() if v is not None}
         return {k: v[-1] for k, v in parse_qs(self.body.decode()).items()}
 
+    def multipart(self) -> dict[str, Any]:
+        """A multipart/form-data body as {field name: email.message part}."""
+        from email import policy
+        from email.parser import BytesParser
+
+        head = f"Content-Type: {self.headers.get('content-type', '')}\r\n\r\n".encode()
+        msg = BytesParser(policy=policy.default).parsebytes(head + self.body)
+        return {
+            part.get_param("name", header="content-disposition"): part
+            for part in msg.iter_parts()  # type: ignore[attr-defined]
+        }
+
 
 class Response:
     def __init__(

@@ -18,8 +18,6 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from email import policy
-from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -124,11 +122,7 @@ class FakeMastodon:
 
     def _media(self, req: Request) -> Response:
         """Multipart upload: `file`, and `description` (the alt text)."""
-        head = f"Content-Type: {req.headers.get('content-type', '')}\r\n\r\n".encode()
-        msg = BytesParser(policy=policy.default).parsebytes(head + req.body)
-        fields = {
-            part.get_param("name", header="content-disposition"): part for part in msg.iter_parts()
-        }
+        fields = req.multipart()
         if "file" not in fields:
             return Response(422, {"error": "Validation failed: File can't be blank"})
         with self.lock:

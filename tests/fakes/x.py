@@ -1,4 +1,6 @@
-"""A loopback fake of the X API v2 endpoint Clarion uses: `POST /2/tweets`.
+"""A loopback fake of the X API v2 endpoints Clarion uses: `POST /2/tweets`, and for images
+`POST /2/media/upload` (multipart `media` + `media_category`, answering `{"data": {"id"}}`) and
+`POST /2/media/metadata` (`{"id", "metadata": {"alt_text": {"text"}}}`).
 
 OAuth 1.0a requests carry `Authorization: OAuth …` (the signature is not checked here, the
 consumer key is); the body is `{"text", "reply": {"in_reply_to_tweet_id"}}`; the answer is
@@ -37,6 +39,10 @@ class _ToLoopback(HTTPAdapter):
 class FakeX(FakePlatform):
     CONSUMER_KEY = "x-consumer-key"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.media: dict[str, dict[str, Any]] = {}
+
     def session(self) -> requests.Session:
         s = requests.Session()
         s.mount("https://api.twitter.com", _ToLoopback(self.url))
@@ -54,6 +60,27 @@ class FakeX(FakePlatform):
                     "detail": "Unauthorized",
                 },
             )
+        if req.method == "POST" and req.path == "/2/media/upload":
+            fields = req.multipart()
+            if "media" not in fields:
+                return Response(400, {"title": "Invalid Request", "detail": "media is required"})
+            with self.lock:
+                mid = str(next(self.ids))
+                self.media[mid] = {
+                    "bytes": fields["media"].get_payload(decode=True),
+                    "category": fields["media_category"].get_content()
+                    if "media_category" in fields
+                    else None,
+                    "alt": None,
+                }
+            return Response(200, {"data": {"id": mid, "media_key": f"3_{mid}"}})
+        if req.method == "POST" and req.path == "/2/media/metadata":
+            body = json.loads(req.body or b"{}")
+            media = self.media.get(str(body.get("id")))
+            if media is None:
+                return Response(400, {"title": "Invalid Request", "detail": "unknown media id"})
+            media["alt"] = body["metadata"]["alt_text"]["text"]
+            return Response(200, {"data": {"associated_metadata": True}})
         if req.path != "/2/tweets" or req.method != "POST":
             return Response(404, {"title": "Not Found Error", "status": 404})
         body = json.loads(req.body or b"{}")
@@ -69,7 +96,15 @@ class FakeX(FakePlatform):
                 },
             )
         reply = (body.get("reply") or {}).get("in_reply_to_tweet_id")
-        post = self.new_post(text=text, reply_to=reply, has_url=bool(re.search(r"https?://", text)))
+        media_ids = (body.get("media") or {}).get("media_ids") or []
+        if any(m not in self.media for m in media_ids):
+            return Response(400, {"title": "Invalid Request", "detail": "unknown media id"})
+        post = self.new_post(
+            text=text,
+            reply_to=reply,
+            has_url=bool(re.search(r"https?://", text)),
+            media=[self.media[m] for m in media_ids],
+        )
         return Response(
             201, {"data": {"id": post["id"], "text": text, "edit_history_tweet_ids": [post["id"]]}}
         )

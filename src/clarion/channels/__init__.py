@@ -137,6 +137,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     timeout=cfg.timeout,
                     languages=langs,
                     thread_parts=cfg.thread_parts,
+                    images=cfg.images,
                 )
             elif isinstance(cfg, EmailChannelConfig):
                 built[name] = EmailChannel(

@@ -1,5 +1,10 @@
 """Discord, through an incoming webhook (`POST {webhook}?wait=true`), with httpx.
 
+The message is the headline (what a notification shows) and one embed with the details: the
+title linking to the notice, the areas, instructions and description, a colour by severity,
+the time it was sent, and the alert's first image (Discord fetches it itself; an embed image
+has no alt text in Discord's API, so its description goes in the embed footer).
+
 `nonce` + `enforce_nonce` make a repeated send within Discord's window return the message
 already created (the nonce is the delivery id, cut to Discord's 25 characters). `?wait=true`
 returns the message, so an update can edit it (`edit_on_update`) via
@@ -13,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
 from clarion.channels.http import (
     HttpChannel,
     classify_http,
@@ -21,8 +26,19 @@ from clarion.channels.http import (
     request,
     retry_after_seconds,
 )
+from clarion.channels.images import image_resources
+from clarion.model import Notice, Severity
+from clarion.render.counting import count_graphemes
+from clarion.render.text import cut, notice_link
 
-LIMIT = 2000
+LIMIT = 4096  # an embed's description; the message itself is the headline (2,000 at most)
+COLOURS = {
+    Severity.EXTREME: 0x8B0000,
+    Severity.SEVERE: 0xD32F2F,
+    Severity.MODERATE: 0xF57C00,
+    Severity.MINOR: 0xFBC02D,
+    Severity.UNKNOWN: 0x607D8B,
+}
 
 
 def nonce_for(delivery_id: str) -> str:
@@ -54,6 +70,38 @@ class DiscordChannel(HttpChannel):
         self.url = webhook_url.rstrip("/")
         self.edit_on_update = edit_on_update
 
+    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+        r = self.fit(notice, ctx)
+        link = notice_link(notice, ctx.permalink)
+        head, _, rest = r.text.partition("\n\n")
+        if link and rest.endswith(link):  # the title links there already
+            rest = rest[: -len(link)].rstrip()
+        embed: dict[str, Any] = {
+            "title": cut(head, 256, count_graphemes),
+            "color": COLOURS[notice.severity],
+            "timestamp": notice.sent.isoformat(),
+        }
+        if rest:
+            embed["description"] = rest
+        if link:
+            embed["url"] = link
+        info = notice.info(self.languages or ctx.languages)
+        if info is not None and info.sender_name:
+            embed["author"] = {"name": info.sender_name[:256]}
+        images = image_resources(notice, self.languages or ctx.languages, 1)
+        if images:
+            uri, alt = images[0]
+            embed["image"] = {"url": uri}
+            if alt:
+                embed["footer"] = {"text": f"Image: {alt}"[:2048]}
+        return {
+            "text": head[:2000],
+            "embeds": [embed],
+            "count": r.count,
+            "limit": r.limit,
+            "language": r.language,
+        }
+
     def _check(self, resp: httpx.Response, what: str) -> dict[str, Any]:
         if resp.status_code < 300:
             data = json_body(resp, what)
@@ -80,7 +128,11 @@ class DiscordChannel(HttpChannel):
                 "PATCH",
                 f"{self.url}/messages/{out.previous.post_id}",
                 what,
-                json={"content": text, "allowed_mentions": {"parse": []}},
+                json={
+                    "content": text,
+                    "embeds": out.payload.get("embeds") or [],
+                    "allowed_mentions": {"parse": []},
+                },
             )
         else:
             what = "Discord webhook"
@@ -92,6 +144,7 @@ class DiscordChannel(HttpChannel):
                 params={"wait": "true"},
                 json={
                     "content": text,
+                    "embeds": out.payload.get("embeds") or [],
                     "nonce": nonce_for(out.id),
                     "enforce_nonce": True,
                     "allowed_mentions": {"parse": []},

@@ -24,6 +24,21 @@ class Image:
     alt: str
 
 
+def image_resources(
+    notice: Notice, languages: tuple[str, ...], limit: int
+) -> list[tuple[str, str]]:
+    """(uri, alt text) of the notice's images, for platforms that fetch an image themselves."""
+    info = notice.info(languages)
+    if info is None:
+        return []
+    found = [
+        (res.uri, res.description)
+        for res in info.resources
+        if res.uri and res.mime_type.startswith("image/") and res.uri.startswith("https://")
+    ]
+    return found[:limit]
+
+
 def fetch_images(
     http: httpx.Client,
     notice: Notice,

@@ -1,4 +1,5 @@
-"""Slack, through an incoming webhook: Block Kit blocks with a plain-text fallback.
+"""Slack, through an incoming webhook: Block Kit blocks with a plain-text fallback; the alert's
+images (https only, which Slack fetches itself) as image blocks with their alt text.
 
 Incoming webhooks cannot reply, edit or deduplicate, and answer plain-text error codes
 (`invalid_payload`, `no_service`, `channel_is_archived`…) that are mapped here.
@@ -12,6 +13,7 @@ import httpx
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
 from clarion.channels.http import HttpChannel, classify_http, request, retry_after_seconds
+from clarion.channels.images import image_resources
 from clarion.model import Notice
 
 LIMIT = 3000  # one section block's text; Slack truncates messages past 40,000
@@ -59,6 +61,9 @@ class SlackChannel(HttpChannel):
                     "text": {"type": "mrkdwn", "text": _mrkdwn_escape(rest.strip())},
                 }
             )
+        # Slack fetches the image itself; `alt_text` is required (at most 2,000 characters).
+        for uri, alt in image_resources(notice, self.languages or ctx.languages, 4):
+            blocks.append({"type": "image", "image_url": uri, "alt_text": (alt or "image")[:2000]})
         return {
             "text": r.text,
             "blocks": blocks,

@@ -14,21 +14,29 @@ mid-send the dispatcher flags the delivery instead of resending it.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
 
+import httpx
 import requests
 import tweepy
 from requests.adapters import HTTPAdapter
+from tweepy.auth import OAuth1UserHandler
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.images import fetch_images
 from clarion.channels.parts import post_parts
 from clarion.model import Notice
 from clarion.render.counting import URL_RE, count_x
 from clarion.render.text import Rendered, compose_parts
 
 LIMIT = 280
+API = "https://api.twitter.com"  # tweepy's host; X serves the v2 API on it and on api.x.com
+MAX_IMAGES = 4
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+log = logging.getLogger(__name__)
 PLANS: dict[str, dict[str, float]] = {
     # PLATFORMS.md: pay-per-use since Feb 2026 ($0.015; $0.20 with a URL from Apr 2026);
     # approved "public utility" apps post free; the legacy free tier allowed 17 posts a day.
@@ -67,9 +75,20 @@ class XChannel:
         languages: tuple[str, ...] = (),
         session: requests.Session | None = None,
         thread_parts: int = 1,
+        images: bool = True,
+        fetch: httpx.Client | None = None,
     ) -> None:
         self.name = name
         self.thread_parts = thread_parts
+        # tweepy has no v2 media upload: the channel signs those two calls itself (OAuth 1.0a,
+        # the same credentials), on tweepy's own session.
+        self._auth = OAuth1UserHandler(
+            consumer_key, consumer_secret, access_token, access_token_secret
+        ).apply_auth()
+        # Images come from URIs the publisher put in the alert (an SSRF guard: issue 7).
+        self._fetch = (
+            (fetch or httpx.Client(timeout=timeout, follow_redirects=True)) if images else None
+        )
         self.languages = languages
         self.link_policy = link_policy
         prices = PLANS[plan]
@@ -100,6 +119,8 @@ class XChannel:
 
     def close(self) -> None:
         self.client.session.close()
+        if self._fetch is not None:
+            self._fetch.close()
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         langs = self.languages or ctx.languages
@@ -149,18 +170,58 @@ class XChannel:
         )
 
     def send(self, out: Outgoing) -> Receipt:
-        receipt = post_parts(out, self._post)
+        def post_one(i: int, text: str, parent: Receipt | None, root: Receipt | None) -> Receipt:
+            media = self._media(out.notice) if i == 0 and out.previous is None else []
+            return self._post(text, parent, media)
+
+        receipt = post_parts(out, post_one)
         return Receipt(
             post_id=receipt.post_id,
             url=receipt.url,
             extra={**receipt.extra, "cost": out.payload.get("cost", 0.0)},
         )
 
-    def _post(self, i: int, text: str, parent: Receipt | None, root: Receipt | None) -> Receipt:
+    def _media(self, notice: Notice) -> list[str]:
+        """Upload the notice's images (`POST /2/media/upload`), each with its description as
+        alt text (`POST /2/media/metadata`, up to 1,000 characters). An image that fails is
+        left out, never the post."""
+        if self._fetch is None:
+            return []
+        ids: list[str] = []
+        for image in fetch_images(
+            self._fetch,
+            notice,
+            self.languages,
+            limit=MAX_IMAGES,
+            max_bytes=MAX_IMAGE_BYTES,
+            who=self.name,
+        ):
+            try:
+                resp = self.client.session.post(
+                    f"{API}/2/media/upload",
+                    files={"media": ("image", image.data, image.mime_type)},
+                    data={"media_category": "tweet_image"},
+                    auth=self._auth,
+                )
+                resp.raise_for_status()
+                media_id = str(resp.json()["data"]["id"])
+                if image.alt:
+                    self.client.session.post(
+                        f"{API}/2/media/metadata",
+                        json={"id": media_id, "metadata": {"alt_text": {"text": image.alt[:1000]}}},
+                        auth=self._auth,
+                    ).raise_for_status()
+            except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+                log.warning("%s: an image upload failed, posting without it: %r", self.name, exc)
+                continue
+            ids.append(media_id)
+        return ids
+
+    def _post(self, text: str, parent: Receipt | None, media: list[str]) -> Receipt:
         reply_to = parent.post_id if parent is not None else None
         try:
             resp = self.client.create_tweet(
-                text=text, in_reply_to_tweet_id=reply_to, user_auth=True
+                text=text, in_reply_to_tweet_id=reply_to, media_ids=media or None, user_auth=True
             )
         except tweepy.TooManyRequests as exc:
             reset = getattr(exc, "reset_time", None)

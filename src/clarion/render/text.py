@@ -93,6 +93,11 @@ def _cut(text: str, room: int, count: Callable[[str], int]) -> str:
     return ""
 
 
+def cut(text: str, room: int, count: Callable[[str], int]) -> str:
+    """`text` cut at a word to fit `room` by `count`, ending in … when cut (see `_cut`)."""
+    return _cut(text, room, count)
+
+
 @functools.lru_cache(maxsize=4096)
 def _unit(count: Callable[[str], int], grapheme: str) -> int:
     return count(grapheme)
