@@ -17,6 +17,14 @@ PG_URL = os.environ.get("CLARION_TEST_PG_URL", "postgresql+psycopg://postgres@12
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 random bytes, for tests only
 
 
+@pytest.fixture(autouse=True)
+def _loopback_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fake platform and feed server in the tests is on loopback, which the SSRF guard
+    refuses by default: allow it, as an operator would for a server on their own network.
+    The guard's own tests (test_ssrf.py) take this away."""
+    monkeypatch.setenv("CLARION_ALLOW_NETWORKS", "127.0.0.0/8,::1/128")
+
+
 def fixture_bytes(rel: str) -> bytes:
     return (FIXTURES / rel).read_bytes()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,11 @@ channels = ["preview", "second"]
 
 
 def config(text: str = PREVIEW_ONLY, **env: str) -> Config:
-    return parse_config(text, environ=env)
+    """A config from TOML; the environment is `env` only, plus the loopback allowance the
+    conftest sets for the SSRF guard (all fakes are on 127.0.0.1)."""
+    allowed = os.environ.get("CLARION_ALLOW_NETWORKS")
+    base = {"CLARION_ALLOW_NETWORKS": allowed} if allowed else {}
+    return parse_config(text, environ={**base, **env})
 
 
 def demo_cap(n: int) -> bytes:

@@ -130,7 +130,11 @@ channels = ["slack", "discord"]
     images = [b for b in s["blocks"] if b["type"] == "image"]
     # the other image is on plain http, which Slack would not show: left out
     assert images == [
-        {"type": "image", "image_url": "https://images.example/energy.jpg", "alt_text": "Energy Map"}
+        {
+            "type": "image",
+            "image_url": "https://images.example/energy.jpg",
+            "alt_text": "Energy Map",
+        }
     ]
     [d] = discord.posts.values()
     [embed] = d["embeds"]

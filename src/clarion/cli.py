@@ -368,8 +368,7 @@ def sources_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
 @sources_app.command("test")
 def sources_test(name: str, config: ConfigOpt = None) -> None:
     """Fetch source NAME once and print what would be ingested, as JSON lines. Stores nothing."""
-    import httpx
-
+    from clarion.net import guarded_client
     from clarion.sources import SourceError, build_sources
     from clarion.sources.base import FetchState
 
@@ -377,8 +376,11 @@ def sources_test(name: str, config: ConfigOpt = None) -> None:
     sources = build_sources(cfg)
     if name not in sources:
         raise _fail(f"clarion: no enabled source named {name!r}; have: {', '.join(sources)}", 2)
-    with httpx.Client(
-        timeout=30, follow_redirects=True, headers={"User-Agent": cfg.clarion.user_agent}
+    with guarded_client(
+        cfg.clarion.networks(),
+        timeout=30,
+        follow_redirects=True,
+        headers={"User-Agent": cfg.clarion.user_agent},
     ) as http:
         try:
             result = sources[name].poll(FetchState(), http)

@@ -114,6 +114,22 @@ class Settings(_Strict):
     poll_interval_min: Duration = 15.0
     per_host_gap: Duration = 1.0
     user_agent: str = "Clarion/0.1 (+https://github.com/clarion-relay/clarion)"
+    # Networks that sources, webhooks, images and link cards may reach although they are not
+    # public (all others private, loopback, link-local are refused): ["10.20.0.0/16"].
+    allow_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks_parse(cls, v: list[str]) -> list[str]:
+        from clarion.net import parse_networks
+
+        parse_networks(v)
+        return v
+
+    def networks(self) -> list[Any]:
+        from clarion.net import parse_networks
+
+        return list(parse_networks(self.allow_networks))
 
 
 class _SourceBase(_Strict):
@@ -493,7 +509,9 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, A
         if env_key in environ:
             raw = environ[env_key]
             settings[key] = (
-                [s.strip() for s in raw.split(",") if s.strip()] if key == "languages" else raw
+                [s.strip() for s in raw.split(",") if s.strip()]
+                if key in ("languages", "allow_networks")
+                else raw
             )
     if settings:
         data = {**data, "clarion": settings}

@@ -8,12 +8,11 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import httpx
-
 from clarion.channels import channel_limits
 from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.delivery.dispatcher import Dispatcher
+from clarion.net import guarded_client
 from clarion.sources import build_sources
 from clarion.sources.poller import HostPacer, due_sources, poll_source
 from clarion.store import Store
@@ -38,8 +37,11 @@ def poll_loop(
     sources = build_sources(config)
     if not sources:
         return
-    with httpx.Client(
-        timeout=30, follow_redirects=True, headers={"User-Agent": config.clarion.user_agent}
+    with guarded_client(
+        config.clarion.networks(),
+        timeout=30,
+        follow_redirects=True,
+        headers={"User-Agent": config.clarion.user_agent},
     ) as http:
         pacer = HostPacer(config.clarion.per_host_gap)
         while not stop.is_set():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from clarion.channels.base import (
     Channel,
     ChannelError,
@@ -53,6 +55,15 @@ def build_channels(config: Config) -> dict[str, Channel]:
     from clarion.channels.threads import ThreadsChannel
     from clarion.channels.webhook import WebhookChannel
     from clarion.channels.x import XChannel
+    from clarion.net import guarded_client
+
+    allow = config.clarion.networks()
+
+    def fetcher(timeout: float, images: bool = True) -> Any:
+        """A guarded client for the addresses an alert names (its images, its link's page)."""
+        if not images:
+            return None
+        return guarded_client(allow, timeout=timeout, follow_redirects=True, max_redirects=5)
 
     built: dict[str, Channel] = {}
     problems = []
@@ -66,7 +77,13 @@ def build_channels(config: Config) -> dict[str, Channel]:
             elif isinstance(cfg, WebhookChannelConfig):
                 secret = _secret(name, "secret", cfg.secret)
                 try:
-                    built[name] = WebhookChannel(name, cfg.url, secret, cfg.timeout)
+                    built[name] = WebhookChannel(
+                        name,
+                        cfg.url,
+                        secret,
+                        cfg.timeout,
+                        http=guarded_client(allow, timeout=cfg.timeout, follow_redirects=False),
+                    )
                 except ValueError as exc:
                     raise ConfigError([f"channels.{name}.secret: {exc}"]) from None
             elif isinstance(cfg, TelegramChannelConfig):
@@ -104,6 +121,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     languages=langs,
                     images=cfg.images,
                     thread_parts=cfg.thread_parts,
+                    fetch=fetcher(cfg.timeout),
                 )
             elif isinstance(cfg, ThreadsChannelConfig):
                 built[name] = ThreadsChannel(
@@ -138,6 +156,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     languages=langs,
                     thread_parts=cfg.thread_parts,
                     images=cfg.images,
+                    fetch=fetcher(cfg.timeout, cfg.images),
                 )
             elif isinstance(cfg, EmailChannelConfig):
                 built[name] = EmailChannel(
@@ -177,6 +196,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     images=cfg.images,
                     thread_parts=cfg.thread_parts,
                     template=cfg.template,
+                    fetch=fetcher(cfg.timeout, cfg.images),
                 )
         except ConfigError as exc:
             problems.extend(exc.problems)

@@ -39,6 +39,7 @@ from clarion.channels.base import (
 from clarion.channels.images import fetch_images
 from clarion.channels.parts import part_key, part_texts, payload_fields, post_parts, thread_start
 from clarion.model import MsgType, Notice
+from clarion.net import guarded_client
 from clarion.render.counting import count_mastodon
 from clarion.render.text import compose_parts
 
@@ -77,10 +78,10 @@ class MastodonChannel:
         self.visibility = visibility
         self.on_cancel = on_cancel
         self.edit_on_update = edit_on_update
-        # Images are fetched from the URIs the publisher put in the alert (an SSRF guard on
-        # this client belongs with the hardening work: issue 7).
+        # Images are fetched from the URIs the publisher put in the alert (through the SSRF
+        # guard: build_channels passes one that knows clarion.allow_networks).
         self._fetch = (
-            (fetch or httpx.Client(timeout=timeout, follow_redirects=True)) if images else None
+            (fetch or guarded_client(timeout=timeout, follow_redirects=True)) if images else None
         )
         self.languages = languages
         self._limit_override = max_characters

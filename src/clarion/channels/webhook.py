@@ -27,6 +27,7 @@ from clarion.channels.base import (
 )
 from clarion.channels.http import classify_http, request, retry_after_seconds
 from clarion.model import MsgType, Notice
+from clarion.net import guarded_client
 
 EVENT_TYPES = {
     MsgType.ALERT: "notice.created",
@@ -66,7 +67,7 @@ class WebhookChannel:
         self.name = name
         self.url = url
         self._signer = Webhook(secret if secret.startswith("whsec_") else "whsec_" + secret)
-        self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._http = http or guarded_client(timeout=timeout, follow_redirects=False)
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         return {

@@ -29,6 +29,7 @@ from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Re
 from clarion.channels.images import fetch_images
 from clarion.channels.parts import post_parts
 from clarion.model import Notice
+from clarion.net import guarded_client
 from clarion.render.counting import URL_RE, count_x
 from clarion.render.text import Rendered, compose_parts
 
@@ -85,9 +86,9 @@ class XChannel:
         self._auth = OAuth1UserHandler(
             consumer_key, consumer_secret, access_token, access_token_secret
         ).apply_auth()
-        # Images come from URIs the publisher put in the alert (an SSRF guard: issue 7).
+        # Images come from URIs the publisher put in the alert (through the SSRF guard).
         self._fetch = (
-            (fetch or httpx.Client(timeout=timeout, follow_redirects=True)) if images else None
+            (fetch or guarded_client(timeout=timeout, follow_redirects=True)) if images else None
         )
         self.languages = languages
         self.link_policy = link_policy

@@ -1,0 +1,128 @@
+"""Outbound HTTP to addresses someone else chose, with an SSRF guard.
+
+Feed and CAP URLs, webhook URLs, the images an alert points at and the pages behind link cards
+are all addresses Clarion did not choose. Fetched naively, a hostile or careless one makes
+Clarion read its own network (a database admin page, a router, the cloud metadata service at
+169.254.169.254) and, for images, even post what it read in public.
+
+The guard works at connect time, after DNS resolution: the host name is resolved once, every
+address it resolves to is checked, and the connection is made to the checked address itself
+(TLS still verifies the host name). A name that resolves to a public address when checked and
+a private one a moment later (DNS rebinding) cannot slip through, and each redirect is a new
+connection, checked the same way. Only globally routable addresses pass, unless a network is
+listed in `clarion.allow_networks` (an internal CAP server, a webhook receiver on the LAN).
+Environment proxies are not used for guarded clients: a proxy would connect on our behalf,
+unchecked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import httpcore
+import httpx
+from httpcore._backends.sync import SyncBackend
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], list[str]]
+
+
+class BlockedAddress(httpcore.ConnectError):
+    """A connection refused by the guard (httpx reports it as a ConnectError)."""
+
+
+def resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def parse_networks(values: Iterable[str]) -> list[Network]:
+    """CIDR strings ("10.0.0.0/8", "127.0.0.1") as networks; ValueError names a bad one."""
+    out: list[Network] = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP network such as 10.0.0.0/8") from None
+    return out
+
+
+def permitted(address: str, allow: Sequence[Network] = ()) -> bool:
+    ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if any(ip in net for net in allow):
+        return True
+    # is_global excludes private, loopback, link-local (cloud metadata), CGNAT, reserved,
+    # documentation and unspecified ranges; multicast is never a web server.
+    return ip.is_global and not ip.is_multicast
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    def __init__(self, allow: Sequence[Network], resolver: Resolver) -> None:
+        self.allow = list(allow)
+        self.resolver = resolver
+        self.inner = SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = self.resolver(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        refused = [a for a in addresses if not permitted(a, self.allow)]
+        if refused or not addresses:
+            raise BlockedAddress(
+                f"refused to connect to {host} ({', '.join(refused) or 'no address'}): a private, "
+                "loopback, link-local or otherwise non-public address; list its network in "
+                "clarion.allow_networks if it is meant to be reached"
+            )
+        last: Exception | None = None
+        for address in addresses:  # connect to the address checked, never a fresh lookup
+            try:
+                return self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        raise BlockedAddress("unix sockets are not reachable through the guard")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    def __init__(
+        self, allow: Sequence[Network] = (), resolver: Resolver = resolve, **kwargs: Any
+    ) -> None:
+        super().__init__(trust_env=False, **kwargs)
+        limits = kwargs.get("limits", httpx.Limits(max_connections=20))
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(allow, resolver),
+        )
+
+
+def guarded_client(
+    allow: Sequence[Network] = (),
+    *,
+    resolver: Resolver = resolve,
+    **kwargs: Any,
+) -> httpx.Client:
+    """An httpx client whose every connection (and every redirect) passes the guard."""
+    return httpx.Client(transport=GuardedTransport(allow, resolver), trust_env=False, **kwargs)
