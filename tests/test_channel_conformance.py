@@ -179,6 +179,7 @@ access_token_secret = { env = "X_ATS" }
 handle = "{FakePds.HANDLE}"
 app_password = {{ env = "B_PASS" }}
 service = "{f.url}"
+card_thumbnail = false
 """,
             {"B_PASS": FakePds.PASSWORD},
             threads=True,

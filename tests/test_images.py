@@ -14,7 +14,7 @@ from tests.conftest import fixture_bytes
 from tests.fakes.bluesky import FakePds
 from tests.fakes.http import FakeServer, Response
 from tests.fakes.x import FakeX
-from tests.helpers import NOW, config, ingest_bytes
+from tests.helpers import NOW, config, demo_cap, ingest_bytes
 
 JPEG = b"\xff\xd8\xff\xe0" + b"energy-map" * 60
 BASE = b"http://newwcatwc.arh.noaa.gov/tsuPortal/events/PAAQ/2011/09/02/lqw6d6/2/WEPA41/"
@@ -142,3 +142,58 @@ channels = ["slack", "discord"]
     assert embed["footer"]["text"] == "Image: Energy Map"
     assert embed["title"] in d["text"] and embed["url"].startswith("http")
     assert embed["color"] == 0x8B0000  # an extreme tsunami warning
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"thumbnail" * 40
+
+
+@pytest.mark.parametrize(
+    ("page", "thumb"),
+    [
+        (b'<html><head><meta property="og:image" content="/thumb.png"></head></html>', True),
+        (b'<html><head><meta name="twitter:image" content="/thumb.png"></head></html>', True),
+        (b"<html><head><title>no preview image</title></head></html>", False),
+        (b'<html><head><meta property="og:image" content="/huge.png"></head></html>', False),
+        (None, False),  # the page answers 500
+    ],
+)
+def test_bluesky_link_card_thumbnail_from_the_linked_page(
+    page: bytes | None, thumb: bool, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def site(req):  # type: ignore[no-untyped-def]
+        if req.path.startswith("/notices/"):  # the notice's page: the card's link
+            if page is None:
+                return Response(500, raw=b"oops", content_type="text/plain")
+            return Response(200, raw=page, content_type="text/html; charset=utf-8")
+        if req.path == "/thumb.png":
+            return Response(200, raw=PNG, content_type="image/png")
+        if req.path == "/huge.png":
+            return Response(200, raw=b"\x89PNG" + b"x" * 1_100_000, content_type="image/png")
+        return Response(404, raw=b"", content_type="text/plain")
+
+    monkeypatch.setenv("B_PASS", FakePds.PASSWORD)
+    with FakeServer(site) as server, FakePds() as pds:
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+public_url = "{server.url}"
+[channels.sky]
+kind = "bluesky"
+handle = "{FakePds.HANDLE}"
+app_password = {{ env = "B_PASS" }}
+service = "{pds.url}"
+[[routes]]
+channels = ["sky"]
+""")
+        chans = build_channels(cfg)
+        ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
+        close_all(chans)
+    [post] = pds.posts.values()
+    external = post["value"]["embed"]["external"]
+    assert external["uri"].startswith(f"{server.url}/notices/")
+    if thumb:
+        assert pds.blobs[external["thumb"]["ref"]["$link"]] == PNG
+        assert external["thumb"]["mimeType"] == "image/png"
+    else:
+        assert "thumb" not in external  # the card goes without one; the post is not held up

@@ -324,6 +324,7 @@ class BlueskyChannelConfig(_Threadable):
     app_password: SecretRef
     service: str = "https://bsky.social"
     images: bool = True  # attach the alert's images (CAP resources), with alt text
+    card_thumbnail: bool = True  # the link card's image: the linked page's og:image
     timeout: Duration = 20.0
 
     _check_url = field_validator("service")(_url)

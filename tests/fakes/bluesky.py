@@ -106,7 +106,7 @@ class FakePds(FakePlatform):
                     "blob": {
                         "$type": "blob",
                         "ref": {"$link": cid},
-                        "mimeType": req.headers.get("content-type", "*/*"),
+                        "mimeType": _mime(req.headers.get("content-type"), req.body),
                         "size": len(req.body),
                     }
                 },
@@ -164,3 +164,14 @@ class FakePds(FakePlatform):
             )
 
         return make
+
+
+def _mime(declared: str | None, body: bytes) -> str:
+    """As the reference PDS does: the declared type, or a sniffed one when it says */*."""
+    if declared and declared != "*/*":
+        return declared
+    if body.startswith(b"\x89PNG"):
+        return "image/png"
+    if body.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    return "application/octet-stream"

@@ -121,7 +121,8 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     languages=langs,
                     images=cfg.images,
                     thread_parts=cfg.thread_parts,
-                    fetch=fetcher(cfg.timeout),
+                    card_thumbnail=cfg.card_thumbnail,
+                    fetch=fetcher(cfg.timeout, cfg.images or cfg.card_thumbnail),
                 )
             elif isinstance(cfg, ThreadsChannelConfig):
                 built[name] = ThreadsChannel(

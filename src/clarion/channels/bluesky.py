@@ -4,7 +4,9 @@
   (`facets_for`, pure, property-tested). Mentions stay plain text: a mention facet needs the
   handle resolved to a DID, a network lookup this renderer must not make.
 - A link card (`app.bsky.embed.external`) is built by Clarion from the notice itself (title and
-  description; no thumbnail, which would mean fetching an image from a third party).
+  description). Its thumbnail is the linked page's `og:image` (or `twitter:image`), fetched
+  through the SSRF guard, at most 1 MB, and uploaded as a blob; when there is none, or it cannot
+  be fetched, the card goes without one.
 - Updates are replies with both `root` and `parent` strong refs (uri + cid), kept in receipts.
 - The record key is a TID derived from the delivery, so a retry after a crash targets the same
   record. A PDS answers 500 to a create on an existing key, so a retry first asks `getRecord`
@@ -20,6 +22,7 @@ import math
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import regex
@@ -40,10 +43,13 @@ from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Re
 from clarion.channels.images import fetch_images
 from clarion.channels.parts import part_key, post_parts
 from clarion.model import Notice
+from clarion.net import guarded_client
 from clarion.render.counting import URL_RE, count_graphemes
 from clarion.render.text import compose_parts
 
 LIMIT = 300
+MAX_PAGE_BYTES = 1_000_000  # read no more of a linked page looking for its og:image
+MAX_THUMB_BYTES = 1_000_000  # the lexicon's maxSize for an external embed's thumb
 log = logging.getLogger(__name__)
 COLLECTION = "app.bsky.feed.post"
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
@@ -111,6 +117,7 @@ class BlueskyChannel:
         images: bool = True,
         fetch: httpx.Client | None = None,
         thread_parts: int = 1,
+        card_thumbnail: bool = True,
     ) -> None:
         self.name = name
         self.thread_parts = thread_parts
@@ -120,8 +127,12 @@ class BlueskyChannel:
         self.client = Client(base_url=service.rstrip("/"), request=Request(timeout=timeout))
         self._did: str | None = None
         # Images come from URIs the publisher put in the alert (an SSRF guard: issue 7).
+        self.images = images
+        self.card_thumbnail = card_thumbnail
         self._fetch = (
-            (fetch or httpx.Client(timeout=timeout, follow_redirects=True)) if images else None
+            (fetch or guarded_client(timeout=timeout, follow_redirects=True, max_redirects=5))
+            if images or card_thumbnail
+            else None
         )
 
     def close(self) -> None:
@@ -245,7 +256,10 @@ class BlueskyChannel:
         if images:  # a post has one embed: the images say more than a card to our own page
             record["embed"] = {"$type": "app.bsky.embed.images", "images": images}
         elif p.get("card") and "reply" not in record:
-            record["embed"] = {"$type": "app.bsky.embed.external", "external": p["card"]}
+            external = dict(p["card"])
+            if (thumb := self._thumbnail(str(external["uri"]))) is not None:
+                external["thumb"] = thumb
+            record["embed"] = {"$type": "app.bsky.embed.external", "external": external}
         data = models.ComAtprotoRepoCreateRecord.Data(
             repo=did, collection=COLLECTION, rkey=rkey, record=record, validate=True
         )
@@ -259,16 +273,43 @@ class BlueskyChannel:
                 raise
         return self._receipt(str(res.uri), str(res.cid), rkey)
 
+    def _thumbnail(self, page: str) -> dict[str, Any] | None:
+        """The link card's thumbnail: the page's og:image, uploaded as a blob, or None."""
+        if self._fetch is None or not self.card_thumbnail:
+            return None
+        try:
+            html, _ = _read(self._fetch, page, MAX_PAGE_BYTES, ("text/html", "application/xhtml"))
+            image_url = og_image(html, page)
+            if image_url is None:
+                return None
+            data, mime = _read(self._fetch, image_url, MAX_THUMB_BYTES, ("image/",))
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("%s: no link-card thumbnail for %s: %s", self.name, page, exc)
+            return None
+        try:
+            blob = self._upload(data, mime)
+        except ChannelError as exc:
+            log.warning("%s: the thumbnail upload failed, card without it: %s", self.name, exc)
+            return None
+        return dict(blob.model_dump(by_alias=True, exclude_none=True))
+
+    def _upload(self, data: bytes, mime: str) -> Any:
+        """uploadBlob with the image's own type (the SDK would send */* and leave the PDS to
+        guess)."""
+        return self._call(
+            lambda: self.client.com.atproto.repo.upload_blob(data, headers={"Content-Type": mime})
+        ).blob
+
     def _images(self, notice: Notice) -> list[dict[str, Any]]:
         """Upload the notice's images as blobs, their descriptions as alt text."""
-        if self._fetch is None:
+        if self._fetch is None or not self.images:
             return []
         out: list[dict[str, Any]] = []
         for image in fetch_images(
             self._fetch, notice, self.languages, limit=4, max_bytes=1_000_000, who=self.name
         ):
             try:
-                blob = self._call(lambda data=image.data: self.client.upload_blob(data)).blob
+                blob = self._upload(image.data, image.mime_type)
             except ChannelError as exc:
                 log.warning("%s: an image upload failed, posting without it: %s", self.name, exc)
                 continue
@@ -286,6 +327,40 @@ class BlueskyChannel:
             url=f"https://bsky.app/profile/{self.handle}/post/{rkey}",
             extra={"cid": cid},
         )
+
+
+def og_image(html: bytes, base: str) -> str | None:
+    """The page's preview image (`og:image`, else `twitter:image`), as an absolute URL."""
+    import lxml.html
+
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return None
+    for key in ("og:image:secure_url", "og:image", "og:image:url", "twitter:image"):
+        for meta in doc.iter("meta"):
+            if (meta.get("property") or meta.get("name") or "").strip().lower() == key:
+                content = (meta.get("content") or "").strip()
+                if content:
+                    url = urljoin(base, content)
+                    return url if url.startswith(("https://", "http://")) else None
+    return None
+
+
+def _read(http: httpx.Client, url: str, limit: int, types: tuple[str, ...]) -> tuple[bytes, str]:
+    """GET `url`, refusing a wrong content type or a body over `limit` bytes (read no further)."""
+    with http.stream("GET", url) as resp:
+        if resp.status_code != 200:
+            raise ValueError(f"HTTP {resp.status_code}")
+        ctype = resp.headers.get("content-type", "").lower()
+        if not ctype.startswith(types):
+            raise ValueError(f"content type {ctype or 'none'}")
+        body = b""
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise ValueError(f"over {limit:,} bytes")
+    return body, ctype.split(";", 1)[0].strip()
 
 
 def _reset_in(exc: RequestErrorBase) -> float | None:
