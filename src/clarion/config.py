@@ -353,6 +353,8 @@ class ThreadsChannelConfig(_Threadable):
     user_id: str
     token: SecretRef
     api_base: str = "https://graph.threads.net/v1.0"
+    # How often to refresh the 60-day token (0 never); saved back when the token is a file.
+    token_refresh: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 7 * 86400.0
     timeout: Duration = 20.0
 
     _check_url = field_validator("api_base")(_url)

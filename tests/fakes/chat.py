@@ -279,9 +279,12 @@ class FakeThreads(FakePlatform):
     def __init__(self) -> None:
         super().__init__()
         self.containers: dict[str, dict[str, Any]] = {}
+        self.tokens = {self.TOKEN}
+        self.refreshes = 0
+        self.too_young = False  # Meta refuses to refresh a token less than a day old
 
     def handle(self, req: Request) -> Response:
-        if self.revoked or req.query.get("access_token") != self.TOKEN:
+        if self.revoked or req.query.get("access_token") not in self.tokens:
             return Response(
                 401,
                 {
@@ -291,6 +294,25 @@ class FakeThreads(FakePlatform):
                         "code": 190,
                     }
                 },
+            )
+        if req.path == "/refresh_access_token" and req.method == "GET":
+            if req.query.get("grant_type") != "th_refresh_token":
+                return Response(400, {"error": {"message": "Invalid grant_type", "code": 100}})
+            if self.too_young:
+                return Response(
+                    400,
+                    {
+                        "error": {
+                            "message": "Tokens must be at least 24 hours old to be refreshed",
+                            "code": 190,
+                        }
+                    },
+                )
+            self.refreshes += 1
+            fresh = f"{self.TOKEN}-r{self.refreshes}"
+            self.tokens.add(fresh)
+            return Response(
+                200, {"access_token": fresh, "token_type": "bearer", "expires_in": 5183944}
             )
         if req.path == f"/v1.0/{self.USER}/threads" and req.method == "POST":
             cid = f"c{next(self.ids)}"

@@ -133,6 +133,8 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     timeout=cfg.timeout,
                     languages=langs,
                     thread_parts=cfg.thread_parts,
+                    token_file=cfg.token.file,
+                    token_refresh=cfg.token_refresh,
                 )
             elif isinstance(cfg, AppriseChannelConfig):
                 urls = _secret(name, "urls", cfg.urls).replace(",", " ").split()
