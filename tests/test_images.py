@@ -197,3 +197,35 @@ channels = ["sky"]
         assert external["thumb"]["mimeType"] == "image/png"
     else:
         assert "thumb" not in external  # the card goes without one; the post is not held up
+
+
+def test_matrix_sends_images_as_m_image_events_in_the_alerts_thread(
+    warning: bytes, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.chat import FakeMatrix
+
+    monkeypatch.setenv("M_TOKEN", FakeMatrix.TOKEN)
+    with FakeMatrix() as matrix:
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+[channels.mx]
+kind = "matrix"
+homeserver = "{matrix.url}"
+room_id = "!alerts:example.org"
+token = {{ env = "M_TOKEN" }}
+[[routes]]
+channels = ["mx"]
+""")
+        chans = build_channels(cfg)
+        ingest_bytes(sqlite_store, cfg, chans, warning)
+        disp = Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False)
+        disp.run_until_idle()
+        close_all(chans)
+    text, image = matrix.posts.values()  # the unreachable image is left out
+    assert text["msgtype"] == "m.text" and "tsunami" in text["text"].lower()
+    assert image["msgtype"] == "m.image" and image["text"] == "Energy Map"  # body: the alt text
+    assert image["thread"] == text["id"]
+    [media] = matrix.media.values()
+    assert image["url"].endswith(next(iter(matrix.media))) and media["bytes"] == JPEG
+    assert media["type"] == "image/jpeg"

@@ -390,6 +390,7 @@ class MatrixChannelConfig(_ChannelBase):
     room_id: str
     token: SecretRef
     edit_on_update: bool = False
+    images: bool = True  # the alert's images as m.image events, descriptions as their body
     timeout: Duration = 15.0
 
     _check_url = field_validator("homeserver")(_url)

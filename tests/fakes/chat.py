@@ -231,11 +231,22 @@ class FakeMatrix(FakePlatform):
     def __init__(self) -> None:
         super().__init__()
         self.txns: dict[tuple[str, str], str] = {}
+        self.media: dict[str, dict[str, Any]] = {}
 
     def handle(self, req: Request) -> Response:
         token = req.headers.get("authorization", "").removeprefix("Bearer ")
         if self.revoked or token != self.TOKEN:
             return Response(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid access token"})
+        if req.path == "/_matrix/media/v3/upload" and req.method == "POST":
+            if not req.body:
+                return Response(400, {"errcode": "M_BAD_JSON", "error": "empty upload"})
+            with self.lock:
+                media_id = f"m{next(self.ids)}"
+                self.media[media_id] = {
+                    "bytes": req.body,
+                    "type": req.headers.get("content-type"),
+                }
+            return Response(200, {"content_uri": f"mxc://matrix.example/{media_id}"})
         m = re.fullmatch(
             r"/_matrix/client/v3/rooms/([^/]+)/send/m\.room\.message/([^/]+)", req.path
         )
@@ -252,6 +263,8 @@ class FakeMatrix(FakePlatform):
             reply_to=reply,
             thread=rel.get("event_id") if rel.get("rel_type") == "m.thread" else None,
             edits=rel.get("event_id") if rel.get("rel_type") == "m.replace" else None,
+            msgtype=content.get("msgtype"),
+            url=content.get("url"),
         )
         event_id = f"${post['id']}"
         self.posts[event_id] = self.posts.pop(post["id"])

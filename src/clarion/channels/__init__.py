@@ -184,6 +184,8 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     edit_on_update=cfg.edit_on_update,
                     timeout=cfg.timeout,
                     languages=langs,
+                    images=cfg.images,
+                    fetch=fetcher(cfg.timeout, cfg.images),
                 )
             elif isinstance(cfg, MastodonChannelConfig):
                 built[name] = MastodonChannel(

@@ -4,11 +4,17 @@ The transaction id is the delivery id, so a resend after a crash returns the eve
 sent (Synapse keeps this per access token: keep one token per channel). Updates go in a
 thread under the first post (`m.thread`, replying to the previous one), or edit the first post
 (`m.replace`) when `edit_on_update` is set. Never parse a server name out of a room id.
+
+The alert's images follow the first post, in its thread: each uploaded to the media repository
+(`POST /_matrix/media/v3/upload`) and sent as an `m.image` event whose `body` is the image's
+description (what clients show and read out as its alt text), with its own transaction id. An
+image that cannot be fetched, uploaded or sent is left out, never the alert.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -16,9 +22,14 @@ import httpx
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
+from clarion.channels.images import fetch_images
 from clarion.model import Notice
+from clarion.net import guarded_client
 
 LIMIT = 16_000  # well inside the 65,536-byte event limit, even as HTML
+MAX_IMAGES = 4
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 class MatrixChannel(HttpChannel):
@@ -36,7 +47,13 @@ class MatrixChannel(HttpChannel):
         timeout: float = 15.0,
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
+        images: bool = True,
+        fetch: httpx.Client | None = None,
     ) -> None:
+        # Images come from URIs the publisher put in the alert: through the SSRF guard.
+        self._fetch = (
+            (fetch or guarded_client(timeout=timeout, follow_redirects=True)) if images else None
+        )
         super().__init__(
             name,
             timeout=timeout,
@@ -85,17 +102,68 @@ class MatrixChannel(HttpChannel):
                     "is_falling_back": True,
                     "m.in_reply_to": {"event_id": out.previous.post_id},
                 }
+        event = self._send_event(out.id, content, "Matrix send")
+        if out.previous is None:
+            self._images(out, event)
+        link = f"https://matrix.to/#/{quote(self.room_id, safe='!:')}/{quote(event, safe='$:')}"
+        return Receipt(post_id=event, url=link)
+
+    def close(self) -> None:
+        super().close()
+        if self._fetch is not None:
+            self._fetch.close()
+
+    def _images(self, out: Outgoing, thread_root: str) -> None:
+        if self._fetch is None:
+            return
+        images = fetch_images(
+            self._fetch,
+            out.notice,
+            self.languages,
+            limit=MAX_IMAGES,
+            max_bytes=MAX_IMAGE_BYTES,
+            who=self.name,
+        )
+        for i, image in enumerate(images):
+            try:
+                what = "Matrix media upload"
+                resp = request(
+                    self._http,
+                    "POST",
+                    f"{self.homeserver}/_matrix/media/v3/upload",
+                    what,
+                    content=image.data,
+                    headers={"Content-Type": image.mime_type},
+                )
+                data = json_body(resp, what)
+                uri = data.get("content_uri") if isinstance(data, dict) else None
+                if resp.status_code != 200 or not uri:
+                    raise classify_http(resp.status_code, None, what, str(data)[:200])
+                content = {
+                    "msgtype": "m.image",
+                    "body": image.alt or "image",
+                    "url": uri,
+                    "info": {"mimetype": image.mime_type, "size": len(image.data)},
+                    "m.relates_to": {
+                        "rel_type": "m.thread",
+                        "event_id": thread_root,
+                        "is_falling_back": True,
+                        "m.in_reply_to": {"event_id": thread_root},
+                    },
+                }
+                self._send_event(f"{out.id}.image{i}", content, "Matrix image send")
+            except ChannelError as exc:
+                log.warning("%s: an image was left out: %s", self.name, exc.message)
+
+    def _send_event(self, txn: str, content: dict[str, Any], what: str) -> str:
         url = (
             f"{self.homeserver}/_matrix/client/v3/rooms/{quote(self.room_id, safe='')}"
-            f"/send/m.room.message/{quote(out.id, safe='')}"
+            f"/send/m.room.message/{quote(txn, safe='')}"
         )
-        what = "Matrix send"
         resp = request(self._http, "PUT", url, what, json=content)
         data = json_body(resp, what)
         if resp.status_code == 200 and isinstance(data, dict) and data.get("event_id"):
-            event = str(data["event_id"])
-            link = f"https://matrix.to/#/{quote(self.room_id, safe='!:')}/{quote(event, safe='$:')}"
-            return Receipt(post_id=event, url=link)
+            return str(data["event_id"])
         errcode = str(data.get("errcode", "")) if isinstance(data, dict) else ""
         error = str(data.get("error", "")) if isinstance(data, dict) else ""
         if errcode in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_FORBIDDEN"):
