@@ -59,3 +59,43 @@ def test_unknown_apprise_url_is_a_config_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("APPRISE_URLS", "nonsense://nowhere")
     with pytest.raises(ConfigError, match=r"channels\.tail\.urls: URL 1 is not an Apprise URL"):
         build_channels(config(CONFIG))
+
+
+@pytest.mark.parametrize(
+    ("status", "state", "kind"),
+    [
+        (401, "pending", "auth"),  # held for an operator: the channel needs new credentials
+        (404, "pending", "auth"),  # the endpoint is gone
+        (429, "retry_wait", "rate_limited"),
+        (400, "failed", "permanent"),
+        (503, "retry_wait", "retryable"),
+        (None, "retry_wait", "retryable"),  # no answer in time
+    ],
+)
+def test_apprise_failures_are_classified_by_the_status_its_service_logged(
+    status: int | None,
+    state: str,
+    kind: str,
+    sqlite_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def handle(req: Request) -> Response:
+        if status is None:
+            release.wait(5)  # longer than the URL's read timeout (rto)
+            return Response(504, {})
+        return Response(status, {"error": "no"})
+
+    with FakeServer(handle) as server:
+        monkeypatch.setenv("APPRISE_URLS", f"json://127.0.0.1:{server.port}/notify?rto=0.5&cto=0.5")
+        cfg = config(CONFIG)
+        chans = build_channels(cfg)
+        ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW).run_until_idle()
+        release.set()
+        close_all(chans)
+    [d] = rows(sqlite_store, deliveries)
+    assert (d.state, d.error_kind) == (state, kind)

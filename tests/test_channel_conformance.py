@@ -2,7 +2,11 @@
 that follows the platform's documented API, with the real client (Mastodon.py, httpx) talking
 to it: post, update as a threaded reply (where the platform threads), cancel, 429 with
 Retry-After, 500, timeout, revoked credentials, and no duplicate after a crash where the
-platform offers a way to prevent one (elsewhere: flagged, never silently repeated)."""
+platform offers a way to prevent one (elsewhere: flagged, never silently repeated).
+
+E-mail (a real aiosmtpd server: test_email.py) and Apprise (test_apprise.py) go through the
+same cases in their own files, as SMTP and Apprise have no Retry-After to honour: a threaded
+update, temporary and permanent refusals, a timeout, revoked credentials, a crash mid-send."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
@@ -33,8 +34,12 @@ class Mailbox:
         self.envelopes: list[Any] = []
         self.script: list[str] = []
         self.password = PASSWORD
+        self.delay = 0.0  # seconds to sit on the next DATA before answering
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            delay, self.delay = self.delay, 0.0
+            await asyncio.sleep(delay)
         if self.script:
             return self.script.pop(0)
         self.envelopes.append(envelope)
@@ -148,3 +153,22 @@ def test_crash_mid_send_is_flagged_not_mailed_twice(smtp, sqlite_store: Store) -
     disp.run_until_idle()
     [d] = rows(sqlite_store, deliveries)
     assert d.state == "failed" and d.error_kind == "ambiguous" and len(box.messages) == 1
+
+
+def test_a_server_that_does_not_answer_in_time_is_retried(smtp, sqlite_store: Store) -> None:
+    box, cfg, chans, disp = smtp
+    box.delay = 3.0  # the channel's timeout is 2 s
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    [d] = rows(sqlite_store, deliveries)
+    assert d.state == "retry_wait" and d.error_kind == "retryable"
+
+
+def test_a_busy_server_421_is_retried_not_failed(smtp, sqlite_store: Store) -> None:
+    """SMTP's "slow down": 421 (and 450/451/452) mean later, never give up."""
+    box, cfg, chans, disp = smtp
+    box.script = ["421 4.7.0 Try again later, closing connection"]
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    [d] = rows(sqlite_store, deliveries)
+    assert d.state == "retry_wait" and "421" in d.last_error

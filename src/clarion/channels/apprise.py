@@ -1,12 +1,16 @@
 """Apprise: any Apprise URL, for the long tail (ntfy, Pushover, Gotify, Teams, SMS gateways…).
 
 Apprise reports success or failure, not why; the failure's log lines (captured, never printed
-with the URL, which may hold a secret) become the error, classified as retryable. Apprise
-services neither thread, nor edit, nor deduplicate.
+with the URL, which may hold a secret) become the error. Its HTTP services log the status as
+`error=NNN`, which classifies it: 401/403 (and 404, an endpoint that is gone) hold the channel
+for re-authorisation, 429 is a rate limit, another 4xx is permanent; anything else (5xx, a
+timeout, a refused connection) is retried. Apprise services neither thread, nor edit, nor
+deduplicate.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import apprise
@@ -17,6 +21,7 @@ from clarion.render.counting import count_graphemes
 from clarion.render.text import compose
 
 LIMIT = 4000
+STATUS_RE = re.compile(r"\berror=(\d{3})\b")
 NOTIFY_TYPE = {
     Severity.EXTREME: apprise.NotifyType.FAILURE,
     Severity.SEVERE: apprise.NotifyType.FAILURE,
@@ -74,5 +79,19 @@ class AppriseChannel:
         )
         if not ok:
             detail = "; ".join(logs[-2:]) or "a service refused the notification"
-            raise ChannelError(ErrorKind.RETRYABLE, f"Apprise: {detail}")
+            raise ChannelError(_kind(logs), f"Apprise: {detail}")
         return Receipt(post_id=f"apprise:{out.id}")
+
+
+def _kind(logs: list[str]) -> ErrorKind:
+    statuses = [int(m.group(1)) for line in logs for m in STATUS_RE.finditer(line)]
+    if not statuses:
+        return ErrorKind.RETRYABLE  # a timeout, a refused connection, a plugin's own failure
+    status = statuses[-1]
+    if status in (401, 403, 404):
+        return ErrorKind.AUTH
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if 400 <= status < 500 and status not in (408, 409, 425):
+        return ErrorKind.PERMANENT
+    return ErrorKind.RETRYABLE
