@@ -474,3 +474,36 @@ def test_a_crash_after_a_whole_thread_went_out(th, sqlite_store: Store) -> None:
         assert d.state == "sent" and d.receipt_id == harness.posts()[2]["id"]
     else:
         assert d.state == "failed" and d.error_kind == "ambiguous"
+
+
+def test_bluesky_mentions_become_facets_when_the_handle_resolves(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("B_PASS", FakePds.PASSWORD)
+    with FakePds() as pds:
+        pds.handles["nws.example.org"] = "did:plc:nwsexample"
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+[channels.sky]
+kind = "bluesky"
+handle = "{FakePds.HANDLE}"
+app_password = {{ env = "B_PASS" }}
+service = "{pds.url}"
+card_thumbnail = false
+template = "{{{{ event }}}} from @NWS.example.org, not @nobody.example.net {{{{ link }}}}"
+[[routes]]
+channels = ["sky"]
+""")
+        chans = build_channels(cfg)
+        ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW).run_until_idle()
+        close_all(chans)
+    [post] = pds.posts.values()
+    text = post["value"]["text"].encode()
+    mentions = [
+        (text[f["index"]["byteStart"] : f["index"]["byteEnd"]].decode(), f["features"][0]["did"])
+        for f in post["value"]["facets"]
+        if f["features"][0]["$type"] == "app.bsky.richtext.facet#mention"
+    ]
+    assert mentions == [("@NWS.example.org", "did:plc:nwsexample")]  # the other stays text

@@ -92,12 +92,20 @@ def test_every_part_of_a_thread_fits_and_is_numbered(
 @given(text=TEXT)
 def test_facet_byte_ranges_point_at_their_text(text: str) -> None:
     raw = text.encode("utf-8")
-    for f in facets_for(text):
+    resolved: dict[str, str] = {}
+
+    def resolve(handle: str) -> str:
+        resolved.setdefault(handle, f"did:plc:{len(resolved)}")
+        return resolved[handle]
+
+    for f in facets_for(text, resolve):
         i = f["index"]
         piece = raw[i["byteStart"] : i["byteEnd"]].decode("utf-8")  # never splits a character
         feature = f["features"][0]
         if feature["$type"].endswith("#link"):
             assert piece == feature["uri"]
+        elif feature["$type"].endswith("#mention"):
+            assert resolved[piece.removeprefix("@").lower()] == feature["did"]
         else:
             assert piece == "#" + feature["tag"]
 

@@ -39,6 +39,7 @@ class FakePds(FakePlatform):
         self.tokens: set[str] = set()
         self.records: dict[str, dict[str, Any]] = {}
         self.blobs: dict[str, bytes] = {}
+        self.handles: dict[str, str] = {self.HANDLE: self.DID}  # resolveHandle answers these
 
     def revoke(self) -> None:
         self.revoked = True
@@ -91,6 +92,11 @@ class FakePds(FakePlatform):
         token = req.headers.get("authorization", "").removeprefix("Bearer ")
         if token not in self.tokens:
             return self._error(401, "ExpiredToken", "Token has been revoked")
+        if method == "com.atproto.identity.resolveHandle":
+            did = self.handles.get(req.query.get("handle", "").lower())
+            if did is None:
+                return self._error(400, "InvalidRequest", "Unable to resolve handle")
+            return Response(200, {"did": did})
         if method == "com.atproto.repo.getRecord":
             uri = f"at://{req.query.get('repo')}/{req.query.get('collection')}/{req.query.get('rkey')}"
             rec = self.records.get(uri)

@@ -1,8 +1,9 @@
 """Bluesky (AT Protocol), through the atproto SDK.
 
 - 300 graphemes. Links and hashtags become *facets* with UTF-8 **byte** offsets into the text
-  (`facets_for`, pure, property-tested). Mentions stay plain text: a mention facet needs the
-  handle resolved to a DID, a network lookup this renderer must not make.
+  (`facets_for`, pure, property-tested). A mention facet needs the handle's DID: the renderer
+  makes no network call, so mentions are resolved when the post is sent
+  (`com.atproto.identity.resolveHandle`, cached); a handle that does not resolve stays text.
 - A link card (`app.bsky.embed.external`) is built by Clarion from the notice itself (title and
   description). Its thumbnail is the linked page's `og:image` (or `twitter:image`), fetched
   through the SSRF guard, at most 1 MB, and uploaded as a blob; when there is none, or it cannot
@@ -20,6 +21,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -54,6 +56,12 @@ log = logging.getLogger(__name__)
 COLLECTION = "app.bsky.feed.post"
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 TAG_RE = regex.compile(r"(?<![\w#])#(\p{L}[\p{L}\p{N}_]{0,63})")
+# An atproto handle (domain syntax: labels of letters, digits and inner hyphens; a letter-led
+# last label), after an @ that does not follow a word character (so not an e-mail address).
+MENTION_RE = regex.compile(
+    r"(?<![\w@.])@((?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+"
+    r"[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(?![\w-]|\.\w)"
+)
 
 
 def tid_for(delivery_id: str, sent: datetime) -> str:
@@ -70,8 +78,11 @@ def _byte_index(text: str, start: int, end: int) -> dict[str, int]:
     return {"byteStart": b_start, "byteEnd": b_start + len(text[start:end].encode("utf-8"))}
 
 
-def facets_for(text: str) -> list[dict[str, Any]]:
-    """Link and hashtag facets, with UTF-8 byte offsets into `text`."""
+def facets_for(
+    text: str, resolve: Callable[[str], str | None] | None = None
+) -> list[dict[str, Any]]:
+    """Link and hashtag facets, with UTF-8 byte offsets into `text`; mention facets too when
+    `resolve` (handle → DID, or None when it does not resolve) is given."""
     facets: list[dict[str, Any]] = []
     for m in URL_RE.finditer(text):
         facets.append(
@@ -90,6 +101,17 @@ def facets_for(text: str) -> list[dict[str, Any]]:
                 "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": m.group(1)}],
             }
         )
+    for m in MENTION_RE.finditer(text):
+        if resolve is None or any(a <= m.start() < b for a, b in links):
+            continue  # no resolver (rendering), or an @ inside a URL
+        did = resolve(m.group(1).lower())
+        if did:
+            facets.append(
+                {
+                    "index": _byte_index(text, m.start(), m.end()),
+                    "features": [{"$type": "app.bsky.richtext.facet#mention", "did": did}],
+                }
+            )
     return sorted(facets, key=lambda f: f["index"]["byteStart"])
 
 
@@ -126,6 +148,7 @@ class BlueskyChannel:
         self.languages = languages
         self.client = Client(base_url=service.rstrip("/"), request=Request(timeout=timeout))
         self._did: str | None = None
+        self._dids: dict[str, str] = {}  # handle → DID, for mention facets
         # Images come from URIs the publisher put in the alert (an SSRF guard: issue 7).
         self.images = images
         self.card_thumbnail = card_thumbnail
@@ -205,6 +228,18 @@ class BlueskyChannel:
         except AtProtocolError as exc:  # garbage the SDK could not read
             raise ChannelError(ErrorKind.RETRYABLE, f"Bluesky answered garbage: {exc!r}") from None
 
+    def _resolve_handle(self, handle: str) -> str | None:
+        if handle not in self._dids:
+            try:
+                res = self.client.com.atproto.identity.resolve_handle(
+                    models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
+                )
+                self._dids[handle] = str(res.did)
+            except AtProtocolError as exc:
+                log.info("%s: @%s left as text: it does not resolve (%s)", self.name, handle, exc)
+                return None
+        return self._dids[handle]
+
     def _existing(self, did: str, rkey: str) -> Any:
         try:
             return self.client.com.atproto.repo.get_record(
@@ -244,6 +279,8 @@ class BlueskyChannel:
             "langs": p["langs"],
             "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
+        if MENTION_RE.search(text):  # mention facets need DIDs: resolved now, at send time
+            facets = facets_for(text, self._resolve_handle)
         if facets:
             record["facets"] = facets
         images = self._images(out.notice) if parent is None else []
