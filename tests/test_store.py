@@ -26,3 +26,47 @@ def test_upgrade_is_idempotent(store: Store) -> None:
     store.upgrade()
     store.upgrade()
     assert store.is_current()
+
+
+def test_the_terms_migration_indexes_notices_already_stored(db_url: str) -> None:
+    """A database from before `notice_terms` (revision 0004) with a notice in it: upgrading
+    fills the index, so filters find what was stored before."""
+    import json
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from clarion.sources.cap import parse_cap
+    from clarion.store.schema import notice_terms
+    from tests.helpers import demo_cap
+
+    store = open_store(db_url, upgrade=False)
+    try:
+        command.upgrade(store.alembic_config(), "0004")
+        notice = parse_cap(demo_cap(0))[0]
+        now = datetime(2026, 11, 27, tzinfo=UTC)
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO threads (id, thread_key, source, state, latest_version, "
+                    "headline, severity, status, created_at, updated_at) VALUES (1, 'k', 'nws', "
+                    "'active', 1, 'h', 'moderate', 'actual', :now, :now)"
+                ),
+                {"now": now.replace(tzinfo=None)},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO notices (id, thread_id, version, source, kind, identifier, "
+                    "sender, sent, status, msg_type, severity, headline, content_hash, data, "
+                    "signature, received_at) VALUES (1, 1, 1, 'nws', 'cap', 'i', 's', :now, "
+                    "'actual', 'alert', 'moderate', 'h', 'x', :data, 'unsigned', :now)"
+                ),
+                {"now": now.replace(tzinfo=None), "data": json.dumps(notice.to_json_dict())},
+            )
+        store.upgrade()
+        with store.read() as conn:
+            terms = {r.term for r in conn.execute(sa.select(notice_terms))}
+        assert {"area:mtz014", "area:ugc=mtz014", "category:met", "lang:en"} <= terms
+    finally:
+        store.close()

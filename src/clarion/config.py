@@ -114,6 +114,8 @@ class Settings(_Strict):
     poll_interval_min: Duration = 15.0
     per_host_gap: Duration = 1.0
     user_agent: str = "Clarion/0.1 (+https://github.com/clarion-relay/clarion)"
+    # A WebSub hub the feeds advertise, and that Clarion pings on every new notice.
+    websub_hub: str | None = None
     # Networks that sources, webhooks, images and link cards may reach although they are not
     # public (all others private, loopback, link-local are refused): ["10.20.0.0/16"].
     allow_networks: list[str] = Field(default_factory=list)

@@ -23,7 +23,8 @@ from clarion.config import Config
 from clarion.model import CAP_KINDS, MsgType, Notice
 from clarion.routing import is_stale, route
 from clarion.store import Store
-from clarion.store.schema import deliveries, delivery_events, notices, threads
+from clarion.store.schema import deliveries, delivery_events, notice_terms, notices, threads
+from clarion.store.terms import terms_for
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ def ingest(
                 include_expired,
                 edits,
             )
+    if result.stored and config.clarion.websub_hub:
+        from clarion.web.websub_publish import announce
+
+        announce(config, {source})  # after the commit: the hub fetches what is now there
     return result
 
 
@@ -203,6 +208,8 @@ def _ingest_one(
             received_at=now,
         ),
     )
+    if terms := sorted(terms_for(notice)):
+        conn.execute(insert(notice_terms), [{"notice_id": notice_id, "term": t} for t in terms])
     thread_values: dict[str, object] = {"latest_version": version}
     if not out_of_order:  # what the thread shows is its newest message, not the last to arrive
         thread_values.update(

@@ -28,6 +28,8 @@ class FakeHub:
         self.verified: dict[str, dict[str, Any]] = {}  # callback → subscription
         self.failed_verifications: list[str] = []
         self.fail_with: int | None = None
+        self.published: list[list[str]] = []  # hub.url lists of publish pings received
+        self.pinged = threading.Event()
         self.lock = threading.Lock()
         self.server = FakeServer(self.handle)
 
@@ -45,7 +47,15 @@ class FakeHub:
     def handle(self, req: Request) -> Response:
         if self.fail_with is not None:
             return Response(self.fail_with, raw=b"hub down", content_type="text/plain")
-        form = {k: v[-1] for k, v in parse_qs(req.body.decode()).items()}
+        raw = parse_qs(req.body.decode())
+        form = {k: v[-1] for k, v in raw.items()}
+        if form.get("hub.mode") == "publish":  # a publisher says these topics changed
+            if not raw.get("hub.url"):
+                return Response(400, raw=b"hub.url missing", content_type="text/plain")
+            with self.lock:
+                self.published.append(raw["hub.url"])
+                self.pinged.set()
+            return Response(204, raw=b"", content_type="text/plain")
         if form.get("hub.mode") != "subscribe" or not form.get("hub.callback"):
             return Response(400, raw=b"bad request", content_type="text/plain")
         with self.lock:

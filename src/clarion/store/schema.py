@@ -126,6 +126,17 @@ notices = Table(
     Index("ix_notices_received_at", "received_at"),
 )
 
+# What a notice can be filtered by, one row per term: "category:met", "area:mtz014",
+# "area:ugc=mtz014", "route:5", "entity:component:api", "lang:en", "lang:en-us" (lowercase).
+# Feeds and the API filter by joining here, on both databases, instead of reading JSON.
+notice_terms = Table(
+    "notice_terms",
+    metadata,
+    Column("notice_id", BigInteger, ForeignKey("notices.id"), primary_key=True),
+    Column("term", String(255), primary_key=True),
+    Index("ix_notice_terms_term", "term", "notice_id"),
+)
+
 channels = Table(
     "channels",
     metadata,

@@ -6,17 +6,15 @@ The pages read the store only. When given the channels, the app also takes pushe
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from clarion.channels.base import Channel
 from clarion.config import Config
@@ -38,6 +36,10 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="Clarion", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     publisher = config.clarion.publisher_name
+    from clarion.web.outputs import outputs_router
+
+    # Registered first: `/notices/{id}.cap` must not fall to the HTML page's `/notices/{id}`.
+    app.include_router(outputs_router(store, config))
     if channels is not None:
         from clarion.web.hooks import hooks_router
         from clarion.web.websub_routes import websub_router
@@ -102,49 +104,7 @@ def create_app(
             },
         )
 
-    @app.get("/feeds/all.atom")
-    def all_atom(request: Request) -> Response:
-        from clarion.web.feeds import atom_feed
-
-        with store.read() as conn:
-            newest, total = conn.execute(
-                select(func.max(notices.c.id), func.count(notices.c.id))
-            ).one()
-            digest = hashlib.sha256(f"{newest}:{total}:{publisher}".encode()).hexdigest()
-            etag = f'"{digest[:32]}"'
-            if etag in _etags(request.headers.get("if-none-match")):
-                return Response(status_code=304, headers={"ETag": etag})
-            rows = conn.execute(
-                select(
-                    notices.c.id,
-                    notices.c.thread_id,
-                    notices.c.version,
-                    notices.c.msg_type,
-                    notices.c.headline,
-                    notices.c.received_at,
-                    notices.c.data,
-                )
-                .order_by(notices.c.id.desc())
-                .limit(FEED_SIZE)
-            ).all()
-        base = _base_url(config, request)
-        body = atom_feed(
-            title=publisher, base_url=base, self_url=f"{base}/feeds/all.atom", rows=rows
-        )
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
-        if rows:
-            headers["Last-Modified"] = format_datetime(
-                max(r.received_at for r in rows), usegmt=True
-            )
-        return Response(body, media_type="application/atom+xml; charset=utf-8", headers=headers)
-
     return app
-
-
-def _etags(header: str | None) -> set[str]:
-    if not header:
-        return set()
-    return {t.strip().removeprefix("W/") for t in header.split(",")}
 
 
 def _summary(r: Any, now: datetime) -> dict[str, Any]:

@@ -1,0 +1,235 @@
+"""The publisher's own outputs over HTTP: feeds (Atom, RSS, JSON Feed, a CAP index), per source
+and filtered, and each notice as a CAP 1.2 document.
+
+Feeds answer conditional requests: the ETag is a digest of what the feed would hold (its
+format, its filter, the newest matching notice and how many match), checked before anything is
+rendered, and `Last-Modified` / `If-Modified-Since` work as well; `Cache-Control` lets a CDN in
+front hold a feed for a minute. When `clarion.websub_hub` is set every feed names the hub (in
+the document and in `Link` headers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from sqlalchemy import func, select
+
+from clarion.config import Config
+from clarion.model import Notice, Severity, Status
+from clarion.store import Store
+from clarion.store.schema import notices
+from clarion.web.capdoc import CAP_CONTENT_TYPE, cap_document, cap_identity, serve_original
+from clarion.web.feeds import FORMATS, FeedMeta, item_from_row
+from clarion.web.query import NoticeFilter
+
+FEED_SIZE = 50
+CACHE_CONTROL = "public, max-age=60, stale-while-revalidate=60"
+
+
+def base_url(config: Config, request: Request) -> str:
+    if config.clarion.public_url:
+        return config.clarion.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def notice_filter(
+    source: Annotated[list[str] | None, Query(description="Source name(s).")] = None,
+    severity: Annotated[Severity | None, Query(description="At least this severity.")] = None,
+    status: Annotated[list[Status] | None, Query(description="CAP status(es).")] = None,
+    category: Annotated[
+        list[str] | None, Query(description="CAP category, e.g. Met, Transport.")
+    ] = None,
+    area: Annotated[
+        list[str] | None, Query(description="A geocode: MTZ014, or UGC=MTZ014.")
+    ] = None,
+    route: Annotated[list[str] | None, Query(description="A transit route id or name.")] = None,
+    entity: Annotated[
+        list[str] | None, Query(description="An affected entity: id, or kind:id.")
+    ] = None,
+    lang: Annotated[list[str] | None, Query(description="Language: en, or en-US.")] = None,
+) -> NoticeFilter:
+    try:
+        return NoticeFilter.build(
+            source=source,
+            severity=severity.value if severity else None,
+            status=[s.value for s in status or []],
+            category=category,
+            area=area,
+            route=route,
+            entity=entity,
+            lang=lang,
+        )
+    except ValueError as exc:  # pragma: no cover - the enums are checked by FastAPI first
+        raise HTTPException(422, str(exc)) from None
+
+
+Filter = Annotated[NoticeFilter, Depends(notice_filter)]
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {t.strip().removeprefix("W/") for t in header.split(",")}
+
+
+def _not_modified(request: Request, etag: str, last: datetime | None) -> bool:
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        return etag in _etags(inm) or inm.strip() == "*"
+    ims = request.headers.get("if-modified-since")
+    if ims and last is not None:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            return False
+        return last.replace(microsecond=0) <= since
+    return False
+
+
+def outputs_router(store: Store, config: Config) -> APIRouter:
+    router = APIRouter()
+    publisher = config.clarion.publisher_name
+    hub = config.clarion.websub_hub
+
+    def feed(request: Request, fmt: str, flt: NoticeFilter, path: str, title: str) -> Response:
+        render, media_type = FORMATS[fmt]
+        where = flt.where()
+        with store.read() as conn:
+            newest, total, last = conn.execute(
+                select(
+                    func.max(notices.c.id),
+                    func.count(notices.c.id),
+                    func.max(notices.c.received_at),
+                ).where(*where)
+            ).one()
+            digest = hashlib.sha256(
+                f"{fmt}|{flt.key()}|{newest}|{total}|{publisher}|{hub}".encode()
+            ).hexdigest()
+            etag = f'"{digest[:32]}"'
+            headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+            base = base_url(config, request)
+            query = urlencode(flt.query_params())
+            self_url = f"{base}{path}" + (f"?{query}" if query else "")
+            if hub:
+                headers["Link"] = f'<{hub}>; rel="hub", <{self_url}>; rel="self"'
+            if last is not None:
+                headers["Last-Modified"] = format_datetime(last, usegmt=True)
+            if _not_modified(request, etag, last):
+                return Response(status_code=304, headers=headers)
+            rows = conn.execute(
+                select(
+                    notices.c.id,
+                    notices.c.thread_id,
+                    notices.c.version,
+                    notices.c.msg_type,
+                    notices.c.headline,
+                    notices.c.received_at,
+                    notices.c.data,
+                )
+                .where(*where)
+                .order_by(notices.c.id.desc())
+                .limit(FEED_SIZE)
+            ).all()
+        meta = FeedMeta(title=title, base_url=base, self_url=self_url, html_url=f"{base}/", hub=hub)
+        body = render(meta, [item_from_row(r, base) for r in rows])
+        return Response(body, media_type=media_type, headers=headers)
+
+    @router.get("/feeds/all.atom", tags=["feeds"], summary="Atom feed of every notice")
+    def all_atom(request: Request, flt: Filter) -> Response:
+        return feed(request, "atom", flt, "/feeds/all.atom", publisher)
+
+    @router.get("/feeds/all.rss", tags=["feeds"], summary="RSS 2.0 feed of every notice")
+    def all_rss(request: Request, flt: Filter) -> Response:
+        return feed(request, "rss", flt, "/feeds/all.rss", publisher)
+
+    @router.get("/feeds/all.json", tags=["feeds"], summary="JSON Feed 1.1 of every notice")
+    def all_json(request: Request, flt: Filter) -> Response:
+        return feed(request, "json", flt, "/feeds/all.json", publisher)
+
+    @router.get("/feeds/cap.atom", tags=["feeds"], summary="Atom index of CAP 1.2 documents")
+    def cap_atom(request: Request, flt: Filter) -> Response:
+        return feed(request, "cap", flt, "/feeds/cap.atom", f"{publisher}: CAP")
+
+    def _source_filter(name: str, flt: NoticeFilter) -> NoticeFilter:
+        if name not in config.sources:
+            raise HTTPException(404, f"No source named {name!r}")
+        return NoticeFilter(**{**flt.__dict__, "source": (name,)})
+
+    @router.get("/feeds/source/{name}.atom", tags=["feeds"], summary="One source, as Atom")
+    def source_atom(request: Request, name: str, flt: Filter) -> Response:
+        f = _source_filter(name, flt)
+        return feed(request, "atom", f, f"/feeds/source/{name}.atom", f"{publisher}: {name}")
+
+    @router.get("/feeds/source/{name}.rss", tags=["feeds"], summary="One source, as RSS")
+    def source_rss(request: Request, name: str, flt: Filter) -> Response:
+        f = _source_filter(name, flt)
+        return feed(request, "rss", f, f"/feeds/source/{name}.rss", f"{publisher}: {name}")
+
+    @router.get("/feeds/source/{name}.json", tags=["feeds"], summary="One source, as JSON Feed")
+    def source_json(request: Request, name: str, flt: Filter) -> Response:
+        f = _source_filter(name, flt)
+        return feed(request, "json", f, f"/feeds/source/{name}.json", f"{publisher}: {name}")
+
+    @router.get("/feeds/source/{name}/cap.atom", tags=["feeds"], summary="One source's CAP index")
+    def source_cap(request: Request, name: str, flt: Filter) -> Response:
+        f = _source_filter(name, flt)
+        path = f"/feeds/source/{name}/cap.atom"
+        return feed(request, "cap", f, path, f"{publisher}: {name} (CAP)")
+
+    def cap_response(request: Request, thread_id: int, version: int | None) -> Response:
+        with store.read() as conn:
+            rows = conn.execute(
+                select(
+                    notices.c.version,
+                    notices.c.data,
+                    notices.c.original,
+                    notices.c.received_at,
+                    notices.c.content_hash,
+                )
+                .where(notices.c.thread_id == thread_id)
+                .order_by(notices.c.version)
+            ).all()
+        if version is None and rows:
+            version = rows[-1].version
+        chosen = [r for r in rows if r.version == version]
+        if not chosen:
+            raise HTTPException(404, "No such notice")
+        row = chosen[0]
+        etag = f'"{row.content_hash[:32]}"'
+        headers = {
+            "ETag": etag,
+            "Cache-Control": CACHE_CONTROL,
+            "Last-Modified": format_datetime(row.received_at, usegmt=True),
+        }
+        if _not_modified(request, etag, row.received_at):
+            return Response(status_code=304, headers=headers)
+        notice = Notice.model_validate({**row.data, "original": row.original})
+        if serve_original(notice):
+            body = bytes(notice.original or b"")
+        else:
+            earlier = [
+                cap_identity(Notice.model_validate(r.data), r.version)
+                for r in rows
+                if r.version < row.version
+            ]
+            body = cap_document(notice, row.version, earlier)
+        return Response(body, media_type=CAP_CONTENT_TYPE, headers=headers)
+
+    @router.get("/notices/{thread_id:int}.cap", tags=["cap"], summary="Latest version, as CAP")
+    def notice_cap(request: Request, thread_id: int) -> Response:
+        return cap_response(request, thread_id, None)
+
+    @router.get(
+        "/notices/{thread_id:int}/v{version:int}.cap",
+        tags=["cap"],
+        summary="One version, as CAP",
+    )
+    def notice_version_cap(request: Request, thread_id: int, version: int) -> Response:
+        return cap_response(request, thread_id, version)
+
+    return router

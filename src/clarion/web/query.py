@@ -1,0 +1,129 @@
+"""Filters shared by the feeds, the public page and the API: which notices a reader asked for.
+
+`source`, `severity` (at least), `status`, and, through the `notice_terms` index, `category`,
+`area` (a geocode value such as `MTZ014`, or `UGC=MTZ014`), `route`, `entity` (an id, or
+`kind:id` such as `component:api`) and `lang` (`en` or `en-US`). Several values of one filter
+mean any of them; different filters must all hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, select
+
+from clarion.model import Severity, Status
+from clarion.store.schema import notice_terms, notices
+
+
+@dataclass(frozen=True)
+class NoticeFilter:
+    source: tuple[str, ...] = ()
+    severity: Severity | None = None
+    status: tuple[Status, ...] = ()
+    category: tuple[str, ...] = ()
+    area: tuple[str, ...] = ()
+    route: tuple[str, ...] = ()
+    entity: tuple[str, ...] = ()
+    lang: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        source: Iterable[str] | None = None,
+        severity: str | None = None,
+        status: Iterable[str] | None = None,
+        category: Iterable[str] | None = None,
+        area: Iterable[str] | None = None,
+        route: Iterable[str] | None = None,
+        entity: Iterable[str] | None = None,
+        lang: Iterable[str] | None = None,
+    ) -> NoticeFilter:
+        """From query parameters (each may repeat, or hold comma-separated values); a bad
+        severity or status raises ValueError naming the choices."""
+
+        def many(values: Iterable[str] | None, lower: bool = True) -> tuple[str, ...]:
+            out: list[str] = []
+            for v in values or ():
+                out.extend(p.strip() for p in v.split(",") if p.strip())
+            return tuple(sorted({p.lower() if lower else p for p in out}))
+
+        sev = None
+        if severity:
+            try:
+                sev = Severity(severity.strip().lower())
+            except ValueError:
+                choices = ", ".join(s.value for s in Severity)
+                raise ValueError(f"severity must be one of {choices}") from None
+        statuses = []
+        for s in many(status):
+            try:
+                statuses.append(Status(s))
+            except ValueError:
+                choices = ", ".join(x.value for x in Status)
+                raise ValueError(f"status must be one of {choices}") from None
+        return cls(
+            source=many(source, lower=False),
+            severity=sev,
+            status=tuple(statuses),
+            category=many(category),
+            area=many(area),
+            route=many(route),
+            entity=many(entity),
+            lang=many(lang),
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self == NoticeFilter()
+
+    def key(self) -> str:
+        """A canonical spelling, for cache keys and ETags."""
+        parts = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v:
+                v = v.value if isinstance(v, Severity) else ",".join(str(x) for x in v)
+                parts.append(f"{f.name}={v}")
+        return "&".join(parts)
+
+    def query_params(self) -> dict[str, str]:
+        return dict(p.split("=", 1) for p in self.key().split("&") if p)
+
+    def where(self) -> list[ColumnElement[bool]]:
+        """Conditions on `notices` (joined nowhere: the terms are EXISTS subqueries)."""
+        cond: list[ColumnElement[bool]] = []
+        if self.source:
+            cond.append(notices.c.source.in_(self.source))
+        if self.severity is not None:
+            allowed = [s.value for s in Severity if s.rank >= self.severity.rank]
+            cond.append(notices.c.severity.in_(allowed))
+        if self.status:
+            cond.append(notices.c.status.in_([s.value for s in self.status]))
+        for prefix, values in (
+            ("category", self.category),
+            ("area", self.area),
+            ("route", self.route),
+            ("entity", self.entity),
+            ("lang", self.lang),
+        ):
+            if values:
+                wanted = [f"{prefix}:{v}" for v in values]
+                cond.append(
+                    exists(
+                        select(notice_terms.c.notice_id).where(
+                            and_(
+                                notice_terms.c.notice_id == notices.c.id,
+                                notice_terms.c.term.in_(wanted),
+                            )
+                        )
+                    )
+                )
+        return cond
+
+
+def as_dict(f: NoticeFilter) -> dict[str, Any]:
+    return {k: v for k, v in f.query_params().items()}
