@@ -25,6 +25,7 @@ def _kinds(union: object) -> list[type[BaseModel]]:
 # added without documenting its keys.
 MODELS: list[type[BaseModel]] = [
     c.Settings,
+    c.ApiSettings,
     c.RouteRule,
     c.SecretRef,
     *_kinds(c.SourceConfig),

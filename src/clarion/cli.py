@@ -40,6 +40,10 @@ sources_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(sources_app, name="sources")
+keys_app = typer.Typer(
+    help="API keys: create (the token is shown once), list, revoke.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
 
 KIND_HELP = "Parser: cap, feed, nws, gtfsrt or statuspage."
 ConfigOpt = Annotated[
@@ -591,3 +595,60 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. 'county-911-cad'.")],
+    write: Annotated[
+        bool, typer.Option("--write", help="May also create, update and cancel notices.")
+    ] = False,
+    public_service: Annotated[
+        bool,
+        typer.Option(
+            "--public-service", help="No rate limit (another agency, a broadcaster, a relay app)."
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API key and print its token (shown this once; only a hash is kept)."""
+    from clarion.keys import create_key
+
+    cfg = _config(config)
+    tier = "public_service" if public_service else "standard"
+    key, token = create_key(_store(cfg), name, datetime.now(UTC), write=write, tier=tier)
+    typer.echo(token)
+    scopes = ", ".join(sorted(key.scopes))
+    typer.secho(
+        f"Key {key.id} for {name!r} ({scopes}; {tier.replace('_', ' ')}). Keep the token: "
+        "it cannot be shown again. Send it as 'Authorization: Bearer <token>'.",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """List API keys (never their tokens)."""
+    from clarion.keys import list_keys
+
+    keys = list_keys(_store(_config(config)))
+    if not keys:
+        typer.echo("No API keys. Create one with: clarion keys create NAME")
+        return
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        used = f"last used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
+        typer.echo(f"{k.id}  {k.name}  {','.join(sorted(k.scopes))}  {k.tier}  {state}, {used}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, as `clarion keys list` shows.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke an API key: it is refused from the next request on."""
+    from clarion.keys import revoke_key
+
+    if not revoke_key(_store(_config(config)), key_id, datetime.now(UTC)):
+        raise _fail(f"clarion: no active API key {key_id!r}; see clarion keys list", 1)
+    typer.secho(f"Revoked key {key_id}.", err=True)

@@ -438,8 +438,19 @@ class RouteRule(_Strict):
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
+class ApiSettings(_Strict):
+    """The `[api]` table: the public REST API's access tiers (requests per hour)."""
+
+    anonymous_per_hour: int = Field(default=60, ge=0)  # per client IP address
+    key_per_hour: int = Field(default=5000, ge=0)  # per API key; "public service" keys: no limit
+    # Behind a reverse proxy, the client is the address the proxy appended to X-Forwarded-For.
+    trust_proxy: bool = False
+    stream_poll: Duration = 1.0  # how often /api/v1/stream looks for new notices
+
+
 class Config(_Strict):
     clarion: Settings = Field(default_factory=lambda: Settings())
+    api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)

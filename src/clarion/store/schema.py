@@ -222,3 +222,19 @@ websub = Table(
     Column("last_error", Text),
     Column("received", BigInteger, nullable=False, default=0),
 )
+
+
+# API keys: the secret is never stored, only its SHA-256 (keys are 256 random bits, so a fast
+# hash is enough). `scopes`: "read" or "read,write"; `tier`: "standard" | "public_service".
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", String(64), nullable=False),
+    Column("tier", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+)

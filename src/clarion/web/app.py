@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
@@ -20,6 +20,7 @@ from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.store import Store
 from clarion.store.schema import deliveries, notices, threads
+from clarion.web.query import ThreadId
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 FEED_SIZE = 50
@@ -34,12 +35,39 @@ def _base_url(config: Config, request: Request) -> str:
 def create_app(
     store: Store, config: Config, channels: Mapping[str, Channel] | None = None
 ) -> FastAPI:
-    app = FastAPI(title="Clarion", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title=f"{config.clarion.publisher_name} (Clarion)",
+        description="Public notices: feeds, CAP documents and the REST API (`/api/v1`).",
+        version="1",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     publisher = config.clarion.publisher_name
+    from clarion.web.api import HourlyLimiter, api_router, install_rate_limits
     from clarion.web.outputs import outputs_router
 
     # Registered first: `/notices/{id}.cap` must not fall to the HTML page's `/notices/{id}`.
     app.include_router(outputs_router(store, config))
+    app.include_router(api_router(store, config, channels))
+    app.state.limiter = HourlyLimiter()
+    install_rate_limits(app, store, config, app.state.limiter)
+
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        """`Allow` lists every method the path takes: Starlette names only the first route's,
+        and `/api/v1/notices` is two routes (GET and POST)."""
+        methods: set[str] = set()
+        for route in app.routes:
+            regex = getattr(route, "path_regex", None)
+            if regex is not None and regex.match(request.url.path):
+                methods |= set(getattr(route, "methods", None) or ())
+        return JSONResponse(
+            {"detail": "Method Not Allowed"},
+            status_code=405,
+            headers={"Allow": ", ".join(sorted(methods))},
+        )
+
     if channels is not None:
         from clarion.web.hooks import hooks_router
         from clarion.web.websub_routes import websub_router
@@ -47,13 +75,13 @@ def create_app(
         app.include_router(hooks_router(store, config, channels))
         app.include_router(websub_router(store, config, channels))
 
-    @app.get("/healthz")
+    @app.get("/healthz", summary="Liveness: the web process answers and reads the database")
     def healthz() -> dict[str, str]:
         with store.read() as conn:
             conn.execute(select(1))
         return {"status": "ok"}
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, summary="The public page: the timeline")
     def index(request: Request) -> Response:
         with store.read() as conn:
             rows = conn.execute(
@@ -68,8 +96,13 @@ def create_app(
             request, "index.html", {"publisher": publisher, "items": items}
         )
 
-    @app.get("/notices/{thread_id}", response_class=HTMLResponse)
-    def thread_page(request: Request, thread_id: int) -> Response:
+    @app.get(
+        "/notices/{thread_id}",
+        response_class=HTMLResponse,
+        responses={404: {"description": "No such notice"}},
+        summary="A notice's page: every version, and where it was posted",
+    )
+    def thread_page(request: Request, thread_id: ThreadId) -> Response:
         with store.read() as conn:
             thread = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
             if thread is None:

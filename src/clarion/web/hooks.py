@@ -46,6 +46,12 @@ def hooks_router(store: Store, config: Config, channels: Mapping[str, Channel]) 
         "/hooks/{source}",
         status_code=202,
         summary="Push notices to a push source",
+        responses={
+            200: {"description": "Already received (the same webhook-id): not ingested twice"},
+            401: {"description": "Missing, stale or wrong Standard Webhooks signature"},
+            404: {"description": "No push source of that name"},
+            413: {"description": "The body is larger than the source's max_bytes"},
+        },
         openapi_extra={
             "requestBody": {
                 "content": {

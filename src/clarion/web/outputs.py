@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -25,9 +25,24 @@ from clarion.store import Store
 from clarion.store.schema import notices
 from clarion.web.capdoc import CAP_CONTENT_TYPE, cap_document, cap_identity, serve_original
 from clarion.web.feeds import FORMATS, FeedMeta, item_from_row
-from clarion.web.query import NoticeFilter
+from clarion.web.query import NoticeFilter, ThreadId, Version
 
 FEED_SIZE = 50
+
+
+def _doc(media_type: str) -> dict[int | str, dict[str, Any]]:
+    """What a feed or CAP route answers, for the OpenAPI document."""
+    return {
+        200: {"content": {media_type: {}}, "description": "The document"},
+        304: {"description": "Not modified since the ETag or date the client holds"},
+        404: {"description": "No such source or notice"},
+    }
+
+
+ATOM_DOC = _doc("application/atom+xml")
+RSS_DOC = _doc("application/rss+xml")
+JSON_DOC = _doc("application/feed+json")
+CAP_DOC = _doc("application/cap+xml")
 CACHE_CONTROL = "public, max-age=60, stale-while-revalidate=60"
 
 
@@ -113,7 +128,7 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
             etag = f'"{digest[:32]}"'
             headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
             base = base_url(config, request)
-            query = urlencode(flt.query_params())
+            query = urlencode(flt.query_params(), doseq=True)
             self_url = f"{base}{path}" + (f"?{query}" if query else "")
             if hub:
                 headers["Link"] = f'<{hub}>; rel="hub", <{self_url}>; rel="self"'
@@ -139,19 +154,43 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
         body = render(meta, [item_from_row(r, base) for r in rows])
         return Response(body, media_type=media_type, headers=headers)
 
-    @router.get("/feeds/all.atom", tags=["feeds"], summary="Atom feed of every notice")
+    @router.get(
+        "/feeds/all.atom",
+        response_class=Response,
+        responses=ATOM_DOC,
+        tags=["feeds"],
+        summary="Atom feed of every notice",
+    )
     def all_atom(request: Request, flt: Filter) -> Response:
         return feed(request, "atom", flt, "/feeds/all.atom", publisher)
 
-    @router.get("/feeds/all.rss", tags=["feeds"], summary="RSS 2.0 feed of every notice")
+    @router.get(
+        "/feeds/all.rss",
+        response_class=Response,
+        responses=RSS_DOC,
+        tags=["feeds"],
+        summary="RSS 2.0 feed of every notice",
+    )
     def all_rss(request: Request, flt: Filter) -> Response:
         return feed(request, "rss", flt, "/feeds/all.rss", publisher)
 
-    @router.get("/feeds/all.json", tags=["feeds"], summary="JSON Feed 1.1 of every notice")
+    @router.get(
+        "/feeds/all.json",
+        response_class=Response,
+        responses=JSON_DOC,
+        tags=["feeds"],
+        summary="JSON Feed 1.1 of every notice",
+    )
     def all_json(request: Request, flt: Filter) -> Response:
         return feed(request, "json", flt, "/feeds/all.json", publisher)
 
-    @router.get("/feeds/cap.atom", tags=["feeds"], summary="Atom index of CAP 1.2 documents")
+    @router.get(
+        "/feeds/cap.atom",
+        response_class=Response,
+        responses=ATOM_DOC,
+        tags=["feeds"],
+        summary="Atom index of CAP 1.2 documents",
+    )
     def cap_atom(request: Request, flt: Filter) -> Response:
         return feed(request, "cap", flt, "/feeds/cap.atom", f"{publisher}: CAP")
 
@@ -160,22 +199,46 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
             raise HTTPException(404, f"No source named {name!r}")
         return NoticeFilter(**{**flt.__dict__, "source": (name,)})
 
-    @router.get("/feeds/source/{name}.atom", tags=["feeds"], summary="One source, as Atom")
+    @router.get(
+        "/feeds/source/{name}.atom",
+        response_class=Response,
+        responses=ATOM_DOC,
+        tags=["feeds"],
+        summary="One source, as Atom",
+    )
     def source_atom(request: Request, name: str, flt: Filter) -> Response:
         f = _source_filter(name, flt)
         return feed(request, "atom", f, f"/feeds/source/{name}.atom", f"{publisher}: {name}")
 
-    @router.get("/feeds/source/{name}.rss", tags=["feeds"], summary="One source, as RSS")
+    @router.get(
+        "/feeds/source/{name}.rss",
+        response_class=Response,
+        responses=RSS_DOC,
+        tags=["feeds"],
+        summary="One source, as RSS",
+    )
     def source_rss(request: Request, name: str, flt: Filter) -> Response:
         f = _source_filter(name, flt)
         return feed(request, "rss", f, f"/feeds/source/{name}.rss", f"{publisher}: {name}")
 
-    @router.get("/feeds/source/{name}.json", tags=["feeds"], summary="One source, as JSON Feed")
+    @router.get(
+        "/feeds/source/{name}.json",
+        response_class=Response,
+        responses=JSON_DOC,
+        tags=["feeds"],
+        summary="One source, as JSON Feed",
+    )
     def source_json(request: Request, name: str, flt: Filter) -> Response:
         f = _source_filter(name, flt)
         return feed(request, "json", f, f"/feeds/source/{name}.json", f"{publisher}: {name}")
 
-    @router.get("/feeds/source/{name}/cap.atom", tags=["feeds"], summary="One source's CAP index")
+    @router.get(
+        "/feeds/source/{name}/cap.atom",
+        response_class=Response,
+        responses=ATOM_DOC,
+        tags=["feeds"],
+        summary="One source's CAP index",
+    )
     def source_cap(request: Request, name: str, flt: Filter) -> Response:
         f = _source_filter(name, flt)
         path = f"/feeds/source/{name}/cap.atom"
@@ -220,16 +283,24 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
             body = cap_document(notice, row.version, earlier)
         return Response(body, media_type=CAP_CONTENT_TYPE, headers=headers)
 
-    @router.get("/notices/{thread_id:int}.cap", tags=["cap"], summary="Latest version, as CAP")
-    def notice_cap(request: Request, thread_id: int) -> Response:
+    @router.get(
+        "/notices/{thread_id:int}.cap",
+        response_class=Response,
+        responses=CAP_DOC,
+        tags=["cap"],
+        summary="Latest version, as CAP",
+    )
+    def notice_cap(request: Request, thread_id: ThreadId) -> Response:
         return cap_response(request, thread_id, None)
 
     @router.get(
         "/notices/{thread_id:int}/v{version:int}.cap",
+        response_class=Response,
+        responses=CAP_DOC,
         tags=["cap"],
         summary="One version, as CAP",
     )
-    def notice_version_cap(request: Request, thread_id: int, version: int) -> Response:
+    def notice_version_cap(request: Request, thread_id: ThreadId, version: Version) -> Response:
         return cap_response(request, thread_id, version)
 
     return router

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated
+from urllib.parse import urlencode
 
+from fastapi import Path
 from sqlalchemy import ColumnElement, and_, exists, select
 
 from clarion.model import Severity, Status
 from clarion.store.schema import notice_terms, notices
+
+# Ids in paths: positive, and within a 64-bit integer (a larger one would overflow the
+# database driver, not find nothing).
+MAX_ID = 2**63 - 1
+ThreadId = Annotated[int, Path(ge=1, le=MAX_ID, description="The notice's (thread's) id")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version of the notice")]
 
 
 @dataclass(frozen=True)
@@ -80,18 +88,20 @@ class NoticeFilter:
     def empty(self) -> bool:
         return self == NoticeFilter()
 
-    def key(self) -> str:
-        """A canonical spelling, for cache keys and ETags."""
-        parts = []
+    def query_params(self) -> dict[str, list[str]]:
+        """The filter as query parameters (each value on its own, for `urlencode(doseq=True)`)."""
+        out: dict[str, list[str]] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if v:
-                v = v.value if isinstance(v, Severity) else ",".join(str(x) for x in v)
-                parts.append(f"{f.name}={v}")
-        return "&".join(parts)
+            if isinstance(v, Severity):
+                out[f.name] = [v.value]
+            elif v:
+                out[f.name] = [str(x.value if isinstance(x, Status) else x) for x in v]
+        return out
 
-    def query_params(self) -> dict[str, str]:
-        return dict(p.split("=", 1) for p in self.key().split("&") if p)
+    def key(self) -> str:
+        """A canonical spelling, for cache keys and ETags."""
+        return urlencode(self.query_params(), doseq=True)
 
     def where(self) -> list[ColumnElement[bool]]:
         """Conditions on `notices` (joined nowhere: the terms are EXISTS subqueries)."""
@@ -123,7 +133,3 @@ class NoticeFilter:
                     )
                 )
         return cond
-
-
-def as_dict(f: NoticeFilter) -> dict[str, Any]:
-    return {k: v for k, v in f.query_params().items()}

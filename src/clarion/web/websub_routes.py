@@ -37,7 +37,15 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
         with store.read() as conn:
             return conn.execute(select(websub).where(websub.c.source == source)).first()
 
-    @router.get("/websub/{source}", response_class=PlainTextResponse)
+    @router.get(
+        "/websub/{source}",
+        response_class=PlainTextResponse,
+        summary="WebSub verification of intent (the hub calls this)",
+        responses={
+            400: {"description": "A malformed verification"},
+            404: {"description": "No subscription of that source is pending or active"},
+        },
+    )
     def verify(source: str, request: Request) -> Response:
         q = request.query_params
         mode, topic = q.get("hub.mode"), q.get("hub.topic")
@@ -75,7 +83,15 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             )
         return PlainTextResponse(q.get("hub.challenge", ""))
 
-    @router.post("/websub/{source}", status_code=202)
+    @router.post(
+        "/websub/{source}",
+        status_code=202,
+        summary="WebSub content distribution (the hub calls this)",
+        responses={
+            404: {"description": "No subscription of that source"},
+            413: {"description": "Larger than the source's max_bytes"},
+        },
+    )
     async def receive(source: str, request: Request) -> Response:
         cfg = config.sources.get(source)
         row = _row(source)

@@ -1,0 +1,607 @@
+"""The public REST API, `/api/v1`: the publisher's notices for anyone, free and fair.
+
+Reading needs no key: anonymous clients get `[api] anonymous_per_hour` requests an hour per IP
+address (60), keyed clients `key_per_hour` per key (5,000), and keys of the `public_service`
+tier have no limit. Every answer says where the client stands (`RateLimit-Limit`,
+`RateLimit-Remaining`, `RateLimit-Reset`, `RateLimit-Policy`); over the limit is `429` with
+`Retry-After`. Writing (create, update, cancel a notice) needs a key with the `write` scope.
+
+Limits are counted in each process (one `clarion web`); several replicas behind a balancer
+each count their own (the scale-out work, issue 7, moves them to PostgreSQL).
+
+`GET /api/v1/stream` streams new notices as server-sent events (`id:` is the notice id, so a
+client reconnecting with `Last-Event-ID` misses nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from clarion.channels.base import Channel
+from clarion.config import Config
+from clarion.keys import ApiKey, touch, verify
+from clarion.manual import CancelIn, NoticeIn, follow_up, new_alert
+from clarion.model import MsgType, Notice
+from clarion.store import Store
+from clarion.store.schema import channels as channels_table
+from clarion.store.schema import deliveries, notices, sources, threads
+from clarion.web.outputs import Filter, base_url
+from clarion.web.query import MAX_ID, NoticeFilter, ThreadId
+
+WINDOW = 3600.0
+PREFIX = "/api/v1"
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+class HourlyLimiter:
+    """A fixed window per client: `limit` requests, the window starting at its first one."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.windows: dict[str, tuple[float, int]] = {}
+
+    def hit(self, who: str, limit: int) -> tuple[bool, int, float]:
+        """(allowed, remaining, seconds until the window resets)."""
+        now = self.clock()
+        with self.lock:
+            start, used = self.windows.get(who, (now, 0))
+            if now - start >= WINDOW:
+                start, used = now, 0
+            reset = WINDOW - (now - start)
+            if used >= limit:
+                self.windows[who] = (start, used)
+                return False, 0, reset
+            used += 1
+            self.windows[who] = (start, used)
+            if len(self.windows) > 100_000:  # forget finished windows, not live ones
+                self.windows = {k: v for k, v in self.windows.items() if now - v[0] < WINDOW}
+            return True, limit - used, reset
+
+
+def _client_ip(request: Request, trust_proxy: bool) -> str:
+    if trust_proxy:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1]  # the address our own proxy saw
+    return request.client.host if request.client else "unknown"
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def install_rate_limits(app: FastAPI, store: Store, config: Config, limiter: HourlyLimiter) -> None:
+    last_touch: dict[str, float] = {}
+
+    @app.middleware("http")
+    async def api_access(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not request.url.path.startswith(PREFIX):
+            return await call_next(request)
+        token = _token(request)
+        key: ApiKey | None = None
+        if token:
+            key = await asyncio.to_thread(verify, store, token)
+            if key is None:
+                return JSONResponse(
+                    {"detail": "unknown or revoked API key"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            now = time.monotonic()
+            if now - last_touch.get(key.id, -1e9) > 60:  # at most a write a minute per key
+                last_touch[key.id] = now
+                await asyncio.to_thread(touch, store, key.id, datetime.now(UTC))
+        request.state.api_key = key
+        if key is not None and key.tier == "public_service":
+            response = await call_next(request)
+            response.headers["RateLimit-Policy"] = "unlimited"
+            return response
+        if key is not None:
+            who, limit = f"key:{key.id}", config.api.key_per_hour
+        else:
+            who = f"ip:{_client_ip(request, config.api.trust_proxy)}"
+            limit = config.api.anonymous_per_hour
+        allowed, remaining, reset = limiter.hit(who, limit)
+        headers = {
+            "RateLimit-Limit": str(limit),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(math.ceil(reset)),
+            "RateLimit-Policy": f"{limit};w={int(WINDOW)}",
+        }
+        if not allowed:
+            what = "this API key" if key is not None else "anonymous clients (per address)"
+            return JSONResponse(
+                {
+                    "detail": f"rate limit of {limit} requests an hour for {what} reached; "
+                    "an API key raises it"
+                    + ("" if key is None else " (public-service keys have none)")
+                },
+                status_code=429,
+                headers={**headers, "Retry-After": str(math.ceil(reset))},
+            )
+        response = await call_next(request)
+        response.headers.update(headers)
+        return response
+
+
+# --- response models ---------------------------------------------------------------------------
+
+
+class VersionOut(BaseModel):
+    id: int
+    version: int
+    msg_type: str
+    status: str
+    severity: str
+    headline: str
+    sent: datetime
+    received_at: datetime
+    cap_url: str
+    notice: dict[str, Any]
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    channel: str
+    version: int
+    state: str
+    attempts: int
+    post_id: str | None
+    url: str | None
+    last_error: str | None
+    sent_at: datetime | None
+    cost: float
+
+
+class ThreadOut(BaseModel):
+    id: int
+    url: str
+    source: str
+    state: str
+    headline: str
+    severity: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    versions: list[VersionOut]
+    deliveries: list[DeliveryOut]
+
+
+class ThreadPage(BaseModel):
+    items: list[ThreadOut]
+    next_cursor: int | None
+
+
+class SourceOut(BaseModel):
+    name: str
+    kind: str
+    enabled: bool
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    items_seen: int
+    notices_ingested: int
+
+
+class ChannelOut(BaseModel):
+    name: str
+    kind: str
+    enabled: bool
+    state: str
+    state_reason: str | None
+    sent_count: int
+    failed_count: int
+    last_sent_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: int | None
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _delivery(d: Any) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id,
+        channel=d.channel,
+        version=d.version,
+        state=d.state,
+        attempts=d.attempts,
+        post_id=d.receipt_id,
+        url=d.receipt_url,
+        last_error=d.last_error,
+        sent_at=d.sent_at,
+        cost=float(d.cost or 0.0),
+    )
+
+
+def _threads_out(conn: Any, rows: Sequence[Any], base: str) -> list[ThreadOut]:
+    ids = [r.id for r in rows]
+    if not ids:
+        return []
+    versions: dict[int, list[VersionOut]] = {i: [] for i in ids}
+    for n in conn.execute(
+        select(notices).where(notices.c.thread_id.in_(ids)).order_by(notices.c.version)
+    ):
+        versions[n.thread_id].append(
+            VersionOut(
+                id=n.id,
+                version=n.version,
+                msg_type=n.msg_type,
+                status=n.status,
+                severity=n.severity,
+                headline=n.headline,
+                sent=n.sent,
+                received_at=n.received_at,
+                cap_url=f"{base}/notices/{n.thread_id}/v{n.version}.cap",
+                notice=n.data,
+            )
+        )
+    sent: dict[int, list[DeliveryOut]] = {i: [] for i in ids}
+    for d in conn.execute(
+        select(deliveries)
+        .where(deliveries.c.thread_id.in_(ids))
+        .order_by(deliveries.c.version, deliveries.c.channel)
+    ):
+        sent[d.thread_id].append(_delivery(d))
+    return [
+        ThreadOut(
+            id=r.id,
+            url=f"{base}/notices/{r.id}",
+            source=r.source,
+            state=r.state,
+            headline=r.headline,
+            severity=r.severity,
+            status=r.status,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            versions=versions[r.id],
+            deliveries=sent[r.id],
+        )
+        for r in rows
+    ]
+
+
+def _require_write(request: Request) -> ApiKey:
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    if key is None:
+        raise HTTPException(401, "writing needs an API key", headers={"WWW-Authenticate": "Bearer"})
+    if not key.can_write:
+        raise HTTPException(403, "this API key may read, not write (create one with --write)")
+    return key
+
+
+Writer = Annotated[ApiKey, Depends(_require_write)]
+
+# A page's `next_cursor` is the id to continue below (notices and deliveries come newest
+# first): plain, stable, and checked like any other number.
+Cursor = Annotated[
+    int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the page before")
+]
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not JSON"},
+    409: {"description": "Nothing new, or the notice is already cancelled or ended"},
+    401: {"description": "No API key, or an unknown one"},
+    403: {"description": "The key has no write scope"},
+}
+
+
+# --- the router ----------------------------------------------------------------------------
+
+
+def api_router(
+    store: Store,
+    config: Config,
+    channels: Mapping[str, Channel] | None,
+) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["api"])
+    lazy: dict[str, Mapping[str, Channel]] = {}
+
+    def the_channels() -> Mapping[str, Channel]:
+        if channels is not None:
+            return channels
+        if "c" not in lazy:
+            from clarion.channels import build_channels
+
+            lazy["c"] = build_channels(config)
+        return lazy["c"]
+
+    def thread_or_404(conn: Any, thread_id: int) -> Any:
+        row = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
+        if row is None:
+            raise HTTPException(404, f"no notice {thread_id}")
+        return row
+
+    @router.get(
+        "/notices",
+        response_model=ThreadPage,
+        summary="Notices, newest first",
+    )
+    def list_notices(
+        request: Request,
+        flt: Filter,
+        cursor: Cursor = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> ThreadPage:
+        """Each notice is a thread: every version (with the notice as Clarion's model holds it)
+        and every delivery. Filters match a thread when any of its versions matches."""
+        after = cursor
+        with store.read() as conn:
+            q = select(threads)
+            if not flt.empty:
+                matching = select(notices.c.thread_id).where(*flt.where())
+                q = q.where(threads.c.id.in_(matching))
+            if after is not None:
+                q = q.where(threads.c.id < after)
+            rows = conn.execute(q.order_by(threads.c.id.desc()).limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            items = _threads_out(conn, rows, base_url(config, request))
+        return ThreadPage(items=items, next_cursor=rows[-1].id if more and rows else None)
+
+    @router.get(
+        "/notices/{thread_id}",
+        response_model=ThreadOut,
+        responses={404: {"description": "No such notice"}},
+        summary="One notice, with its versions and deliveries",
+    )
+    def get_notice(request: Request, thread_id: ThreadId) -> ThreadOut:
+        with store.read() as conn:
+            row = thread_or_404(conn, thread_id)
+            return _threads_out(conn, [row], base_url(config, request))[0]
+
+    @router.get("/sources", response_model=list[SourceOut], summary="Sources and their health")
+    def list_sources() -> list[SourceOut]:
+        with store.read() as conn:
+            state = {r.name: r for r in conn.execute(select(sources))}
+        out = []
+        for name, cfg in config.sources.items():
+            r = state.get(name)
+            out.append(
+                SourceOut(
+                    name=name,
+                    kind=cfg.kind,
+                    enabled=cfg.enabled,
+                    last_polled_at=r.last_polled_at if r else None,
+                    last_success_at=r.last_success_at if r else None,
+                    last_error=r.last_error if r else None,
+                    consecutive_failures=int(r.consecutive_failures or 0) if r else 0,
+                    items_seen=int(r.items_seen or 0) if r else 0,
+                    notices_ingested=int(r.notices_ingested or 0) if r else 0,
+                )
+            )
+        return out
+
+    @router.get("/channels", response_model=list[ChannelOut], summary="Channels and their state")
+    def list_channels() -> list[ChannelOut]:
+        with store.read() as conn:
+            state = {r.name: r for r in conn.execute(select(channels_table))}
+        out = []
+        for name, cfg in config.channels.items():
+            r = state.get(name)
+            out.append(
+                ChannelOut(
+                    name=name,
+                    kind=cfg.kind,
+                    enabled=cfg.enabled,
+                    state=r.state if r else ("active" if cfg.enabled else "disabled"),
+                    state_reason=r.state_reason if r else None,
+                    sent_count=int(r.sent_count or 0) if r else 0,
+                    failed_count=int(r.failed_count or 0) if r else 0,
+                    last_sent_at=r.last_sent_at if r else None,
+                )
+            )
+        return out
+
+    @router.get(
+        "/deliveries",
+        response_model=DeliveryPage,
+        summary="Deliveries, newest first",
+    )
+    def list_deliveries(
+        channel: Annotated[str | None, Query()] = None,
+        state: Annotated[str | None, Query(max_length=16)] = None,
+        cursor: Cursor = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    ) -> DeliveryPage:
+        after = cursor
+        q = select(deliveries)
+        if channel:
+            q = q.where(deliveries.c.channel == channel)
+        if state:
+            q = q.where(deliveries.c.state == state)
+        if after is not None:
+            q = q.where(deliveries.c.notice_id < after)
+        with store.read() as conn:
+            rows = conn.execute(
+                q.order_by(deliveries.c.notice_id.desc(), deliveries.c.channel).limit(limit + 1)
+            ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        # A page ends between notices, never inside one: its other deliveries follow.
+        if more and rows:
+            last = rows[-1].notice_id
+            if any(r.notice_id != last for r in rows):
+                rows = [r for r in rows if r.notice_id != last]
+                nxt: int | None = last + 1
+            else:
+                nxt = last
+        else:
+            nxt = None
+        return DeliveryPage(
+            items=[_delivery(r) for r in rows],
+            next_cursor=nxt,
+        )
+
+    def _ingest(request: Request, notice: Notice) -> ThreadOut:
+        from clarion.pipeline import ingest
+
+        result = ingest(store, config, the_channels(), [notice], source="api")
+        if not result.stored:
+            raise HTTPException(409, "nothing new: this notice says what its thread already says")
+        with store.read() as conn:
+            thread_id = conn.execute(
+                select(notices.c.thread_id).where(notices.c.id == result.stored[0])
+            ).scalar_one()
+            row = thread_or_404(conn, thread_id)
+            return _threads_out(conn, [row], base_url(config, request))[0]
+
+    def _latest(thread_id: int) -> Notice:
+        with store.read() as conn:
+            thread = thread_or_404(conn, thread_id)
+            if thread.state != "active":
+                raise HTTPException(409, f"notice {thread_id} is already {thread.state}")
+            n = conn.execute(
+                select(notices.c.data).where(notices.c.id == thread.latest_notice_id)
+            ).scalar_one()
+        return Notice.model_validate(n)
+
+    @router.post(
+        "/notices",
+        response_model=ThreadOut,
+        status_code=201,
+        responses=WRITE_RESPONSES,
+        summary="Publish a new notice (write scope)",
+    )
+    def create_notice(request: Request, body: NoticeIn, key: Writer) -> ThreadOut:
+        return _ingest(request, new_alert(config, body, kind="api"))
+
+    @router.post(
+        "/notices/{thread_id}/update",
+        response_model=ThreadOut,
+        responses={**WRITE_RESPONSES, 404: {"description": "No such notice"}},
+        summary="Publish an update of a notice (write scope)",
+    )
+    def update_notice(
+        request: Request, thread_id: ThreadId, body: NoticeIn, key: Writer
+    ) -> ThreadOut:
+        previous = _latest(thread_id)
+        return _ingest(request, follow_up(config, previous, MsgType.UPDATE, body))
+
+    @router.post(
+        "/notices/{thread_id}/cancel",
+        response_model=ThreadOut,
+        responses={**WRITE_RESPONSES, 404: {"description": "No such notice"}},
+        summary="Cancel a notice (write scope)",
+    )
+    def cancel_notice(
+        request: Request, thread_id: ThreadId, body: CancelIn, key: Writer
+    ) -> ThreadOut:
+        previous = _latest(thread_id)
+        return _ingest(request, follow_up(config, previous, MsgType.CANCEL, note=body.note))
+
+    @router.get(
+        "/stream",
+        summary="New notices as server-sent events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def stream(
+        request: Request,
+        flt: Filter,
+        last_event_id: Annotated[
+            str | None, Query(alias="last_event_id", description="Resume after this notice id")
+        ] = None,
+    ) -> StreamingResponse:
+        """Each new notice version is one event, `event: notice`, whose `data` is JSON and
+        whose `id` is the notice id: reconnect with `Last-Event-ID` to miss nothing."""
+        resume = request.headers.get("last-event-id") or last_event_id
+        try:
+            start = int(resume) if resume else None
+        except ValueError:
+            raise HTTPException(400, "Last-Event-ID is a notice id this stream gave") from None
+        base = base_url(config, request)
+        return StreamingResponse(
+            _events(store, flt, start, base, config.api.stream_poll, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
+
+
+async def _events(
+    store: Store,
+    flt: NoticeFilter,
+    after: int | None,
+    base: str,
+    poll: float,
+    request: Request,
+) -> AsyncIterator[bytes]:
+    def newest() -> int:
+        with store.read() as conn:
+            return int(conn.execute(select(func.max(notices.c.id))).scalar() or 0)
+
+    def since(last: int) -> list[Any]:
+        with store.read() as conn:
+            return list(
+                conn.execute(
+                    select(
+                        notices.c.id,
+                        notices.c.thread_id,
+                        notices.c.version,
+                        notices.c.msg_type,
+                        notices.c.headline,
+                        notices.c.severity,
+                        notices.c.data,
+                    )
+                    .where(notices.c.id > last, *flt.where())
+                    .order_by(notices.c.id)
+                    .limit(100)
+                )
+            )
+
+    last = after if after is not None else await asyncio.to_thread(newest)
+    yield b": connected\nretry: 3000\n\n"
+    idle = 0.0
+    while True:
+        if await request.is_disconnected():
+            return
+        rows = await asyncio.to_thread(since, last)
+        for r in rows:
+            payload = {
+                "id": r.id,
+                "thread": r.thread_id,
+                "version": r.version,
+                "msg_type": r.msg_type,
+                "headline": r.headline,
+                "severity": r.severity,
+                "url": f"{base}/notices/{r.thread_id}#v{r.version}",
+                "cap_url": f"{base}/notices/{r.thread_id}/v{r.version}.cap",
+                "notice": r.data,
+            }
+            data = json.dumps(payload, ensure_ascii=False, default=str)
+            yield f"id: {r.id}\nevent: notice\ndata: {data}\n\n".encode()
+            last = r.id
+        if rows:
+            idle = 0.0
+            continue
+        await asyncio.sleep(poll)
+        idle += poll
+        if idle >= 15:  # a comment now and then keeps proxies from closing an idle stream
+            idle = 0.0
+            yield b": keep-alive\n\n"
