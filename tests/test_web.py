@@ -81,3 +81,40 @@ def test_hostile_text_is_escaped(store: Store) -> None:
         assert "&lt;script&gt;alert(1)" in c.get("/notices/1").text
         feed = c.get("/feeds/all.atom").content
         assert b"<script>" not in feed
+
+
+def test_publisher_and_source_timelines_follow_links_and_atproto_did(store: Store) -> None:
+    from urllib.parse import quote
+
+    cfg = config("""
+[clarion]
+atproto_did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+follow = [{ label = "Mastodon", url = "https://mastodon.example/@alerts" }]
+[sources.nws]
+kind = "cap"
+url = "https://alerts.example/cap.atom"
+[sources.amber]
+kind = "cap"
+url = "https://alerts.example/amber.atom"
+""")
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    ingest_bytes(store, cfg, chans, demo_cap(3), source="amber")
+    with TestClient(create_app(store, cfg)) as client:
+        r = client.get("/.well-known/atproto-did")
+        assert r.status_code == 200 and r.text == "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+        page = client.get("/").text
+        assert '<a rel="me" href="https://mastodon.example/@alerts">Mastodon</a>' in page
+        assert '<link rel="me" href="https://mastodon.example/@alerts">' in page
+        amber = client.get("/sources/amber").text
+        assert "Amber Alert in Washington D.C." in amber and "Flash Flood" not in amber
+        assert client.get("/sources/nope").status_code == 404
+        sender = "w-nws.webmaster@noaa.gov"
+        nws = client.get(f"/publishers/{quote(sender, safe='')}").text
+        assert "Flash Flood Watch" in nws and "Amber Alert" not in nws
+        assert "Notices from NWS GreatFalls" in nws
+        severe = client.get("/", params={"severity": "extreme"}).text
+        assert "No notices match these filters." in severe
+    bare = config()
+    with TestClient(create_app(store, bare)) as client:
+        assert client.get("/.well-known/atproto-did").status_code == 404

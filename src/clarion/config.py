@@ -99,6 +99,15 @@ def _url(value: str) -> str:
     return value
 
 
+class FollowLink(_Strict):
+    """One of the publisher's official accounts, for the page's "where to follow us"."""
+
+    label: str = Field(min_length=1, max_length=80)  # "Mastodon", "Bluesky", "Telegram"…
+    url: str
+
+    _check_url = field_validator("url")(_url)
+
+
 class Settings(_Strict):
     """The `[clarion]` table. Each key can be overridden by `CLARION_<KEY>` in the environment."""
 
@@ -114,6 +123,11 @@ class Settings(_Strict):
     poll_interval_min: Duration = 15.0
     per_host_gap: Duration = 1.0
     user_agent: str = "Clarion/0.1 (+https://github.com/clarion-relay/clarion)"
+    # The publisher's official accounts: listed on the page with rel="me" (which is how
+    # Mastodon verifies a profile link), so readers know where the real ones are.
+    follow: list[FollowLink] = Field(default_factory=list)
+    # A DID served at /.well-known/atproto-did: your Bluesky handle becomes your own domain.
+    atproto_did: str | None = Field(default=None, pattern=r"^did:(plc|web):[A-Za-z0-9._:%-]+$")
     # A WebSub hub the feeds advertise, and that Clarion pings on every new notice.
     websub_hub: str | None = None
     # Networks that sources, webhooks, images and link cards may reach although they are not

@@ -54,6 +54,9 @@ def base_url(config: Config, request: Request) -> str:
 
 def notice_filter(
     source: Annotated[list[str] | None, Query(description="Source name(s).")] = None,
+    publisher: Annotated[
+        list[str] | None, Query(description="The sender, as the notice names it.")
+    ] = None,
     severity: Annotated[Severity | None, Query(description="At least this severity.")] = None,
     status: Annotated[list[Status] | None, Query(description="CAP status(es).")] = None,
     category: Annotated[
@@ -71,6 +74,7 @@ def notice_filter(
     try:
         return NoticeFilter.build(
             source=source,
+            publisher=publisher,
             severity=severity.value if severity else None,
             status=[s.value for s in status or []],
             category=category,

@@ -29,6 +29,7 @@ Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version of the 
 @dataclass(frozen=True)
 class NoticeFilter:
     source: tuple[str, ...] = ()
+    publisher: tuple[str, ...] = ()  # the notice's sender, as CAP names it
     severity: Severity | None = None
     status: tuple[Status, ...] = ()
     category: tuple[str, ...] = ()
@@ -42,6 +43,7 @@ class NoticeFilter:
         cls,
         *,
         source: Iterable[str] | None = None,
+        publisher: Iterable[str] | None = None,
         severity: str | None = None,
         status: Iterable[str] | None = None,
         category: Iterable[str] | None = None,
@@ -75,6 +77,7 @@ class NoticeFilter:
                 raise ValueError(f"status must be one of {choices}") from None
         return cls(
             source=many(source, lower=False),
+            publisher=tuple(sorted({p for p in publisher or () if p})),
             severity=sev,
             status=tuple(statuses),
             category=many(category),
@@ -108,6 +111,8 @@ class NoticeFilter:
         cond: list[ColumnElement[bool]] = []
         if self.source:
             cond.append(notices.c.source.in_(self.source))
+        if self.publisher:
+            cond.append(notices.c.sender.in_(self.publisher))
         if self.severity is not None:
             allowed = [s.value for s in Severity if s.rank >= self.severity.rank]
             cond.append(notices.c.severity.in_(allowed))

@@ -1,0 +1,193 @@
+"""The public page: server-rendered HTML, no script. A timeline of every notice, of one source
+and of one publisher (the sender a notice names), filterable with a plain form; a page per
+notice with every version, a map of its areas, what it affects, and where it was posted; and
+`/.well-known/atproto-did`, so the publisher's Bluesky handle can be its own domain.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+
+from clarion.config import Config
+from clarion.model import Severity
+from clarion.store import Store
+from clarion.store.schema import deliveries, notices, threads
+from clarion.web.areamap import area_svg
+from clarion.web.outputs import Filter
+from clarion.web.query import NoticeFilter, ThreadId
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+PAGE_SIZE = 50
+Page = Annotated[int, Query(ge=1, le=100_000, description="Page of the timeline")]
+
+
+def _summary(r: Any, now: datetime) -> dict[str, Any]:
+    data = r.data
+    info = (data.get("infos") or [{}])[0]
+    expires = info.get("expires")
+    expired = bool(expires and datetime.fromisoformat(expires) <= now)
+    return {
+        "id": r.id,
+        "headline": r.headline,
+        "severity": r.severity,
+        "state": r.state,
+        "status": r.status,
+        "version": r.latest_version,
+        "updated": r.updated_at,
+        "source": r.source,
+        "sender": data.get("sender"),
+        "sender_name": info.get("sender_name") or data.get("sender"),
+        "areas": "; ".join(a.get("description", "") for a in info.get("areas", [])),
+        "entities": [e.get("name") or e.get("id") for e in data.get("entities", [])][:6],
+        "expired": expired,
+    }
+
+
+def pages_router(store: Store, config: Config) -> APIRouter:
+    router = APIRouter(tags=["page"])
+    publisher = config.clarion.publisher_name
+    common = {
+        "publisher": publisher,
+        "follow": config.clarion.follow,
+        "sources": sorted(config.sources),
+        "severities": [s.value for s in Severity if s is not Severity.UNKNOWN],
+    }
+
+    def timeline(
+        request: Request, flt: NoticeFilter, page: int, title: str, scope: str
+    ) -> Response:
+        with store.read() as conn:
+            q = select(threads, notices.c.data).select_from(
+                threads.join(notices, notices.c.id == threads.c.latest_notice_id)
+            )
+            if not flt.empty:
+                q = q.where(threads.c.id.in_(select(notices.c.thread_id).where(*flt.where())))
+            total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+            rows = conn.execute(
+                q.order_by(threads.c.updated_at.desc(), threads.c.id.desc())
+                .offset((page - 1) * PAGE_SIZE)
+                .limit(PAGE_SIZE)
+            ).all()
+        now = datetime.now(UTC)
+        params = flt.query_params()
+        feed_query = urlencode(params, doseq=True)
+
+        def page_url(n: int) -> str:
+            return "?" + urlencode({**params, "page": [str(n)]}, doseq=True)
+
+        return TEMPLATES.TemplateResponse(
+            request,
+            "index.html",
+            {
+                **common,
+                "title": title,
+                "scope": scope,
+                "items": [_summary(r, now) for r in rows],
+                "filter": flt,
+                "feed_query": f"?{feed_query}" if feed_query else "",
+                "total": total,
+                "newer": page_url(page - 1) if page > 1 else None,
+                "older": page_url(page + 1) if page * PAGE_SIZE < total else None,
+                "quote": quote,
+            },
+        )
+
+    @router.get(
+        "/", response_class=HTMLResponse, summary="The public page: every notice, newest first"
+    )
+    def index(request: Request, flt: Filter, page: Page = 1) -> Response:
+        return timeline(request, flt, page, "Notices", "")
+
+    @router.get(
+        "/sources/{name}",
+        response_class=HTMLResponse,
+        responses={404: {"description": "No such source"}},
+        summary="One source's notices",
+    )
+    def source_page(request: Request, name: str, flt: Filter, page: Page = 1) -> Response:
+        if name not in config.sources:
+            raise HTTPException(404, f"No source named {name!r}")
+        f = NoticeFilter(**{**flt.__dict__, "source": (name,)})
+        return timeline(request, f, page, f"Notices from {name}", f"/sources/{quote(name)}")
+
+    @router.get(
+        "/publishers/{sender:path}", response_class=HTMLResponse, summary="One publisher's notices"
+    )
+    def publisher_page(request: Request, sender: str, flt: Filter, page: Page = 1) -> Response:
+        f = NoticeFilter(**{**flt.__dict__, "publisher": (sender,)})
+        with store.read() as conn:
+            row = conn.execute(
+                select(notices.c.data).where(notices.c.sender == sender).limit(1)
+            ).first()
+        name = sender
+        if row is not None:
+            info = (row.data.get("infos") or [{}])[0]
+            name = info.get("sender_name") or sender
+        scope = f"/publishers/{quote(sender, safe='')}"
+        return timeline(request, f, page, f"Notices from {name}", scope)
+
+    @router.get(
+        "/notices/{thread_id}",
+        response_class=HTMLResponse,
+        responses={404: {"description": "No such notice"}},
+        summary="A notice's page: every version, and where it was posted",
+    )
+    def thread_page(request: Request, thread_id: ThreadId) -> Response:
+        with store.read() as conn:
+            thread = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
+            if thread is None:
+                raise HTTPException(404, "No such notice")
+            versions = conn.execute(
+                select(notices)
+                .where(notices.c.thread_id == thread_id)
+                .order_by(notices.c.version.desc())
+            ).all()
+            sent = conn.execute(
+                select(
+                    deliveries.c.notice_id,
+                    deliveries.c.channel,
+                    deliveries.c.state,
+                    deliveries.c.receipt_url,
+                    deliveries.c.payload,
+                    deliveries.c.last_error,
+                )
+                .where(deliveries.c.thread_id == thread_id)
+                .order_by(deliveries.c.channel)
+            ).all()
+        by_notice: dict[int, list[Any]] = {}
+        for d in sent:
+            by_notice.setdefault(d.notice_id, []).append(d)
+        shown = []
+        for v in versions:
+            maps = []
+            for info in v.data.get("infos") or []:
+                areas = info.get("areas") or []
+                label = "Map of the area: " + "; ".join(a.get("description", "") for a in areas)
+                maps.append(area_svg(areas, label))
+            shown.append((v, v.data, by_notice.get(v.id, []), maps))
+        return TEMPLATES.TemplateResponse(
+            request,
+            "thread.html",
+            {**common, "thread": thread, "versions": shown, "quote": quote},
+        )
+
+    @router.get(
+        "/.well-known/atproto-did",
+        response_class=PlainTextResponse,
+        responses={404: {"description": "No DID configured (clarion.atproto_did)"}},
+        summary="The publisher's AT Protocol DID (a Bluesky handle on this domain)",
+    )
+    def atproto_did() -> Response:
+        if not config.clarion.atproto_did:
+            raise HTTPException(404, "no atproto_did is configured")
+        return PlainTextResponse(config.clarion.atproto_did)
+
+    return router
