@@ -1,4 +1,5 @@
-"""Clarion's benchmarks: parsers (bench/parsers.py), push latency (bench/push.py), and ingest:
+"""Clarion's benchmarks: parsers (bench/parsers.py), push latency (bench/push.py), feed serving
+beside nginx (bench/feeds.py), and ingest:
 10,000 CAP alerts routed to 3 channels, on SQLite and on PostgreSQL.
 
 Prints notices per second for the whole ingest (parse + store + route + render + enqueue) next
@@ -108,7 +109,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notices", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
-    ap.add_argument("--only", choices=["ingest", "parsers", "push"], default=None)
+    ap.add_argument("--only", choices=["ingest", "parsers", "push", "feeds"], default=None)
     args = ap.parse_args()
     if args.only in (None, "parsers"):
         import parsers
@@ -118,6 +119,10 @@ def main() -> int:
         import push
 
         push.main()
+    if args.only in (None, "feeds"):
+        import feeds
+
+        feeds.main()
     if args.only not in (None, "ingest"):
         return 0
     print(f"Preparing {args.notices:,} CAP documents from {len(TEMPLATES)} real templates…")

@@ -20,14 +20,16 @@ import json
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clarion.channels.base import Channel
 from clarion.config import Config
@@ -89,60 +91,79 @@ def _token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def install_rate_limits(app: FastAPI, store: Store, config: Config, limiter: HourlyLimiter) -> None:
-    last_touch: dict[str, float] = {}
+class ApiAccess:
+    """Pure ASGI middleware for `/api/v1`: resolves the API key, applies the tier's limit, adds
+    the RateLimit headers. Every other path passes straight through, untouched (the feeds and
+    the page pay nothing for it; Starlette's `BaseHTTPMiddleware` would also wrap streams)."""
 
-    @app.middleware("http")
-    async def api_access(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if not request.url.path.startswith(PREFIX):
-            return await call_next(request)
+    def __init__(self, app: ASGIApp, store: Store, config: Config, limiter: HourlyLimiter) -> None:
+        self.app = app
+        self.store = store
+        self.config = config
+        self.limiter = limiter
+        self.last_touch: dict[str, float] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         token = _token(request)
         key: ApiKey | None = None
         if token:
-            key = await asyncio.to_thread(verify, store, token)
+            key = await asyncio.to_thread(verify, self.store, token)
             if key is None:
-                return JSONResponse(
+                refused = JSONResponse(
                     {"detail": "unknown or revoked API key"},
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
+                await refused(scope, receive, send)
+                return
             now = time.monotonic()
-            if now - last_touch.get(key.id, -1e9) > 60:  # at most a write a minute per key
-                last_touch[key.id] = now
-                await asyncio.to_thread(touch, store, key.id, datetime.now(UTC))
-        request.state.api_key = key
+            if now - self.last_touch.get(key.id, -1e9) > 60:  # a write a minute per key at most
+                self.last_touch[key.id] = now
+                await asyncio.to_thread(touch, self.store, key.id, datetime.now(UTC))
+        scope.setdefault("state", {})["api_key"] = key
         if key is not None and key.tier == "public_service":
-            response = await call_next(request)
-            response.headers["RateLimit-Policy"] = "unlimited"
-            return response
-        if key is not None:
-            who, limit = f"key:{key.id}", config.api.key_per_hour
+            headers = {"RateLimit-Policy": "unlimited"}
         else:
-            who = f"ip:{_client_ip(request, config.api.trust_proxy)}"
-            limit = config.api.anonymous_per_hour
-        allowed, remaining, reset = limiter.hit(who, limit)
-        headers = {
-            "RateLimit-Limit": str(limit),
-            "RateLimit-Remaining": str(remaining),
-            "RateLimit-Reset": str(math.ceil(reset)),
-            "RateLimit-Policy": f"{limit};w={int(WINDOW)}",
-        }
-        if not allowed:
-            what = "this API key" if key is not None else "anonymous clients (per address)"
-            return JSONResponse(
-                {
-                    "detail": f"rate limit of {limit} requests an hour for {what} reached; "
-                    "an API key raises it"
-                    + ("" if key is None else " (public-service keys have none)")
-                },
-                status_code=429,
-                headers={**headers, "Retry-After": str(math.ceil(reset))},
-            )
-        response = await call_next(request)
-        response.headers.update(headers)
-        return response
+            if key is not None:
+                who, limit = f"key:{key.id}", self.config.api.key_per_hour
+            else:
+                who = f"ip:{_client_ip(request, self.config.api.trust_proxy)}"
+                limit = self.config.api.anonymous_per_hour
+            allowed, remaining, reset = self.limiter.hit(who, limit)
+            headers = {
+                "RateLimit-Limit": str(limit),
+                "RateLimit-Remaining": str(remaining),
+                "RateLimit-Reset": str(math.ceil(reset)),
+                "RateLimit-Policy": f"{limit};w={int(WINDOW)}",
+            }
+            if not allowed:
+                what = "this API key" if key is not None else "anonymous clients (per address)"
+                too_many = JSONResponse(
+                    {
+                        "detail": f"rate limit of {limit} requests an hour for {what} reached; "
+                        "an API key raises it"
+                        + ("" if key is None else " (public-service keys have none)")
+                    },
+                    status_code=429,
+                    headers={**headers, "Retry-After": str(math.ceil(reset))},
+                )
+                await too_many(scope, receive, send)
+                return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install_rate_limits(app: FastAPI, store: Store, config: Config, limiter: HourlyLimiter) -> None:
+    app.add_middleware(ApiAccess, store=store, config=config, limiter=limiter)
 
 
 # --- response models ---------------------------------------------------------------------------

@@ -11,6 +11,8 @@ the document and in `Link` headers).
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any
@@ -90,6 +92,29 @@ def notice_filter(
 Filter = Annotated[NoticeFilter, Depends(notice_filter)]
 
 
+class BodyCache:
+    """A small thread-safe LRU of response bodies."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lock = threading.Lock()
+        self.items: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        with self.lock:
+            body = self.items.get(key)
+            if body is not None:
+                self.items.move_to_end(key)
+            return body
+
+    def put(self, key: str, body: bytes) -> None:
+        with self.lock:
+            self.items[key] = body
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
 def _etags(header: str | None) -> set[str]:
     if not header:
         return set()
@@ -113,6 +138,10 @@ def _not_modified(request: Request, etag: str, last: datetime | None) -> bool:
 def outputs_router(store: Store, config: Config) -> APIRouter:
     router = APIRouter()
     publisher = config.clarion.publisher_name
+    # Rendered feeds by ETag: the ETag names exactly what a feed holds (format, filter, newest
+    # matching notice, how many, base URL), so a cached body is never stale, and a feed is
+    # rendered once per change instead of once per reader.
+    rendered = BodyCache(128)
     hub = config.clarion.websub_hub
 
     def feed(request: Request, fmt: str, flt: NoticeFilter, path: str, title: str) -> Response:
@@ -126,12 +155,12 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
                     func.max(notices.c.received_at),
                 ).where(*where)
             ).one()
+            base = base_url(config, request)
             digest = hashlib.sha256(
-                f"{fmt}|{flt.key()}|{newest}|{total}|{publisher}|{hub}".encode()
+                f"{fmt}|{flt.key()}|{newest}|{total}|{publisher}|{hub}|{base}".encode()
             ).hexdigest()
             etag = f'"{digest[:32]}"'
             headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-            base = base_url(config, request)
             query = urlencode(flt.query_params(), doseq=True)
             self_url = f"{base}{path}" + (f"?{query}" if query else "")
             if hub:
@@ -140,6 +169,9 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
                 headers["Last-Modified"] = format_datetime(last, usegmt=True)
             if _not_modified(request, etag, last):
                 return Response(status_code=304, headers=headers)
+            cached = rendered.get(etag)
+            if cached is not None:  # the same feed, already rendered by this process
+                return Response(cached, media_type=media_type, headers=headers)
             rows = conn.execute(
                 select(
                     notices.c.id,
@@ -156,6 +188,7 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
             ).all()
         meta = FeedMeta(title=title, base_url=base, self_url=self_url, html_url=f"{base}/", hub=hub)
         body = render(meta, [item_from_row(r, base) for r in rows])
+        rendered.put(etag, body)
         return Response(body, media_type=media_type, headers=headers)
 
     @router.get(
