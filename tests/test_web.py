@@ -118,3 +118,32 @@ url = "https://alerts.example/amber.atom"
     bare = config()
     with TestClient(create_app(store, bare)) as client:
         assert client.get("/.well-known/atproto-did").status_code == 404
+
+
+def test_security_headers_cors_for_public_data_and_body_limits(store: Store) -> None:
+    cfg = config('[clarion]\npublic_url = "https://alerts.example.org"\nmax_request_bytes = 4096\n')
+    with TestClient(create_app(store, cfg)) as client:
+        page = client.get("/")
+        h = page.headers
+        assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
+        assert "script-src 'none'" in h["content-security-policy"]
+        assert "frame-ancestors 'none'" in h["content-security-policy"]
+        assert h["strict-transport-security"].startswith("max-age=")
+        assert "access-control-allow-origin" not in h  # the page is not an API
+        feed = client.get("/feeds/all.atom")
+        assert feed.headers["access-control-allow-origin"] == "*"
+        assert "ETag" in feed.headers["access-control-expose-headers"]
+        docs = client.get("/api/docs")
+        assert (
+            docs.status_code == 200
+            and "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+        )
+        big = client.post("/api/v1/notices", content=b"x" * 5000)
+        assert big.status_code == 413 and "over 4,096 bytes" in big.text
+
+        def chunks():  # no Content-Length: counted while it streams
+            for _ in range(10):
+                yield b"y" * 1000
+
+        streamed = client.post("/api/v1/notices", content=chunks())
+        assert streamed.status_code == 413

@@ -128,6 +128,8 @@ class Settings(_Strict):
     follow: list[FollowLink] = Field(default_factory=list)
     # A DID served at /.well-known/atproto-did: your Bluesky handle becomes your own domain.
     atproto_did: str | None = Field(default=None, pattern=r"^did:(plc|web):[A-Za-z0-9._:%-]+$")
+    # The largest request body the web server reads (a push source's own max_bytes may raise it).
+    max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     # A WebSub hub the feeds advertise, and that Clarion pings on every new notice.
     websub_hub: str | None = None
     # Networks that sources, webhooks, images and link cards may reach although they are not

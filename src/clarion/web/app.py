@@ -35,6 +35,14 @@ def create_app(
     app.include_router(api_router(store, config, channels))
     app.state.limiter = HourlyLimiter()
     install_rate_limits(app, store, config, app.state.limiter)
+    from clarion.web.security import SecurityMiddleware
+
+    biggest = max(
+        [config.clarion.max_request_bytes]
+        + [int(getattr(s, "max_bytes", 0)) for s in config.sources.values()]
+    )
+    https = (config.clarion.public_url or "").startswith("https://")
+    app.add_middleware(SecurityMiddleware, max_body=biggest, https=https)  # outermost
 
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
@@ -57,6 +65,39 @@ def create_app(
 
         app.include_router(hooks_router(store, config, channels))
         app.include_router(websub_router(store, config, channels))
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: the database answers and its schema is current",
+        responses={503: {"description": "Not ready: the reason is in `detail`"}},
+    )
+    def readyz() -> Response:
+        try:
+            current = store.is_current()
+        except Exception as exc:  # an unreachable database is exactly what this reports
+            return JSONResponse(
+                {"status": "not ready", "detail": f"database: {type(exc).__name__}: {exc}"},
+                status_code=503,
+            )
+        if not current:
+            return JSONResponse(
+                {"status": "not ready", "detail": "database schema is behind: clarion db upgrade"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready"})
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+        summary="Prometheus metrics (read from the database: the same on every replica)",
+    )
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from clarion.web.metrics import render_metrics
+
+        return Response(render_metrics(store), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", summary="Liveness: the web process answers and reads the database")
     def healthz() -> dict[str, str]:

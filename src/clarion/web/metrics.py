@@ -1,0 +1,156 @@
+"""Prometheus metrics at `/metrics`, read from the database at scrape time.
+
+Everything comes from the store, not from one process's memory, so any `clarion web` replica
+reports the same figures for the whole deployment (every worker and poller included), and a
+restart loses nothing. Latencies are histograms of what is recorded with each notice and each
+delivery: from the time a notice says it was sent to when Clarion stored it (source →
+ingest), and to when each channel confirmed it (source → delivered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from sqlalchemy import ColumnElement, case, func, select
+
+from clarion.delivery import outbox
+from clarion.store import Store
+from clarion.store.schema import channels, deliveries, notices, sources
+
+BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+
+
+def seconds_between(store: Store, start: Any, end: Any) -> ColumnElement[float]:
+    """`end - start` in seconds, on SQLite and on PostgreSQL."""
+    if store.is_sqlite:
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+    return cast(ColumnElement[float], func.extract("epoch", end - start))
+
+
+class StoreCollector:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _histogram(
+        self, name: str, doc: str, label: str, rows: Sequence[Any]
+    ) -> HistogramMetricFamily:
+        h = HistogramMetricFamily(name, doc, labels=[label])
+        for r in rows:
+            cumulative = [
+                (str(b), float(getattr(r, f"le_{i}") or 0)) for i, b in enumerate(BUCKETS)
+            ]
+            cumulative.append(("+Inf", float(r.n or 0)))
+            h.add_metric([r.key], cumulative, sum_value=float(r.total or 0.0))
+        return h
+
+    def _buckets(self, latency: ColumnElement[float]) -> list[Any]:
+        cols: list[Any] = [
+            func.sum(case((latency <= b, 1), else_=0)).label(f"le_{i}")
+            for i, b in enumerate(BUCKETS)
+        ]
+        return [*cols, func.count().label("n"), func.sum(latency).label("total")]
+
+    def collect(self) -> Iterator[Metric]:
+        store = self.store
+        now = datetime.now(UTC)
+        with store.read() as conn:
+            ingest_latency = seconds_between(store, notices.c.sent, notices.c.received_at)
+            ingested = conn.execute(
+                select(notices.c.source.label("key"), *self._buckets(ingest_latency)).group_by(
+                    notices.c.source
+                )
+            ).all()
+            delivered_latency = seconds_between(store, notices.c.sent, deliveries.c.sent_at)
+            delivered = conn.execute(
+                select(deliveries.c.channel.label("key"), *self._buckets(delivered_latency))
+                .select_from(deliveries.join(notices, notices.c.id == deliveries.c.notice_id))
+                .where(deliveries.c.state == "sent")
+                .group_by(deliveries.c.channel)
+            ).all()
+            by_state = conn.execute(
+                select(deliveries.c.channel, deliveries.c.state, func.count()).group_by(
+                    deliveries.c.channel, deliveries.c.state
+                )
+            ).all()
+            chans = conn.execute(select(channels)).all()
+            srcs = conn.execute(select(sources)).all()
+        yield self._histogram(
+            "clarion_ingest_latency_seconds",
+            "From the time a notice says it was sent to when Clarion stored it.",
+            "source",
+            ingested,
+        )
+        yield self._histogram(
+            "clarion_delivery_latency_seconds",
+            "From the time a notice says it was sent to when a channel confirmed the post.",
+            "channel",
+            delivered,
+        )
+        notices_total = CounterMetricFamily(
+            "clarion_notices", "Notice versions stored, by source.", labels=["source"]
+        )
+        for r in ingested:
+            notices_total.add_metric([r.key], float(r.n))
+        yield notices_total
+        outcome = GaugeMetricFamily(
+            "clarion_deliveries",
+            "Deliveries by channel and state (sent, failed, pending, retry_wait, sending, "
+            "superseded, cancelled).",
+            labels=["channel", "state"],
+        )
+        depth = GaugeMetricFamily(
+            "clarion_queue_depth", "Deliveries not yet done, by channel.", labels=["channel"]
+        )
+        waiting: dict[str, int] = {}
+        for channel, state, n in by_state:
+            outcome.add_metric([channel, state], float(n))
+            if state in outbox.ACTIVE:
+                waiting[channel] = waiting.get(channel, 0) + int(n)
+        for channel, n in sorted(waiting.items()):
+            depth.add_metric([channel], float(n))
+        yield outcome
+        yield depth
+        up = GaugeMetricFamily(
+            "clarion_channel_active",
+            "1 when the channel is active, 0 when it needs re-authorisation or is disabled.",
+            labels=["channel", "state"],
+        )
+        spend = GaugeMetricFamily(
+            "clarion_channel_spend_this_month",
+            "What the channel's posts cost this month.",
+            labels=["channel"],
+        )
+        for c in chans:
+            up.add_metric([c.name, c.state], 1.0 if c.state == "active" else 0.0)
+            spend.add_metric([c.name], outbox.usage(store, c.name, now).spend_this_month)
+        yield up
+        yield spend
+        failing = GaugeMetricFamily(
+            "clarion_source_consecutive_failures", "Polls failed in a row.", labels=["source"]
+        )
+        last_ok = GaugeMetricFamily(
+            "clarion_source_last_success_timestamp_seconds",
+            "When the source was last fetched without error.",
+            labels=["source"],
+        )
+        for s in srcs:
+            failing.add_metric([s.name], float(s.consecutive_failures or 0))
+            if s.last_success_at is not None:
+                last_ok.add_metric([s.name], s.last_success_at.timestamp())
+        yield failing
+        yield last_ok
+
+
+def render_metrics(store: Store) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    return bytes(generate_latest(registry))

@@ -1,0 +1,101 @@
+"""What every answer carries, and what no request may exceed. Pure ASGI middleware.
+
+- Security headers on every response: no MIME sniffing, no framing (clickjacking), a strict
+  referrer policy, no powerful browser features, and a Content Security Policy for pages
+  (same-origin only, no script on the public page at all; the API docs page may load Swagger UI
+  from its CDN). HSTS when the public URL is https.
+- Public data is public: feeds, CAP documents and the API's reads may be fetched from any web
+  origin (`Access-Control-Allow-Origin: *`, without credentials).
+- Request bodies are refused past `clarion.max_request_bytes` (413), by Content-Length, or for
+  a chunked body once it has been read that far, before any handler sees them.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data: https:; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+OPEN_PREFIXES = ("/feeds/", "/notices/", "/api/v1/", "/.well-known/")
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body: int, https: bool) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.https = https
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._too_large(scope, receive, send)
+            return
+        body_receive = receive
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # No Content-Length (a chunked body): read it here, up to the limit, then hand it on.
+            # A handler must never see part of a body and then fail in the middle of parsing.
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > self.max_body:
+                    await self._too_large(scope, receive, send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            buffered: list[Message] = [
+                {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            ]
+
+            async def replay() -> Message:
+                return buffered.pop() if buffered else await receive()
+
+            body_receive = replay
+
+        async def secured_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                h = MutableHeaders(scope=message)
+                h.setdefault("X-Content-Type-Options", "nosniff")
+                h.setdefault("X-Frame-Options", "DENY")
+                h.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+                h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+                h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                if self.https:
+                    h.setdefault("Strict-Transport-Security", "max-age=31536000")
+                if path.startswith("/api/docs"):
+                    h.setdefault("Content-Security-Policy", DOCS_CSP)
+                else:
+                    h.setdefault("Content-Security-Policy", PAGE_CSP)
+                if path.startswith(OPEN_PREFIXES) or path == "/api/openapi.json":
+                    h.setdefault("Access-Control-Allow-Origin", "*")
+                    h.setdefault(
+                        "Access-Control-Expose-Headers",
+                        "ETag, Last-Modified, Link, RateLimit-Limit, RateLimit-Remaining, "
+                        "RateLimit-Reset, RateLimit-Policy, Retry-After",
+                    )
+            await send(message)
+
+        await self.app(scope, body_receive, secured_send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = PlainTextResponse(f"request body over {self.max_body:,} bytes", status_code=413)
+        await response(scope, receive, send)
