@@ -202,3 +202,52 @@ kind = "preview"
         assert poll_source(store, cfg, channels_for(cfg), build_sources(cfg)["huge"], http) is None
     [row] = rows(store, sources_table, sources_table.c.name == "huge")
     assert "sent more than 2,048 bytes; refused" in row.last_error
+
+
+def test_exactly_one_worker_polls_a_source_at_a_time(store: Store) -> None:
+    from datetime import timedelta
+
+    from clarion.sources.poller import claim_source, release_source
+
+    cfg = config('[sources.nws]\nkind = "cap"\nurl = "https://alerts.example/cap.atom"\n')
+    [source] = build_sources(cfg).values()
+    assert claim_source(store, source, "host-a:1", NOW)
+    assert not claim_source(store, source, "host-b:2", NOW)  # A holds it
+    assert claim_source(store, source, "host-a:1", NOW)  # its own lease, renewed
+    release_source(store, "nws", "host-a:1")
+    assert claim_source(store, source, "host-b:2", NOW)
+    # B dies mid-poll: its lease runs out and A takes the source over.
+    assert not claim_source(store, source, "host-a:1", NOW + timedelta(seconds=299))
+    assert claim_source(store, source, "host-a:1", NOW + timedelta(seconds=301))
+    release_source(store, "nws", "host-a:1")
+    # Once polled, nobody polls it again before it is due.
+    from sqlalchemy import update
+
+    with store.write() as conn:
+        conn.execute(update(sources_table).values(next_poll_at=NOW + timedelta(seconds=60)))
+    assert not claim_source(store, source, "host-b:2", NOW + timedelta(seconds=30))
+    assert claim_source(store, source, "host-b:2", NOW + timedelta(seconds=61))
+
+
+def test_many_workers_racing_for_a_source_one_wins(store: Store) -> None:
+    from clarion.sources.poller import claim_source, load_state
+
+    cfg = config('[sources.nws]\nkind = "cap"\nurl = "https://alerts.example/cap.atom"\n')
+    [source] = build_sources(cfg).values()
+    load_state(store, "nws", "cap")
+    start = threading.Barrier(8)
+    won: list[str] = []
+
+    def worker(i: int) -> None:
+        start.wait()
+        if claim_source(store, source, f"host-{i}:1", NOW):
+            won.append(f"host-{i}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 1
+    [row] = rows(store, sources_table)
+    assert row.lease_owner == f"{won[0]}:1"

@@ -11,10 +11,16 @@ from datetime import UTC, datetime
 from clarion.channels import channel_limits
 from clarion.channels.base import Channel
 from clarion.config import Config
-from clarion.delivery.dispatcher import Dispatcher
+from clarion.delivery.dispatcher import Dispatcher, worker_id
 from clarion.net import guarded_client
 from clarion.sources import build_sources
-from clarion.sources.poller import HostPacer, due_sources, poll_source
+from clarion.sources.poller import (
+    HostPacer,
+    claim_source,
+    due_sources,
+    poll_source,
+    release_source,
+)
 from clarion.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ def poll_loop(
     sources = build_sources(config)
     if not sources:
         return
+    worker = f"poller:{worker_id()}"
     with guarded_client(
         config.clarion.networks(),
         timeout=30,
@@ -50,6 +57,8 @@ def poll_loop(
                 if stop.wait(pacer.delay(url, time.monotonic())):
                     return
                 pacer.mark(url, time.monotonic())
+                if not claim_source(store, source, worker, datetime.now(UTC)):
+                    continue  # another worker is polling it, or just did
                 try:
                     result = poll_source(store, config, channels, source, http)
                     if result and result.stored:
@@ -61,6 +70,8 @@ def poll_loop(
                         )
                 except Exception:
                     log.exception("source %s: poll crashed", source.name)
+                finally:
+                    release_source(store, source.name, worker)
             stop.wait(config.clarion.poll_interval_min / 3)
 
 

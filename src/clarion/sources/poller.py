@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 
 from clarion.channels.base import Channel
 from clarion.config import Config, FeedSourceConfig
@@ -166,6 +166,40 @@ def _record_failure(
                 consecutive_failures=failures,
                 next_poll_at=now + delay,
             )
+        )
+
+
+def claim_source(
+    store: Store, source: Source, worker: str, now: datetime, seconds: float = 300.0
+) -> bool:
+    """Take the source's lease if it is due and nobody holds it (or theirs ran out): one
+    conditional UPDATE, so of many workers on many hosts exactly one wins. A worker that dies
+    mid-poll loses the lease when it expires; the others then take the source over."""
+    load_state(store, source.name, source.kind)  # the row exists before anyone competes
+    t = sources_table
+    with store.write() as conn:
+        res = conn.execute(
+            update(t)
+            .where(
+                t.c.name == source.name,
+                or_(t.c.next_poll_at.is_(None), t.c.next_poll_at <= now),
+                or_(
+                    t.c.lease_owner.is_(None),
+                    t.c.lease_expires_at < now,
+                    t.c.lease_owner == worker,
+                ),
+            )
+            .values(lease_owner=worker, lease_expires_at=now + timedelta(seconds=seconds))
+        )
+        return res.rowcount == 1
+
+
+def release_source(store: Store, name: str, worker: str) -> None:
+    with store.write() as conn:
+        conn.execute(
+            update(sources_table)
+            .where(sources_table.c.name == name, sources_table.c.lease_owner == worker)
+            .values(lease_owner=None, lease_expires_at=None)
         )
 
 

@@ -80,6 +80,9 @@ sources = Table(
     Column("items_seen", BigInteger, nullable=False, default=0),
     Column("notices_ingested", BigInteger, nullable=False, default=0),
     Column("next_poll_at", UTCDateTime),
+    # Which worker is polling the source now: exactly one at a time, across hosts.
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", UTCDateTime),
 )
 
 threads = Table(
