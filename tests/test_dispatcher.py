@@ -335,3 +335,21 @@ def test_mastodon_attaches_images_with_alt_text(store, mastodon, receiver, monke
     [media] = mastodon.media.values()  # the missing image is left out, not the alert
     assert status["media_ids"] == [media["id"]]
     assert media["description"] == "Energy Map" and media["bytes"] == jpeg
+
+
+def test_idle_workers_are_woken_by_notify_on_postgresql(store: Store) -> None:
+    """PostgreSQL: queuing deliveries NOTIFYs the listeners when the transaction commits.
+    SQLite: the wait is a plain sleep that reports no wake-up."""
+    from clarion.pipeline import OUTBOX_CHANNEL
+    from tests.helpers import channels_for, config, demo_cap, ingest_bytes
+
+    cfg = config()
+    listener = store.listener(OUTBOX_CHANNEL)
+    try:
+        assert listener.wait(0.01) is False  # listening now; nothing queued yet
+        ingest_bytes(store, cfg, channels_for(cfg), demo_cap(0))
+        woke = listener.wait(0.05 if store.is_sqlite else 10)  # PG returns at the NOTIFY
+        assert woke is (not store.is_sqlite)
+        assert listener.wait(0.01) is False  # one notification, consumed
+    finally:
+        listener.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, func, insert, select, text, tuple_, update
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
@@ -27,6 +27,7 @@ from clarion.store.schema import deliveries, delivery_events, notice_terms, noti
 from clarion.store.terms import terms_for
 
 log = logging.getLogger(__name__)
+OUTBOX_CHANNEL = "clarion_outbox"  # LISTEN/NOTIFY: deliveries were queued
 
 PENDING_STATES = ("pending", "retry_wait")
 
@@ -264,6 +265,8 @@ def _ingest_one(
         )
     if new_deliveries:  # one round trip each for the outbox rows and their first audit rows
         conn.execute(insert(deliveries), new_deliveries)
+        if conn.dialect.name == "postgresql":  # idle workers wake when this commits
+            conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
         conn.execute(
             insert(delivery_events),
             [

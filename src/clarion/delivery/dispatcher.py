@@ -131,14 +131,23 @@ class Dispatcher:
         return total
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                n = self.run_once()
-            except Exception:
-                log.exception("dispatcher: claim failed (database unavailable?); retrying")
-                n = 0
-            if n == 0:
-                stop.wait(idle_sleep)
+        """Deliver until `stop`. Idle, a worker waits for PostgreSQL's NOTIFY of new deliveries
+        (so it starts within milliseconds, not at its next poll), and polls every `idle_sleep`
+        anyway: for retries coming due, and whenever the notification connection is down."""
+        from clarion.pipeline import OUTBOX_CHANNEL
+
+        listener = self.store.listener(OUTBOX_CHANNEL)
+        try:
+            while not stop.is_set():
+                try:
+                    n = self.run_once()
+                except Exception:
+                    log.exception("dispatcher: claim failed (database unavailable?); retrying")
+                    n = 0
+                if n == 0:
+                    listener.wait(idle_sleep, stop)
+        finally:
+            listener.close()
 
     def _heartbeat(self, held: list[str], stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_seconds):

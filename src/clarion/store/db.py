@@ -8,17 +8,23 @@ the outbox's claims use `FOR UPDATE SKIP LOCKED`.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -76,6 +82,9 @@ class Store:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def listener(self, channel: str) -> Listener:
+        return Listener(self, channel)
+
     def alembic_config(self) -> AlembicConfig:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -107,3 +116,48 @@ def open_store(url: str, *, upgrade: bool = True) -> Store:
     if upgrade:
         store.upgrade()
     return store
+
+
+class Listener:
+    """Waits for a NOTIFY on PostgreSQL (or just sleeps, on SQLite), so idle workers wake the
+    moment work is queued instead of at their next poll. A lost connection is reopened at the
+    next wait; until then the wait is a plain sleep, so nothing ever hangs on it."""
+
+    def __init__(self, store: Store, channel: str) -> None:
+        self.store = store
+        self.channel = channel
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        url = self.store.engine.url.set(drivername="postgresql")
+        conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+        conn.execute(f"LISTEN {self.channel}")
+        return conn
+
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """True when woken by a notification, False when the time ran out."""
+        if self.store.is_sqlite:
+            if stop is not None:
+                stop.wait(timeout)
+            else:
+                time.sleep(timeout)
+            return False
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                return True
+            return False
+        except Exception as exc:  # the database restarted, or a network blip: poll meanwhile
+            log.warning("LISTEN %s: %s; polling until it is back", self.channel, exc)
+            self.close()
+            time.sleep(min(timeout, 1.0))
+            return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with suppress(Exception):
+                self._conn.close()
+            self._conn = None
