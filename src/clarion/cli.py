@@ -71,6 +71,9 @@ def _setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from clarion.redact import install
+
+    install()
 
 
 def _store(config: Config, upgrade: bool = True):  # type: ignore[no-untyped-def]

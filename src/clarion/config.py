@@ -78,16 +78,20 @@ class SecretRef(_Strict):
 
     def resolve(self) -> str:
         """The secret's value; raises ValueError saying what is missing (never the value)."""
+        from clarion.redact import register
+
         if self.env is not None:
             value = os.environ.get(self.env)
             if not value:
                 raise ValueError(f"environment variable {self.env} is not set")
-            return value
-        assert self.file is not None
-        try:
-            return self.file.read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+        else:
+            assert self.file is not None
+            try:
+                value = self.file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+        register(value)  # never in a log line or a stored error from here on
+        return value
 
     def __str__(self) -> str:
         return f"<secret from {self.describe()}>"

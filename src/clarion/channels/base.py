@@ -24,6 +24,9 @@ class ErrorKind(StrEnum):
 
 class ChannelError(Exception):
     def __init__(self, kind: ErrorKind, message: str, retry_after: float | None = None) -> None:
+        from clarion.redact import redact
+
+        message = redact(message)  # what is stored and shown never holds a secret
         super().__init__(message)
         self.kind = kind
         self.message = message
