@@ -67,13 +67,12 @@ def _config(path: str | None) -> Config:
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    from clarion.redact import install
+    from clarion.logs import setup
 
-    install()
+    try:
+        setup(verbose)
+    except ValueError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
 
 
 def _store(config: Config, upgrade: bool = True):  # type: ignore[no-untyped-def]

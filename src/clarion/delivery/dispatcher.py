@@ -27,6 +27,7 @@ from clarion.channels.base import (
 from clarion.delivery import outbox
 from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
 from clarion.delivery.ratelimit import RateLimiter
+from clarion.logs import delivery_fields
 from clarion.model import Notice, Severity
 from clarion.routing import is_stale
 from clarion.store import Store
@@ -103,7 +104,7 @@ class Dispatcher:
                 try:
                     self._process(c)
                 except Exception:  # never let one delivery stop the loop
-                    log.exception("delivery %s: unexpected error", c.id)
+                    log.exception("delivery %s: unexpected error", c.id, extra=delivery_fields(c))
                     now = self.clock()
                     outbox.mark_retry(
                         self.store,
@@ -249,7 +250,15 @@ class Dispatcher:
             receipt.url,
             dict(receipt.extra),
         )
-        if not done:
+        if done:
+            log.info(
+                "delivery %s to %s: posted %s",
+                c.id,
+                c.channel,
+                receipt.url or receipt.post_id,
+                extra={**delivery_fields(c), "post_url": receipt.url},
+            )
+        else:
             log.warning(
                 "delivery %s: sent as %s but the lease had passed to another worker",
                 c.id,
@@ -289,7 +298,14 @@ class Dispatcher:
 
     def _failed(self, c: outbox.Claimed, exc: ChannelError) -> None:
         now = self.clock()
-        log.warning("delivery %s to %s: %s: %s", c.id, c.channel, exc.kind.value, exc.message)
+        log.warning(
+            "delivery %s to %s: %s: %s",
+            c.id,
+            c.channel,
+            exc.kind.value,
+            exc.message,
+            extra={**delivery_fields(c), "error_kind": exc.kind.value},
+        )
         if exc.kind is ErrorKind.AUTH:
             outbox.hold_for_reauth(self.store, c, self.worker, now, exc.message)
         elif exc.kind is ErrorKind.PERMANENT:
