@@ -109,7 +109,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notices", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
-    ap.add_argument("--only", choices=["ingest", "parsers", "push", "feeds"], default=None)
+    ap.add_argument(
+        "--only", choices=["ingest", "parsers", "push", "feeds", "dispatch"], default=None
+    )
     args = ap.parse_args()
     if args.only in (None, "parsers"):
         import parsers
@@ -123,6 +125,10 @@ def main() -> int:
         import feeds
 
         feeds.main()
+    if args.only in (None, "dispatch"):
+        import dispatch
+
+        dispatch.main()
     if args.only not in (None, "ingest"):
         return 0
     print(f"Preparing {args.notices:,} CAP documents from {len(TEMPLATES)} real templates…")
