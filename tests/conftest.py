@@ -54,7 +54,7 @@ def pg_schema_url() -> Iterator[str]:
             pytest.fail(_PG_PROBLEM)  # CI must test PostgreSQL, never skip it
         pytest.skip(_PG_PROBLEM)
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
+    admin = sa.create_engine(PG_URL, pool_pre_ping=True)  # survives a server restart
     with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in PG_URL else "?"

@@ -72,8 +72,12 @@ def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = prin
         from clarion.runtime import serve_web
 
         echo(
-            f"\nServing the public page at {base}/ and the feed at {base}/feeds/all.atom "
-            "(Ctrl-C to stop)"
+            f"\nServing (Ctrl-C to stop):\n"
+            f"  the public page      {base}/\n"
+            f"  a notice and its map {base}/notices/1  (as CAP 1.2: {base}/notices/1.cap)\n"
+            f"  feeds                {base}/feeds/all.atom  .rss  .json  {base}/feeds/cap.atom\n"
+            f"  the API              {base}/api/v1/notices  (reference: {base}/api/docs)\n"
+            f"  metrics              {base}/metrics"
         )
         serve_web(store, config, "127.0.0.1", config.clarion.port)
     return config

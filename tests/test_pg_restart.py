@@ -1,0 +1,141 @@
+"""The PostgreSQL server restarts while the dispatcher is delivering: nothing is lost, the
+dispatcher carries on by itself once the server is back, and any resend carries the same
+`webhook-id` (receivers drop it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from clarion.channels import build_channels
+from clarion.channels.base import close_all
+from clarion.delivery.dispatcher import Dispatcher
+from clarion.pipeline import ingest
+from clarion.sources.cap import parse_cap
+from clarion.store import open_store
+from clarion.store.schema import deliveries
+from tests.conftest import WEBHOOK_SECRET, pg_schema_url
+from tests.fakes.webhook import WebhookReceiver
+from tests.helpers import config, demo_cap
+
+NOTICES = 120
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def _cluster() -> list[str] | None:
+    """How to restart the local cluster: only where this process runs it (CI, dev machines)."""
+    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
+        return None
+    versions = sorted(Path("/etc/postgresql").glob("*/main"))
+    if not versions:
+        return None
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].parent.name, "main"]
+
+
+def _ready() -> bool:
+    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode == 0
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from pg_schema_url()
+
+
+def test_a_database_restart_mid_dispatch_loses_nothing(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctl = _cluster()
+    if ctl is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root beside its PostgreSQL: it must restart it here")
+        pytest.skip("cannot restart the local PostgreSQL from here (needs root and pg_ctlcluster)")
+    monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+    restarted = threading.Event()
+    restart_done = threading.Event()
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+
+        at_restart = {"received": 0}
+
+        def restart() -> None:
+            at_restart["received"] = len(receiver.received)
+            subprocess.run([*ctl, "restart"], check=True, capture_output=True)
+            restart_done.set()
+
+        def restart_once(_: str) -> None:
+            if len(receiver.received) >= 20 and not restarted.is_set():
+                restarted.set()
+                threading.Thread(target=restart, daemon=True).start()
+            time.sleep(0.03)  # a receiver that takes its time: the restart lands mid-dispatch
+
+        receiver.on_receive = restart_once
+        cfg = config(f"""
+[clarion]
+database_url = "{pg_url}"
+drop_expired = false
+lease_seconds = "2s"
+heartbeat_seconds = "0.5s"
+[channels.hook]
+kind = "webhook"
+url = "{receiver.url}"
+secret = {{ env = "HOOK_SECRET" }}
+[[routes]]
+channels = ["hook"]
+""")
+        store = open_store(pg_url)
+        chans = build_channels(cfg)
+        base = demo_cap(0)
+        notices = []
+        for i in range(NOTICES):
+            body = base.replace(b"MT</identifier>", f"MT-{i}</identifier>".encode())
+            notices.extend(parse_cap(body))
+        ingest(store, cfg, chans, notices, source="nws", include_expired=True)
+        disp = Dispatcher(
+            store, chans, lease_seconds=2, heartbeat_seconds=0.5, drop_expired=False
+        )
+        disp.limiters.clear()
+        stop = threading.Event()
+        worker = threading.Thread(target=disp.run_forever, args=(stop, 0.2), daemon=True)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 120
+            sent = 0
+            while time.monotonic() < deadline:
+                if restart_done.is_set() and _ready():
+                    try:
+                        with store.read() as conn:
+                            sent = conn.execute(
+                                select(func.count())
+                                .select_from(deliveries)
+                                .where(deliveries.c.state == "sent")
+                            ).scalar_one()
+                    except Exception:
+                        sent = 0  # still coming back
+                    if sent == NOTICES:
+                        break
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            worker.join(30)
+            close_all(chans)
+        for _ in range(100):  # leave the server up for the tests that follow
+            if _ready():
+                break
+            time.sleep(0.1)
+        assert restart_done.is_set(), "the restart never happened"
+        assert sent == NOTICES, f"only {sent} of {NOTICES} deliveries ended sent"
+        # The restart did land mid-dispatch: deliveries were still queued when it began.
+        assert 20 <= at_restart["received"] < NOTICES
+        with store.read() as conn:
+            ids = {r.id for r in conn.execute(select(deliveries.c.id))}
+        store.close()
+    received = {r["id"] for r in receiver.received}
+    assert received == ids  # every delivery arrived; a resend repeats its own id only
