@@ -110,7 +110,9 @@ def main() -> int:
     ap.add_argument("--notices", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
     ap.add_argument(
-        "--only", choices=["ingest", "parsers", "push", "feeds", "dispatch"], default=None
+        "--only",
+        choices=["ingest", "parsers", "push", "feeds", "dispatch", "memory"],
+        default=None,
     )
     args = ap.parse_args()
     if args.only in (None, "parsers"):
@@ -129,6 +131,10 @@ def main() -> int:
         import dispatch
 
         dispatch.main()
+    if args.only in (None, "memory"):
+        import memory
+
+        memory.main()
     if args.only not in (None, "ingest"):
         return 0
     print(f"Preparing {args.notices:,} CAP documents from {len(TEMPLATES)} real templates…")
