@@ -191,95 +191,47 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
         rendered.put(etag, body)
         return Response(body, media_type=media_type, headers=headers)
 
-    @router.get(
-        "/feeds/all.atom",
-        response_class=Response,
-        responses=ATOM_DOC,
-        tags=["feeds"],
-        summary="Atom feed of every notice",
-    )
-    def all_atom(request: Request, flt: Filter) -> Response:
-        return feed(request, "atom", flt, "/feeds/all.atom", publisher)
-
-    @router.get(
-        "/feeds/all.rss",
-        response_class=Response,
-        responses=RSS_DOC,
-        tags=["feeds"],
-        summary="RSS 2.0 feed of every notice",
-    )
-    def all_rss(request: Request, flt: Filter) -> Response:
-        return feed(request, "rss", flt, "/feeds/all.rss", publisher)
-
-    @router.get(
-        "/feeds/all.json",
-        response_class=Response,
-        responses=JSON_DOC,
-        tags=["feeds"],
-        summary="JSON Feed 1.1 of every notice",
-    )
-    def all_json(request: Request, flt: Filter) -> Response:
-        return feed(request, "json", flt, "/feeds/all.json", publisher)
-
-    @router.get(
-        "/feeds/cap.atom",
-        response_class=Response,
-        responses=ATOM_DOC,
-        tags=["feeds"],
-        summary="Atom index of CAP 1.2 documents",
-    )
-    def cap_atom(request: Request, flt: Filter) -> Response:
-        return feed(request, "cap", flt, "/feeds/cap.atom", f"{publisher}: CAP")
-
     def _source_filter(name: str, flt: NoticeFilter) -> NoticeFilter:
         if name not in config.sources:
             raise HTTPException(404, f"No source named {name!r}")
         return NoticeFilter(**{**flt.__dict__, "source": (name,)})
 
-    @router.get(
-        "/feeds/source/{name}.atom",
-        response_class=Response,
-        responses=ATOM_DOC,
-        tags=["feeds"],
-        summary="One source, as Atom",
-    )
-    def source_atom(request: Request, name: str, flt: Filter) -> Response:
-        f = _source_filter(name, flt)
-        return feed(request, "atom", f, f"/feeds/source/{name}.atom", f"{publisher}: {name}")
+    # (format, path of the whole feed, path of one source's, documented answer, what it is)
+    kinds = [
+        ("atom", "/feeds/all.atom", "/feeds/source/{name}.atom", ATOM_DOC, "Atom feed"),
+        ("rss", "/feeds/all.rss", "/feeds/source/{name}.rss", RSS_DOC, "RSS 2.0 feed"),
+        ("json", "/feeds/all.json", "/feeds/source/{name}.json", JSON_DOC, "JSON Feed 1.1"),
+        ("cap", "/feeds/cap.atom", "/feeds/source/{name}/cap.atom", ATOM_DOC, "CAP index"),
+    ]
 
-    @router.get(
-        "/feeds/source/{name}.rss",
-        response_class=Response,
-        responses=RSS_DOC,
-        tags=["feeds"],
-        summary="One source, as RSS",
-    )
-    def source_rss(request: Request, name: str, flt: Filter) -> Response:
-        f = _source_filter(name, flt)
-        return feed(request, "rss", f, f"/feeds/source/{name}.rss", f"{publisher}: {name}")
+    def endpoints(fmt: str, whole: str, one: str) -> tuple[Any, Any]:
+        """The two handlers of one format (a factory: each closes over its own format)."""
+        suffix = " (CAP)" if fmt == "cap" else ""
 
-    @router.get(
-        "/feeds/source/{name}.json",
-        response_class=Response,
-        responses=JSON_DOC,
-        tags=["feeds"],
-        summary="One source, as JSON Feed",
-    )
-    def source_json(request: Request, name: str, flt: Filter) -> Response:
-        f = _source_filter(name, flt)
-        return feed(request, "json", f, f"/feeds/source/{name}.json", f"{publisher}: {name}")
+        def all_feed(request: Request, flt: Filter) -> Response:
+            return feed(request, fmt, flt, whole, publisher + (": CAP" if suffix else ""))
 
-    @router.get(
-        "/feeds/source/{name}/cap.atom",
-        response_class=Response,
-        responses=ATOM_DOC,
-        tags=["feeds"],
-        summary="One source's CAP index",
-    )
-    def source_cap(request: Request, name: str, flt: Filter) -> Response:
-        f = _source_filter(name, flt)
-        path = f"/feeds/source/{name}/cap.atom"
-        return feed(request, "cap", f, path, f"{publisher}: {name} (CAP)")
+        def source_feed(request: Request, name: str, flt: Filter) -> Response:
+            f = _source_filter(name, flt)
+            return feed(request, fmt, f, one.format(name=name), f"{publisher}: {name}{suffix}")
+
+        return all_feed, source_feed
+
+    for fmt, whole, one, doc, what in kinds:
+        all_feed, source_feed = endpoints(fmt, whole, one)
+        for path, endpoint, summary in (
+            (whole, all_feed, f"{what} of every notice"),
+            (one, source_feed, f"{what} of one source"),
+        ):
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=["GET"],
+                response_class=Response,
+                responses=doc,
+                tags=["feeds"],
+                summary=summary,
+            )
 
     def cap_response(request: Request, thread_id: int, version: int | None) -> Response:
         with store.read() as conn:
