@@ -62,7 +62,6 @@ def test_a_database_restart_mid_dispatch_loses_nothing(
     restarted = threading.Event()
     restart_done = threading.Event()
     with WebhookReceiver(WEBHOOK_SECRET) as receiver:
-
         at_restart = {"received": 0}
 
         def restart() -> None:
@@ -98,9 +97,7 @@ channels = ["hook"]
             body = base.replace(b"MT</identifier>", f"MT-{i}</identifier>".encode())
             notices.extend(parse_cap(body))
         ingest(store, cfg, chans, notices, source="nws", include_expired=True)
-        disp = Dispatcher(
-            store, chans, lease_seconds=2, heartbeat_seconds=0.5, drop_expired=False
-        )
+        disp = Dispatcher(store, chans, lease_seconds=2, heartbeat_seconds=0.5, drop_expired=False)
         disp.limiters.clear()
         stop = threading.Event()
         worker = threading.Thread(target=disp.run_forever, args=(stop, 0.2), daemon=True)
