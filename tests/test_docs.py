@@ -26,6 +26,7 @@ def _kinds(union: object) -> list[type[BaseModel]]:
 MODELS: list[type[BaseModel]] = [
     c.Settings,
     c.ApiSettings,
+    c.DeskSettings,
     c.RouteRule,
     c.SecretRef,
     *_kinds(c.SourceConfig),

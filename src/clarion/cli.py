@@ -44,6 +44,11 @@ keys_app = typer.Typer(
     help="API keys: create (the token is shown once), list, revoke.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+users_app = typer.Typer(
+    help="Desk users: add, list, disable, enable, passwd. Roles: viewer, editor, approver, admin.",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
 
 KIND_HELP = "Parser: cap, feed, nws, gtfsrt or statuspage."
 ConfigOpt = Annotated[
@@ -512,7 +517,7 @@ def worker(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the dispatcher (and source polling): deliver queued notices."""
-    from clarion.runtime import make_dispatcher, poll_loop
+    from clarion.runtime import make_dispatcher, start_background
 
     _setup_logging(verbose)
     cfg = _config(config)
@@ -520,6 +525,9 @@ def worker(
     channels = _channels(cfg)
     dispatcher = make_dispatcher(store, cfg, channels)
     if once:
+        from clarion.desk.drafts import send_due
+
+        send_due(store, cfg, channels, datetime.now(UTC))  # desk notices scheduled for now
         n = dispatcher.run_until_idle()
         typer.echo(f"Processed {n} deliveries.")
         return
@@ -527,7 +535,7 @@ def worker(
     # SIGTERM (systemd, Docker) finishes the batch in hand, then exits; a batch cut short by a
     # harder kill is safe too: its leases run out and another worker resends with the same keys.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threading.Thread(target=poll_loop, args=(store, cfg, channels, stop), daemon=True).start()
+    start_background(store, cfg, channels, stop)
     logging.getLogger("clarion.worker").info(
         "worker %s started: %d channel(s), %d source(s)",
         dispatcher.worker,
@@ -561,14 +569,14 @@ def run(
     config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
 ) -> None:
     """Run everything in one process: source polling, the dispatcher and the web server."""
-    from clarion.runtime import make_dispatcher, poll_loop, serve_web
+    from clarion.runtime import make_dispatcher, serve_web, start_background
 
     _setup_logging(verbose)
     cfg = _config(config)
     store = _store(cfg)
     channels = _channels(cfg)
     stop = threading.Event()
-    threading.Thread(target=poll_loop, args=(store, cfg, channels, stop), daemon=True).start()
+    start_background(store, cfg, channels, stop)
     dispatcher = make_dispatcher(store, cfg, channels)
     threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True).start()
     typer.echo(f"Clarion is running: http://{cfg.clarion.host}:{cfg.clarion.port}/")
@@ -654,3 +662,104 @@ def keys_revoke(
     if not revoke_key(_store(_config(config)), key_id, datetime.now(UTC)):
         raise _fail(f"clarion: no active API key {key_id!r}; see clarion keys list", 1)
     typer.secho(f"Revoked key {key_id}.", err=True)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (a container with an arbitrary uid)
+        return "cli"
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from the first line of stdin."),
+]
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Lower-case letters, digits, '.', '_', '-'.")],
+    role: Annotated[
+        str, typer.Option("--role", "-r", help="viewer, editor, approver or admin.")
+    ] = "editor",
+    password_stdin: PasswordStdin = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a desk user (asks for the password twice, unless --password-stdin)."""
+    from clarion.desk.accounts import AccountError, add_user
+
+    cfg = _config(config)
+    store = _store(cfg)
+    try:
+        user = add_user(
+            store,
+            username,
+            _read_password(password_stdin),
+            role,
+            datetime.now(UTC),
+            by=_cli_actor(),
+        )
+    except AccountError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
+    typer.echo(f"User {user.username} ({user.role}) added. They can log in at /desk.")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None) -> None:
+    """List desk users with their role, state and last login."""
+    from clarion.desk.accounts import list_users
+
+    found = list_users(_store(_config(config)))
+    if not found:
+        typer.echo("No desk users. Add one with: clarion users add NAME --role admin")
+        return
+    for u in found:
+        state = f"disabled {u.disabled_at:%Y-%m-%d}" if u.disabled_at else "active"
+        seen = f"last login {u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+        typer.echo(f"{u.username}  {u.role}  {state}  {seen}")
+
+
+def _users_change(action: str, username: str, config: str | None, password: str = "") -> None:
+    from clarion.desk.accounts import AccountError, set_disabled, set_password
+
+    store = _store(_config(config))
+    now = datetime.now(UTC)
+    try:
+        if action == "passwd":
+            set_password(store, username, password, now, by=_cli_actor())
+        else:
+            set_disabled(store, username, action == "disable", now, by=_cli_actor())
+    except AccountError as exc:
+        raise _fail(f"clarion: {exc}", 1) from None
+
+
+@users_app.command("disable")
+def users_disable(username: str, config: ConfigOpt = None) -> None:
+    """Disable a user: they cannot log in, and their open sessions end now."""
+    _users_change("disable", username, config)
+    typer.echo(f"User {username} is disabled; their sessions have ended.")
+
+
+@users_app.command("enable")
+def users_enable(username: str, config: ConfigOpt = None) -> None:
+    """Enable a disabled user again."""
+    _users_change("enable", username, config)
+    typer.echo(f"User {username} is enabled.")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str, password_stdin: PasswordStdin = False, config: ConfigOpt = None
+) -> None:
+    """Set a user's password (their open sessions end)."""
+    _users_change("passwd", username, config, _read_password(password_stdin))
+    typer.echo(f"Password of {username} changed; their sessions have ended.")

@@ -455,6 +455,8 @@ class RouteRule(_Strict):
         return v.lower() if isinstance(v, str) else v
 
 
+# Notices that come from no configured source: the REST API's write endpoints and the desk.
+BUILTIN_SOURCES = ("api", "desk")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -468,9 +470,46 @@ class ApiSettings(_Strict):
     stream_poll: Duration = 1.0  # how often /api/v1/stream looks for new notices
 
 
+class DeskSettings(_Strict):
+    """The `[desk]` table: the operator's desk at /desk (accounts: `clarion users`)."""
+
+    enabled: bool = True
+    # Actual notices at or above this severity need a second person (role approver) to approve
+    # them before they go out; "off" lets editors send alone. The author never approves.
+    approval_min_severity: Severity | Literal["off"] = Severity.UNKNOWN
+    timezone: str = "UTC"  # the desk's clock: scheduled sending and every time it shows
+    session_lifetime: Duration = 12 * 3600.0
+    login_max_failures: int = Field(default=5, ge=1)  # per user name and per address…
+    login_window: Duration = 15 * 60.0  # …within this window; then logins wait
+    schedule_check: Duration = 5.0  # how often workers look for scheduled notices now due
+
+    @field_validator("approval_min_severity", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone (examples: UTC, America/Denver)") from None
+        return v
+
+    def needs_approval(self, status: Status, severity: Severity) -> bool:
+        if status is not Status.ACTUAL or self.approval_min_severity == "off":
+            return False
+        assert isinstance(self.approval_min_severity, Severity)
+        return severity.rank >= self.approval_min_severity.rank
+
+
 class Config(_Strict):
     clarion: Settings = Field(default_factory=lambda: Settings())
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
+    desk: DeskSettings = Field(default_factory=lambda: DeskSettings())
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)
@@ -484,12 +523,18 @@ class Config(_Strict):
                     problems.append(
                         f"{table}.{name}: names are lower-case letters, digits, '-' and '_'"
                     )
+        for name in self.sources:
+            if name in BUILTIN_SOURCES:
+                problems.append(
+                    f"sources.{name}: the name is reserved for notices written in Clarion "
+                    f"({' and '.join(BUILTIN_SOURCES)}); choose another"
+                )
         for i, rule in enumerate(self.routes):
             for ch in rule.channels:
                 if ch not in self.channels:
                     problems.append(f"routes[{i}].channels: no channel named {ch!r}")
             for src in rule.sources or []:
-                if src not in self.sources:
+                if src not in self.sources and src not in BUILTIN_SOURCES:
                     problems.append(f"routes[{i}].sources: no source named {src!r}")
         if problems:
             raise ValueError("; ".join(problems))

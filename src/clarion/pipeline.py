@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,11 +70,15 @@ def ingest(
     now: datetime | None = None,
     include_expired: bool = False,
     edits: str = "update",
+    within: Callable[[Connection, IngestResult], None] | None = None,
 ) -> IngestResult:
     """Ingest notices from one source, all in one transaction.
 
     `edits="ignore"`: a new version of an item already stored under the same identifier (an
     edited blog post) is not stored or sent; by default it becomes an update.
+    `within(conn, result)` runs in the same transaction once the notices are stored: what it
+    writes commits with them, and an exception it raises undoes them (the desk marks its draft
+    sent this way, so a draft is sent exactly once even with several workers).
     """
     now = now or datetime.now(UTC)
     result = IngestResult()
@@ -93,6 +97,8 @@ def ingest(
                 include_expired,
                 edits,
             )
+        if within is not None:
+            within(conn, result)
     if result.stored and config.clarion.websub_hub:
         from clarion.web.websub_publish import announce
 

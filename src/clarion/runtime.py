@@ -75,6 +75,31 @@ def poll_loop(
             stop.wait(config.clarion.poll_interval_min / 3)
 
 
+def schedule_loop(
+    store: Store, config: Config, channels: Mapping[str, Channel], stop: threading.Event
+) -> None:
+    """Send desk notices scheduled for now (every worker runs this; each draft goes once)."""
+    from clarion.desk.drafts import send_due
+
+    while not stop.wait(config.desk.schedule_check):
+        try:
+            n = send_due(store, config, channels, datetime.now(UTC))
+            if n:
+                log.info("desk: %d scheduled notice(s) sent", n)
+        except Exception:
+            log.exception("desk: sending scheduled notices failed; trying again")
+
+
+def start_background(
+    store: Store, config: Config, channels: Mapping[str, Channel], stop: threading.Event
+) -> None:
+    """The threads every worker runs beside its dispatcher: source polling, desk schedule."""
+    for target in (poll_loop, schedule_loop):
+        threading.Thread(
+            target=target, args=(store, config, channels, stop), daemon=True, name=target.__name__
+        ).start()
+
+
 def serve_web(
     store: Store,
     config: Config,

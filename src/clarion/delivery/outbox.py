@@ -421,3 +421,53 @@ def usage(store: Store, channel: str, now: datetime) -> Usage:
             .where(sent, d.c.sent_at >= month)
         ).one()
     return Usage(int(today), int(month_count), float(spend))
+
+
+def operator_retry(store: Store, delivery_id: str, now: datetime, who: str) -> str | None:
+    """Try a waiting or failed delivery again now. Returns why not, or None when done.
+
+    A delivery held because its channel needs re-authorization goes once the channel is
+    resumed; a delivery being sent right now is left to its worker.
+    """
+    with store.write() as conn:
+        r = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        if r is None:
+            return "no such delivery"
+        if r.state not in ("retry_wait", "failed", "pending"):
+            return f"it is {r.state}: nothing to retry"
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(state="pending", next_attempt_at=now, updated_at=now)
+        )
+        _event(
+            conn, delivery_id, now, r.state, "pending", r.attempts, None, f"retry asked by {who}"
+        )
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy import text
+
+            from clarion.pipeline import OUTBOX_CHANNEL
+
+            conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+    return None
+
+
+def operator_cancel(store: Store, delivery_id: str, now: datetime, who: str) -> str | None:
+    """Never send this delivery (it is waiting, retrying or failed). Returns why not, or None."""
+    with store.write() as conn:
+        r = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        if r is None:
+            return "no such delivery"
+        if r.state not in ("pending", "retry_wait", "failed"):
+            return f"it is {r.state}: it can no longer be cancelled"
+        res = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.state == r.state)
+            .values(state="cancelled", updated_at=now, lease_owner=None, lease_expires_at=None)
+        )
+        if res.rowcount != 1:  # a worker claimed it a moment ago
+            return "it is being sent right now"
+        _event(
+            conn, delivery_id, now, r.state, "cancelled", r.attempts, None, f"cancelled by {who}"
+        )
+    return None

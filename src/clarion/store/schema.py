@@ -241,3 +241,83 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime),
     Column("last_used_at", UTCDateTime),
 )
+
+
+# --- The operator's desk ----------------------------------------------------------------------
+
+# People who use the desk. Passwords are Argon2id hashes; a disabled user cannot log in and
+# loses every session at once. Roles, each including the one before: viewer, editor,
+# approver, admin.
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Column("last_login_at", UTCDateTime),
+)
+
+# Desk sessions: the cookie holds a random token; only its SHA-256 is stored here, so a copy
+# of the database lets no one in. Each session has its own CSRF token for forms.
+desk_sessions = Table(
+    "desk_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.id"), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ip", String(64)),
+    Column("user_agent", Text),
+)
+
+# Notices written on the desk, from draft to sent: a new alert, or an update, cancellation or
+# correction of a thread. state: awaiting_approval | scheduled | sent | rejected | withdrawn |
+# failed. `body` is the form as submitted (manual.NoticeIn); `notice_id` what it became.
+drafts = Table(
+    "drafts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("action", String(16), nullable=False),  # alert | update | cancel | correction
+    Column("thread_id", BigInteger, ForeignKey("threads.id")),
+    Column("body", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("headline", Text, nullable=False),
+    Column("state", String(24), nullable=False, index=True),
+    Column("author", String(64), nullable=False),
+    Column("approver", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime),
+    Column("send_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("notice_id", BigInteger, ForeignKey("notices.id")),
+    Column("reason", Text),
+)
+
+# Saved compose templates ("Service disruption", "All clear"…): a name and the form's fields.
+desk_templates = Table(
+    "desk_templates",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Every action on the desk and its commands: who, what, on what, when, from where.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(64), nullable=False),  # a username, or "cli:<user>" / "system"
+    Column("action", String(32), nullable=False),
+    Column("target", String(255)),
+    Column("detail", Text),
+    Column("ip", String(64)),
+    Index("ix_audit_log_action_at", "action", "at"),
+)

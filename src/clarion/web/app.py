@@ -1,6 +1,7 @@
 """The FastAPI app: the public page (`pages.py`), feeds and CAP (`outputs.py`), the REST API
-(`api.py`). They read the store; when given the channels, the app also takes pushed notices at
-`/hooks/{source}` (`hooks.py`) and WebSub deliveries. Served by `clarion web` and `clarion run`.
+(`api.py`), the operator's desk (`desk.py`). They read the store; when given the channels, the
+app also takes pushed notices at `/hooks/{source}` (`hooks.py`) and WebSub deliveries. Served
+by `clarion web` and `clarion run`.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def create_app(
         with store.read() as conn:
             conn.execute(select(1))
         return {"status": "ok"}
+
+    if config.desk.enabled:
+        from clarion.web.desk import install_desk
+
+        install_desk(app, store, config, channels)
 
     from clarion.web.pages import pages_router
 
