@@ -4,43 +4,19 @@ keyboard navigation, the filter form, and dark mode. Screenshots go to test-arti
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from clarion.delivery.dispatcher import Dispatcher
 from clarion.store import Store
 from clarion.web.app import create_app
+from tests.browser import chromium, require_chromium, serve, shot
 from tests.conftest import fixture_bytes
 from tests.helpers import NOW, channels_for, config, demo_cap, ingest_bytes
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
-# As the machine's notes say: without the background-networking flags Chromium tries to reach
-# Google at start and this sandbox refuses it, many times over.
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-if not os.path.exists(CHROMIUM):  # pragma: no cover - CI installs it (.ci/run)
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run should have installed chromium")
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
-    )
+require_chromium()
 
 pytestmark = pytest.mark.browser
 
@@ -71,35 +47,14 @@ def site(sqlite_store: Store) -> Iterator[str]:
         Dispatcher(sqlite_store, chans, clock=lambda: NOW).run_until_idle()
     hurricane = fixture_bytes("cap/nws_multiple_polygons.cap")
     ingest_bytes(sqlite_store, cfg, chans, hurricane, include_expired=True)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(sqlite_store, cfg, chans), port=0, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve(create_app(sqlite_store, cfg, chans)) as url:
+        yield url
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    with chromium() as b:
+        yield b
 
 
 def test_timeline_and_notice_page(site: str, browser: Any) -> None:
@@ -111,7 +66,7 @@ def test_timeline_and_notice_page(site: str, browser: Any) -> None:
     assert page.locator("article .tag", has_text="cancelled").count() == 1
     follow = page.locator("section.follow a[rel='me']")
     assert follow.all_inner_texts() == ["Mastodon", "Bluesky"]
-    _shot(page, "timeline")
+    shot(page, "timeline")
 
     page.get_by_role("link", name="Hurricane Warning", exact=False).first.click()
     page.wait_for_load_state()
@@ -121,7 +76,7 @@ def test_timeline_and_notice_page(site: str, browser: Any) -> None:
     box = areamap.first.bounding_box()
     assert box is not None and box["width"] > 100  # drawn, not collapsed
     assert page.get_by_role("link", name="This version as CAP").count() >= 1
-    _shot(page, "notice")
+    shot(page, "notice")
 
 
 def test_keyboard_alone_reaches_a_notice_and_the_filters(site: str, browser: Any) -> None:
@@ -174,9 +129,9 @@ def test_dark_mode_follows_the_reader(site: str, browser: Any) -> None:
     bg = "getComputedStyle(document.body).backgroundColor"
     assert light.evaluate(bg) == "rgb(255, 255, 255)"
     assert dark.evaluate(bg) == "rgb(18, 18, 18)"
-    _shot(dark, "notice-dark")
+    shot(dark, "notice-dark")
     mobile = browser.new_page(viewport={"width": 360, "height": 740})
     mobile.goto(site + "/")
     width = mobile.evaluate("document.documentElement.scrollWidth")
     assert width <= 360  # nothing forces a sideways scroll on a small phone
-    _shot(mobile, "timeline-mobile")
+    shot(mobile, "timeline-mobile")

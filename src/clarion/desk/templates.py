@@ -43,7 +43,8 @@ BUILTIN: dict[str, dict[str, object]] = {
         "categories": ["Met"],
     },
     "Test message": {
-        "headline": "TEST: this is a test of our alerting. No action is needed.",
+        # Every channel marks a Test notice "[TEST]" itself: the headline need not say so.
+        "headline": "This is a test of our alerting. No action is needed.",
         "event": "Test",
         "description": "This is only a test. If this had been a real alert, it would say what "
         "is happening and what to do.",

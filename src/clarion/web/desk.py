@@ -799,7 +799,7 @@ def _status(c: _Ctx) -> dict[str, Any]:
                 "daily_cap": cfg.daily_cap,
                 "monthly_cap": cfg.monthly_cap,
                 "budget": cfg.monthly_budget,
-                "tests": [s.value for s in cfg.statuses if s is not Status.ACTUAL],
+                "statuses": [s.value for s in cfg.statuses],
             }
         )
     srcs = []

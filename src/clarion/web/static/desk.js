@@ -68,6 +68,9 @@ function composePreview() {
     if (mine !== seq || !resp.ok) return; // a newer edit is on its way
     target.innerHTML = await resp.text();
     target.dataset.updated = String(mine);
+    const verdict = target.querySelector(".verdict");
+    const submit = document.getElementById("submit");
+    if (verdict && submit) submit.textContent = verdict.dataset.submitLabel;
   }
   function changed(event) {
     if (event.target.name === "status") {
