@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def _wait_for(url: str, proc: subprocess.Popen[str], seconds: float = 60) -> htt
 
 def test_demo_serves_page_and_feed(tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "CLARION_PORT": str(port)}
+    env = {**os.environ, "CLARION_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "clarion", "demo", "--db", str(tmp_path / "demo.db")],
         env=env,
@@ -46,6 +47,7 @@ def test_demo_serves_page_and_feed(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    printed = ""
     try:
         page = _wait_for(f"http://127.0.0.1:{port}/", proc)
         assert page.status_code == 200
@@ -53,10 +55,26 @@ def test_demo_serves_page_and_feed(tmp_path: Path) -> None:
         assert "Introducing Learn WordPress" in page.text
         feed = httpx.get(f"http://127.0.0.1:{port}/feeds/all.atom")
         assert feed.status_code == 200 and feed.text.count("<entry>") == 5
+        # The desk works out of the box with the two accounts the demo prints.
+        assert proc.stdout is not None
+        while "password for both:" not in printed and (line := proc.stdout.readline()):
+            printed += line
+        password = printed.rsplit("password for both: ", 1)[1].split(")")[0]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as desk:
+            r = desk.post("/desk/login", data={"username": "demo-editor", "password": password})
+            assert r.status_code == 303 and r.headers["location"] == "/desk"
+            compose = desk.get("/desk/compose?template=Test%20message")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', compose.text)
+            assert csrf and 'value="test" checked' in compose.text
+            form = {"csrf": csrf.group(1), "action": "alert", "intent": "submit"}
+            form |= {"headline": "Demo desk test", "status": "test", "severity": "minor"}
+            sent = desk.post("/desk/compose", data=form, follow_redirects=True)
+            assert sent.status_code == 200 and "<strong>sent</strong>" in sent.text
+        assert "Demo desk test" in httpx.get(f"http://127.0.0.1:{port}/").text
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-    assert f"http://127.0.0.1:{port}/" in out  # the address is printed for the newcomer
+    assert f"http://127.0.0.1:{port}/" in printed + out  # the address, for the newcomer
 
 
 def test_web_command_serves_an_existing_database(tmp_path: Path) -> None:

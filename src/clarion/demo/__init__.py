@@ -68,19 +68,48 @@ def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = prin
         )
         _show_previews(store, result.stored, echo)
     base = f"http://127.0.0.1:{config.clarion.port}"
+    password = _desk_users(store)
     if serve:
-        from clarion.runtime import serve_web
+        import threading
 
+        from clarion.runtime import schedule_loop, serve_web
+
+        # What the desk sends goes out too: the dispatcher and the desk's scheduler run here.
+        stop = threading.Event()
+        threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True).start()
+        threading.Thread(
+            target=schedule_loop, args=(store, config, channels, stop), daemon=True
+        ).start()
         echo(
             f"\nServing (Ctrl-C to stop):\n"
             f"  the public page      {base}/\n"
             f"  a notice and its map {base}/notices/1  (as CAP 1.2: {base}/notices/1.cap)\n"
             f"  feeds                {base}/feeds/all.atom  .rss  .json  {base}/feeds/cap.atom\n"
             f"  the API              {base}/api/v1/notices  (reference: {base}/api/docs)\n"
-            f"  metrics              {base}/metrics"
+            f"  metrics              {base}/metrics\n"
+            f"  the operator's desk  {base}/desk  (log in as demo-editor to write a notice and "
+            f"as demo-approver to approve it; password for both: {password})"
         )
-        serve_web(store, config, "127.0.0.1", config.clarion.port)
+        try:
+            serve_web(store, config, "127.0.0.1", config.clarion.port, channels)
+        finally:
+            stop.set()
     return config
+
+
+def _desk_users(store: object) -> str:
+    """Two desk accounts, so the demo shows two-person approval; a fresh password each run."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from clarion.desk.accounts import add_user
+    from clarion.store import Store
+
+    assert isinstance(store, Store)
+    password = secrets.token_urlsafe(9)
+    for name, role in (("demo-editor", "editor"), ("demo-approver", "approver")):
+        add_user(store, name, password, role, datetime.now(UTC), by="demo")
+    return password
 
 
 def _show_previews(store: object, notice_ids: list[int], echo: Callable[[str], None]) -> None:
