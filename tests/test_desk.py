@@ -493,3 +493,22 @@ def test_retry_and_cancel_a_delivery_from_the_desk(desk: TestClient, sqlite_stor
     assert "nothing%20to%20retry" in r.headers["location"]
     actions = [e.action for e in audit.entries(sqlite_store, audit.AuditFilter(actor="eddie"))]
     assert "cancel_delivery" in actions and "retry" not in actions
+
+
+def test_a_changed_configuration_is_audited_without_secrets(sqlite_store: Store) -> None:
+    first = config(DESK + '[channels.masto]\nkind = "mastodon"\ninstance = "https://m.example"\n'
+                   'token = { env = "MASTO_TOKEN" }\n')  # fmt: skip
+    said = audit.config_changed(sqlite_store, first, T0, actor="cli:ops", host="web-1")
+    assert said is not None and said.startswith("first start")
+    assert audit.config_changed(sqlite_store, first, T0, actor="cli:ops", host="web-1") is None
+    second = config(
+        DESK.replace('"moderate"', '"severe"')
+        + '[channels.masto]\nkind = "mastodon"\ninstance = "https://m.example"\n'
+        'token = { env = "OTHER_TOKEN" }\nvisibility = "unlisted"\n'
+    )
+    said = audit.config_changed(sqlite_store, second, T0, actor="cli:ops", host="web-2")
+    assert said == (
+        "changed: channels.masto.token.env, channels.masto.visibility, desk.approval_min_severity"
+    )
+    (entry,) = audit.entries(sqlite_store, audit.AuditFilter(action="config_change"), limit=1)
+    assert entry.actor == "cli:ops" and entry.ip == "web-2" and entry.detail == said

@@ -86,6 +86,19 @@ def _store(config: Config, upgrade: bool = True):  # type: ignore[no-untyped-def
     return open_store(config.clarion.database_url, upgrade=upgrade)
 
 
+def _record_config(store, config: Config) -> None:  # type: ignore[no-untyped-def]
+    """A long-running command notes its configuration; a change goes to the audit log."""
+    import socket
+
+    from clarion.desk.audit import config_changed
+
+    summary = config_changed(
+        store, config, datetime.now(UTC), actor=_cli_actor(), host=socket.gethostname()
+    )
+    if summary:
+        logging.getLogger("clarion").info("configuration: %s", summary)
+
+
 def _channels(config: Config):  # type: ignore[no-untyped-def]
     """The channels, built; every secret (sources' too) is checked first."""
     from clarion.channels import build_channels
@@ -523,6 +536,7 @@ def worker(
     cfg = _config(config)
     store = _store(cfg)
     channels = _channels(cfg)
+    _record_config(store, cfg)
     dispatcher = make_dispatcher(store, cfg, channels)
     if once:
         from clarion.desk.drafts import send_due
@@ -559,6 +573,7 @@ def web(
 
     cfg = _config(config)
     store = _store(cfg)
+    _record_config(store, cfg)
     h, p = host or cfg.clarion.host, port or cfg.clarion.port
     typer.echo(f"Clarion is serving http://{h}:{p}/")
     serve_web(store, cfg, h, p, _channels(cfg))
@@ -575,6 +590,7 @@ def run(
     cfg = _config(config)
     store = _store(cfg)
     channels = _channels(cfg)
+    _record_config(store, cfg)
     stop = threading.Event()
     start_background(store, cfg, channels, stop)
     dispatcher = make_dispatcher(store, cfg, channels)

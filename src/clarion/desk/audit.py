@@ -12,8 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, or_, select
 
+from clarion.config import Config
 from clarion.store import Store
-from clarion.store.schema import audit_log
+from clarion.store.schema import audit_log, config_history
 
 ACTIONS = (
     "login",
@@ -133,3 +134,62 @@ def _cell(value: str | None) -> str:
     if not value:
         return ""
     return "'" + value if value[0] in "=+-@\t\r" else value
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    import json
+
+    return {prefix: json.dumps(value, sort_keys=True, default=str)}
+
+
+def config_changed(
+    store: Store, config: Config, now: datetime, *, actor: str, host: str
+) -> str | None:
+    """Record the configuration this process runs with; if it differs from the last one
+    recorded, log a `config_change` saying which keys were added, removed or changed.
+    Returns that summary, or None when nothing changed. Secrets are references (the name of an
+    environment variable or a file), so no secret value is ever stored or shown."""
+    import hashlib
+    import json
+
+    flat = _flatten(config.model_dump(mode="json", exclude_none=True))
+    digest = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
+    with store.write() as conn:
+        last = conn.execute(
+            select(config_history.c.digest, config_history.c.data)
+            .order_by(config_history.c.id.desc())
+            .limit(1)
+        ).first()
+        if last is not None and last.digest == digest:
+            return None
+        conn.execute(
+            insert(config_history).values(at=now, digest=digest, data=flat, host=host[:255])
+        )
+        if last is None:
+            summary = f"first start with a recorded configuration ({len(flat)} keys)"
+        else:
+            before: dict[str, str] = dict(last.data)
+            parts = []
+            for label, keys in (
+                ("changed", sorted(k for k in flat if k in before and before[k] != flat[k])),
+                ("added", sorted(k for k in flat if k not in before)),
+                ("removed", sorted(k for k in before if k not in flat)),
+            ):
+                if keys:
+                    shown = ", ".join(keys[:20]) + (
+                        f" and {len(keys) - 20} more" if len(keys) > 20 else ""
+                    )
+                    parts.append(f"{label}: {shown}")
+            summary = "; ".join(parts) or "reordered"
+        record(conn, now, actor, "config_change", f"config {digest[:12]}", summary, host)
+    return summary

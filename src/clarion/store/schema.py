@@ -321,3 +321,15 @@ audit_log = Table(
     Column("ip", String(64)),
     Index("ix_audit_log_action_at", "action", "at"),
 )
+
+# Each configuration a Clarion process started with, when it differs from the one before: the
+# audit log says what changed (keys only; secrets are references, never values).
+config_history = Table(
+    "config_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("host", String(255)),
+)

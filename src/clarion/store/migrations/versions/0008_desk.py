@@ -1,4 +1,5 @@
-"""The operator's desk: users, sessions, drafts with approval, templates, the audit log.
+"""The operator's desk: users, sessions, drafts with approval, templates, the audit log, and
+the history of configurations.
 
 Revision ID: 0008
 Revises: 0007
@@ -89,9 +90,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     op.create_index("ix_audit_log_action_at", "audit_log", ["action", "at"])
+    op.create_table(
+        "config_history",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_config_history"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("config_history")
     op.drop_index("ix_audit_log_action_at", table_name="audit_log")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_table("audit_log")
