@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -26,11 +25,10 @@ from clarion.channels.base import (
 )
 from clarion.delivery import outbox
 from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
-from clarion.delivery.ratelimit import RateLimiter
 from clarion.logs import delivery_fields
 from clarion.model import Notice, Severity
 from clarion.routing import is_stale
-from clarion.store import Store
+from clarion.store import Store, limits
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +74,10 @@ class Dispatcher:
         self.caps = dict(caps or {})
         self.drop_expired = drop_expired
         self.clock = clock
-        self.limiters = {
-            name: RateLimiter(*ch.profile.rate_limit)
-            for name, ch in channels.items()
-            if ch.profile.rate_limit
+        # The platforms' documented write limits, as buckets in the database: they hold across
+        # every worker (`store.limits`).
+        self.limiters: dict[str, tuple[int, float]] = {
+            name: ch.profile.rate_limit for name, ch in channels.items() if ch.profile.rate_limit
         }
         outbox.ensure_channels(store, {n: c.kind for n, c in channels.items()}, clock())
 
@@ -211,9 +209,9 @@ class Dispatcher:
                     count_attempt=False,
                 )
             return
-        limiter = self.limiters.get(c.channel)
-        if limiter is not None:
-            wait = limiter.acquire(time.monotonic())
+        bucket = self.limiters.get(c.channel)
+        if bucket is not None:
+            wait = limits.take(self.store, c.channel, *bucket, now)
             if wait > 0:
                 outbox.mark_retry(
                     self.store,
@@ -221,7 +219,7 @@ class Dispatcher:
                     self.worker,
                     now,
                     now + timedelta(seconds=wait),
-                    "local rate limit for this channel",
+                    "the platform's rate limit for this channel (shared by every worker)",
                     "rate_limited",
                     count_attempt=False,
                 )
@@ -311,7 +309,10 @@ class Dispatcher:
         elif exc.kind is ErrorKind.PERMANENT:
             outbox.mark_failed(self.store, c, self.worker, now, exc.message, exc.kind.value)
         elif exc.kind is ErrorKind.RATE_LIMITED:  # being told to wait is not a failed attempt
-            self._retry(c, now, backoff_delay(1, exc.retry_after), exc, count_attempt=False)
+            delay = backoff_delay(1, exc.retry_after)
+            # Every worker waits, not only this one: they share the account's limit.
+            limits.pause(self.store, c.channel, now + timedelta(seconds=delay), now)
+            self._retry(c, now, delay, exc, count_attempt=False)
         elif c.attempts >= self.max_attempts:
             outbox.mark_failed(
                 self.store,

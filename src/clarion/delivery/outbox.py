@@ -69,9 +69,13 @@ def _event(
     )
 
 
-def held_channels(conn: Connection) -> set[str]:
+def held_channels(conn: Connection, now: datetime) -> set[str]:
+    """Channels no worker may send on now: waiting for re-authorization, or paused because the
+    platform said to slow down (a pause any worker set holds for all)."""
+    from clarion.store.limits import paused_channels
+
     rows = conn.execute(select(channels.c.name).where(channels.c.state != "active"))
-    return {r.name for r in rows}
+    return {r.name for r in rows} | paused_channels(conn, now)
 
 
 def claim(
@@ -97,7 +101,7 @@ def claim(
         older.c.state.in_(ACTIVE),
     )
     with store.write() as conn:
-        held = held_channels(conn)
+        held = held_channels(conn, now)
         query = select(d.c.id).where(due, not_(blocked))
         if held:
             query = query.where(d.c.channel.not_in(held))

@@ -333,3 +333,24 @@ config_history = Table(
     Column("data", JSON, nullable=False),
     Column("host", String(255)),
 )
+
+# Limits shared by every worker and web replica (they hold across hosts on PostgreSQL):
+# a token bucket per channel for the platform's documented write limit, and a pause when the
+# platform itself said "slow down" (429 with Retry-After), so no other worker tries meanwhile.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", UTCDateTime, nullable=False),
+    Column("paused_until", UTCDateTime),
+)
+
+# The REST API's hourly windows, per client address or API key (fixed clock-hour windows).
+api_usage = Table(
+    "api_usage",
+    metadata,
+    Column("who", String(160), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -50,29 +49,18 @@ PREFIX = "/api/v1"
 
 
 class HourlyLimiter:
-    """A fixed window per client: `limit` requests, the window starting at its first one."""
+    """`limit` requests per clock hour per client, counted in the database: the limit holds
+    across every `clarion web` replica (a per-process count would give N replicas N times it)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self.clock = clock
-        self.lock = threading.Lock()
-        self.windows: dict[str, tuple[float, int]] = {}
 
     def hit(self, who: str, limit: int) -> tuple[bool, int, float]:
         """(allowed, remaining, seconds until the window resets)."""
-        now = self.clock()
-        with self.lock:
-            start, used = self.windows.get(who, (now, 0))
-            if now - start >= WINDOW:
-                start, used = now, 0
-            reset = WINDOW - (now - start)
-            if used >= limit:
-                self.windows[who] = (start, used)
-                return False, 0, reset
-            used += 1
-            self.windows[who] = (start, used)
-            if len(self.windows) > 100_000:  # forget finished windows, not live ones
-                self.windows = {k: v for k, v in self.windows.items() if now - v[0] < WINDOW}
-            return True, limit - used, reset
+        from clarion.store.limits import api_hit
+
+        return api_hit(self.store, who, limit, self.clock())
 
 
 def _client_ip(request: Request, trust_proxy: bool) -> str:
@@ -133,7 +121,7 @@ class ApiAccess:
             else:
                 who = f"ip:{_client_ip(request, self.config.api.trust_proxy)}"
                 limit = self.config.api.anonymous_per_hour
-            allowed, remaining, reset = self.limiter.hit(who, limit)
+            allowed, remaining, reset = await asyncio.to_thread(self.limiter.hit, who, limit)
             headers = {
                 "RateLimit-Limit": str(limit),
                 "RateLimit-Remaining": str(remaining),

@@ -34,7 +34,7 @@ def create_app(
     # Registered first: `/notices/{id}.cap` must not fall to the HTML page's `/notices/{id}`.
     app.include_router(outputs_router(store, config))
     app.include_router(api_router(store, config, channels))
-    app.state.limiter = HourlyLimiter()
+    app.state.limiter = HourlyLimiter(store)
     install_rate_limits(app, store, config, app.state.limiter)
     from clarion.web.security import SecurityMiddleware
 
