@@ -27,6 +27,7 @@ from clarion.store.schema import channels as channels_table
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes.bluesky import FakePds
 from tests.fakes.chat import FakeDiscord, FakeMatrix, FakeSlack, FakeTelegram, FakeThreads
+from tests.fakes.faultproxy import RESET_BEFORE_REQUEST, RESET_MID_RESPONSE, FaultProxy
 from tests.fakes.http import Response
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.webhook import WebhookReceiver
@@ -303,7 +304,10 @@ def test_timeout_is_retried(h, sqlite_store: Store) -> None:
     ingest_bytes(sqlite_store, cfg, chans, demo_cap(1))
     disp.run_until_idle()
     d = _state(sqlite_store, 2)
-    assert d.state == "retry_wait" and d.error_kind == "retryable"
+    if harness.idempotent:
+        assert d.state == "retry_wait" and d.error_kind == "retryable"
+    else:  # the request went out; only the answer is missing: it may be posted
+        assert d.state == "failed" and d.error_kind == "ambiguous"
 
 
 def test_revoked_credentials_hold_the_channel(h, sqlite_store: Store) -> None:
@@ -507,3 +511,109 @@ channels = ["sky"]
         if f["features"][0]["$type"] == "app.bsky.richtext.facet#mention"
     ]
     assert mentions == [("@NWS.example.org", "did:plc:nwsexample")]  # the other stays text
+
+
+# --- Transport faults: a proxy between the channel and the platform cuts the connection --------
+
+# The request that makes the post, as its request line shows it (the proxy matches on it).
+POSTING = {
+    "telegram": "/sendMessage",
+    "discord": "POST " + FakeDiscord.PATH,
+    "slack": "POST " + FakeSlack.PATH,
+    "matrix": "/send/m.room.message/",
+    "bluesky": "com.atproto.repo.createRecord",
+    "threads": "/threads_publish",
+    "mastodon": "POST /api/v1/statuses",
+    "webhook": "POST ",
+}
+
+
+@pytest.fixture(params=sorted(POSTING))  # X's host is fixed in tweepy: no proxy in between
+def hp(
+    request: pytest.FixtureRequest, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Harness, FaultProxy, Any, Any, Dispatcher, Clock]]:
+    harness = _harness(request.param)
+    with harness.fake, FaultProxy(harness.fake.url) as proxy:
+        for k, v in harness.env.items():
+            monkeypatch.setenv(k, v.replace(proxy.upstream_base, proxy.url))
+        toml = harness.channel_toml.replace(proxy.upstream_base, proxy.url)
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+[channels.ch]
+{toml}timeout = "0.5s"
+[[routes]]
+channels = ["ch"]
+""")
+        chans = build_channels(cfg)
+        clock = Clock()
+        disp = Dispatcher(sqlite_store, chans, clock=clock, worker="w")
+        disp.limiters.clear()
+        yield harness, proxy, cfg, chans, disp, clock
+        close_all(chans)
+
+
+def test_a_connection_reset_mid_answer_never_posts_twice(hp, sqlite_store: Store) -> None:
+    """The platform makes the post, then the connection is reset before its answer arrives.
+    With an idempotency key the resend is deduplicated; without one the delivery is flagged
+    for a person, and never sent again by itself."""
+    harness, proxy, cfg, chans, disp, clock = hp
+    proxy.faults.append((POSTING[harness.kind], RESET_MID_RESPONSE))
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    assert [mode for _, mode in proxy.seen].count(RESET_MID_RESPONSE) == 1
+    assert len(harness.posts()) == 1  # the platform did make it
+    d = _state(sqlite_store, 1)
+    if harness.idempotent:
+        assert d.state == "retry_wait" and d.error_kind == "retryable"
+        clock.now = d.next_attempt_at
+        disp.run_until_idle()
+        d = _state(sqlite_store, 1)
+        assert d.state == "sent" and len(harness.posts()) == 1  # the resend was deduplicated
+        if harness.kind != "slack":
+            assert d.receipt_id == harness.posts()[0]["id"]
+    else:
+        assert d.state == "failed" and d.error_kind == "ambiguous"
+        assert "may have been posted" in (d.last_error or "")
+        clock.now += timedelta(hours=1)
+        disp.run_until_idle()
+        assert len(harness.posts()) == 1  # flagged, not repeated
+
+
+def test_a_connection_refused_before_the_request_is_retried(hp, sqlite_store: Store) -> None:
+    """Reset before anything reached the platform: retried (or, where the platform cannot
+    deduplicate and the client cannot tell, flagged), and in the end posted exactly once."""
+    harness, proxy, cfg, chans, disp, clock = hp
+    proxy.faults.append((POSTING[harness.kind], RESET_BEFORE_REQUEST))
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    assert [mode for _, mode in proxy.seen].count(RESET_BEFORE_REQUEST) == 1
+    assert harness.posts() == []
+    d = _state(sqlite_store, 1)
+    if harness.idempotent:
+        clock.now = d.next_attempt_at
+        disp.run_until_idle()
+        assert _state(sqlite_store, 1).state == "sent" and len(harness.posts()) == 1
+    else:
+        # The request was written before the reset: from the client's side it may have
+        # arrived. An operator looks, sees nothing, and retries from the desk or the API.
+        assert d.state == "failed" and d.error_kind == "ambiguous"
+        assert outbox.operator_retry(sqlite_store, d.id, clock.now, "ops") is None
+        disp.run_until_idle()
+        assert _state(sqlite_store, 1).state == "sent" and len(harness.posts()) == 1
+
+
+def test_requests_failures_say_whether_the_post_may_exist() -> None:
+    """X goes through tweepy and requests: only a failure to connect means "not sent"."""
+    import requests
+    import urllib3
+
+    from clarion.channels.http import requests_maybe_sent
+
+    refused = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    pool = urllib3.exceptions.MaxRetryError(None, "/2/tweets", refused)  # type: ignore[arg-type]
+    assert not requests_maybe_sent(requests.exceptions.ConnectionError(pool))
+    assert not requests_maybe_sent(requests.exceptions.ConnectTimeout())
+    aborted = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
+    assert requests_maybe_sent(requests.exceptions.ConnectionError(aborted))
+    assert requests_maybe_sent(requests.exceptions.ReadTimeout())

@@ -37,13 +37,14 @@ class Mailbox:
         self.delay = 0.0  # seconds to sit on the next DATA before answering
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.delay:
-            delay, self.delay = self.delay, 0.0
-            await asyncio.sleep(delay)
         if self.script:
             return self.script.pop(0)
+        # Queued for delivery the moment it arrived, as a real server does...
         self.envelopes.append(envelope)
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        if self.delay:  # ...then, perhaps, slow to say so
+            delay, self.delay = self.delay, 0.0
+            await asyncio.sleep(delay)
         return "250 Message accepted for delivery"
 
     def authenticate(
@@ -155,13 +156,32 @@ def test_crash_mid_send_is_flagged_not_mailed_twice(smtp, sqlite_store: Store) -
     assert d.state == "failed" and d.error_kind == "ambiguous" and len(box.messages) == 1
 
 
-def test_a_server_that_does_not_answer_in_time_is_retried(smtp, sqlite_store: Store) -> None:
+def test_a_server_silent_after_data_is_flagged_not_mailed_twice(smtp, sqlite_store: Store) -> None:
+    """The server takes the message but answers DATA after our timeout: the mail went out,
+    we cannot know it, and mail has no way to drop a repeat. Flagged, never resent."""
     box, cfg, chans, disp = smtp
     box.delay = 3.0  # the channel's timeout is 2 s
     ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
     disp.run_until_idle()
     [d] = rows(sqlite_store, deliveries)
+    assert d.state == "failed" and d.error_kind == "ambiguous"
+    disp.run_until_idle()
+    assert len(box.messages) == 1  # it did arrive, once
+
+
+def test_a_server_that_is_down_is_retried(smtp, sqlite_store: Store) -> None:
+    _, cfg, chans, disp = smtp
+    chans["mail"].port = _closed_port()  # type: ignore[attr-defined]
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    [d] = rows(sqlite_store, deliveries)
     assert d.state == "retry_wait" and d.error_kind == "retryable"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when this returns: nothing listens
 
 
 def test_a_busy_server_421_is_retried_not_failed(smtp, sqlite_store: Store) -> None:

@@ -23,7 +23,18 @@ class ErrorKind(StrEnum):
 
 
 class ChannelError(Exception):
-    def __init__(self, kind: ErrorKind, message: str, retry_after: float | None = None) -> None:
+    """`maybe_sent`: the request may have reached the platform before the failure (the answer
+    timed out, or the connection broke after the request was written). On a platform without
+    an idempotency key the dispatcher flags such a delivery instead of sending it again."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        maybe_sent: bool = False,
+    ) -> None:
         from clarion.redact import redact
 
         message = redact(message)  # what is stored and shown never holds a secret
@@ -31,6 +42,7 @@ class ChannelError(Exception):
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
 
 
 @dataclass(frozen=True)

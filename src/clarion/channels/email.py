@@ -127,6 +127,20 @@ class EmailChannel:
             raise ChannelError(
                 kind, f"SMTP {self.host} answered {exc.code} {exc.message}"
             ) from None
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
+            # No session at all: nothing can have been handed to the server.
+            raise ChannelError(ErrorKind.RETRYABLE, f"SMTP {self.host}: {exc}") from None
+        except (
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+            ConnectionResetError,
+            BrokenPipeError,
+        ) as exc:
+            # The session broke or went silent, possibly after the server took the message
+            # (the reply to DATA is what says so): mail cannot be deduplicated, so flag it.
+            raise ChannelError(
+                ErrorKind.RETRYABLE, f"SMTP {self.host}: {exc}", maybe_sent=True
+            ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise ChannelError(ErrorKind.RETRYABLE, f"SMTP {self.host}: {exc}") from None
         return Receipt(post_id=str(msg["Message-ID"]))

@@ -48,10 +48,33 @@ def request(http: httpx.Client, method: str, url: str, what: str, **kwargs: Any)
     """Send; raise ChannelError(retryable) for transport failures. Statuses are the caller's."""
     try:
         return http.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # No connection was made: nothing reached the platform.
+        raise ChannelError(ErrorKind.RETRYABLE, f"{what} unreachable: {exc}") from None
     except httpx.TimeoutException:
-        raise ChannelError(ErrorKind.RETRYABLE, f"{what} timed out") from None
-    except httpx.HTTPError as exc:
-        raise ChannelError(ErrorKind.RETRYABLE, f"{what}: {type(exc).__name__}: {exc}") from None
+        raise ChannelError(
+            ErrorKind.RETRYABLE, f"{what} timed out after the request was sent", maybe_sent=True
+        ) from None
+    except httpx.HTTPError as exc:  # the connection broke mid-way: it may have been posted
+        raise ChannelError(
+            ErrorKind.RETRYABLE, f"{what}: {type(exc).__name__}: {exc}", maybe_sent=True
+        ) from None
+
+
+def requests_maybe_sent(exc: BaseException) -> bool:
+    """For the `requests`-based SDKs (tweepy): did the request possibly reach the platform?
+    Only a failure to connect at all says no."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        import urllib3.exceptions
+
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        return not isinstance(inner, urllib3.exceptions.NewConnectionError)
+    return isinstance(exc, requests.exceptions.RequestException)
 
 
 def json_body(resp: httpx.Response, what: str) -> Any:
@@ -60,7 +83,9 @@ def json_body(resp: httpx.Response, what: str) -> Any:
         return resp.json()
     except ValueError:
         raise ChannelError(
-            ErrorKind.RETRYABLE, f"{what} answered HTTP {resp.status_code} with no JSON"
+            ErrorKind.RETRYABLE,
+            f"{what} answered HTTP {resp.status_code} with no JSON",
+            maybe_sent=resp.is_success,  # a success we cannot read: it was probably posted
         ) from None
 
 

@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from tweepy.auth import OAuth1UserHandler
 
 from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.http import requests_maybe_sent
 from clarion.channels.images import fetch_images
 from clarion.channels.parts import post_parts
 from clarion.model import Notice
@@ -239,9 +240,14 @@ class XChannel:
         except tweepy.HTTPException as exc:
             raise ChannelError(ErrorKind.PERMANENT, f"X rejected the post: {exc}") from None
         except (requests.RequestException, ValueError) as exc:
-            raise ChannelError(ErrorKind.RETRYABLE, f"X unreachable: {exc!r}") from None
+            # Garbage after the request went out (ValueError: an unreadable answer), or a
+            # connection that broke after sending: the post may exist.
+            maybe = isinstance(exc, ValueError) or requests_maybe_sent(exc)
+            raise ChannelError(
+                ErrorKind.RETRYABLE, f"X unreachable: {exc!r}", maybe_sent=maybe
+            ) from None
         data = resp.data or {}
         post_id = str(data.get("id", ""))
         if not post_id:
-            raise ChannelError(ErrorKind.RETRYABLE, "X answered without a post id")
+            raise ChannelError(ErrorKind.RETRYABLE, "X answered without a post id", maybe_sent=True)
         return Receipt(post_id=post_id, url=f"https://x.com/i/status/{post_id}")

@@ -304,7 +304,20 @@ class Dispatcher:
             exc.message,
             extra={**delivery_fields(c), "error_kind": exc.kind.value},
         )
-        if exc.kind is ErrorKind.AUTH:
+        channel = self.channels[c.channel]
+        if exc.maybe_sent and not channel.profile.idempotency:
+            # It may be on the platform already, and a resend cannot be deduplicated there:
+            # flag it for a person, never post it twice.
+            outbox.mark_failed(
+                self.store,
+                c,
+                self.worker,
+                now,
+                f"{exc.message} — it may have been posted, and this platform cannot "
+                "deduplicate a resend: check the channel, then retry by hand if it is not there",
+                "ambiguous",
+            )
+        elif exc.kind is ErrorKind.AUTH:
             outbox.hold_for_reauth(self.store, c, self.worker, now, exc.message)
         elif exc.kind is ErrorKind.PERMANENT:
             outbox.mark_failed(self.store, c, self.worker, now, exc.message, exc.kind.value)
