@@ -99,15 +99,20 @@ def _record_config(store, config: Config) -> None:  # type: ignore[no-untyped-de
         logging.getLogger("clarion").info("configuration: %s", summary)
 
 
-def _channels(config: Config):  # type: ignore[no-untyped-def]
-    """The channels, built; every secret (sources' too) is checked first."""
+def _channels(config: Config, store=None):  # type: ignore[no-untyped-def]
+    """The channels, built; every secret (sources' too) is checked first. With the store,
+    credentials entered in the desk (decrypted with `secret_keys`) stand in for the config's."""
+    from clarion import credentials
     from clarion.channels import build_channels
     from clarion.config import validate_all
 
     try:
-        validate_all(config)
-        return build_channels(config)
+        stored = credentials.load(store, credentials.keyring(config)) if store else {}
+        validate_all(config, stored)
+        return build_channels(config, stored)
     except ConfigError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
+    except credentials.CredentialError as exc:
         raise _fail(f"clarion: {exc}", 2) from None
 
 
@@ -129,11 +134,13 @@ def init(
 def check(config: ConfigOpt = None) -> None:
     """Validate the config (keys, values, secrets) without running anything."""
     from clarion.config import validate_all
+    from clarion.credentials import CredentialError, keyring
 
     cfg = _config(config)
     try:
         validate_all(cfg)
-    except ConfigError as exc:
+        keyring(cfg)  # the desk's encryption keys, if set, must be real Fernet keys
+    except (ConfigError, CredentialError) as exc:
         raise _fail(f"clarion: {exc}", 2) from None
     _channels(cfg)
     path = config_path(config)
@@ -249,7 +256,7 @@ def replay(
 
     cfg = _config(config)
     store = _store(cfg)
-    channels = _channels(cfg)
+    channels = _channels(cfg, store)
     for f, notices in _parse_files(kind, files):
         r = ingest(store, cfg, channels, notices, source=source, include_expired=include_expired)
         typer.echo(
@@ -308,7 +315,7 @@ def post(
         ],
     )
     store = _store(cfg)
-    r = ingest(store, cfg, _channels(cfg), [notice], source="manual")
+    r = ingest(store, cfg, _channels(cfg, store), [notice], source="manual")
     typer.echo(f"Stored as notice {r.stored[0]}; {r.deliveries} deliveries queued.")
 
 
@@ -468,7 +475,7 @@ def channels_test(
     from clarion.pipeline import permalink
 
     cfg = _config(config)
-    channels = _channels(cfg)
+    channels = _channels(cfg, _store(cfg))
     if name not in channels:
         raise _fail(f"clarion: no enabled channel named {name!r}; have: {', '.join(channels)}", 2)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -535,7 +542,7 @@ def worker(
     _setup_logging(verbose)
     cfg = _config(config)
     store = _store(cfg)
-    channels = _channels(cfg)
+    channels = _channels(cfg, store)
     _record_config(store, cfg)
     dispatcher = make_dispatcher(store, cfg, channels)
     if once:
@@ -576,7 +583,7 @@ def web(
     _record_config(store, cfg)
     h, p = host or cfg.clarion.host, port or cfg.clarion.port
     typer.echo(f"Clarion is serving http://{h}:{p}/")
-    serve_web(store, cfg, h, p, _channels(cfg))
+    serve_web(store, cfg, h, p, _channels(cfg, store))
 
 
 @app.command()
@@ -589,7 +596,7 @@ def run(
     _setup_logging(verbose)
     cfg = _config(config)
     store = _store(cfg)
-    channels = _channels(cfg)
+    channels = _channels(cfg, store)
     _record_config(store, cfg)
     stop = threading.Event()
     start_background(store, cfg, channels, stop)
@@ -621,6 +628,37 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+secrets_app = typer.Typer(
+    help="Keys that encrypt credentials entered in the desk: keygen, rotate.",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("keygen")
+def secrets_keygen() -> None:
+    """Print a new Fernet key for `[clarion] secret_keys` (keep it in an env var or a file)."""
+    from clarion.credentials import keygen
+
+    typer.echo(keygen())
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(config: ConfigOpt = None) -> None:
+    """Re-encrypt every stored credential with the first key of `secret_keys`."""
+    from clarion.credentials import CredentialError, keyring, rotate
+
+    cfg = _config(config)
+    try:
+        keys = keyring(cfg)
+        if keys is None:
+            raise _fail("clarion: `[clarion] secret_keys` is not set: nothing to rotate to", 2)
+        n = rotate(_store(cfg), keys)
+    except CredentialError as exc:
+        raise _fail(f"clarion: {exc}", 2) from None
+    typer.echo(f"Re-encrypted {n} stored credential(s) with the newest key.")
 
 
 @keys_app.command("create")

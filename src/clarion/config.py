@@ -139,6 +139,9 @@ class Settings(_Strict):
     # Networks that sources, webhooks, images and link cards may reach although they are not
     # public (all others private, loopback, link-local are refused): ["10.20.0.0/16"].
     allow_networks: list[str] = Field(default_factory=list)
+    # Fernet keys (newest first) that encrypt credentials entered in the desk; set it to allow
+    # that. `clarion secrets keygen` makes one. Also CLARION_SECRET_KEYS in the environment.
+    secret_keys: SecretRef | None = None
 
     @field_validator("allow_networks")
     @classmethod
@@ -588,7 +591,9 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, A
     settings = dict(data.get("clarion", {}))
     for key in Settings.model_fields:
         env_key = ENV_PREFIX + key.upper()
-        if env_key in environ:
+        if env_key in environ and key == "secret_keys":
+            settings[key] = {"env": env_key}  # the keys themselves stay in the environment
+        elif env_key in environ:
             raw = environ[env_key]
             settings[key] = (
                 [s.strip() for s in raw.split(",") if s.strip()]
@@ -631,8 +636,9 @@ def load_config(explicit: str | None = None, *, environ: dict[str, str] | None =
     return parse_config(path.read_text(), path=str(path), environ=environ)
 
 
-def check_secrets(config: Config) -> list[str]:
-    """Every secret that cannot be resolved, as `key: problem` lines."""
+def check_secrets(config: Config, stored: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Every secret that cannot be resolved, as `key: problem` lines (a credential stored from
+    the desk, in `stored`, stands in for its field)."""
     problems = []
     tables: list[tuple[str, dict[str, Any]]] = [
         ("sources", dict(config.sources)),
@@ -644,6 +650,8 @@ def check_secrets(config: Config) -> list[str]:
                 continue
             for field_name in type(item).model_fields:
                 value = getattr(item, field_name)
+                if table == "channels" and field_name in (stored or {}).get(name, {}):
+                    continue
                 if isinstance(value, SecretRef):
                     try:
                         value.resolve()
@@ -652,8 +660,8 @@ def check_secrets(config: Config) -> list[str]:
     return problems
 
 
-def validate_all(config: Config) -> None:
-    problems = check_secrets(config)
+def validate_all(config: Config, stored: dict[str, dict[str, str]] | None = None) -> None:
+    problems = check_secrets(config, stored)
     if problems:
         raise ConfigError(problems)
 

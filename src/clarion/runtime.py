@@ -27,9 +27,17 @@ log = logging.getLogger(__name__)
 
 
 def make_dispatcher(store: Store, config: Config, channels: Mapping[str, Channel]) -> Dispatcher:
+    from clarion import credentials
+    from clarion.channels import build_channels
+
+    def rebuild(name: str) -> Channel:
+        stored = credentials.load(store, credentials.keyring(config))
+        return build_channels(config, stored, only=name)[name]
+
     return Dispatcher(
         store,
         channels,
+        rebuild=rebuild,
         lease_seconds=config.clarion.lease_seconds,
         heartbeat_seconds=config.clarion.heartbeat_seconds,
         drop_expired=config.clarion.drop_expired,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from clarion.channels.base import (
@@ -41,8 +42,14 @@ __all__ = [
 ]
 
 
-def build_channels(config: Config) -> dict[str, Channel]:
-    """Instantiate every enabled channel; secrets are resolved here. No network I/O."""
+def build_channels(
+    config: Config,
+    stored: Mapping[str, Mapping[str, str]] | None = None,
+    only: str | None = None,
+) -> dict[str, Channel]:
+    """Instantiate every enabled channel (or `only` that one); secrets are resolved here, a
+    credential stored from the desk (`stored`, decrypted) winning over the config's reference.
+    No network I/O."""
     from clarion.channels.apprise import AppriseChannel
     from clarion.channels.bluesky import BlueskyChannel
     from clarion.channels.discord import DiscordChannel
@@ -65,10 +72,14 @@ def build_channels(config: Config) -> dict[str, Channel]:
             return None
         return guarded_client(allow, timeout=timeout, follow_redirects=True, max_redirects=5)
 
+    def _secret(channel: str, key: str, ref: object) -> str:
+        value = (stored or {}).get(channel, {}).get(key)
+        return value if value is not None else _resolve(channel, key, ref)
+
     built: dict[str, Channel] = {}
     problems = []
     for name, cfg in config.channels.items():
-        if not cfg.enabled:
+        if not cfg.enabled or (only is not None and name != only):
             continue
         langs = tuple(cfg.languages or config.clarion.languages)
         try:
@@ -169,7 +180,11 @@ def build_channels(config: Config) -> dict[str, Channel]:
                     sender=cfg.sender,
                     recipients=cfg.recipients,
                     username=cfg.username,
-                    password=_secret(name, "password", cfg.password) if cfg.password else None,
+                    password=(
+                        _secret(name, "password", cfg.password)
+                        if cfg.password or (stored or {}).get(name, {}).get("password")
+                        else None
+                    ),
                     security=cfg.security,
                     unsubscribe=cfg.unsubscribe,
                     timeout=cfg.timeout,
@@ -210,7 +225,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
     return built
 
 
-def _secret(channel: str, key: str, ref: object) -> str:
+def _resolve(channel: str, key: str, ref: object) -> str:
     from clarion.config import SecretRef
 
     assert isinstance(ref, SecretRef)

@@ -12,9 +12,11 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from clarion import credentials
 from clarion.channels.base import (
     Channel,
     ChannelError,
@@ -64,9 +66,17 @@ class Dispatcher:
         caps: Mapping[str, ChannelLimits] | None = None,
         drop_expired: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rebuild: Callable[[str], Channel] | None = None,
+        credentials_check: float = 5.0,
     ) -> None:
         self.store = store
         self.channels = channels
+        # A credential replaced from the desk: the channel is rebuilt with it (on every worker,
+        # within `credentials_check` seconds).
+        self.rebuild = rebuild
+        self.credentials_check = credentials_check
+        self._cred_checked = time.monotonic()
+        self._cred_seen = credentials.versions(store) if rebuild is not None else {}
         self.worker = worker or worker_id()
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -81,8 +91,34 @@ class Dispatcher:
         }
         outbox.ensure_channels(store, {n: c.kind for n, c in channels.items()}, clock())
 
+    def refresh_credentials(self, force: bool = False) -> list[str]:
+        """Rebuild the channels whose stored credentials changed; returns their names."""
+        if self.rebuild is None:
+            return []
+        now = time.monotonic()
+        if not force and now - self._cred_checked < self.credentials_check:
+            return []
+        self._cred_checked = now
+        seen = credentials.versions(self.store)
+        changed = [
+            n for n, at in seen.items() if self._cred_seen.get(n) != at and n in self.channels
+        ]
+        for name in changed:
+            try:
+                fresh = self.rebuild(name)
+            except Exception:
+                log.exception("channel %s: its new credentials could not be used", name)
+                continue
+            old = self.channels[name]
+            self.channels[name] = fresh  # type: ignore[index]
+            old.close()
+            log.info("channel %s: now sending with the credentials entered in the desk", name)
+        self._cred_seen = seen
+        return changed
+
     def run_once(self, limit: int = 10) -> int:
         """Claim and process one batch; returns how many deliveries were processed."""
+        self.refresh_credentials()
         claimed = outbox.claim(
             self.store,
             self.worker,

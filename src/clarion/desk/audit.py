@@ -30,6 +30,7 @@ ACTIONS = (
     "retry",
     "cancel_delivery",
     "channel_resume",
+    "credential_set",
     "template_save",
     "template_delete",
     "user_add",

@@ -354,3 +354,17 @@ api_usage = Table(
     Column("window_start", BigInteger, primary_key=True),
     Column("count", Integer, nullable=False),
 )
+
+# Credentials entered in the desk (a channel's new token after the old one was revoked):
+# encrypted with Fernet under `[clarion] secret_keys` (MultiFernet: newest key first, older
+# keys still read, `clarion secrets rotate` re-encrypts). They replace the config's reference
+# for that field. The plaintext is never stored, shown or logged.
+channel_credentials = Table(
+    "channel_credentials",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
+from clarion import credentials
 from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.delivery import outbox
@@ -156,7 +157,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
             raise HTTPException(403, "The form expired or did not come from the desk; reload it.")
         return s, form
 
-    def page(request: Request, name: str, s: Session | None, **values: Any) -> HTMLResponse:
+    def page(request: Request, template: str, s: Session | None, **values: Any) -> HTMLResponse:
         pending = 0
         if s is not None:
             with store.read() as conn:
@@ -169,7 +170,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
                 )
         resp = TEMPLATES.TemplateResponse(
             request,
-            name,
+            template,
             {
                 "s": s,
                 "publisher": config.clarion.publisher_name,
@@ -532,6 +533,45 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
             )
         return RedirectResponse(PREFIX, status_code=303)
 
+    @router.get("/channels/{name}/credentials", response_class=HTMLResponse)
+    def credentials_form(request: Request, name: str, error: str | None = None) -> HTMLResponse:
+        s = need(request, "admin")
+        return page(request, "desk/credentials.html", s, **_credentials(config, store, name, error))
+
+    @router.post("/channels/{name}/credentials", response_class=HTMLResponse)
+    async def credentials_save(request: Request, name: str) -> Response:
+        s, form = await posted(request, "admin")
+        info = _credentials(config, store, name, None)
+        entered = {
+            f: str(form.get(f) or "") for f in info["fields"] if str(form.get(f) or "").strip()
+        }
+        if not entered:
+            return page(
+                request,
+                "desk/credentials.html",
+                s,
+                **_credentials(config, store, name, "Enter at least one new value."),
+            )
+        try:
+            keys = credentials.keyring(config)
+            for field, value in entered.items():
+                credentials.put(store, keys, name, field, value.strip(), s.user.username, now())
+        except credentials.CredentialError as exc:
+            return page(
+                request, "desk/credentials.html", s, **_credentials(config, store, name, str(exc))
+            )
+        outbox.set_channel_state(store, name, "active", None, now())
+        audit.log(
+            store,
+            now(),
+            s.user.username,
+            "credential_set",
+            target=f"channel {name}",
+            detail=f"replaced {', '.join(sorted(entered))} (stored encrypted); channel resumed",
+            ip=client_ip(request),
+        )
+        return RedirectResponse(f"{PREFIX}#channel-{name}", status_code=303)
+
     # --- Audit --------------------------------------------------------------------------------
 
     def audit_filter(request: Request) -> audit.AuditFilter:
@@ -610,6 +650,32 @@ def install_desk(
 
 
 # --- Helpers ------------------------------------------------------------------------------------
+
+
+def _credentials(config: Config, store: Store, name: str, error: str | None) -> dict[str, Any]:
+    """What the credential form shows: each secret field and where its value comes from now
+    (never the value itself)."""
+    if name not in config.channels:
+        raise HTTPException(404, f"There is no channel {name!r}.")
+    fields = credentials.secret_fields(config, name)
+    stored = credentials.info(store)
+    cfg = config.channels[name]
+    rows = []
+    for f in fields:
+        ref = getattr(cfg, f, None)
+        source: tuple[str, str, datetime | None]
+        if (name, f) in stored:
+            who, when = stored[(name, f)]
+            source = ("desk", who, when)
+        else:
+            source = ("config", ref.describe() if ref is not None else "not set", None)
+        rows.append({"field": f, "source": source})
+    try:
+        ready = credentials.keyring(config) is not None
+    except credentials.CredentialError as exc:
+        ready, error = False, error or str(exc)
+    return {"name": name, "kind": cfg.kind, "fields": fields, "rows": rows, "ready": ready,
+            "error": error}  # fmt: skip
 
 
 def _same_origin(request: Request) -> None:
