@@ -122,3 +122,30 @@ def test_no_file_means_embedded_default(tmp_path, monkeypatch: pytest.MonkeyPatc
 def test_example_config_is_valid() -> None:
     cfg = parse_config(EXAMPLE_CONFIG, environ={})
     assert {"preview", "mastodon_main", "partners"} <= set(cfg.channels)
+
+
+def test_gtfsrt_header_values_may_be_secret_references(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clarion.config import check_secrets
+    from clarion.redact import redact
+    from clarion.sources import build_sources
+
+    text = """
+[sources.mta]
+kind = "gtfsrt"
+url = "https://api.example.org/gtfs-alerts"
+headers = { "x-api-key" = { env = "MTA_KEY" }, "accept" = "application/x-protobuf" }
+"""
+    cfg = parse_config(text, environ={})
+    monkeypatch.delenv("MTA_KEY", raising=False)
+    assert check_secrets(cfg) == [
+        "sources.mta.headers.x-api-key: environment variable MTA_KEY is not set"
+    ]
+    monkeypatch.setenv("MTA_KEY", "k3y-for-the-transit-feed")
+    (source,) = build_sources(cfg).values()
+    assert source.headers == {  # type: ignore[attr-defined]
+        "x-api-key": "k3y-for-the-transit-feed",
+        "accept": "application/x-protobuf",
+    }
+    assert "k3y-for-the-transit-feed" not in redact(
+        "GET failed: x-api-key=k3y-for-the-transit-feed"
+    )

@@ -209,7 +209,12 @@ class GtfsRtSourceConfig(_SourceBase):
     kind: Literal["gtfsrt"]
     interval: Duration = 60.0
     end_after: int = Field(default=3, ge=1)
-    headers: dict[str, str] = Field(default_factory=dict)  # e.g. an API key header
+    # Extra request headers; a value may be a secret reference (an API key):
+    # headers = { "x-api-key" = { env = "MTA_KEY" } }
+    headers: dict[str, str | SecretRef] = Field(default_factory=dict)
+
+    def resolved_headers(self) -> dict[str, str]:
+        return {k: v.resolve() if isinstance(v, SecretRef) else v for k, v in self.headers.items()}
 
 
 class StatuspageSourceConfig(_SourceBase):
@@ -652,11 +657,18 @@ def check_secrets(config: Config, stored: dict[str, dict[str, str]] | None = Non
                 value = getattr(item, field_name)
                 if table == "channels" and field_name in (stored or {}).get(name, {}):
                     continue
-                if isinstance(value, SecretRef):
+                refs = [(field_name, value)] if isinstance(value, SecretRef) else []
+                if isinstance(value, dict):  # a table of values, some of them secret
+                    refs = [
+                        (f"{field_name}.{k}", v)
+                        for k, v in value.items()
+                        if isinstance(v, SecretRef)
+                    ]
+                for key, ref in refs:
                     try:
-                        value.resolve()
+                        ref.resolve()
                     except ValueError as exc:
-                        problems.append(f"{table}.{name}.{field_name}: {exc}")
+                        problems.append(f"{table}.{name}.{key}: {exc}")
     return problems
 
 

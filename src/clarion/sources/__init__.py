@@ -105,7 +105,9 @@ def build_sources(config: Config) -> dict[str, Source]:
                 end_after=cfg.end_after,
             )
         elif isinstance(cfg, GtfsRtSourceConfig):
-            out[name] = GtfsRtSource(name, cfg.url, cfg.max_bytes, cfg.end_after, cfg.headers)
+            out[name] = GtfsRtSource(
+                name, cfg.url, cfg.max_bytes, cfg.end_after, cfg.resolved_headers()
+            )
         elif isinstance(cfg, StatuspageSourceConfig):
             out[name] = StatuspageSource(name, cfg.url, cfg.max_bytes, cfg.end_after)
     return out
