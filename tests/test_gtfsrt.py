@@ -128,3 +128,18 @@ def test_fetch_time_alone_is_not_an_edit() -> None:
 def test_garbage(body: bytes, ctype: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         parse_gtfsrt(body, ctype)
+
+
+@pytest.mark.parametrize("name", ["fuzz-invalid-utf8.pb", "fuzz-missing-required.pb"])
+def test_inputs_found_by_fuzzing_parse_or_fail_clearly(name: str) -> None:
+    """Once crashed the parser (atheris found them: fuzz/fuzz_parsers.py)."""
+    body = fixture_bytes(f"gtfsrt/{name}")
+    try:
+        notices = parse_gtfsrt(body, "application/x-protobuf")
+    except SourceError as exc:
+        assert str(exc)
+        return
+    assert notices and all(isinstance(n.identifier, str) for n in notices)
+    for n in notices:
+        for info in n.infos:
+            assert isinstance(info.headline or "", str)

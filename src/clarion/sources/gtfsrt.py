@@ -58,16 +58,23 @@ def _decode(body: bytes, content_type: str, what: str) -> rt.FeedMessage:
     return feed
 
 
+def _str(value: str | bytes) -> str:
+    """A protobuf string field as text. GTFS-realtime is proto2, whose Python runtime hands
+    back bytes when a producer put invalid UTF-8 in a string (found by fuzzing, see fuzz/):
+    keep the text, with U+FFFD where the bytes were wrong."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
 def _translations(ts: Any) -> dict[str, str]:
     """language → plain text; `en-html` is used only when there is no plain `en`."""
     plain: dict[str, str] = {}
     html: dict[str, str] = {}
     for t in ts.translation:
-        lang = t.language or ""
+        lang = _str(t.language) or ""
         if lang.lower().endswith("-html"):
-            html[lang[: -len("-html")]] = t.text
+            html[lang[: -len("-html")]] = _str(t.text)
         else:
-            plain[lang] = t.text
+            plain[lang] = _str(t.text)
     for lang, text in html.items():
         if lang not in plain:
             plain[lang] = html_to_text(text) or ""
@@ -78,15 +85,15 @@ def _entities(selectors: Iterable[Any]) -> list[Entity]:
     out: list[Entity] = []
     for sel in selectors:
         if sel.agency_id:
-            out.append(Entity(kind="agency", id=sel.agency_id))
+            out.append(Entity(kind="agency", id=_str(sel.agency_id)))
         if sel.route_id:
-            out.append(Entity(kind="route", id=sel.route_id))
+            out.append(Entity(kind="route", id=_str(sel.route_id)))
         if sel.HasField("route_type"):
             out.append(Entity(kind="route_type", id=str(sel.route_type)))
         if sel.stop_id:
-            out.append(Entity(kind="stop", id=sel.stop_id))
+            out.append(Entity(kind="stop", id=_str(sel.stop_id)))
         if sel.HasField("trip") and (sel.trip.trip_id or sel.trip.route_id):
-            out.append(Entity(kind="trip", id=sel.trip.trip_id or sel.trip.route_id))
+            out.append(Entity(kind="trip", id=_str(sel.trip.trip_id or sel.trip.route_id)))
     unique: dict[tuple[str, str], Entity] = {}
     for e in out:
         unique.setdefault((e.kind, e.id), e)
@@ -118,8 +125,9 @@ def parse_gtfsrt(
         if entity.is_deleted or not entity.HasField("alert"):
             continue
         alert = entity.alert
-        where = f"{what} entity {entity.id!r}"
-        if not entity.id:
+        entity_id = _str(entity.id)
+        where = f"{what} entity {entity_id!r}"
+        if not entity_id:
             raise SourceError(f"{what}: an alert entity has no id")
         headers = _translations(alert.header_text)
         descriptions = _translations(alert.description_text)
@@ -162,15 +170,15 @@ def parse_gtfsrt(
         notices.append(
             Notice(
                 kind="gtfsrt",
-                identifier=entity.id,
+                identifier=entity_id,
                 sender=agencies[0] if agencies else "GTFS-realtime",
                 sent=updated or read_at,
                 sent_estimated=updated is None,
                 infos=infos,
                 entities=entities,
-                thread_key=f"local:gtfsrt:{entity.id}",
+                thread_key=f"local:gtfsrt:{entity_id}",
                 link=infos[0].web,
-                original=entity.SerializeToString(),
+                original=entity.SerializePartialToString(),  # as received, even if incomplete
                 original_content_type="application/x-protobuf",
             )
         )
