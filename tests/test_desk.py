@@ -9,6 +9,7 @@ import io
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -512,3 +513,53 @@ def test_a_changed_configuration_is_audited_without_secrets(sqlite_store: Store)
     )
     (entry,) = audit.entries(sqlite_store, audit.AuditFilter(action="config_change"), limit=1)
     assert entry.actor == "cli:ops" and entry.ip == "web-2" and entry.detail == said
+
+
+def test_scheduling_from_the_form_in_the_desk_time_zone(sqlite_store: Store) -> None:
+    cfg = config(DESK.replace("[desk]", '[desk]\ntimezone = "America/Denver"'))
+    people(sqlite_store)
+    client = TestClient(
+        create_app(sqlite_store, cfg, channels_for(cfg)), base_url="https://alerts.example.org"
+    )
+    token = login(client, "eddie")
+    later = datetime.now(UTC) + timedelta(days=2)
+    local = later.astimezone(ZoneInfo("America/Denver")).strftime("%Y-%m-%dT%H:%M")
+    r = client.post(
+        "/desk/compose",
+        data={
+            "csrf": token, "action": "alert", "intent": "submit", "status": "actual",
+            "severity": "minor", "headline": "Hydrant flushing on Saturday", "send_at": local,
+        },
+        follow_redirects=True,
+    )  # fmt: skip
+    assert r.status_code == 200 and "<strong>scheduled</strong>" in r.text
+    (d,) = drafts.listing(sqlite_store, ("scheduled",))
+    assert d.send_at == later.replace(second=0, microsecond=0)  # read in Denver time
+    assert count(sqlite_store, notices) == 0
+    assert "Hydrant flushing" in client.get("/desk/drafts").text
+
+
+def test_the_preview_shows_what_x_charges(sqlite_store: Store) -> None:
+    cfg = config(
+        """
+[channels.x]
+kind = "x"
+consumer_key = { env = "XK" }
+consumer_secret = { env = "XK" }
+access_token = { env = "XK" }
+access_token_secret = { env = "XK" }
+[[routes]]
+channels = ["x"]
+""",
+    )
+    import os
+
+    os.environ["XK"] = "k"
+    try:
+        chans = channels_for(cfg)
+    finally:
+        del os.environ["XK"]
+    pv = drafts.preview(sqlite_store, cfg, chans, "alert", body(web="https://example.org/a"), None)
+    assert pv.channels[0].name == "x" and pv.cost == pytest.approx(0.2)  # a post with a URL
+    pv = drafts.preview(sqlite_store, cfg, chans, "alert", body(), None)
+    assert pv.cost > 0
