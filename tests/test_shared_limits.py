@@ -80,3 +80,32 @@ def test_a_429_pauses_the_channel_for_every_worker(store: Store) -> None:
     assert channel.sent == []
     clock[0] = NOW + timedelta(seconds=31)
     assert b.run_until_idle() == 2 and len(channel.sent) == 2
+
+
+def test_the_config_sets_or_lifts_a_channels_limit(sqlite_store: Store) -> None:
+    from clarion.channels import build_channels
+    from clarion.runtime import make_dispatcher
+
+    cfg = config(
+        """
+[channels.own_server]
+kind = "mastodon"
+instance = "https://social.example.gov"
+token = { env = "OWN_TOKEN" }
+rate_limit = "off"
+[channels.slow]
+kind = "preview"
+rate_limit = "2/1m"
+[channels.documented]
+kind = "slack"
+webhook_url = { env = "OWN_TOKEN" }
+""",
+    )
+    import os
+
+    os.environ["OWN_TOKEN"] = "https://hooks.slack.example/x"
+    try:
+        d = make_dispatcher(sqlite_store, cfg, build_channels(cfg))
+    finally:
+        del os.environ["OWN_TOKEN"]
+    assert d.limiters == {"slow": (2, 60.0), "documented": (1, 1.0)}

@@ -257,6 +257,26 @@ class _ChannelBase(_Strict):
     budget_reserve: float = Field(default=0.2, ge=0, le=1)
     over_limit: Literal["wait", "skip"] = "wait"
     template: str | None = None  # a Jinja2 template for the post's text (see docs)
+    # The write limit to keep to, shared by every worker: "300/3h", "5/2s"; default the
+    # platform's documented one; "off" for none (your own server without limits).
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(off|\d+\s*/\s*\d*\.?\d*\s*(ms|s|m|h|d)?)$", v):
+            raise ValueError(f'{v!r} is not a rate limit (examples: "300/3h", "5/2s", "off")')
+        return v
+
+    def write_limit(self) -> tuple[int, float] | Literal["default"] | None:
+        """(requests, per seconds), None for no limit, or "default" (the platform's own)."""
+        if self.rate_limit is None:
+            return "default"
+        if self.rate_limit == "off":
+            return None
+        count, _, per = self.rate_limit.partition("/")
+        seconds = float(_duration(per.strip() if per.strip()[:1].isdigit() else "1" + per.strip()))
+        return int(count), seconds
 
     @field_validator("template")
     @classmethod
@@ -426,8 +446,27 @@ class MatrixChannelConfig(_ChannelBase):
     _check_url = field_validator("homeserver")(_url)
 
 
+class ActivityPubChannelConfig(_ChannelBase):
+    """A fediverse account that Clarion itself is: @USERNAME@your-host, followed directly from
+    Mastodon, Misskey, Pixelfed… (needs `clarion.public_url`, reachable from the internet)."""
+
+    kind: Literal["activitypub"]
+    username: str = Field(pattern=r"^[a-z0-9_]{1,30}$")
+    display_name: str | None = None  # default: the publisher's name
+    summary: str = Field(default="", max_length=2000)
+    icon: str | None = None  # the avatar: an image URL
+    manually_approves_followers: bool = False  # hold follow requests for an operator
+    on_cancel: Literal["edit", "delete"] = "edit"  # edit the post to say CANCELLED, or delete it
+    hashtags: list[str] = Field(default_factory=list)
+    drop_inbox_after: Duration = 7 * 86400.0  # an inbox failing this long is dropped, reported
+    timeout: Duration = 15.0
+
+    _check_icon = field_validator("icon")(lambda v: _url(v) if v is not None else v)
+
+
 ChannelConfig = Annotated[
-    PreviewChannelConfig
+    ActivityPubChannelConfig
+    | PreviewChannelConfig
     | WebhookChannelConfig
     | MastodonChannelConfig
     | TelegramChannelConfig
@@ -537,6 +576,15 @@ class Config(_Strict):
                     f"sources.{name}: the name is reserved for notices written in Clarion "
                     f"({' and '.join(BUILTIN_SOURCES)}); choose another"
                 )
+        fedi = [n for n, c in self.channels.items() if c.kind == "activitypub"]
+        if fedi and not self.clarion.public_url:
+            problems.append(
+                f"channels.{fedi[0]}: an ActivityPub account needs clarion.public_url (the "
+                "address other servers reach it at)"
+            )
+        names = [getattr(self.channels[n], "username", "") for n in fedi]
+        if len(set(names)) != len(names):
+            problems.append("channels: two ActivityPub channels have the same username")
         for i, rule in enumerate(self.routes):
             for ch in rule.channels:
                 if ch not in self.channels:

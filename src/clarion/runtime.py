@@ -34,10 +34,16 @@ def make_dispatcher(store: Store, config: Config, channels: Mapping[str, Channel
         stored = credentials.load(store, credentials.keyring(config))
         return build_channels(config, stored, only=name)[name]
 
+    overrides: dict[str, tuple[int, float] | None] = {}
+    for name, cfg in config.channels.items():
+        limit = cfg.write_limit()
+        if limit != "default":
+            overrides[name] = limit
     return Dispatcher(
         store,
         channels,
         rebuild=rebuild,
+        rate_limits=overrides,
         lease_seconds=config.clarion.lease_seconds,
         heartbeat_seconds=config.clarion.heartbeat_seconds,
         drop_expired=config.clarion.drop_expired,

@@ -15,6 +15,7 @@ from clarion.channels.base import (
     Receipt,
 )
 from clarion.config import (
+    ActivityPubChannelConfig,
     AppriseChannelConfig,
     BlueskyChannelConfig,
     Config,
@@ -85,6 +86,22 @@ def build_channels(
         try:
             if isinstance(cfg, PreviewChannelConfig):
                 built[name] = PreviewChannel(name, langs)
+            elif isinstance(cfg, ActivityPubChannelConfig):
+                from clarion.channels.activitypub import ActivityPubChannel
+
+                assert config.clarion.public_url  # the config check requires it
+                built[name] = ActivityPubChannel(
+                    name,
+                    username=cfg.username,
+                    base=config.clarion.public_url,
+                    database_url=config.clarion.database_url,
+                    # Followers' servers are addresses strangers choose: guarded like webhooks.
+                    http=guarded_client(allow, timeout=cfg.timeout, follow_redirects=False),
+                    hashtags=cfg.hashtags,
+                    on_cancel=cfg.on_cancel,
+                    drop_after=cfg.drop_inbox_after,
+                    languages=langs,
+                )
             elif isinstance(cfg, WebhookChannelConfig):
                 secret = _secret(name, "secret", cfg.secret)
                 try:

@@ -42,6 +42,14 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _hand_store(channel: Channel, store: Store) -> None:
+    """Channels that keep state in the database (the fediverse account's followers and keys)
+    use the dispatcher's store."""
+    use = getattr(channel, "use_store", None)
+    if use is not None:
+        use(store)
+
+
 def _receipt(data: dict[str, object] | None) -> Receipt | None:
     if data is None or not data.get("post_id"):
         return None
@@ -68,6 +76,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rebuild: Callable[[str], Channel] | None = None,
         credentials_check: float = 5.0,
+        rate_limits: Mapping[str, tuple[int, float] | None] | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -86,9 +95,14 @@ class Dispatcher:
         self.clock = clock
         # The platforms' documented write limits, as buckets in the database: they hold across
         # every worker (`store.limits`).
-        self.limiters: dict[str, tuple[int, float]] = {
-            name: ch.profile.rate_limit for name, ch in channels.items() if ch.profile.rate_limit
-        }
+        # `rate_limits` (from config) replaces a channel's documented limit; None: no limit.
+        self.limiters: dict[str, tuple[int, float]] = {}
+        for name, ch in channels.items():
+            limit = (rate_limits or {}).get(name, ch.profile.rate_limit)
+            if limit:
+                self.limiters[name] = limit
+        for ch in channels.values():
+            _hand_store(ch, store)
         outbox.ensure_channels(store, {n: c.kind for n, c in channels.items()}, clock())
 
     def refresh_credentials(self, force: bool = False) -> list[str]:
@@ -109,6 +123,7 @@ class Dispatcher:
             except Exception:
                 log.exception("channel %s: its new credentials could not be used", name)
                 continue
+            _hand_store(fresh, self.store)
             old = self.channels[name]
             self.channels[name] = fresh  # type: ignore[index]
             old.close()

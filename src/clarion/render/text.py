@@ -43,6 +43,13 @@ def _prefix(notice: Notice) -> str:
     return " ".join(parts)
 
 
+def marked_headline(notice: Notice, languages: tuple[str, ...] = ()) -> str:
+    """The headline as every channel shows it: "[TEST] UPDATE: …", "CANCELLED: …"."""
+    head = headline(notice, languages)
+    prefix = _prefix(notice)
+    return f"{prefix} {head}" if prefix else head
+
+
 def headline(notice: Notice, languages: tuple[str, ...] = ()) -> str:
     info = notice.info(languages)
     if notice.msg_type is MsgType.CANCEL and (info is None or not (info.headline or info.event)):

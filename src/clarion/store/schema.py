@@ -368,3 +368,41 @@ channel_credentials = Table(
     Column("updated_by", String(64), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# --- The fediverse: Clarion's own ActivityPub accounts -----------------------------------------
+
+# Each account's key pair, made once. The private key signs every delivery; keep the database
+# as safe as the key (see docs/fediverse.md for rotating it).
+fediverse_keys = Table(
+    "fediverse_keys",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("private_key", Text, nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Who follows each account, and where to deliver (their server's shared inbox when it has one).
+# state: accepted | pending (held for approval) | dropped (its inbox failed for days).
+fediverse_followers = Table(
+    "fediverse_followers",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("actor", String(512), primary_key=True),
+    Column("inbox", Text, nullable=False),
+    Column("shared_inbox", Text),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("failing_since", UTCDateTime),
+    Column("last_error", Text),
+)
+
+# Other servers' public keys, fetched to verify their signatures (refetched when one fails).
+fediverse_remote_keys = Table(
+    "fediverse_remote_keys",
+    metadata,
+    Column("key_id", String(512), primary_key=True),
+    Column("actor", String(512), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("fetched_at", UTCDateTime, nullable=False),
+)

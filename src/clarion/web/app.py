@@ -106,6 +106,12 @@ def create_app(
             conn.execute(select(1))
         return {"status": "ok"}
 
+    from clarion.web.fediverse import fediverse_router
+
+    fedi = fediverse_router(store, config)
+    if fedi is not None:
+        app.include_router(fedi)
+
     if config.desk.enabled:
         from clarion.web.desk import install_desk
 

@@ -1,0 +1,361 @@
+"""Clarion as an ActivityPub server, for each `activitypub` channel's account: WebFinger, the
+actor, its outbox, followers and notes, NodeInfo, and the inbox (shared and per account).
+
+The inbox takes `Follow` (accepted at once with a signed `Accept`, or held for an operator when
+the account says `manually_approves_followers`), `Undo(Follow)`, and `Delete` of an account.
+Every request must carry a valid HTTP Signature by the actor it speaks for: the signer's key is
+fetched from its server (through the SSRF guard), cached, and fetched again once if a cached
+key no longer verifies (keys are rotated). Anything else is refused with 401 and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import func, select
+
+from clarion import __version__
+from clarion.config import ActivityPubChannelConfig, Config
+from clarion.fediverse import accounts
+from clarion.fediverse.documents import (
+    AP,
+    JRD,
+    accept,
+    actor,
+    actor_id,
+    collection,
+    nodeinfo,
+    nodeinfo_links,
+    webfinger,
+)
+from clarion.fediverse.signatures import SignatureError, sign, verify
+from clarion.net import guarded_client
+from clarion.store import Store
+from clarion.store.schema import deliveries, notices
+
+log = logging.getLogger(__name__)
+AP_TYPES = ("application/activity+json", "application/ld+json")
+
+
+def _json(doc: Any, media_type: str = AP, status: int = 200) -> Response:
+    return Response(
+        json.dumps(doc, ensure_ascii=False),
+        status_code=status,
+        media_type=media_type,
+        headers={"Cache-Control": "max-age=60"},
+    )
+
+
+def fediverse_router(store: Store, config: Config) -> APIRouter | None:
+    accts = {
+        c.username: (name, c)
+        for name, c in config.channels.items()
+        if isinstance(c, ActivityPubChannelConfig) and c.enabled
+    }
+    if not accts or not config.clarion.public_url:
+        return None
+    base = config.clarion.public_url.rstrip("/")
+    host = base.split("://", 1)[1].split("/", 1)[0]
+    router = APIRouter(include_in_schema=False)
+    networks = config.clarion.networks()
+
+    def account(username: str) -> tuple[str, ActivityPubChannelConfig]:
+        if username not in accts:
+            raise HTTPException(404, f"no account {username!r} here")
+        return accts[username]
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    @router.get("/.well-known/webfinger")
+    def wf(resource: str) -> Response:
+        name = None
+        if resource.startswith("acct:"):
+            user, _, domain = resource.removeprefix("acct:").lstrip("@").partition("@")
+            if domain.lower() == host.lower():
+                name = user.lower()
+        elif resource.startswith(base + "/ap/"):
+            name = resource.removeprefix(base + "/ap/")
+        if name not in accts:
+            raise HTTPException(404, f"no account {resource!r} here")
+        return _json(webfinger(base, name), JRD)
+
+    @router.get("/.well-known/nodeinfo")
+    def ni_links() -> Response:
+        return _json(nodeinfo_links(base), "application/json")
+
+    @router.get("/nodeinfo/2.1")
+    def ni() -> Response:
+        with store.read() as conn:
+            posts = conn.execute(select(func.count()).select_from(notices)).scalar_one()
+        doc = nodeinfo(__version__, len(accts), int(posts), config.clarion.publisher_name)
+        return _json(
+            doc,
+            'application/json; profile="http://nodeinfo.diaspora.software/ns/schema/2.1#"',
+        )
+
+    def actor_doc(username: str) -> dict[str, Any]:
+        _, cfg = account(username)
+        _, public = accounts.keypair(store, username, now())
+        with store.read() as conn:
+            from clarion.store.schema import fediverse_keys
+
+            created = conn.execute(
+                select(fediverse_keys.c.created_at).where(fediverse_keys.c.username == username)
+            ).scalar_one()
+        return actor(
+            base,
+            username,
+            name=cfg.display_name or config.clarion.publisher_name,
+            summary=cfg.summary,
+            public_key=public,
+            icon=cfg.icon,
+            links=[(f.label, f.url) for f in config.clarion.follow],
+            manually_approves=cfg.manually_approves_followers,
+            published=created,
+        )
+
+    @router.get("/ap/{username}")
+    def get_actor(request: Request, username: str) -> Response:
+        account(username)
+        wants = request.headers.get("accept", "")
+        if "text/html" in wants and not any(t in wants for t in AP_TYPES):
+            return RedirectResponse(base + "/", status_code=303)  # a person, in a browser
+        return _json(actor_doc(username))
+
+    def sent_notes(channel: str, limit: int) -> list[Any]:
+        with store.read() as conn:
+            return list(
+                conn.execute(
+                    select(deliveries.c.payload, deliveries.c.receipt, deliveries.c.sent_at)
+                    .where(deliveries.c.channel == channel, deliveries.c.state == "sent")
+                    .order_by(deliveries.c.sent_at.desc())
+                    .limit(limit)
+                )
+            )
+
+    @router.get("/ap/{username}/outbox")
+    def outbox(username: str) -> Response:
+        channel, _ = account(username)
+        me = actor_id(base, username)
+        items = []
+        for r in sent_notes(channel, 20):
+            if r.payload.get("activity") != "Create":
+                continue
+            obj = r.payload["object"]
+            items.append(
+                {
+                    "id": (r.receipt or {}).get("extra", {}).get("activity") or obj["id"] + "#c",
+                    "type": "Create",
+                    "actor": me,
+                    "published": obj["published"],
+                    "to": obj["to"],
+                    "cc": obj["cc"],
+                    "object": obj,
+                }
+            )
+        with store.read() as conn:
+            total = conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.channel == channel, deliveries.c.state == "sent")
+            ).scalar_one()
+        return _json(collection(f"{me}/outbox", int(total), items))
+
+    @router.get("/ap/{username}/followers")
+    def followers(username: str) -> Response:
+        account(username)
+        total = len(accounts.list_followers(store, username, "accepted"))
+        return _json(collection(f"{actor_id(base, username)}/followers", total))
+
+    @router.get("/ap/{username}/following")
+    def following(username: str) -> Response:
+        account(username)
+        return _json(collection(f"{actor_id(base, username)}/following", 0, []))
+
+    @router.get("/ap/{username}/notes/{thread}")
+    def get_note(username: str, thread: int) -> Response:
+        channel, _ = account(username)
+        with store.read() as conn:
+            r = conn.execute(
+                select(deliveries.c.payload)
+                .where(
+                    deliveries.c.channel == channel,
+                    deliveries.c.thread_id == thread,
+                    deliveries.c.state == "sent",
+                )
+                .order_by(deliveries.c.version.desc())
+                .limit(1)
+            ).first()
+        if r is None:
+            raise HTTPException(404, "no such note")
+        if r.payload.get("activity") == "Delete":
+            return _json({"id": r.payload["object"]["id"], "type": "Tombstone"}, status=410)
+        return _json({"@context": "https://www.w3.org/ns/activitystreams", **r.payload["object"]})
+
+    # --- Inbox ---------------------------------------------------------------------------------
+
+    def signer_key(username: str) -> tuple[str, str]:
+        private, _ = accounts.keypair(store, username, now())
+        return f"{actor_id(base, username)}#main-key", private
+
+    def fetch(url: str, username: str) -> dict[str, Any]:
+        """GET an ActivityPub document, signed (servers in secure mode require it)."""
+        key_id, private = signer_key(username)
+        headers = sign("GET", url, None, key_id, private)
+        headers["Accept"] = AP
+        with guarded_client(networks, timeout=10, follow_redirects=True) as http:
+            resp = http.get(url, headers=headers)
+        if resp.status_code == 410:
+            raise SignatureError("the signer's account is gone (410)")
+        if not resp.is_success:
+            raise SignatureError(f"the signer's key could not be fetched (HTTP {resp.status_code})")
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise SignatureError("the signer's key document is not JSON") from None
+        if not isinstance(doc, dict):
+            raise SignatureError("the signer's key document is not an object")
+        return doc
+
+    def remote_key(key_id: str, username: str, refresh: bool) -> tuple[str, str]:
+        """(public PEM, owner actor) of `key_id`: from the cache, else from its server."""
+        if not refresh:
+            cached = accounts.cached_key(store, key_id)
+            if cached is not None:
+                with store.read() as conn:
+                    from clarion.store.schema import fediverse_remote_keys as rk
+
+                    owner = conn.execute(
+                        select(rk.c.actor).where(rk.c.key_id == key_id)
+                    ).scalar_one()
+                return cached, owner
+        doc = fetch(key_id.split("#", 1)[0], username)
+        key = doc.get("publicKey")
+        keys = key if isinstance(key, list) else [key]
+        for k in keys:
+            if isinstance(k, dict) and k.get("id") == key_id and k.get("publicKeyPem"):
+                owner = str(k.get("owner") or doc.get("id"))
+                accounts.cache_key(store, key_id, owner, str(k["publicKeyPem"]), now())
+                return str(k["publicKeyPem"]), owner
+        raise SignatureError(f"no key {key_id!r} in the document it points to")
+
+    def check(request: Request, body: bytes, username: str) -> str:
+        """The actor that signed the request (verified), or SignatureError."""
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        from clarion.fediverse.signatures import key_id_of
+
+        try:
+            key_id = key_id_of(request.headers)
+        except (SignatureError, KeyError):
+            raise SignatureError("the request is not signed (no Signature header)") from None
+        owners: dict[str, str] = {}
+
+        def public(kid: str, refresh: bool) -> str:
+            pem, owners[kid] = remote_key(kid, username, refresh)
+            return pem
+
+        try:
+            verify(request.method, target, request.headers, body, lambda k: public(k, False))
+        except SignatureError as first:
+            if "does not match" not in str(first):
+                raise
+            # The key may have been rotated since we cached it: fetch it once more.
+            verify(request.method, target, request.headers, body, lambda k: public(k, True))
+        return owners[key_id]
+
+    def send_accept(username: str, follow: dict[str, Any], inbox: str) -> None:
+        key_id, private = signer_key(username)
+        doc = accept(base, username, follow, f"{actor_id(base, username)}#accepts/{now():%s%f}")
+        body = json.dumps(doc).encode()
+        headers = sign("POST", inbox, body, key_id, private)
+        try:
+            with guarded_client(networks, timeout=10, follow_redirects=False) as http:
+                resp = http.post(inbox, content=body, headers=headers)
+            if not resp.is_success:
+                log.warning("Accept to %s: HTTP %s", inbox, resp.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("Accept to %s failed: %s", inbox, exc)
+
+    async def handle(request: Request, username: str | None, tasks: BackgroundTasks) -> Response:
+        body = await request.body()
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("actor"), str):
+            raise HTTPException(400, "not an activity (no actor)")
+        kind = doc.get("type")
+        obj = doc.get("object")
+        target = (
+            obj if isinstance(obj, str) else (obj or {}).get("object") if kind == "Undo" else None
+        )
+        # Whose key signs our fetches: the account addressed, or the first one.
+        me = username or _addressed(base, accts, target) or next(iter(accts))
+        try:
+            signer = await asyncio.to_thread(check, request, body, me)
+        except SignatureError as exc:
+            return JSONResponse({"detail": f"signature refused: {exc}"}, status_code=401)
+        except httpx.HTTPError as exc:
+            return JSONResponse(
+                {"detail": f"the signer's key could not be fetched: {exc}"}, status_code=401
+            )
+        if signer != doc["actor"]:
+            return JSONResponse(
+                {"detail": "signed by another actor than the one it speaks for"}, status_code=401
+            )
+        if kind == "Follow" and isinstance(obj, str):
+            followed = _addressed(base, accts, obj)
+            if followed is None:
+                raise HTTPException(404, "no such account to follow here")
+            remote = await asyncio.to_thread(fetch, doc["actor"], followed)
+            inbox = remote.get("inbox")
+            if not isinstance(inbox, str):
+                raise HTTPException(400, "the follower has no inbox")
+            shared = (remote.get("endpoints") or {}).get("sharedInbox")
+            held = accts[followed][1].manually_approves_followers
+            accounts.add_follower(
+                store,
+                followed,
+                doc["actor"],
+                inbox,
+                shared if isinstance(shared, str) else None,
+                "pending" if held else "accepted",
+                now(),
+            )
+            if not held:
+                tasks.add_task(send_accept, followed, doc, inbox)
+        elif kind == "Undo" and isinstance(obj, dict) and obj.get("type") == "Follow":
+            followed = _addressed(base, accts, obj.get("object"))
+            if followed is not None:
+                accounts.remove_follower(store, followed, doc["actor"])
+        elif kind == "Delete" and (
+            obj == doc["actor"] or (isinstance(obj, dict) and obj.get("id") == doc["actor"])
+        ):
+            accounts.remove_actor(store, doc["actor"])
+        return Response(status_code=202)
+
+    @router.post("/ap/inbox")
+    async def shared_inbox(request: Request, tasks: BackgroundTasks) -> Response:
+        return await handle(request, None, tasks)
+
+    @router.post("/ap/{username}/inbox")
+    async def inbox(request: Request, username: str, tasks: BackgroundTasks) -> Response:
+        account(username)
+        return await handle(request, username, tasks)
+
+    return router
+
+
+def _addressed(base: str, accts: dict[str, Any], target: Any) -> str | None:
+    if isinstance(target, str) and target.startswith(base + "/ap/"):
+        name = target.removeprefix(base + "/ap/")
+        return name if name in accts else None
+    return None
