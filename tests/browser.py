@@ -42,8 +42,8 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="error"))
+def serve(app: Any, port: int = 0) -> Iterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
