@@ -264,3 +264,86 @@ def test_an_account_needs_a_public_url() -> None:
 
     with pytest.raises(ConfigError, match=r"needs clarion\.public_url"):
         parse_config('[channels.f]\nkind = "activitypub"\nusername = "alerts"\n')
+
+
+def test_cli_lists_approves_and_rejects_followers(
+    tmp_path: Any, remote: FakeFediverse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from clarion.cli import app
+    from clarion.store import open_store
+
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    text = f"""
+[clarion]
+database_url = "{db}"
+public_url = "{BASE}"
+allow_networks = ["127.0.0.0/8"]
+[channels.fedi]
+kind = "activitypub"
+username = "alerts"
+manually_approves_followers = true
+[[routes]]
+channels = ["fedi"]
+"""
+    (tmp_path / "clarion.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    store = open_store(db)
+    remote.resolve_key = our_key(store)
+    c = cfg("manually_approves_followers = true")
+    client = TestClient(create_app(store, c, channels_for(c)))
+    body, headers = remote.signed(INBOX, remote.follow(ME))
+    assert client.post("/ap/alerts/inbox", content=body, headers=headers).status_code == 202
+    runner = CliRunner()
+    out = runner.invoke(app, ["fediverse", "followers", "fedi"]).output
+    assert f"{remote.actor}  pending" in out
+    status = runner.invoke(app, ["status"]).output
+    assert "@alerts@testserver: 0 follower(s), 1 waiting for approval" in status
+    r = runner.invoke(app, ["fediverse", "approve", "alerts", remote.actor])
+    assert r.exit_code == 0, r.output
+    (acc,) = remote.activities("Accept")
+    assert acc["object"]["id"] == remote.follow(ME)["id"] and remote.received[-1]["verified"]
+    assert "1 follower(s)" in runner.invoke(app, ["status"]).output
+    r = runner.invoke(app, ["fediverse", "reject", "alerts", remote.actor])
+    assert r.exit_code == 1 and "not waiting for approval" in r.output
+    assert runner.invoke(app, ["fediverse", "followers", "nope"]).exit_code == 2
+    store.close()
+
+
+def test_the_desk_and_the_page_show_the_account(sqlite_store: Store, remote: FakeFediverse) -> None:
+    from clarion.desk import accounts as desk_accounts
+
+    _follower(sqlite_store, remote)
+    desk_accounts.add_user(sqlite_store, "vera", "correct horse battery", "viewer", NOW, by="t")
+    client = TestClient(create_app(sqlite_store, cfg(), channels_for(cfg())))
+    page = client.get("/").text
+    assert "@alerts@testserver" in page and f'href="{ME}"' in page
+    client.post("/desk/login", data={"username": "vera", "password": "correct horse battery"})
+    assert "1 follower(s)" in client.get("/desk/live").text
+
+
+def test_every_activity_and_nodeinfo_golden() -> None:
+    from clarion.fediverse.documents import accept, activity, nodeinfo, nodeinfo_links
+    from clarion.sources.cap import parse_cap
+
+    base = "https://alerts.example.org"
+    me = f"{base}/ap/alerts"
+    docs: dict[str, Any] = {}
+    for i, kind in enumerate(("Create", "Update", "Update")):  # alert, update, cancel (edit)
+        (n,) = parse_cap(demo_cap(i))
+        obj = note(
+            n, base=base, username="alerts", thread=1, permalink=f"{base}/notices/1",
+            languages=("en",), hashtags=["wx"],
+        )  # fmt: skip
+        docs[f"{i}-{kind}"] = activity(kind, f"{me}/activities/d{i}", me, obj, NOW)
+    tomb = {"id": f"{me}/notes/1", "type": "Tombstone"}
+    docs["3-Delete"] = activity("Delete", f"{me}/activities/d3", me, tomb, NOW)
+    follow = {"id": "https://mastodon.example/f/1", "type": "Follow",
+              "actor": "https://mastodon.example/users/ann", "object": me}  # fmt: skip
+    docs["4-Accept"] = accept(base, "alerts", follow, f"{me}#accepts/1")
+    docs["nodeinfo"] = nodeinfo("0.1.0", 1, 42, "Helena Water Utility")
+    docs["nodeinfo-links"] = nodeinfo_links(base)
+    assert "CANCELLED" in docs["2-Update"]["object"]["content"]
+    assert docs["0-Create"]["to"] == ["https://www.w3.org/ns/activitystreams#Public"]
+    check_golden("fediverse/activities", docs)

@@ -53,6 +53,13 @@ def test_demo_serves_page_and_feed(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert "Flash Flood Watch extended until 6:00PM MDT" in page.text
         assert "Introducing Learn WordPress" in page.text
+        # The demo publisher's own fediverse account, named on the page and discoverable.
+        assert f"@alerts@127.0.0.1:{port}" in page.text
+        wf = httpx.get(
+            f"http://127.0.0.1:{port}/.well-known/webfinger",
+            params={"resource": f"acct:alerts@127.0.0.1:{port}"},
+        )
+        assert wf.json()["links"][0]["href"] == f"http://127.0.0.1:{port}/ap/alerts"
         feed = httpx.get(f"http://127.0.0.1:{port}/feeds/all.atom")
         assert feed.status_code == 200 and feed.text.count("<entry>") == 5
         # The desk works out of the box with the two accounts the demo prints.

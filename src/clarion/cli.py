@@ -44,6 +44,11 @@ keys_app = typer.Typer(
     help="API keys: create (the token is shown once), list, revoke.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+fediverse_app = typer.Typer(
+    help="Clarion's own fediverse accounts (activitypub channels): followers, approve, reject.",
+    no_args_is_help=True,
+)
+app.add_typer(fediverse_app, name="fediverse")
 users_app = typer.Typer(
     help="Desk users: add, list, disable, enable, passwd. Roles: viewer, editor, approver, admin.",
     no_args_is_help=True,
@@ -359,6 +364,17 @@ def status(config: ConfigOpt = None) -> None:
         q = counts.get(name, {})
         qs = ", ".join(f"{k} {v}" for k, v in sorted(q.items())) or "nothing queued"
         typer.echo(f"  {name} ({cc.kind}): {state}; {qs}")
+        if cc.kind == "activitypub":
+            from clarion.fediverse.accounts import counts as follower_counts
+            from clarion.fediverse.documents import handle
+
+            username = str(getattr(cc, "username", ""))
+            n = follower_counts(store, username)
+            typer.echo(
+                f"    {handle(cfg.clarion.public_url or 'http://localhost', username)}: "
+                f"{n['accepted']} follower(s), {n['pending']} waiting for approval, "
+                f"{n['dropped']} dropped (their server failed for days)"
+            )
 
 
 def _ago(seconds: float | None) -> str:
@@ -817,3 +833,82 @@ def users_passwd(
     """Set a user's password (their open sessions end)."""
     _users_change("passwd", username, config, _read_password(password_stdin))
     typer.echo(f"Password of {username} changed; their sessions have ended.")
+
+
+def _fedi_account(cfg: Config, name: str) -> str:
+    """An activitypub channel's username, given the channel's name or the username."""
+    for channel, cc in cfg.channels.items():
+        if cc.kind == "activitypub" and name in (channel, getattr(cc, "username", None)):
+            return str(getattr(cc, "username", ""))
+    have = [c for c, cc in cfg.channels.items() if cc.kind == "activitypub"]
+    raise _fail(
+        f"clarion: no fediverse account {name!r}"
+        + (f"; have: {', '.join(have)}" if have else " (no activitypub channel is configured)"),
+        2,
+    )
+
+
+@fediverse_app.command("followers")
+def fediverse_followers(
+    name: Annotated[str, typer.Argument(help="The activitypub channel, or its username.")],
+    config: ConfigOpt = None,
+) -> None:
+    """List who follows an account: state, since when, where posts go, failures."""
+    from clarion.fediverse.accounts import list_followers
+
+    cfg = _config(config)
+    username = _fedi_account(cfg, name)
+    found = list_followers(_store(cfg), username)
+    if not found:
+        typer.echo(f"No one follows @{username} yet.")
+        return
+    for f in found:
+        line = f"{f.actor}  {f.state}  since {f.created_at:%Y-%m-%d}  via {f.delivery_inbox}"
+        if f.failing_since:
+            line += f"  FAILING since {f.failing_since:%Y-%m-%d %H:%M}: {f.last_error}"
+        typer.echo(line)
+
+
+def _fedi_decide(name: str, actor: str, approve: bool, config: str | None) -> None:
+    from clarion.fediverse import accounts
+    from clarion.fediverse.client import Signer
+
+    cfg = _config(config)
+    username = _fedi_account(cfg, name)
+    store = _store(cfg)
+    pending = {f.actor: f for f in accounts.list_followers(store, username, "pending")}
+    if actor not in pending:
+        raise _fail(f"clarion: {actor} is not waiting for approval to follow @{username}", 1)
+    if not approve:
+        accounts.remove_follower(store, username, actor)
+        typer.echo(f"Refused: {actor} does not follow @{username}.")
+        return
+    f = pending[actor]
+    try:
+        Signer(store, cfg.clarion.public_url or "", cfg.clarion.networks()).accept(
+            username, actor, f.follow_id, f.inbox
+        )
+    except Exception as exc:  # the server is down or refuses: say so, change nothing
+        raise _fail(f"clarion: could not tell {actor}'s server: {exc}", 1) from None
+    accounts.set_state(store, username, actor, "accepted")
+    typer.echo(f"Approved: {actor} now follows @{username}.")
+
+
+@fediverse_app.command("approve")
+def fediverse_approve(
+    name: Annotated[str, typer.Argument(help="The activitypub channel, or its username.")],
+    actor: Annotated[str, typer.Argument(help="The follower's actor URL, as `followers` lists.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Accept a follow request held for approval (manually_approves_followers)."""
+    _fedi_decide(name, actor, True, config)
+
+
+@fediverse_app.command("reject")
+def fediverse_reject(
+    name: Annotated[str, typer.Argument(help="The activitypub channel, or its username.")],
+    actor: Annotated[str, typer.Argument(help="The follower's actor URL.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Refuse a follow request held for approval."""
+    _fedi_decide(name, actor, False, config)

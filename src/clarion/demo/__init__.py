@@ -9,7 +9,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from clarion.config import Config, PreviewChannelConfig, RouteRule, Settings
+from clarion.config import (
+    ActivityPubChannelConfig,
+    Config,
+    PreviewChannelConfig,
+    RouteRule,
+    Settings,
+)
 from clarion.model import Status
 
 DATA = Path(__file__).parent
@@ -29,13 +35,21 @@ def demo_config(db: Path) -> Config:
         clarion=Settings(
             database_url=f"sqlite:///{db}",
             port=port,
+            public_url=f"http://127.0.0.1:{port}",
             publisher_name="Clarion demo",
             drop_expired=False,
         ),
         channels={
-            "preview": PreviewChannelConfig(kind="preview", statuses=[Status.ACTUAL, Status.TEST])
+            "preview": PreviewChannelConfig(kind="preview", statuses=[Status.ACTUAL, Status.TEST]),
+            # The publisher's own fediverse account, served by Clarion itself: on a public
+            # address, people follow @alerts@your-host from Mastodon with no platform between.
+            "fediverse": ActivityPubChannelConfig(
+                kind="activitypub",
+                username="alerts",
+                summary="Alerts from the Clarion demo, straight from the publisher.",
+            ),
         },
-        routes=[RouteRule(name="everything", channels=["preview"])],
+        routes=[RouteRule(name="everything", channels=["preview", "fediverse"])],
     )
 
 
@@ -87,6 +101,8 @@ def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = prin
             f"  feeds                {base}/feeds/all.atom  .rss  .json  {base}/feeds/cap.atom\n"
             f"  the API              {base}/api/v1/notices  (reference: {base}/api/docs)\n"
             f"  metrics              {base}/metrics\n"
+            f"  fediverse account    @alerts@127.0.0.1:{config.clarion.port}  "
+            f"(actor {base}/ap/alerts, WebFinger {base}/.well-known/webfinger)\n"
             f"  the operator's desk  {base}/desk  (log in as demo-editor to write a notice and "
             f"as demo-approver to approve it; password for both: {password})"
         )
@@ -122,7 +138,7 @@ def _show_previews(store: object, notice_ids: list[int], echo: Callable[[str], N
     with store.read() as conn:
         rows = conn.execute(
             select(deliveries.c.payload, deliveries.c.state).where(
-                deliveries.c.notice_id.in_(notice_ids)
+                deliveries.c.notice_id.in_(notice_ids), deliveries.c.channel == "preview"
             )
         ).all()
     for row in rows:

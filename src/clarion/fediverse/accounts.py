@@ -46,6 +46,7 @@ class Follower:
     created_at: datetime
     failing_since: datetime | None
     last_error: str | None
+    follow_id: str | None = None
 
     @property
     def delivery_inbox(self) -> str:
@@ -60,6 +61,7 @@ def add_follower(
     shared_inbox: str | None,
     state: str,
     now: datetime,
+    follow_id: str | None = None,
 ) -> None:
     with store.write() as conn:
         conn.execute(
@@ -72,6 +74,7 @@ def add_follower(
                 inbox=inbox,
                 shared_inbox=shared_inbox,
                 state=state,
+                follow_id=follow_id,
                 created_at=now,
             )
         )
@@ -116,6 +119,7 @@ def list_followers(store: Store, username: str, state: str | None = None) -> lis
                 r.created_at,
                 r.failing_since,
                 r.last_error,
+                r.follow_id,
             )
             for r in conn.execute(q)
         ]
@@ -195,3 +199,11 @@ def cache_key(store: Store, key_id: str, actor: str, public_key: str, now: datet
                 key_id=key_id, actor=actor, public_key=public_key, fetched_at=now
             )
         )
+
+
+def counts(store: Store, username: str) -> dict[str, int]:
+    """Followers by state: accepted, pending, dropped."""
+    out = {"accepted": 0, "pending": 0, "dropped": 0}
+    for f in list_followers(store, username):
+        out[f.state] = out.get(f.state, 0) + 1
+    return out

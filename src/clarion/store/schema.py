@@ -392,6 +392,7 @@ fediverse_followers = Table(
     Column("inbox", Text, nullable=False),
     Column("shared_inbox", Text),
     Column("state", String(16), nullable=False),
+    Column("follow_id", Text),  # their Follow activity's id (an Accept names it)
     Column("created_at", UTCDateTime, nullable=False),
     Column("failing_since", UTCDateTime),
     Column("last_error", Text),

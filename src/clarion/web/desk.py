@@ -866,6 +866,7 @@ def _status(c: _Ctx) -> dict[str, Any]:
                 "monthly_cap": cfg.monthly_cap,
                 "budget": cfg.monthly_budget,
                 "statuses": [s.value for s in cfg.statuses],
+                "followers": _followers(store, cfg),
             }
         )
     srcs = []
@@ -897,6 +898,21 @@ def _status(c: _Ctx) -> dict[str, Any]:
         "problems": problems,
         "totals": totals,
         "plain_error": lambda d: plain_error(d.error_kind, d.last_error, d.next_attempt_at, c.fmt),
+    }
+
+
+def _followers(store: Store, cfg: Any) -> dict[str, Any] | None:
+    """For a fediverse account: its handle's followers by state, and failing servers."""
+    if cfg.kind != "activitypub":
+        return None
+    from clarion.fediverse.accounts import list_followers
+
+    found = list_followers(store, cfg.username)
+    return {
+        "accepted": sum(f.state == "accepted" for f in found),
+        "pending": sum(f.state == "pending" for f in found),
+        "dropped": sum(f.state == "dropped" for f in found),
+        "failing": sum(f.failing_since is not None and f.state == "accepted" for f in found),
     }
 
 

@@ -24,10 +24,10 @@ from sqlalchemy import func, select
 from clarion import __version__
 from clarion.config import ActivityPubChannelConfig, Config
 from clarion.fediverse import accounts
+from clarion.fediverse.client import Signer
 from clarion.fediverse.documents import (
     AP,
     JRD,
-    accept,
     actor,
     actor_id,
     collection,
@@ -35,8 +35,7 @@ from clarion.fediverse.documents import (
     nodeinfo_links,
     webfinger,
 )
-from clarion.fediverse.signatures import SignatureError, sign, verify
-from clarion.net import guarded_client
+from clarion.fediverse.signatures import SignatureError, verify
 from clarion.store import Store
 from clarion.store.schema import deliveries, notices
 
@@ -202,17 +201,11 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
 
     # --- Inbox ---------------------------------------------------------------------------------
 
-    def signer_key(username: str) -> tuple[str, str]:
-        private, _ = accounts.keypair(store, username, now())
-        return f"{actor_id(base, username)}#main-key", private
+    signer = Signer(store, base, networks)
 
     def fetch(url: str, username: str) -> dict[str, Any]:
-        """GET an ActivityPub document, signed (servers in secure mode require it)."""
-        key_id, private = signer_key(username)
-        headers = sign("GET", url, None, key_id, private)
-        headers["Accept"] = AP
-        with guarded_client(networks, timeout=10, follow_redirects=True) as http:
-            resp = http.get(url, headers=headers)
+        """An ActivityPub document, fetched signed; SignatureError when it cannot be had."""
+        resp = signer.get(url, username)
         if resp.status_code == 410:
             raise SignatureError("the signer's account is gone (410)")
         if not resp.is_success:
@@ -271,16 +264,9 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
             verify(request.method, target, request.headers, body, lambda k: public(k, True))
         return owners[key_id]
 
-    def send_accept(username: str, follow: dict[str, Any], inbox: str) -> None:
-        key_id, private = signer_key(username)
-        doc = accept(base, username, follow, f"{actor_id(base, username)}#accepts/{now():%s%f}")
-        body = json.dumps(doc).encode()
-        headers = sign("POST", inbox, body, key_id, private)
+    def send_accept(username: str, follower: str, follow_id: str | None, inbox: str) -> None:
         try:
-            with guarded_client(networks, timeout=10, follow_redirects=False) as http:
-                resp = http.post(inbox, content=body, headers=headers)
-            if not resp.is_success:
-                log.warning("Accept to %s: HTTP %s", inbox, resp.status_code)
+            signer.accept(username, follower, follow_id, inbox)
         except httpx.HTTPError as exc:
             log.warning("Accept to %s failed: %s", inbox, exc)
 
@@ -329,9 +315,10 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
                 shared if isinstance(shared, str) else None,
                 "pending" if held else "accepted",
                 now(),
+                follow_id=doc.get("id") if isinstance(doc.get("id"), str) else None,
             )
             if not held:
-                tasks.add_task(send_accept, followed, doc, inbox)
+                tasks.add_task(send_accept, followed, doc["actor"], doc.get("id"), inbox)
         elif kind == "Undo" and isinstance(obj, dict) and obj.get("type") == "Follow":
             followed = _addressed(base, accts, obj.get("object"))
             if followed is not None:

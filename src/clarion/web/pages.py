@@ -54,9 +54,18 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
 def pages_router(store: Store, config: Config) -> APIRouter:
     router = APIRouter(tags=["page"])
     publisher = config.clarion.publisher_name
+    from clarion.fediverse.documents import actor_id, handle
+
+    base = (config.clarion.public_url or "").rstrip("/")
+    fediverse = [
+        {"handle": handle(base, c.username), "url": actor_id(base, c.username)}
+        for c in config.channels.values()
+        if c.kind == "activitypub" and c.enabled and base
+    ]
     common = {
         "publisher": publisher,
         "follow": config.clarion.follow,
+        "fediverse": fediverse,
         "sources": sorted(config.sources),
         "severities": [s.value for s in Severity if s is not Severity.UNKNOWN],
     }

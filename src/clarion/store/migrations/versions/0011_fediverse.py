@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("inbox", sa.Text(), nullable=False),
         sa.Column("shared_inbox", sa.Text(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("follow_id", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("failing_since", UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
