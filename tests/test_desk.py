@@ -563,3 +563,18 @@ channels = ["x"]
     assert pv.channels[0].name == "x" and pv.cost == pytest.approx(0.2)  # a post with a URL
     pv = drafts.preview(sqlite_store, cfg, chans, "alert", body(), None)
     assert pv.cost > 0
+
+
+def test_a_saved_template_is_offered_and_fills_the_form(desk: TestClient) -> None:
+    token = login(desk, "eddie")
+    form = {"csrf": token, "action": "alert", "intent": "save_template", "status": "actual",
+            "headline": "Water main break on [street]", "severity": "moderate",
+            "categories": "Infra"}  # fmt: skip
+    assert desk.post("/desk/compose", data=form).status_code == 422  # no name given
+    r = desk.post("/desk/compose", data={**form, "template_name": "Water main break"})
+    assert r.status_code == 200 and "Saved as template" in r.text
+    page = desk.get("/desk/compose")
+    assert "?template=Water%20main%20break" in page.text
+    filled = desk.get("/desk/compose", params={"template": "Water main break"}).text
+    assert 'value="Water main break on [street]"' in filled
+    assert "<option selected>moderate</option>" in filled

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from clarion.channels.base import (
@@ -240,6 +240,23 @@ def build_channels(
     if problems:
         raise ConfigError(problems)
     return built
+
+
+def lazy_channels(
+    config: Config, channels: Mapping[str, Channel] | None
+) -> Callable[[], Mapping[str, Channel]]:
+    """`channels` if given, else built from the config on first use (a web process that only
+    renders, for previews and the API's write endpoints, needs no credentials until then)."""
+    built: dict[str, Mapping[str, Channel]] = {}
+
+    def get() -> Mapping[str, Channel]:
+        if channels is not None:
+            return channels
+        if "c" not in built:
+            built["c"] = build_channels(config)
+        return built["c"]
+
+    return get
 
 
 def _resolve(channel: str, key: str, ref: object) -> str:

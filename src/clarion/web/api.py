@@ -328,16 +328,9 @@ def api_router(
     channels: Mapping[str, Channel] | None,
 ) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["api"])
-    lazy: dict[str, Mapping[str, Channel]] = {}
+    from clarion.channels import lazy_channels
 
-    def the_channels() -> Mapping[str, Channel]:
-        if channels is not None:
-            return channels
-        if "c" not in lazy:
-            from clarion.channels import build_channels
-
-            lazy["c"] = build_channels(config)
-        return lazy["c"]
+    the_channels = lazy_channels(config, channels)
 
     def thread_or_404(conn: Any, thread_id: int) -> Any:
         row = conn.execute(select(threads).where(threads.c.id == thread_id)).first()

@@ -109,18 +109,11 @@ class _Ctx:
 
 def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | None) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
-    lazy: dict[str, Mapping[str, Channel]] = {}
     tz = ZoneInfo(config.desk.timezone)
     secure = (config.clarion.public_url or "").startswith("https://")
+    from clarion.channels import lazy_channels
 
-    def the_channels() -> Mapping[str, Channel]:
-        if channels is not None:
-            return channels
-        if "c" not in lazy:
-            from clarion.channels import build_channels
-
-            lazy["c"] = build_channels(config)
-        return lazy["c"]
+    the_channels = lazy_channels(config, channels)
 
     def ctx() -> _Ctx:
         return _Ctx(store, config, the_channels(), tz)
@@ -351,6 +344,8 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         body, send_at, errors = _parse(form, tz)
         values = _raw(form)
         intent = str(form.get("intent") or "submit")
+        if intent == "save_template" and not str(form.get("template_name") or "").strip():
+            errors["template_name"] = "Give the template a name."
         if body is None or errors or intent == "preview":
             return compose_page(
                 request,
@@ -364,18 +359,6 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
             )
         if intent == "save_template":
             name = str(form.get("template_name") or "").strip()
-            if not name:
-                errors["template_name"] = "Give the template a name."
-                return compose_page(
-                    request,
-                    s,
-                    action=action,
-                    thread_id=thread_id,
-                    values=values,
-                    errors=errors,
-                    body=body,
-                    status_code=422,
-                )
             save_template(store, name, body, s.user.username, now(), ip=client_ip(request))
             return compose_page(
                 request,
