@@ -153,6 +153,6 @@ def test_secrets_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLARION_SECRET_KEYS", key)
     r = runner.invoke(app, ["secrets", "rotate"])
     assert r.exit_code == 0 and "Re-encrypted 0" in r.output
-    monkeypatch.setenv("CLARION_SECRET_KEYS", "garbage")
+    monkeypatch.setenv("CLARION_SECRET_KEYS", "not-a-fernet-key-7f3a")
     r = runner.invoke(app, ["check"])
     assert r.exit_code == 2 and "not Fernet keys" in r.output
