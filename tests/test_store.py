@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -70,3 +71,38 @@ def test_the_terms_migration_indexes_notices_already_stored(db_url: str) -> None
         assert {"area:mtz014", "area:ugc=mtz014", "category:met", "lang:en"} <= terms
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_processes_starting_together_migrate_once() -> None:
+    """`clarion web` and workers started at once on a new PostgreSQL database: one migrates,
+    the others wait for it (an advisory lock) instead of crashing on the same CREATE TABLE."""
+    import threading
+
+    from tests.conftest import pg_schema_url
+
+    gen = pg_schema_url()
+    url = next(gen)
+    try:
+        start = threading.Barrier(4)
+        errors: list[BaseException] = []
+        stores: list[Store] = []
+
+        def boot() -> None:
+            start.wait()
+            try:
+                stores.append(open_store(url))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=boot) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert all(s.is_current() for s in stores)
+        for s in stores:
+            s.close()
+    finally:
+        gen.close()

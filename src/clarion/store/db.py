@@ -59,6 +59,10 @@ def _sqlite_setup(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+# pg_advisory_lock key for migrations: any constant, the same in every Clarion process.
+MIGRATION_LOCK = 0x436C6172696F6E  # "Clarion"
+
+
 class Store:
     """The database: `write()` and `read()` give a connection inside one transaction."""
 
@@ -92,8 +96,28 @@ class Store:
         return cfg
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (safe to run every start)."""
-        command.upgrade(self.alembic_config(), "head")
+        """Bring the schema to the newest migration (safe to run every start).
+
+        On PostgreSQL every process migrates under one advisory lock: `clarion web` and the
+        workers, started together on a new database, would otherwise race to create the same
+        tables (and all but one would crash). The others wait, then find nothing left to do.
+        """
+        cfg = self.alembic_config()
+        if self.is_sqlite:
+            command.upgrade(cfg, "head")
+            return
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+            conn.commit()
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            finally:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                conn.commit()
 
     def is_current(self) -> bool:
         from alembic.runtime.migration import MigrationContext
