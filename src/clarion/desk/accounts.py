@@ -28,8 +28,15 @@ ROLES = ("viewer", "editor", "approver", "admin")
 MIN_PASSWORD = 12
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 _hasher = PasswordHasher()  # Argon2id with the library's (RFC 9106 low-memory) parameters
-# Checked when the user name does not exist, so a wrong name takes as long as a wrong password.
-_DUMMY = _hasher.hash("clarion: no such user")
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """Checked when the user name does not exist, so a wrong name takes as long as a wrong
+    password. Made on first use: hashing costs time on purpose, and importing must not."""
+    if not _dummy:
+        _dummy.append(_hasher.hash("clarion: no such user"))
+    return _dummy[0]
 
 
 class AccountError(ValueError):
@@ -188,7 +195,7 @@ def authenticate(
         r = conn.execute(select(users).where(users.c.username == username)).first()
     ok = False
     try:
-        ok = _hasher.verify(r.password_hash if r is not None else _DUMMY, password)
+        ok = _hasher.verify(r.password_hash if r is not None else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         ok = False
     if r is None or not ok or r.disabled_at is not None:

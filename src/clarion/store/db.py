@@ -108,6 +108,11 @@ class Store:
             return
         from sqlalchemy import text
 
+        try:
+            if self.is_current():  # the usual start: nothing to do, no need to queue for it
+                return
+        except Exception:  # a new database (no version table yet): migrate below
+            pass
         with self.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
             conn.commit()
