@@ -111,7 +111,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
     ap.add_argument(
         "--only",
-        choices=["ingest", "parsers", "push", "feeds", "dispatch", "memory"],
+        choices=["ingest", "parsers", "push", "feeds", "dispatch", "memory", "api"],
         default=None,
     )
     args = ap.parse_args()
@@ -131,6 +131,10 @@ def main() -> int:
         import dispatch
 
         dispatch.main()
+    if args.only in (None, "api"):
+        import api
+
+        api.main()
     if args.only in (None, "memory"):
         import memory
 
