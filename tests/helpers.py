@@ -40,6 +40,21 @@ def config(text: str = PREVIEW_ONLY, **env: str) -> Config:
     return parse_config(text, environ={**base, **env})
 
 
+def telegram_config(api_base: str) -> Config:
+    """One Telegram channel `tg` (token from $T_TOKEN) at a fake Bot API, taking everything."""
+    return config(f"""
+[clarion]
+drop_expired = false
+[channels.tg]
+kind = "telegram"
+token = {{ env = "T_TOKEN" }}
+chat_id = "@alerts"
+api_base = "{api_base}"
+[[routes]]
+channels = ["tg"]
+""")
+
+
 def demo_cap(n: int) -> bytes:
     from clarion.demo import DATA, STEPS
 

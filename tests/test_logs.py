@@ -14,7 +14,7 @@ from clarion.logs import setup
 from clarion.store import Store
 from tests.fakes.chat import FakeTelegram
 from tests.fakes.http import Response
-from tests.helpers import NOW, config, deliveries, demo_cap, ingest_bytes, rows
+from tests.helpers import NOW, deliveries, demo_cap, ingest_bytes, rows, telegram_config
 
 
 @pytest.fixture
@@ -40,17 +40,7 @@ def test_json_lines_carry_delivery_fields_and_no_secret(
         logging.getLogger().removeHandler(h)
     setup(fmt="json")
     with FakeTelegram() as fake:
-        cfg = config(f"""
-[clarion]
-drop_expired = false
-[channels.tg]
-kind = "telegram"
-token = {{ env = "T_TOKEN" }}
-chat_id = "@alerts"
-api_base = "{fake.url}"
-[[routes]]
-channels = ["tg"]
-""")
+        cfg = telegram_config(fake.url)
         chans = build_channels(cfg)
         fake.script.append(
             Response(

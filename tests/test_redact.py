@@ -13,7 +13,7 @@ from clarion.redact import RedactingFilter, redact, register
 from clarion.store import Store
 from tests.fakes.chat import FakeTelegram
 from tests.fakes.http import Response
-from tests.helpers import NOW, config, deliveries, demo_cap, ingest_bytes, rows
+from tests.helpers import NOW, deliveries, demo_cap, ingest_bytes, rows, telegram_config
 
 
 def test_a_token_echoed_by_the_platform_is_masked_in_the_delivery_and_the_log(
@@ -22,17 +22,7 @@ def test_a_token_echoed_by_the_platform_is_masked_in_the_delivery_and_the_log(
     caplog.handler.addFilter(RedactingFilter())
     monkeypatch.setenv("T_TOKEN", FakeTelegram.TOKEN)
     with FakeTelegram() as fake:
-        cfg = config(f"""
-[clarion]
-drop_expired = false
-[channels.tg]
-kind = "telegram"
-token = {{ env = "T_TOKEN" }}
-chat_id = "@alerts"
-api_base = "{fake.url}"
-[[routes]]
-channels = ["tg"]
-""")
+        cfg = telegram_config(fake.url)
         chans = build_channels(cfg)
         echo = f"Bad Request: bot{FakeTelegram.TOKEN} cannot post to this chat"
         fake.script.append(Response(400, {"ok": False, "error_code": 400, "description": echo}))
