@@ -167,7 +167,7 @@ def test_demo_without_serving(tmp_path: Path) -> None:
         ("nws", "nws-api/load-testing-ioc_alerts_active.json", None),
         ("gtfsrt", "gtfsrt/bart-alerts.pb", 1),
         ("gtfsrt", "gtfsrt/caltrain-service-alerts.json", 0),
-        ("statuspage", "statuspage/githubstatus-summary-2022-11-25.json", 7),
+        ("statuspage", "statuspage/githubstatus-summary-2022-11-25.json", 8),  # + Packages
     ],
 )
 def test_parse_covers_every_kind(

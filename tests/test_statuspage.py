@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from clarion.model import MsgType, Severity
-from clarion.sources.base import SourceError
+from clarion.model import MsgType, Notice, Severity
+from clarion.sources.base import Rejected, SourceError
 from clarion.sources.statuspage import parse_statuspage
 from tests.conftest import fixture_bytes
 from tests.golden import check_golden, notice_record
@@ -19,8 +19,12 @@ def test_golden() -> None:
     check_golden(SUMMARY, [notice_record(n) for n in parse_statuspage(fixture_bytes(SUMMARY))])
 
 
+def incidents(notices: list[Notice]) -> list[Notice]:
+    return [n for n in notices if not n.identifier.startswith("component:")]
+
+
 def test_incident_updates_are_versions_of_one_thread() -> None:
-    notices = parse_statuspage(fixture_bytes(SUMMARY))
+    notices = incidents(parse_statuspage(fixture_bytes(SUMMARY)))
     assert len(notices) == 7
     assert {n.thread_key for n in notices} == {"local:statuspage:ljwdk6qml8z8"}
     assert [n.msg_type for n in notices] == [MsgType.ALERT] + [MsgType.UPDATE] * 6
@@ -49,14 +53,14 @@ def test_resolved_ends_the_thread() -> None:
             "display_at": "2022-11-25T16:30:00.000Z",
         },
     )
-    notices = parse_statuspage(json.dumps(data).encode())
+    notices = incidents(parse_statuspage(json.dumps(data).encode()))
     assert notices[-1].identifier == "resolved1" and notices[-1].msg_type is MsgType.END
 
 
 @pytest.mark.parametrize(
     ("name_or_body", "message"),
     [
-        ("statuspage/linode-components-problems.json", "no incidents or scheduled_maintenances"),
+        (b'{"page": {"name": "x"}, "status": {}}', "no incidents, scheduled_maintenances or"),
         (b"<html>", "not valid JSON"),
         (b'{"incidents": []}', "no 'page'"),
     ],
@@ -76,10 +80,52 @@ def test_scheduled_maintenance_is_a_thread_that_completes() -> None:
     updates[1] = {**updates[1], "id": "m-start", "status": "scheduled", "body": "Planned."}
     inc["incident_updates"] = updates
     data["scheduled_maintenances"] = [inc]
-    notices = parse_statuspage(json.dumps(data).encode())
+    notices = incidents(parse_statuspage(json.dumps(data).encode()))
     assert [(n.identifier, n.msg_type) for n in notices] == [
         ("m-start", MsgType.ALERT),
         ("m-done", MsgType.END),
     ]
     assert notices[0].thread_key == "local:statuspage:maint1"
     assert notices[0].severity is Severity.MINOR
+
+
+def test_updates_with_the_same_time_are_ordered_by_progress_then_id() -> None:
+    """Two updates stamped with the same second: "monitoring" never lands after "resolved"."""
+    data = json.loads(fixture_bytes(SUMMARY))
+    inc = data["incidents"][0]
+    last = max(u["display_at"] for u in inc["incident_updates"])
+    base = inc["incident_updates"][0]
+    inc["incident_updates"] = [
+        {**base, "id": "z-resolved", "status": "resolved", "display_at": last},
+        {**base, "id": "a-monitoring", "status": "monitoring", "display_at": last},
+        *inc["incident_updates"],
+    ]
+    notices = incidents(parse_statuspage(json.dumps(data).encode()))
+    assert [n.identifier for n in notices[-2:]] == ["a-monitoring", "z-resolved"]
+    assert notices[-1].msg_type is MsgType.END
+
+
+def test_components_not_operational_are_stories() -> None:
+    """components.json (Linode, real): each component or group not `operational` is a live
+    notice of its own story; operational ones are not listed (their stories end by absence)."""
+    notices = parse_statuspage(fixture_bytes("statuspage/linode-components-problems.json"))
+    assert len(notices) == 8
+    regions = next(n for n in notices if n.headline == "Regions: partial outage")
+    assert regions.identifier == "component:kb0cf2d0rryb"  # a group
+    assert regions.thread_key == "local:statuspage-component:kb0cf2d0rryb"
+    assert regions.severity is Severity.MODERATE
+    assert regions.entities[0].name == "Regions"
+    summary = parse_statuspage(fixture_bytes(SUMMARY))
+    packages = [n for n in summary if n.identifier.startswith("component:")]
+    assert [n.headline for n in packages] == ["Packages: partial outage"]
+
+
+def test_one_bad_incident_is_rejected_and_the_rest_read() -> None:
+    data = json.loads(fixture_bytes(SUMMARY))
+    data["incidents"].insert(0, {"id": "bad1", "name": "Broken", "incident_updates": "nope"})
+    with pytest.raises(SourceError, match="no incident_updates list"):
+        parse_statuspage(json.dumps(data).encode())
+    rejected: list[Rejected] = []
+    notices = parse_statuspage(json.dumps(data).encode(), rejected=rejected)
+    assert len(incidents(notices)) == 7
+    assert [(r.item, r.reason) for r in rejected] == [("incident bad1", "malformed")]

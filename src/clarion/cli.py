@@ -273,6 +273,59 @@ def replay(
 
 
 @app.command()
+def rehearse(
+    scenario: Annotated[
+        Path, typer.Argument(help="A folder with scenario.toml and its snapshots.")
+    ],
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON object per line for each thing sent or skipped."),
+    ] = False,
+) -> None:
+    """Play time-stamped snapshots of sources through the real pipeline on a throwaway database
+    against a simulated clock, and print what each channel would receive (nothing is sent).
+
+    See docs/stories.md ("Rehearse a source before going live") for the scenario format.
+    """
+    from clarion.rehearse import ScenarioError, Summary
+    from clarion.rehearse import rehearse as play
+
+    summary = Summary()
+    try:
+        for step, events in play(scenario):
+            summary.steps += 1
+            summary.events += events
+            if as_json:
+                for e in events:
+                    typer.echo(json.dumps(e.to_dict(), ensure_ascii=False))
+                continue
+            what = step.file.name if step.file is not None else f"HTTP {step.status}"
+            typer.echo(f"{step.at:%Y-%m-%d %H:%M:%SZ}  {step.source} answers {what}")
+            for e in events:
+                where = f"{e.channel:<12}" if e.channel != "-" else f"{'(source)':<12}"
+                if e.action == "skip":
+                    typer.echo(f"    {where} skip   {e.identifier}: {e.reason}")
+                else:
+                    head = (e.text or "").splitlines()[0] if e.text else ""
+                    typer.echo(
+                        f"    {where} {e.action:<6} {e.identifier} (notice {e.thread} "
+                        f"v{e.version}): {head[:100]}"
+                    )
+    except ScenarioError as exc:
+        raise _fail(f"clarion rehearse: {exc}", 2) from None
+    if not as_json:
+        counts = summary.counts()
+        typer.echo(
+            f"\n{summary.steps} steps: "
+            + ", ".join(
+                f"{counts.get(a, 0)} {a}" for a in ("post", "reply", "edit", "delete", "skip")
+            )
+        )
+        for reason, n in sorted(summary.skipped_by_reason().items(), key=lambda kv: -kv[1]):
+            typer.echo(f"  skipped, {reason}: {n}")
+
+
+@app.command()
 def post(
     headline: Annotated[str, typer.Argument(help="What happened, in one line.")],
     description: Annotated[str, typer.Option(help="More detail.")] = "",
@@ -413,8 +466,20 @@ def sources_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
 
 
 @sources_app.command("test")
-def sources_test(name: str, config: ConfigOpt = None) -> None:
+def sources_test(
+    name: str,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also record what the source answered as a snapshot in this folder, with a "
+            "step in its scenario.toml (for `clarion rehearse`)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
     """Fetch source NAME once and print what would be ingested, as JSON lines. Stores nothing."""
+    import httpx
+
     from clarion.net import guarded_client
     from clarion.sources import SourceError, build_sources
     from clarion.sources.base import FetchState
@@ -423,11 +488,22 @@ def sources_test(name: str, config: ConfigOpt = None) -> None:
     sources = build_sources(cfg)
     if name not in sources:
         raise _fail(f"clarion: no enabled source named {name!r}; have: {', '.join(sources)}", 2)
+    answers: dict[str, tuple[bytes, str]] = {}
+
+    def keep(response: httpx.Response) -> None:
+        if save is not None and response.status_code == 200:
+            response.read()
+            answers[str(response.request.url)] = (
+                response.content,
+                response.headers.get("content-type", ""),
+            )
+
     with guarded_client(
         cfg.clarion.networks(),
         timeout=30,
         follow_redirects=True,
         headers={"User-Agent": cfg.clarion.user_agent},
+        event_hooks={"response": [keep]},
     ) as http:
         try:
             result = sources[name].poll(FetchState(), http)
@@ -435,7 +511,16 @@ def sources_test(name: str, config: ConfigOpt = None) -> None:
             raise _fail(f"clarion: {exc}") from None
     for n in result.notices:
         typer.echo(json.dumps(n.to_json_dict(), ensure_ascii=False))
+    for r in result.rejected:
+        typer.secho(f"rejected {r.item}: {r.detail}", err=True)
     typer.secho(f"{len(result.notices)} notice(s) would be ingested from {name}.", err=True)
+    if save is not None:
+        from clarion.rehearse import record_snapshot
+
+        path = record_snapshot(
+            save, name, cfg.sources[name], sources[name].url, answers, datetime.now(UTC)
+        )
+        typer.secho(f"snapshot saved: {path} (step added to {save / 'scenario.toml'})", err=True)
 
 
 @channel_app.callback()

@@ -162,6 +162,12 @@ class _SourceBase(_Strict):
     url: str
     interval: Duration = 120.0
     max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    # Sources whose stories this one may continue (a CAP feed and its push twin): references
+    # are followed only within a source and those it names here (see docs/stories.md).
+    stories_with: list[str] = Field(default_factory=list)
+    # A message that would open a new story but is older than this is stored, never posted
+    # as new (0: no limit).
+    max_age: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 7 * 86400.0
 
     _check_url = field_validator("url")(_url)
 
@@ -232,6 +238,7 @@ class PushSourceConfig(_Strict):
     enabled: bool = True
     secret: SecretRef
     max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    stories_with: list[str] = Field(default_factory=list)  # as for polled sources
 
 
 SourceConfig = Annotated[
@@ -585,6 +592,13 @@ class Config(_Strict):
         names = [getattr(self.channels[n], "username", "") for n in fedi]
         if len(set(names)) != len(names):
             problems.append("channels: two ActivityPub channels have the same username")
+        for name, src_cfg in self.sources.items():
+            for other in src_cfg.stories_with:
+                if other not in self.sources:
+                    problems.append(
+                        f"sources.{name}.stories_with: no source named {other!r} (stories are "
+                        "shared only between configured sources)"
+                    )
         for i, rule in enumerate(self.routes):
             for ch in rule.channels:
                 if ch not in self.channels:

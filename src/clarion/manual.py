@@ -90,6 +90,10 @@ def _info(config: Config, inp: NoticeIn) -> Info:
     )
 
 
+class FollowUpError(ValueError):
+    """A follow-up that would change what its story is (its status)."""
+
+
 def new_alert(config: Config, inp: NoticeIn, *, kind: str = "manual") -> Notice:
     ident = f"{kind}-{uuid.uuid4()}"
     return Notice(
@@ -111,14 +115,22 @@ def follow_up(
     inp: NoticeIn | None = None,
     note: str | None = None,
 ) -> Notice:
-    """An update (new content) or a cancellation of `previous`, in its thread."""
+    """An update (new content) or a cancellation of `previous`, in its thread.
+
+    A follow-up has its story's status: an Actual alert is never updated or cancelled by a
+    Test or Exercise message (which needs no approval), and the other way round."""
+    if inp is not None and inp.status != previous.status:
+        raise FollowUpError(
+            f"A follow-up of a {previous.status.value} notice is {previous.status.value} too "
+            f"(it was given status {inp.status.value!r})."
+        )
     infos = [_info(config, inp)] if inp is not None else list(previous.infos)
     return Notice(
         kind=previous.kind,
         identifier=f"{previous.kind}-{uuid.uuid4()}",
         sender=previous.sender,
         sent=max(_now(), previous.sent),
-        status=inp.status if inp is not None else previous.status,
+        status=previous.status,
         msg_type=msg_type,
         references=[
             Reference(

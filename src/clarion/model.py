@@ -179,6 +179,26 @@ class Info(_Data):
     areas: list[Area] = Field(default_factory=list)
 
 
+# Parameters that carry the end of the event (not of the message): api.weather.gov's `ends`
+# (kept as a parameter by the nws parser) and NWS CAP's `eventEndingTime`.
+END_PARAMETERS = ("ends", "eventendingtime")
+
+
+def info_ends(info: Info, names: tuple[str, ...] = END_PARAMETERS) -> datetime | None:
+    """The event's end, by the first of `names` present (`ends`, the API's own field, wins
+    over `eventEndingTime`)."""
+    for name in names:
+        for p in info.parameters:
+            if p.name.lower() == name and p.value.strip():
+                try:
+                    t = datetime.fromisoformat(p.value.strip())
+                except ValueError:
+                    continue
+                if t.tzinfo is not None:
+                    return t
+    return None
+
+
 class Notice(_Data):
     """One version of one story, from any source.
 
@@ -237,6 +257,29 @@ class Notice(_Data):
     @property
     def expires(self) -> datetime | None:
         times = [i.expires for i in self.infos if i.expires is not None]
+        return max(times) if times else None
+
+    @property
+    def ends(self) -> datetime | None:
+        """When the event itself ends, where the message says (api.weather.gov `ends`, NWS CAP
+        `eventEndingTime`): a message may expire (be due for re-issue) while its hazard goes on."""
+        names = ("ends",) if self.kind == "nws" else END_PARAMETERS
+        times = [t for i in self.infos if (t := info_ends(i, names)) is not None]
+        return max(times) if times else None
+
+    @property
+    def over_at(self) -> datetime | None:
+        """When the alert is over by the clock: each info's event end when it has one, else its
+        message's expiry (weather.gov's own rule: `ends ?? expires`). None: no end is known."""
+        times = []
+        # api.weather.gov: its `ends` property alone (weather.gov's own code reads no other);
+        # its parameters may carry an eventEndingTime that the property supersedes.
+        names = ("ends",) if self.kind == "nws" else END_PARAMETERS
+        for info in self.infos:
+            t = info_ends(info, names) or info.expires
+            if t is None:
+                return None  # one language with no end: the message says nothing of an end
+            times.append(t)
         return max(times) if times else None
 
     @property

@@ -13,17 +13,24 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, func, insert, select, text, tuple_, update
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
-from clarion.model import CAP_KINDS, MsgType, Notice
+from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
 from clarion.store import Store
-from clarion.store.schema import deliveries, delivery_events, notice_terms, notices, threads
+from clarion.store.schema import (
+    deliveries,
+    delivery_events,
+    notice_refs,
+    notice_terms,
+    notices,
+    threads,
+)
 from clarion.store.terms import terms_for
 
 log = logging.getLogger(__name__)
@@ -39,9 +46,12 @@ class IngestResult:
     deliveries: int = 0
     superseded: int = 0
     not_routed_stale: int = 0
+    not_routed_old: int = 0  # would open a story, but older than the source's max_age
     out_of_order: int = 0
     ended: int = 0
     thread_keys: set[str] = field(default_factory=set)  # every thread this batch touched
+    identifiers: set[str] = field(default_factory=set)  # every message this batch listed
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (identifier, why not sent)
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
         self.stored += other.stored
@@ -49,15 +59,47 @@ class IngestResult:
         self.deliveries += other.deliveries
         self.superseded += other.superseded
         self.not_routed_stale += other.not_routed_stale
+        self.not_routed_old += other.not_routed_old
         self.out_of_order += other.out_of_order
         self.ended += other.ended
         self.thread_keys |= other.thread_keys
+        self.identifiers |= other.identifiers
+        self.skipped += other.skipped
         return self
 
 
 def permalink(config: Config, thread_id: int) -> str:
     base = config.clarion.public_url or f"http://{config.clarion.host}:{config.clarion.port}"
     return f"{base.rstrip('/')}/notices/{thread_id}"
+
+
+def story_scope(config: Config, source: str) -> frozenset[str]:
+    """The sources whose stories `source` may continue: itself, and those joined to it by
+    `stories_with` (in either direction, transitively: a CAP feed and its push twin). Nothing
+    else: a reference to another source's message is not followed."""
+    links: dict[str, set[str]] = {}
+    for name, cfg in config.sources.items():
+        for other in getattr(cfg, "stories_with", None) or []:
+            links.setdefault(name, set()).add(other)
+            links.setdefault(other, set()).add(name)
+    scope, todo = {source}, [source]
+    while todo:
+        for other in links.get(todo.pop(), ()):
+            if other not in scope:
+                scope.add(other)
+                todo.append(other)
+    return frozenset(scope)
+
+
+def scoped_key(source: str, key: str) -> str:
+    """A new thread's stored key: the parser's key under its source's name. (Keys stored before
+    stories were scoped have no prefix; the thread's `source` column scopes those.)"""
+    return key if key.startswith(f"{source}/") else f"{source}/{key}"
+
+
+def ref_key(sender: str, identifier: str) -> str:
+    """One referenced message, as stored in `notice_refs` (length-prefixed: unambiguous)."""
+    return f"{len(sender)}:{sender} {identifier}"
 
 
 def ingest(
@@ -71,6 +113,8 @@ def ingest(
     include_expired: bool = False,
     edits: str = "update",
     within: Callable[[Connection, IngestResult], None] | None = None,
+    follow: int | None = None,
+    max_age: float | None = None,
 ) -> IngestResult:
     """Ingest notices from one source, all in one transaction.
 
@@ -79,9 +123,15 @@ def ingest(
     `within(conn, result)` runs in the same transaction once the notices are stored: what it
     writes commits with them, and an exception it raises undoes them (the desk marks its draft
     sent this way, so a draft is sent exactly once even with several workers).
+    `max_age` (seconds): a message that would open a new story but was sent longer ago than
+    this is stored, never posted as new (an archive served again, a years-old incident).
+    `follow`: the id of the thread these notices continue, whatever its source. Only the
+    operator's own entry points (the desk, the CLI) pass it; what sources send continues only
+    stories of their own scope (`story_scope`).
     """
     now = now or datetime.now(UTC)
     result = IngestResult()
+    scope = story_scope(config, source)
     with store.write() as conn:
         # Oldest first: a poll that lists an alert and its update posts them in that order.
         for notice in sorted(items, key=lambda n: n.sent):
@@ -96,6 +146,9 @@ def ingest(
                 now,
                 include_expired,
                 edits,
+                scope=scope,
+                follow=follow,
+                max_age=max_age,
             )
         if within is not None:
             within(conn, result)
@@ -106,19 +159,100 @@ def ingest(
     return result
 
 
-def _resolve_thread(conn: Connection, notice: Notice) -> str:
-    """The thread key: a referenced message already stored decides it, else the parser's guess."""
-    if not notice.references:
-        return notice.thread_key
+@dataclass
+class _Story:
+    """Where a new message belongs: its thread (None: a new one) and the messages it continues."""
+
+    thread: Any
+    parents: list[Any]  # notice rows (id, branch, sent, ancestors, status)
+    key: str | None = None  # a new thread's key, when not the parser's
+
+
+_PARENT_COLUMNS = (
+    notices.c.id,
+    notices.c.thread_id,
+    notices.c.branch,
+    notices.c.sent,
+    notices.c.ancestors,
+    notices.c.status,
+)
+
+
+def _find_story(
+    conn: Connection, notice: Notice, scope: frozenset[str], follow: int | None
+) -> _Story:
+    """The message's story, found only among the stories of its own scope.
+
+    A message with references continues exactly the stored messages it references (of its
+    scope); several messages may continue the same one (NWS segments: branches). A message
+    without references continues its thread's live branches (an edited feed item, the next
+    Statuspage update), its thread found by key within the scope.
+    """
     pairs = [(r.sender, r.identifier) for r in notice.references]
-    row = conn.execute(
-        select(threads.c.thread_key)
-        .select_from(notices.join(threads, notices.c.thread_id == threads.c.id))
-        .where(tuple_(notices.c.sender, notices.c.identifier).in_(pairs))
-        .order_by(notices.c.id)
-        .limit(1)
-    ).first()
-    return str(row.thread_key) if row is not None else notice.thread_key
+    thread = None
+    parents: list[Any] = []
+    if follow is not None:
+        thread = conn.execute(select(threads).where(threads.c.id == follow)).first()
+    if pairs:
+        q = select(*_PARENT_COLUMNS).where(
+            tuple_(notices.c.sender, notices.c.identifier).in_(pairs)
+        )
+        if thread is not None:
+            q = q.where(notices.c.thread_id == thread.id)
+        else:
+            q = q.where(notices.c.source.in_(scope))
+        parents = list(conn.execute(q.order_by(notices.c.id)).all())
+        if parents and thread is None:
+            # Two stories joined by one message: it continues the newest of them.
+            thread = conn.execute(
+                select(threads).where(threads.c.id == parents[-1].thread_id)
+            ).first()
+            parents = [p for p in parents if p.thread_id == thread.id]
+    actual = notice.status is Status.ACTUAL
+    # A Test or Exercise message never changes an Actual story (nor the other way round): it
+    # is a story of its own, whatever it references or whatever key its parser gave it.
+    own_key = notice.thread_key if actual else f"{notice.thread_key}#{notice.status.value}"
+    if thread is None:
+        keys = {scoped_key(s, k) for s in scope for k in (own_key, notice.thread_key)}
+        keys |= {own_key, notice.thread_key}
+        candidates = conn.execute(
+            select(threads)
+            .where(threads.c.thread_key.in_(sorted(keys)), threads.c.source.in_(scope))
+            .order_by(threads.c.id)
+        ).all()
+        thread = next((t for t in candidates if (t.status == Status.ACTUAL.value) == actual), None)
+    if thread is not None and (thread.status == Status.ACTUAL.value) != actual:
+        thread = None
+    if thread is None:
+        return _Story(None, [], own_key)
+    if thread is not None and not pairs:
+        parents = list(
+            conn.execute(
+                select(*_PARENT_COLUMNS)
+                .where(notices.c.thread_id == thread.id, notices.c.branch == "live")
+                .order_by(notices.c.id)
+            ).all()
+        )
+    return _Story(thread, parents)
+
+
+def _is_late(conn: Connection, notice: Notice, scope: frozenset[str], story: _Story) -> bool:
+    """A CAP message that a stored message of its scope already references, or that is older
+    than a message it continues, arrived late (a slow index, a replay)."""
+    if any(notice.sent < p.sent for p in story.parents):
+        return True
+    return (
+        conn.execute(
+            select(notice_refs.c.notice_id)
+            .select_from(notice_refs.join(notices, notices.c.id == notice_refs.c.notice_id))
+            .where(
+                notice_refs.c.ref == ref_key(notice.sender, notice.identifier),
+                notices.c.source.in_(scope),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _ingest_one(
@@ -129,29 +263,42 @@ def _ingest_one(
     now: datetime,
     include_expired: bool,
     edits: str = "update",
+    *,
+    scope: frozenset[str] | None = None,
+    follow: int | None = None,
+    max_age: float | None = None,
 ) -> IngestResult:
     result = IngestResult()
-    thread_key = _resolve_thread(conn, notice)
-    result.thread_keys.add(thread_key)
+    scope = scope if scope is not None else frozenset({notice.source})
+    story = _find_story(conn, notice, scope, follow)
+    thread = story.thread
     content_hash = notice.content_hash()
-    thread = conn.execute(select(threads).where(threads.c.thread_key == thread_key)).first()
-    if thread is not None:
+    if notice.kind in CAP_KINDS:
+        # CAP freezes identifier+sent: the same message fetched again is the same message,
+        # whichever thread it was first filed under.
         dup = conn.execute(
             select(notices.c.id)
             .where(
-                notices.c.thread_id == thread.id,
-                (notices.c.content_hash == content_hash)
-                # CAP freezes identifier+sent: the same message fetched again is the same message.
-                | and_(
-                    notices.c.kind.in_(CAP_KINDS),
-                    notices.c.sender == notice.sender,
-                    notices.c.identifier == notice.identifier,
-                ),
+                notices.c.source.in_(scope),
+                notices.c.sender == notice.sender,
+                notices.c.identifier == notice.identifier,
             )
             .limit(1)
         ).first()
         if dup is not None:
             result.unchanged += 1
+            result.identifiers.add(notice.identifier)
+            return result
+    if thread is not None:
+        dup = conn.execute(
+            select(notices.c.id)
+            .where(notices.c.thread_id == thread.id, notices.c.content_hash == content_hash)
+            .limit(1)
+        ).first()
+        if dup is not None:
+            result.unchanged += 1
+            result.identifiers.add(notice.identifier)
+            result.thread_keys.add(thread.thread_key)
             return result
         if edits == "ignore" and notice.kind not in CAP_KINDS:
             edited = conn.execute(
@@ -161,17 +308,22 @@ def _ingest_one(
             ).first()
             if edited is not None:  # the operator asked not to republish edits
                 result.unchanged += 1
+                result.identifiers.add(notice.identifier)
                 return result
+    thread_key = (
+        thread.thread_key
+        if thread is not None
+        else scoped_key(notice.source, story.key or notice.thread_key)
+    )
+    result.thread_keys.add(thread_key)
+    result.identifiers.add(notice.identifier)
     version = (thread.latest_version if thread is not None else 0) + 1
-    out_of_order = False
-    if thread is not None and notice.kind in CAP_KINDS and notice.msg_type is not MsgType.END:
-        # CAP says itself what a message does. One older than what the thread already holds
-        # arrived late (a slow index, a replay): keep it, but never post it over newer news.
-        newest_sent = conn.execute(
-            select(func.max(notices.c.sent)).where(notices.c.thread_id == thread.id)
-        ).scalar_one()
-        out_of_order = newest_sent is not None and notice.sent < newest_sent
-    elif thread is not None and notice.msg_type is MsgType.ALERT:
+    late = False
+    if notice.kind in CAP_KINDS and notice.msg_type is not MsgType.END:
+        # CAP says itself what a message does. One that newer news already replaced arrived
+        # late: keep it, but never post it over what replaced it.
+        late = _is_late(conn, notice, scope, story)
+    elif thread is not None and notice.msg_type is MsgType.ALERT and story.parents:
         # An edited feed item (same id, new content): an update to readers.
         notice = notice.model_copy(update={"msg_type": MsgType.UPDATE})
     notice = notice.model_copy(update={"thread_key": thread_key, "version": version})
@@ -192,6 +344,9 @@ def _ingest_one(
         )
     else:
         thread_id = thread.id
+    parent_ids = [int(p.id) for p in story.parents]
+    ancestors = sorted({a for p in story.parents for a in (p.ancestors or [])} | set(parent_ids))
+    closes = notice.msg_type.closes
     notice_id = _insert(
         conn,
         insert(notices).values(
@@ -213,33 +368,75 @@ def _ingest_one(
             original_content_type=notice.original_content_type,
             signature=notice.signature.value,
             received_at=now,
+            branch="replaced" if late else ("closed" if closes else "live"),
+            over_at=notice.over_at,
+            ancestors=ancestors,
         ),
     )
+    if refs := sorted({ref_key(r.sender, r.identifier) for r in notice.references}):
+        conn.execute(insert(notice_refs), [{"notice_id": notice_id, "ref": r} for r in refs])
     if terms := sorted(terms_for(notice)):
         conn.execute(insert(notice_terms), [{"notice_id": notice_id, "term": t} for t in terms])
     thread_values: dict[str, object] = {"latest_version": version}
-    if not out_of_order:  # what the thread shows is its newest message, not the last to arrive
+    if not late:
+        # It replaces (or, a cancel or an end, closes) exactly the messages it continues;
+        # other branches of the story live on.
+        if parent_ids:
+            conn.execute(
+                update(notices)
+                .where(notices.c.id.in_(parent_ids), notices.c.branch == "live")
+                .values(branch="closed" if closes else "replaced")
+            )
+        live = conn.execute(
+            select(func.count())
+            .select_from(notices)
+            .where(notices.c.thread_id == thread_id, notices.c.branch == "live")
+        ).scalar_one()
         thread_values.update(
             latest_notice_id=notice_id,
             updated_at=now,
-            state={MsgType.CANCEL: "cancelled", MsgType.END: "ended"}.get(
-                notice.msg_type, "active"
-            ),
+            state="active"
+            if live
+            else {MsgType.CANCEL: "cancelled", MsgType.END: "ended"}.get(notice.msg_type, "active"),
         )
-        if not notice.msg_type.closes:  # a cancel's own headline is rarely informative
+        if not closes:  # a cancel's own headline is rarely informative
             thread_values.update(headline=notice.headline, severity=notice.severity.value)
     conn.execute(update(threads).where(threads.c.id == thread_id).values(**thread_values))
     result.stored.append(int(notice_id))
 
-    if out_of_order:
+    if late:
         result.out_of_order += 1
-        log.info("notice %s is older than its thread's latest: stored, not sent", notice.identifier)
+        result.skipped.append((notice.identifier, "late: a newer message already replaced it"))
+        log.info("notice %s is older than what replaced it: stored, not sent", notice.identifier)
         return result
     if is_stale(notice, now) and config.clarion.drop_expired and not include_expired:
         result.not_routed_stale += 1
-        log.info("notice %s expired at %s: stored, not sent", notice.identifier, notice.expires)
+        over = notice.over_at.astimezone(UTC) if notice.over_at else now
+        result.skipped.append((notice.identifier, f"over at {over:%Y-%m-%dT%H:%M:%SZ}"))
+        log.info("notice %s was over at %s: stored, not sent", notice.identifier, notice.over_at)
+        return result
+    if (
+        max_age
+        and thread is None
+        and not notice.sent_estimated
+        and notice.sent < now - timedelta(seconds=max_age)
+    ):
+        result.not_routed_old += 1
+        result.skipped.append((notice.identifier, "older than the source's max_age"))
+        log.info(
+            "notice %s was sent %s, before max_age: stored, not sent",
+            notice.identifier,
+            notice.sent,
+        )
         return result
     new_deliveries: list[dict[str, Any]] = []
+    # Worded as a new alert where nothing of the story was posted before on a channel: the
+    # dispatcher picks this rendering when the update has nothing to reply to there.
+    as_new = (
+        notice.model_copy(update={"msg_type": MsgType.ALERT})
+        if notice.msg_type is MsgType.UPDATE
+        else None
+    )
     for channel_name in route(notice, config):
         channel = channels.get(channel_name)
         if channel is None:
@@ -249,8 +446,11 @@ def _ingest_one(
             permalink=permalink(config, int(thread_id)),
             template=config.channels[channel_name].template,
         )
-        if version > 1:
-            result.superseded += _supersede(conn, thread_id, channel_name, version, now)
+        if parent_ids:
+            result.superseded += _supersede(conn, parent_ids, channel_name, version, now)
+        payload = channel.render(notice, ctx)
+        if as_new is not None:
+            payload = {**payload, "as_new": channel.render(as_new, ctx)}
         new_deliveries.append(
             {
                 "id": str(uuid.uuid4()),
@@ -260,7 +460,7 @@ def _ingest_one(
                 "version": version,
                 "msg_type": notice.msg_type.value,
                 "state": "pending",
-                "payload": (payload := channel.render(notice, ctx)),
+                "payload": payload,
                 "cost": float(payload.get("cost", 0.0)),
                 "severity_rank": notice.severity.rank,
                 "attempts": 0,
@@ -292,11 +492,14 @@ def _ingest_one(
     return result
 
 
-def _supersede(conn: Connection, thread_id: int, channel: str, version: int, now: datetime) -> int:
-    """Older versions of this thread not yet sent on this channel will never be sent."""
+def _supersede(
+    conn: Connection, replaced: list[int], channel: str, version: int, now: datetime
+) -> int:
+    """The messages this one replaces, not yet sent on this channel, will never be sent there
+    (other branches of the story are not touched: each NWS segment goes out)."""
     older = conn.execute(
         select(deliveries.c.id, deliveries.c.state, deliveries.c.attempts).where(
-            deliveries.c.thread_id == thread_id,
+            deliveries.c.notice_id.in_(replaced),
             deliveries.c.channel == channel,
             deliveries.c.version < version,
             deliveries.c.state.in_(PENDING_STATES),
@@ -328,32 +531,48 @@ def _insert(conn: Connection, stmt: Any) -> int:
     return int(key[0])
 
 
-def end_threads(
+def live_branches(store: Store, source: str) -> dict[str, int]:
+    """The source's messages still live (not replaced, cancelled or ended): identifier → id."""
+    with store.read() as conn:
+        return {
+            r.identifier: int(r.id)
+            for r in conn.execute(
+                select(notices.c.identifier, notices.c.id).where(
+                    notices.c.source == source,
+                    notices.c.branch == "live",
+                    notices.c.msg_type.not_in((MsgType.CANCEL.value, MsgType.END.value)),
+                )
+            )
+        }
+
+
+def end_branches(
     store: Store,
     config: Config,
     channels: Mapping[str, Channel],
-    thread_keys: Iterable[str],
+    notice_ids: Iterable[int],
     *,
     source: str,
     reason: str,
     now: datetime | None = None,
 ) -> IngestResult:
-    """End threads that left a source listing only what is active (the third way a story ends).
+    """End messages that left a source listing only what is active (the third way a story ends).
 
-    Each still-open thread gets an END version, a copy of its newest message saying it is over,
-    which goes through the same routing and outbox as everything else (it posts only where
-    something was posted before).
+    Each still-live message gets an END: a copy of it saying it is over, which continues that
+    message alone (a segment of an NWS product ends on its own) and goes through the same
+    routing and outbox as everything else (it posts only where that message was posted).
     """
     now = now or datetime.now(UTC)
     result = IngestResult()
+    scope = story_scope(config, source)
     with store.write() as conn:
-        for key in sorted(thread_keys):
+        for notice_id in sorted(notice_ids):
             row = conn.execute(
-                select(threads.c.state, notices.c.data, notices.c.original)
-                .select_from(threads.join(notices, notices.c.id == threads.c.latest_notice_id))
-                .where(threads.c.thread_key == key)
+                select(notices.c.data, notices.c.branch, threads.c.thread_key)
+                .select_from(notices.join(threads, threads.c.id == notices.c.thread_id))
+                .where(notices.c.id == notice_id)
             ).first()
-            if row is None or row.state != "active":
+            if row is None or row.branch != "live":
                 continue
             latest = Notice.model_validate(row.data)
             ended = latest.model_copy(
@@ -361,14 +580,20 @@ def end_threads(
                     "identifier": f"{latest.identifier}#ended",
                     "sent": max(now, latest.sent),  # never "older" than what it ends
                     "msg_type": MsgType.END,
-                    "references": [],
+                    "references": [
+                        Reference(
+                            sender=latest.sender,
+                            identifier=latest.identifier,
+                            sent=latest.sent.isoformat(),
+                        )
+                    ],
                     "note": reason,
-                    "thread_key": key,
+                    "thread_key": row.thread_key,
                     "original": None,
                     "original_content_type": None,
                 }
             )
-            one = _ingest_one(conn, config, channels, ended, now, include_expired=True)
+            one = _ingest_one(conn, config, channels, ended, now, include_expired=True, scope=scope)
             result += one
             result.ended += len(one.stored)
     return result

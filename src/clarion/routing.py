@@ -66,9 +66,11 @@ def _entity_match(wanted: list[str], notice: Notice) -> bool:
 
 
 def is_stale(notice: Notice, now: datetime) -> bool:
-    """An alert or update whose every info block has expired says nothing true any more."""
-    expires = notice.expires
-    return not notice.msg_type.closes and expires is not None and expires <= now
+    """An alert or update that is over says nothing true any more: over at its event's end when
+    it has one, else at its message's expiry (`Notice.over_at`). An expired message whose event
+    goes on (an NWS warning past `expires` but before `ends`) is not stale."""
+    over = notice.over_at
+    return not notice.msg_type.closes and over is not None and over <= now
 
 
 def route(notice: Notice, config: Config) -> list[str]:

@@ -28,7 +28,7 @@ from clarion.channels.base import (
 from clarion.delivery import outbox
 from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
 from clarion.logs import delivery_fields
-from clarion.model import Notice, Severity
+from clarion.model import MsgType, Notice, Severity
 from clarion.routing import is_stale
 from clarion.store import Store, limits
 
@@ -240,9 +240,15 @@ class Dispatcher:
                 c,
                 self.worker,
                 now,
-                f"expired at {notice.expires} before it could be sent",
+                f"over at {notice.over_at} before it could be sent",
             )
             return
+        payload = c.payload
+        if previous is None and isinstance(c.payload.get("as_new"), dict):
+            # Nothing of this story was posted here before: the update is worded as a new
+            # alert (with the story's current state), not as an update of nothing.
+            payload = c.payload["as_new"]
+            notice = notice.model_copy(update={"msg_type": MsgType.ALERT})
         over = self._over_limit(c, now)
         if over is not None:
             reason, until = over
@@ -278,7 +284,7 @@ class Dispatcher:
         out = Outgoing(
             id=c.id,
             notice=notice,
-            payload=c.payload,
+            payload=payload,
             previous=previous,
             root=root,
             attempt=c.attempts,

@@ -44,6 +44,8 @@ class Claimed:
     severity_rank: int = 0
     # Parts of a split thread already posted by an earlier attempt (see `checkpoint`).
     progress: dict[str, Any] | None = None
+    # The notices this one continues (None: stored before branches, a linear thread).
+    ancestors: list[int] | None = None
 
 
 def _event(
@@ -114,7 +116,12 @@ def claim(
         if not ids:
             return []
         rows = conn.execute(
-            select(d, notices.c.data.label("notice_data"), notices.c.original)
+            select(
+                d,
+                notices.c.data.label("notice_data"),
+                notices.c.original,
+                notices.c.ancestors,
+            )
             .select_from(d.join(notices, notices.c.id == d.c.notice_id))
             .where(d.c.id.in_(ids))
         ).all()
@@ -155,6 +162,7 @@ def claim(
                     cost=float(r.cost or 0.0),
                     severity_rank=int(r.severity_rank or 0),
                     progress=r.receipt if r.receipt_id is None else None,
+                    ancestors=r.ancestors,
                 )
             )
         out.sort(key=lambda c: ids.index(c.id))
@@ -328,7 +336,9 @@ def hold_for_reauth(store: Store, c: Claimed, worker: str, now: datetime, error:
 def previous_receipts(
     store: Store, c: Claimed
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(latest, first) sent delivery of this thread on this channel, before this version."""
+    """(latest, first) sent delivery on this channel of the messages this one continues: a
+    reply threads under its own branch of the story (an NWS segment's cancel under that
+    segment, not under a sibling's post)."""
     d = deliveries
     with store.read() as conn:
         base = select(d.c.receipt_id, d.c.receipt_url, d.c.receipt).where(
@@ -337,6 +347,8 @@ def previous_receipts(
             d.c.state == "sent",
             d.c.version < c.version,
         )
+        if c.ancestors is not None:
+            base = base.where(d.c.notice_id.in_(c.ancestors))
         latest = conn.execute(base.order_by(d.c.version.desc()).limit(1)).first()
         first = conn.execute(base.order_by(d.c.version.asc()).limit(1)).first()
     return _receipt_dict(latest), _receipt_dict(first)

@@ -24,7 +24,7 @@ from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
 from clarion.desk import audit
 from clarion.desk.accounts import User
-from clarion.manual import AreaIn, GeocodeIn, NoticeIn, follow_up, new_alert
+from clarion.manual import AreaIn, FollowUpError, GeocodeIn, NoticeIn, follow_up, new_alert
 from clarion.model import MsgType, Notice, Severity, Status
 from clarion.pipeline import IngestResult, ingest, permalink
 from clarion.routing import route, rule_matches
@@ -129,11 +129,14 @@ def build_notice(
     thread, previous = latest(store, thread_id)
     if thread.state != "active":
         raise DeskError(f"Notice {thread_id} has already {thread.state}: nothing to {action}.")
-    if action == "update":
-        return follow_up(config, previous, MsgType.UPDATE, body), previous
-    if action == "correction":
-        return follow_up(config, previous, MsgType.UPDATE, body, note="Correction"), previous
-    return follow_up(config, previous, MsgType.CANCEL, body, note=body.description), previous
+    try:
+        if action == "update":
+            return follow_up(config, previous, MsgType.UPDATE, body), previous
+        if action == "correction":
+            return follow_up(config, previous, MsgType.UPDATE, body, note="Correction"), previous
+        return follow_up(config, previous, MsgType.CANCEL, body, note=body.description), previous
+    except FollowUpError as exc:
+        raise DeskError(str(exc)) from None
 
 
 def _weight(notice: Notice, previous: Notice | None) -> Severity:
@@ -474,7 +477,17 @@ def send(
         )
 
     try:
-        ingest(store, config, channels, [notice], source=SOURCE, now=now, within=mark_sent)
+        # The desk is the operator's: it may follow up any story, of any source (`follow`).
+        ingest(
+            store,
+            config,
+            channels,
+            [notice],
+            source=SOURCE,
+            now=now,
+            within=mark_sent,
+            follow=d.thread_id if d.action != "alert" else None,
+        )
     except _Taken:
         return False
     except DeskError as exc:

@@ -8,7 +8,7 @@ payloads without sockets, and lets `clarion parse FILE` show exactly what a poll
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -22,9 +22,29 @@ class SourceError(Exception):
     `retry_after` carries a server's Retry-After (seconds), which the poller honours.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, reason: str = "malformed"
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason  # a short class for counting rejections: invalid_date, malformed…
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One item of a listing that could not be read; the rest of the listing goes through.
+
+    `item` is the item's own id where it could be read (so a live alert whose new version is
+    unreadable is not taken for gone), else its place ("feature 3")."""
+
+    item: str
+    reason: str
+    detail: str
+
+
+# Dates outside these years are not dates a public notice can carry (a year 9999 is a
+# placeholder or an attack); they are refused rather than overflowing arithmetic later.
+MIN_YEAR, MAX_YEAR = 1970, 2200
 
 
 def aware_time(value: Any, what: str) -> datetime | None:
@@ -35,13 +55,29 @@ def aware_time(value: Any, what: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise SourceError(f"{what} is not a string")
+        raise SourceError(f"{what} is not a string", reason="invalid_date")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise SourceError(f"{what} {value!r} is an invalid timestamp") from None
+        raise SourceError(
+            f"{what} {value!r} is an invalid timestamp", reason="invalid_date"
+        ) from None
     if parsed.tzinfo is None:
-        raise SourceError(f"{what} {value!r} has no UTC offset")
+        raise SourceError(f"{what} {value!r} has no UTC offset", reason="invalid_date")
+    return sane_time(parsed, what)
+
+
+def sane_time(parsed: datetime, what: str) -> datetime:
+    """`parsed` if its year is one a notice can carry, else a SourceError naming the field."""
+    try:
+        year = parsed.astimezone(UTC).year
+    except OverflowError:
+        year = parsed.year
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise SourceError(
+            f"{what} {parsed.isoformat()!r} is out of range (years {MIN_YEAR}–{MAX_YEAR})",
+            reason="invalid_date",
+        )
     return parsed
 
 
@@ -83,6 +119,11 @@ class PollResult:
     state: FetchState
     not_modified: bool = False
     websub: Any = None  # the hub a feed advertises (websub.Advertised), if any
+    rejected: list[Rejected] = field(default_factory=list)  # items that could not be read
+
+    @property
+    def rejected_ids(self) -> set[str]:
+        return {r.item for r in self.rejected}
 
 
 class PolledSource:
@@ -108,7 +149,11 @@ class PolledSource:
 
     headers: dict[str, str] = {}
 
-    def parse(self, body: bytes, content_type: str) -> list[Notice]:
+    def parse(
+        self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
+    ) -> list[Notice]:
+        """Pure. With a `rejected` list, a bad item is appended there and the rest are read;
+        without one, the first bad item raises (as `clarion parse` wants)."""
         raise NotImplementedError
 
     def poll(self, state: FetchState, http: httpx.Client) -> PollResult:
@@ -116,7 +161,9 @@ class PolledSource:
         fetched = self.fetch(state, http, headers=self.headers)
         if not isinstance(fetched, Fetched):
             return PollResult([], fetched.state, not_modified=True)
-        return PollResult(self.parse(fetched.body, fetched.content_type), fetched.state)
+        rejected: list[Rejected] = []
+        notices = self.parse(fetched.body, fetched.content_type, rejected)
+        return PollResult(notices, fetched.state, rejected=rejected)
 
     def fetch(
         self, state: FetchState, http: httpx.Client, headers: dict[str, str] | None = None

@@ -38,6 +38,7 @@ from clarion.sources.base import (
     FetchState,
     PolledSource,
     PollResult,
+    Rejected,
     SourceError,
     aware_time,
     conditional_get,
@@ -300,7 +301,9 @@ def parse_index(body: bytes, *, what: str = "CAP index") -> list[IndexEntry]:
     return parse_index_root(parse_xml(body, what=what), what)
 
 
-def parse_index_root(root: etree._Element, what: str) -> list[IndexEntry]:
+def parse_index_root(
+    root: etree._Element, what: str, rejected: list[Rejected] | None = None
+) -> list[IndexEntry]:
     name = local_name(root)
     if name == "feed":
         items = children(root, "entry")
@@ -315,13 +318,19 @@ def parse_index_root(root: etree._Element, what: str) -> list[IndexEntry]:
     for n, item in enumerate(items, 1):
         where = f"{what} entry {n}"
         embedded = None
-        for el in item.iter():
-            if isinstance(el.tag, str) and _is_alert(el) and el is not item:
-                original = etree.tostring(el, encoding="UTF-8", xml_declaration=True)
-                embedded = alert_to_notice(el, original, where)
-                break
         url = _entry_link(item)
         entry_id = child_text(item, "id") or child_text(item, "guid") or url
+        try:
+            for el in item.iter():
+                if isinstance(el.tag, str) and _is_alert(el) and el is not item:
+                    original = etree.tostring(el, encoding="UTF-8", xml_declaration=True)
+                    embedded = alert_to_notice(el, original, where)
+                    break
+        except SourceError as exc:
+            if rejected is None:
+                raise
+            rejected.append(Rejected(entry_id or f"entry {n}", exc.reason, str(exc)))
+            continue
         if entry_id is None and embedded is None:
             continue  # an empty <item/>: nothing to follow
         entries.append(
@@ -392,8 +401,9 @@ class CapSource(PolledSource):
         root = parse_xml(fetched.body, what=what, max_bytes=self.max_bytes)
         if _is_alert(root):
             notice = alert_to_notice(root, fetched.body, what)
-            return PollResult(self._verified([notice]), fetched.state)
-        entries = parse_index_root(root, what)
+            return PollResult(self._verified([notice]), fetched.state)  # one document: all or none
+        rejected: list[Rejected] = []
+        entries = parse_index_root(root, what, rejected)
         # Each listed document is fetched once: the cursor remembers entry id → updated.
         seen: dict[str, Any] = dict(state.cursor.get("seen", {}))
         notices: list[Notice] = []
@@ -412,26 +422,42 @@ class CapSource(PolledSource):
         # Bounded concurrency: a storm can list hundreds of new documents at once.
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             docs = list(pool.map(lambda e: self._document(http, e, what), to_fetch))
-        for entry, doc_notices in zip(to_fetch, docs, strict=True):
-            notices.extend(doc_notices)
+        # One bad document never holds back the others: it is rejected with its reason. One
+        # that could not be fetched is tried again next poll; one that was read and is
+        # malformed is not, until its entry says it changed.
+        for entry, doc in zip(to_fetch, docs, strict=True):
+            if isinstance(doc, Rejected):
+                rejected.append(doc)
+                if doc.reason != "fetch_failed":
+                    current[entry.id] = entry.updated or ""
+                continue
+            notices.extend(doc)
             current[entry.id] = entry.updated or ""
         new_state = FetchState(
             etag=fetched.state.etag,
             last_modified=fetched.state.last_modified,
             cursor={"seen": current},
         )
-        return PollResult(self._verified(notices), new_state)
+        return PollResult(self._verified(notices), new_state, rejected=rejected)
 
-    def _document(self, http: httpx.Client, entry: IndexEntry, what: str) -> list[Notice]:
+    def _document(
+        self, http: httpx.Client, entry: IndexEntry, what: str
+    ) -> list[Notice] | Rejected:
         assert entry.url is not None
         where = f"{what} document {entry.url}"
-        doc = conditional_get(
-            http,
-            entry.url,
-            FetchState(),
-            what=where,
-            accept="application/cap+xml, application/xml;q=0.9",
-            max_bytes=self.max_bytes,
-        )
+        try:
+            doc = conditional_get(
+                http,
+                entry.url,
+                FetchState(),
+                what=where,
+                accept="application/cap+xml, application/xml;q=0.9",
+                max_bytes=self.max_bytes,
+            )
+        except SourceError as exc:
+            return Rejected(entry.id, "fetch_failed", str(exc))
         assert isinstance(doc, Fetched)
-        return parse_cap(doc.body, what=where)
+        try:
+            return parse_cap(doc.body, what=where)
+        except SourceError as exc:
+            return Rejected(entry.id, exc.reason, str(exc))

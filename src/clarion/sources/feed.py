@@ -11,7 +11,7 @@ unchanged item is recognised by its content hash and ignored.
 
 from __future__ import annotations
 
-import calendar
+import email.utils
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,15 @@ import lxml.html
 from lxml import etree
 
 from clarion.model import Info, Notice
-from clarion.sources.base import Fetched, FetchState, PolledSource, PollResult, SourceError
+from clarion.sources.base import (
+    Fetched,
+    FetchState,
+    PolledSource,
+    PollResult,
+    Rejected,
+    SourceError,
+    sane_time,
+)
 from clarion.sources.websub import discover
 from clarion.sources.xmlsafe import parse_xml
 
@@ -48,6 +56,54 @@ def html_to_text(html: str | None) -> str | None:
     return "\n".join(line for line in lines if line) or None
 
 
+# Dates as the real web writes them, besides RFC 822 and ISO 8601: year first only, so that
+# 01/02/2020 (January 2 or February 1?) is never guessed. A date without a zone is UTC.
+_LOOSE_DATES = (
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y.%m.%d %H:%M:%S",
+)
+
+
+def read_date(value: Any) -> datetime | None:
+    """A feed's date as written, or None when it cannot be read without guessing.
+
+    feedparser's own reading is not used: it turns `2020/1/10 14:33:00` into 2020-11-01.
+    None means the item takes the time Clarion first saw it; a date is never invented.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = " ".join(value.split())
+    parsed: datetime | None = None
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        parsed = None
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        for fmt in _LOOSE_DATES:
+            try:
+                parsed = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return sane_time(parsed, "date")
+    except SourceError:
+        return None
+
+
 def _item_notice(
     *,
     item_id: str,
@@ -61,14 +117,17 @@ def _item_notice(
     tags: list[str],
     original: bytes,
     content_type: str,
+    title_is_html: bool = True,
+    summary_is_html: bool = True,
 ) -> Notice:
-    sent = published or updated or datetime.now(UTC)
+    sent = published or updated
+    headline = (html_to_text(title) if title_is_html else _plain(title)) if title else None
     info = Info(
         language=language or "en",
         categories=tags,
-        event=title or "",
-        headline=html_to_text(title) if title else None,
-        description=html_to_text(summary_html),
+        event=headline or "",
+        headline=headline,
+        description=html_to_text(summary_html) if summary_is_html else _plain(summary_html),
         web=link,
         sender_name=author,
     )
@@ -76,7 +135,10 @@ def _item_notice(
         kind="feed",
         identifier=item_id,
         sender=author,
-        sent=sent,
+        # An item with no readable date takes the time it was first seen (the store keeps the
+        # first; the date is then no part of what the item says, so a re-fetch is no change).
+        sent=sent or datetime.now(UTC),
+        sent_estimated=sent is None,
         infos=[info],
         thread_key=f"feed:{item_id}",
         link=link,
@@ -85,17 +147,27 @@ def _item_notice(
     )
 
 
-def _struct_time(value: Any) -> datetime | None:
-    if not value:
+def _plain(text: str | None) -> str | None:
+    """Plain text as given (a format that says "text" means it: `<i>` is three characters)."""
+    if not text or not text.strip():
         return None
-    return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    return "\n".join(" ".join(line.split()) for line in text.strip().splitlines() if line.strip())
 
 
-def parse_feed(body: bytes, content_type: str = "", *, what: str = "feed") -> list[Notice]:
-    """Parse an RSS, Atom or JSON Feed document into one notice per item."""
+def parse_feed(
+    body: bytes,
+    content_type: str = "",
+    *,
+    what: str = "feed",
+    rejected: list[Rejected] | None = None,
+) -> list[Notice]:
+    """Parse an RSS, Atom or JSON Feed document into one notice per item.
+
+    With a `rejected` list, an item that cannot be read is appended there and the others are
+    read; without one, the first bad item raises."""
     head = body.lstrip()[:1]
     if head == b"{" or "json" in content_type.lower():
-        return _parse_json_feed(body, what)
+        return _parse_json_feed(body, what, rejected)
     root = parse_xml(body, what=what)  # refuses DOCTYPEs, HTML pages and oversized input
     parsed = feedparser.parse(
         body, response_headers={"content-type": content_type or "application/xml"}
@@ -111,7 +183,11 @@ def parse_feed(body: bytes, content_type: str = "", *, what: str = "feed") -> li
         if not item_id:
             if not entry.get("title"):
                 continue  # an empty <item/>: nothing to publish
-            raise SourceError(f"{what}: item {n} has neither an id/guid nor a link")
+            exc = SourceError(f"{what}: item {n} has neither an id/guid nor a link")
+            if rejected is None:
+                raise exc
+            rejected.append(Rejected(f"item {n}", exc.reason, str(exc)))
+            continue
         content = entry.get("content")
         summary_html = content[0].get("value") if content else entry.get("summary")
         # A short summary reads better on a post than a whole article; prefer it when both exist.
@@ -124,8 +200,8 @@ def parse_feed(body: bytes, content_type: str = "", *, what: str = "feed") -> li
                 title=entry.get("title"),
                 summary_html=summary_html,
                 link=entry.get("link"),
-                published=_struct_time(entry.get("published_parsed")),
-                updated=_struct_time(entry.get("updated_parsed")),
+                published=read_date(entry.get("published")),
+                updated=read_date(entry.get("updated")),
                 author=entry.get("author") or author,
                 language=entry.get("language") or language,
                 tags=[t.get("term") for t in entry.get("tags", []) if t.get("term")],
@@ -147,10 +223,10 @@ def _item_original(root: etree._Element, index: int) -> bytes:
     return b""
 
 
-def _parse_json_feed(body: bytes, what: str) -> list[Notice]:
+def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) -> list[Notice]:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SourceError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("version") not in JSON_FEED_VERSIONS:
         raise SourceError(f"{what}: JSON, but not a JSON Feed (no jsonfeed.org 'version')")
@@ -164,17 +240,29 @@ def _parse_json_feed(body: bytes, what: str) -> list[Notice]:
     notices = []
     for n, item in enumerate(items, 1):
         if not isinstance(item, dict) or not item.get("id"):
-            raise SourceError(f"{what}: item {n} has no 'id'")
+            exc = SourceError(f"{what}: item {n} has no 'id'")
+            if rejected is None:
+                raise exc
+            rejected.append(Rejected(f"item {n}", exc.reason, str(exc)))
+            continue
+        # JSON Feed 1.1: `title`, `summary` and `content_text` are plain text; only
+        # `content_html` is HTML.
+        summary, summary_is_html = item.get("summary"), False
+        if not isinstance(summary, str) or not summary.strip():
+            summary, summary_is_html = item.get("content_html"), True
+        if not isinstance(summary, str) or not summary.strip():
+            summary, summary_is_html = item.get("content_text"), False
+        title = item.get("title")
         notices.append(
             _item_notice(
                 item_id=str(item["id"]),
-                title=item.get("title"),
-                summary_html=item.get("summary")
-                or item.get("content_html")
-                or item.get("content_text"),
+                title=title if isinstance(title, str) else None,
+                title_is_html=False,
+                summary_html=summary if isinstance(summary, str) else None,
+                summary_is_html=summary_is_html,
                 link=item.get("url"),
-                published=_json_time(item.get("date_published"), what, n),
-                updated=_json_time(item.get("date_modified"), what, n),
+                published=read_date(item.get("date_published")),
+                updated=read_date(item.get("date_modified")),
                 author=feed_author,
                 language=item.get("language") or data.get("language"),
                 tags=[str(t) for t in item.get("tags", []) if t],
@@ -185,21 +273,12 @@ def _parse_json_feed(body: bytes, what: str) -> list[Notice]:
     return notices
 
 
-def _json_time(value: Any, what: str, n: int) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise SourceError(f"{what}: item {n} date {value!r} is not RFC 3339") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 class FeedSource(PolledSource):
     """Polls one RSS/Atom/JSON feed with conditional GET.
 
-    On the very first poll only the newest `initial_items` items are published, so adding a
-    blog does not flood every channel with its archive; the rest are stored as already seen.
+    What is new is decided against every item the source ever listed (`clarion.seen`): on the
+    very first poll only the newest `initial_items` items are published, so adding a blog does
+    not flood every channel with its archive; the rest are remembered as seen, forever.
     """
 
     kind = "feed"
@@ -207,6 +286,7 @@ class FeedSource(PolledSource):
         "application/atom+xml, application/rss+xml, application/feed+json, "
         "application/xml;q=0.9, */*;q=0.1"
     )
+    remembers_seen = True
 
     def __init__(self, name: str, url: str, max_bytes: int, initial_items: int = 1) -> None:
         super().__init__(name, url, max_bytes)
@@ -216,15 +296,12 @@ class FeedSource(PolledSource):
         fetched = self.fetch(state, http)
         if not isinstance(fetched, Fetched):
             return PollResult([], fetched.state, not_modified=True)
-        notices = parse_feed(fetched.body, fetched.content_type, what=f"source {self.name}")
+        rejected: list[Rejected] = []
+        notices = parse_feed(
+            fetched.body, fetched.content_type, what=f"source {self.name}", rejected=rejected
+        )
         # Only after the hardened parse: discovery reads the same bytes with feedparser.
         advertised = discover(
             fetched.body, fetched.content_type, fetched.link_header, fetched.url or self.url
         )
-        cursor = dict(fetched.state.cursor)
-        if not cursor.get("primed"):
-            newest = sorted(notices, key=lambda n: n.sent, reverse=True)[: self.initial_items]
-            notices = [n for n in notices if n in newest]
-            cursor["primed"] = True
-        state = FetchState(fetched.state.etag, fetched.state.last_modified, cursor)
-        return PollResult(notices, state, websub=advertised)
+        return PollResult(notices, fetched.state, websub=advertised, rejected=rejected)

@@ -21,7 +21,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from google.transit import gtfs_realtime_pb2 as rt
 
 from clarion.model import Entity, Info, NameValue, Notice, Severity
-from clarion.sources.base import PolledSource, SourceError
+from clarion.sources.base import PolledSource, Rejected, SourceError, sane_time
 from clarion.sources.feed import html_to_text
 
 MERCURY_ALERT_FIELD = 1001
@@ -107,81 +107,104 @@ def _mercury_updated_at(alert: Any) -> datetime | None:
             inner.ParseFromString(field.data)
             for sub in UnknownFieldSet(inner):
                 if sub.field_number == MERCURY_UPDATED_AT_FIELD and isinstance(sub.data, int):
-                    return datetime.fromtimestamp(sub.data, UTC)
+                    return _ts(sub.data)
     return None
 
 
 def _ts(seconds: int) -> datetime | None:
-    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+    if not seconds:
+        return None
+    try:
+        t = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise SourceError(
+            f"a time of {seconds} seconds is out of range", reason="invalid_date"
+        ) from None
+    return sane_time(t, "a time")
+
+
+def _entity_notice(entity: Any, what: str, read_at: datetime) -> Notice | None:
+    if entity.is_deleted or not entity.HasField("alert"):
+        return None
+    alert = entity.alert
+    entity_id = _str(entity.id)
+    where = f"{what} entity {entity_id!r}"
+    if not entity_id:
+        raise SourceError(f"{what}: an alert entity has no id")
+    headers = _translations(alert.header_text)
+    descriptions = _translations(alert.description_text)
+    urls = _translations(alert.url)
+    languages = list(dict.fromkeys([*headers, *descriptions])) or [""]
+    cause = rt.Alert.Cause.Name(alert.cause) if alert.HasField("cause") else "UNKNOWN_CAUSE"
+    effect = rt.Alert.Effect.Name(alert.effect) if alert.HasField("effect") else "UNKNOWN_EFFECT"
+    severity_name = rt.Alert.SeverityLevel.Name(alert.severity_level)
+    starts = [p.start for p in alert.active_period if p.start]
+    ends = [p.end for p in alert.active_period]
+    expires = _ts(max(ends)) if ends and all(ends) else None
+    params = [
+        NameValue(name="cause", value=words(cause)),
+        NameValue(name="effect", value=words(effect)),
+    ]
+    infos = []
+    for lang in languages:
+        fallback = next(iter(headers.values()), None)
+        infos.append(
+            Info(
+                language=lang or "en",
+                categories=["Transport"],
+                event=words(effect),
+                severity=SEVERITY.get(severity_name, Severity.UNKNOWN),
+                effective=_ts(min(starts)) if starts else None,
+                expires=expires,
+                headline=headers.get(lang) or fallback,
+                description=descriptions.get(lang) or next(iter(descriptions.values()), None),
+                web=urls.get(lang) or next(iter(urls.values()), None),
+                parameters=params,
+            )
+        )
+    if not any(i.headline or i.description for i in infos):
+        raise SourceError(f"{where}: alert has neither header nor description text")
+    entities = _entities(alert.informed_entity)
+    agencies = [e.id for e in entities if e.kind == "agency"]
+    updated = _mercury_updated_at(alert)
+    return Notice(
+        kind="gtfsrt",
+        identifier=entity_id,
+        sender=agencies[0] if agencies else "GTFS-realtime",
+        sent=updated or read_at,
+        sent_estimated=updated is None,
+        infos=infos,
+        entities=entities,
+        thread_key=f"local:gtfsrt:{entity_id}",
+        link=infos[0].web,
+        original=entity.SerializePartialToString(),  # as received, even if incomplete
+        original_content_type="application/x-protobuf",
+    )
 
 
 def parse_gtfsrt(
-    body: bytes, content_type: str = "", *, what: str = "GTFS-rt feed", now: datetime | None = None
+    body: bytes,
+    content_type: str = "",
+    *,
+    what: str = "GTFS-rt feed",
+    now: datetime | None = None,
+    rejected: list[Rejected] | None = None,
 ) -> list[Notice]:
+    """With a `rejected` list, an alert that cannot be read is appended there and the others
+    are read; without one, the first bad alert raises."""
     feed = _decode(body, content_type, what)
     read_at = _ts(feed.header.timestamp) or now or datetime.now(UTC)
     notices = []
-    for entity in feed.entity:
-        if entity.is_deleted or not entity.HasField("alert"):
+    for n, entity in enumerate(feed.entity, 1):
+        try:
+            notice = _entity_notice(entity, what, read_at)
+        except SourceError as exc:
+            if rejected is None:
+                raise
+            rejected.append(Rejected(_str(entity.id) or f"entity {n}", exc.reason, str(exc)))
             continue
-        alert = entity.alert
-        entity_id = _str(entity.id)
-        where = f"{what} entity {entity_id!r}"
-        if not entity_id:
-            raise SourceError(f"{what}: an alert entity has no id")
-        headers = _translations(alert.header_text)
-        descriptions = _translations(alert.description_text)
-        urls = _translations(alert.url)
-        languages = list(dict.fromkeys([*headers, *descriptions])) or [""]
-        cause = rt.Alert.Cause.Name(alert.cause) if alert.HasField("cause") else "UNKNOWN_CAUSE"
-        effect = (
-            rt.Alert.Effect.Name(alert.effect) if alert.HasField("effect") else "UNKNOWN_EFFECT"
-        )
-        severity_name = rt.Alert.SeverityLevel.Name(alert.severity_level)
-        starts = [p.start for p in alert.active_period if p.start]
-        ends = [p.end for p in alert.active_period]
-        expires = _ts(max(ends)) if ends and all(ends) else None
-        params = [
-            NameValue(name="cause", value=words(cause)),
-            NameValue(name="effect", value=words(effect)),
-        ]
-        infos = []
-        for lang in languages:
-            fallback = next(iter(headers.values()), None)
-            infos.append(
-                Info(
-                    language=lang or "en",
-                    categories=["Transport"],
-                    event=words(effect),
-                    severity=SEVERITY.get(severity_name, Severity.UNKNOWN),
-                    effective=_ts(min(starts)) if starts else None,
-                    expires=expires,
-                    headline=headers.get(lang) or fallback,
-                    description=descriptions.get(lang) or next(iter(descriptions.values()), None),
-                    web=urls.get(lang) or next(iter(urls.values()), None),
-                    parameters=params,
-                )
-            )
-        if not any(i.headline or i.description for i in infos):
-            raise SourceError(f"{where}: alert has neither header nor description text")
-        entities = _entities(alert.informed_entity)
-        agencies = [e.id for e in entities if e.kind == "agency"]
-        updated = _mercury_updated_at(alert)
-        notices.append(
-            Notice(
-                kind="gtfsrt",
-                identifier=entity_id,
-                sender=agencies[0] if agencies else "GTFS-realtime",
-                sent=updated or read_at,
-                sent_estimated=updated is None,
-                infos=infos,
-                entities=entities,
-                thread_key=f"local:gtfsrt:{entity_id}",
-                link=infos[0].web,
-                original=entity.SerializePartialToString(),  # as received, even if incomplete
-                original_content_type="application/x-protobuf",
-            )
-        )
+        if notice is not None:
+            notices.append(notice)
     return notices
 
 
@@ -202,5 +225,7 @@ class GtfsRtSource(PolledSource):
         self.end_after = end_after
         self.headers = headers or {}
 
-    def parse(self, body: bytes, content_type: str) -> list[Notice]:
-        return parse_gtfsrt(body, content_type, what=self.what)
+    def parse(
+        self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
+    ) -> list[Notice]:
+        return parse_gtfsrt(body, content_type, what=self.what, rejected=rejected)

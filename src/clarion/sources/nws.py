@@ -27,7 +27,7 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import PolledSource, SourceError, aware_time
+from clarion.sources.base import PolledSource, Rejected, SourceError, aware_time
 from clarion.sources.cap import oldest_reference, thread_key_for
 
 DEFAULT_URL = "https://api.weather.gov/alerts/active"
@@ -160,12 +160,19 @@ def feature_to_notice(feature: dict[str, Any], where: str) -> Notice:
 
 
 def parse_nws(
-    body: bytes, content_type: str = "", *, what: str = "api.weather.gov"
+    body: bytes,
+    content_type: str = "",
+    *,
+    what: str = "api.weather.gov",
+    rejected: list[Rejected] | None = None,
 ) -> list[Notice]:
-    """Parse an `/alerts` GeoJSON FeatureCollection. A repeated alert id keeps its first copy."""
+    """Parse an `/alerts` GeoJSON FeatureCollection. A repeated alert id keeps its first copy.
+
+    With a `rejected` list, a feature that cannot be read is appended there (with its id when
+    it has one) and the others are read; without one, the first bad feature raises."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SourceError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise SourceError(f"{what}: not a GeoJSON FeatureCollection")
@@ -175,14 +182,26 @@ def parse_nws(
     seen: set[str] = set()
     notices = []
     for n, feature in enumerate(features, 1):
-        if not isinstance(feature, dict):
-            raise SourceError(f"{what}: feature {n} is not an object")
-        notice = feature_to_notice(feature, f"{what} feature {n}")
+        try:
+            if not isinstance(feature, dict):
+                raise SourceError(f"{what}: feature {n} is not an object")
+            notice = feature_to_notice(feature, f"{what} feature {n}")
+        except SourceError as exc:
+            if rejected is None:
+                raise
+            rejected.append(Rejected(_feature_id(feature) or f"feature {n}", exc.reason, str(exc)))
+            continue
         if notice.identifier in seen:
             continue
         seen.add(notice.identifier)
         notices.append(notice)
     return notices
+
+
+def _feature_id(feature: Any) -> str | None:
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    ident = props.get("id") if isinstance(props, dict) else None
+    return ident.strip() or None if isinstance(ident, str) else None
 
 
 class NwsSource(PolledSource):
@@ -207,5 +226,7 @@ class NwsSource(PolledSource):
         self.headers = {"User-Agent": user_agent}
         self.end_after = end_after
 
-    def parse(self, body: bytes, content_type: str) -> list[Notice]:
-        return parse_nws(body, content_type, what=self.what)
+    def parse(
+        self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
+    ) -> list[Notice]:
+        return parse_nws(body, content_type, what=self.what, rejected=rejected)

@@ -19,7 +19,8 @@ from sqlalchemy import insert, or_, select, update
 
 from clarion.channels.base import Channel
 from clarion.config import Config, FeedSourceConfig
-from clarion.pipeline import IngestResult, end_threads, ingest
+from clarion.pipeline import IngestResult, end_branches, ingest, live_branches
+from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import FetchState, Source, SourceError
 from clarion.sources.websub import active_lease, ensure_subscription
 from clarion.store import Store
@@ -69,22 +70,51 @@ def poll_source(
         _record_failure(store, source.name, now, str(exc), next_poll, exc.retry_after)
         log.warning("%s", exc)
         return None
+    except Exception as exc:  # a parser's bug must not turn into a poll a second: back off
+        log.exception("source %s: reading its answer failed", source.name)
+        _record_failure(
+            store, source.name, now, f"source {source.name}: could not be read ({exc!r})", next_poll
+        )
+        return None
+    record_rejections(store, source.name, polled.rejected, now)
+    max_age = getattr(cfg, "max_age", None)
+    items = polled.notices
+    if getattr(source, "remembers_seen", False):
+        items = sort_items(
+            store,
+            source.name,
+            items,
+            now,
+            initial_items=getattr(cfg, "initial_items", 1),
+            max_age=max_age,
+            on_edit=getattr(cfg, "on_edit", "update"),
+        ).new
     result = ingest(
         store,
         config,
         channels,
-        polled.notices,
+        items,
         source=source.name,
         now=now,
-        edits=getattr(config.sources[source.name], "on_edit", "update"),
+        edits=getattr(cfg, "on_edit", "update"),
+        max_age=max_age,
     )
+    result.identifiers |= {n.identifier for n in polled.notices}
     cursor = dict(polled.state.cursor)
-    if source.lists_active and not polled.not_modified:
+    if source.lists_active:
+        # Every successful poll counts, a 304 included: "nothing changed" still says that what
+        # was missing is still missing. Only messages still live are counted, by their own id:
+        # one segment of an NWS product ends while its siblings go on.
+        listed = None if polled.not_modified else result.identifiers | polled.rejected_ids
         cursor["absent"], gone = _absences(
-            state.cursor.get("absent", {}), result.thread_keys, source.end_after
+            state.cursor.get("absent", {}),
+            listed,
+            live_branches(store, source.name),
+            source.end_after,
         )
+        cursor.pop("listed", None)
         if gone:
-            result += end_threads(
+            result += end_branches(
                 store,
                 config,
                 channels,
@@ -123,19 +153,22 @@ def poll_source(
 
 
 def _absences(
-    previous: dict[str, int], listed: set[str], end_after: int
-) -> tuple[dict[str, int], list[str]]:
-    """Count consecutive polls each known thread was missing from; those missing `end_after`
+    previous: dict[str, int], listed: set[str] | None, live: dict[str, int], end_after: int
+) -> tuple[dict[str, int], list[int]]:
+    """Count consecutive polls each live message was missing from (`listed` None: the server
+    answered 304, so what was missing last time is missing again); those missing `end_after`
     times in a row have ended. A brief drop-out (one empty answer) ends nothing."""
-    counts = {key: 0 for key in listed}
+    counts: dict[str, int] = {}
     gone = []
-    for key, n in previous.items():
-        if key in listed:
+    for ident, notice_id in live.items():
+        missing = ident in previous if listed is None else ident not in listed
+        if not missing:
             continue
-        if n + 1 >= end_after:
-            gone.append(key)
+        n = previous.get(ident, 0) + 1
+        if n >= end_after:
+            gone.append(notice_id)
         else:
-            counts[key] = n + 1
+            counts[ident] = n
     return counts, gone
 
 

@@ -5,6 +5,15 @@
 (investigating → identified → monitoring → resolved / postmortem) is one version of the
 incident's thread, oldest first; a `resolved` (or, for maintenances, `completed`) update ends
 the thread. Affected components become entities; the incident's impact becomes a severity.
+
+Updates are ordered by their time, then by how far along the incident they are
+(investigating < identified < monitoring < resolved < postmortem), then by id: two updates
+stamped with the same second never put "monitoring" after "resolved".
+
+Component status (`components.json`, and the components of `summary.json`) is a story of its
+own: a component or group that is not `operational` is listed as a live notice (a change of
+its status updates it), and once it is back to `operational` it is no longer listed, so it
+ends after the source's `end_after` polls (the debounce against a flapping component).
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from clarion.model import Entity, Info, MsgType, NameValue, Notice, Severity
-from clarion.sources.base import PolledSource, SourceError, aware_time
+from clarion.sources.base import PolledSource, Rejected, SourceError, aware_time
 
 IMPACT = {
     "none": Severity.UNKNOWN,
@@ -24,6 +33,24 @@ IMPACT = {
     "critical": Severity.SEVERE,
 }
 TERMINAL = {"resolved", "completed"}
+# How far along an incident (or maintenance) each status is: the tie-break for equal times.
+PROGRESS = {
+    "investigating": 0,
+    "identified": 1,
+    "monitoring": 2,
+    "resolved": 3,
+    "postmortem": 4,
+    "scheduled": 0,
+    "in_progress": 1,
+    "verifying": 2,
+    "completed": 3,
+}
+COMPONENT_SEVERITY = {
+    "degraded_performance": Severity.MINOR,
+    "under_maintenance": Severity.MINOR,
+    "partial_outage": Severity.MODERATE,
+    "major_outage": Severity.SEVERE,
+}
 
 
 def _time(value: Any, where: str) -> datetime:
@@ -48,11 +75,19 @@ def _incident_notices(inc: dict[str, Any], page: str, kind: str, where: str) -> 
         if isinstance(c, dict) and c.get("id")
     ]
     severity = IMPACT.get(str(inc.get("impact") or "none"), Severity.UNKNOWN)
-    dated = sorted(updates, key=lambda u: _time(u.get("display_at") or u.get("created_at"), where))
-    notices = []
-    for i, upd in enumerate(dated):
+    for upd in updates:
         if not isinstance(upd, dict) or not upd.get("id"):
             raise SourceError(f"{where}: an update has no id")
+    dated = sorted(
+        updates,
+        key=lambda u: (
+            _time(u.get("display_at") or u.get("created_at"), where),
+            PROGRESS.get(str(u.get("status") or ""), 0),
+            str(u["id"]),
+        ),
+    )
+    notices = []
+    for i, upd in enumerate(dated):
         status = str(upd.get("status") or "")
         sent = _time(upd.get("display_at") or upd.get("created_at"), where)
         affected = [
@@ -97,30 +132,82 @@ def _incident_notices(inc: dict[str, Any], page: str, kind: str, where: str) -> 
     return notices
 
 
+def _component_notice(comp: dict[str, Any], page: str, where: str) -> Notice | None:
+    comp_id, name, status = comp.get("id"), comp.get("name"), comp.get("status")
+    if not isinstance(comp_id, str) or not isinstance(name, str) or not isinstance(status, str):
+        raise SourceError(f"{where}: a component has no id, name or status")
+    if status == "operational":
+        return None  # listed no more: its story, if it had one, ends after the debounce
+    where = f"{where} component {comp_id}"
+    words = status.replace("_", " ")
+    info = Info(
+        language="en",
+        categories=["Infra"],
+        event=words.capitalize(),
+        severity=COMPONENT_SEVERITY.get(status, Severity.UNKNOWN),
+        headline=f"{name}: {words}",
+        description=comp.get("description") if isinstance(comp.get("description"), str) else None,
+        sender_name=page,
+        parameters=[NameValue(name="status", value=status)],
+    )
+    return Notice(
+        kind="statuspage",
+        identifier=f"component:{comp_id}",
+        sender=page,
+        sent=_time(comp.get("updated_at") or comp.get("created_at"), where),
+        infos=[info],
+        entities=[Entity(kind="component", id=comp_id, name=name)],
+        thread_key=f"local:statuspage-component:{comp_id}",
+        original=json.dumps(comp, sort_keys=True).encode(),
+        original_content_type="application/json",
+    )
+
+
 def parse_statuspage(
-    body: bytes, content_type: str = "", *, what: str = "Statuspage"
+    body: bytes,
+    content_type: str = "",
+    *,
+    what: str = "Statuspage",
+    rejected: list[Rejected] | None = None,
 ) -> list[Notice]:
+    """With a `rejected` list, an incident or component that cannot be read is appended there
+    and the others are read; without one, the first bad one raises."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SourceError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("page"), dict):
         raise SourceError(f"{what}: not a Statuspage API v2 document (no 'page')")
-    if "incidents" not in data and "scheduled_maintenances" not in data:
+    if not any(k in data for k in ("incidents", "scheduled_maintenances", "components")):
         raise SourceError(
-            f"{what}: no incidents or scheduled_maintenances (components.json "
-            "has none: poll summary.json or incidents.json)"
+            f"{what}: no incidents, scheduled_maintenances or components: poll summary.json, "
+            "incidents.json or components.json"
         )
     page = str(data["page"].get("name") or data["page"].get("url") or "Statuspage")
     notices = []
-    for key, kind in (("incidents", "incident"), ("scheduled_maintenances", "maintenance")):
+    for key, kind in (
+        ("incidents", "incident"),
+        ("scheduled_maintenances", "maintenance"),
+        ("components", "component"),
+    ):
         items = data.get(key) or []
         if not isinstance(items, list):
             raise SourceError(f"{what}: '{key}' is not a list")
-        for inc in items:
-            if not isinstance(inc, dict):
-                raise SourceError(f"{what}: an entry of '{key}' is not an object")
-            notices.extend(_incident_notices(inc, page, kind, what))
+        for n, inc in enumerate(items, 1):
+            try:
+                if not isinstance(inc, dict):
+                    raise SourceError(f"{what}: an entry of '{key}' is not an object")
+                if kind == "component":
+                    one = _component_notice(inc, page, what)
+                    notices.extend([one] if one is not None else [])
+                else:
+                    notices.extend(_incident_notices(inc, page, kind, what))
+            except SourceError as exc:
+                if rejected is None:
+                    raise
+                ident = inc.get("id") if isinstance(inc, dict) else None
+                item = f"{kind} {ident}" if isinstance(ident, str) else f"{kind} {n}"
+                rejected.append(Rejected(item, exc.reason, str(exc)))
     return notices
 
 
@@ -132,7 +219,13 @@ class StatuspageSource(PolledSource):
         super().__init__(name, url, max_bytes)
         self.end_after = end_after
         # summary.json and unresolved.json list only what is open: leaving them ends a thread.
-        self.lists_active = url.rstrip("/").endswith(("summary.json", "unresolved.json"))
+        # summary.json, unresolved.json and components.json list only what is open (a
+        # component that is not operational): leaving them ends a story.
+        self.lists_active = url.rstrip("/").endswith(
+            ("summary.json", "unresolved.json", "components.json")
+        )
 
-    def parse(self, body: bytes, content_type: str) -> list[Notice]:
-        return parse_statuspage(body, what=self.what)
+    def parse(
+        self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
+    ) -> list[Notice]:
+        return parse_statuspage(body, what=self.what, rejected=rejected)

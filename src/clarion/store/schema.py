@@ -89,9 +89,11 @@ threads = Table(
     "threads",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
+    # A story belongs to its source: keys are stored as "SOURCE/KEY", so the same key from two
+    # sources is two stories (keys stored before 0.12 have no prefix; their `source` scopes them).
     Column("thread_key", String(512), nullable=False, unique=True),
     Column("source", String(64), nullable=False),
-    Column("state", String(16), nullable=False),  # active | cancelled
+    Column("state", String(16), nullable=False),  # active | cancelled | ended
     Column("latest_version", Integer, nullable=False),
     Column("latest_notice_id", BigInteger),
     Column("headline", Text, nullable=False),
@@ -123,10 +125,53 @@ notices = Table(
     Column("original_content_type", String(128)),
     Column("signature", String(16), nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # The message's branch of its story (see docs/stories.md): live until a later message that
+    # references it replaces it ("replaced"), or a cancel/end closes it ("closed").
+    Column("branch", String(16), nullable=False, server_default="live"),
+    # When the alert is over by the clock: its event's end if it has one, else its expiry.
+    Column("over_at", UTCDateTime),
+    # The notices of the thread this one continues (transitively): replies thread under them.
+    Column("ancestors", JSON),
     UniqueConstraint("thread_id", "version"),
     UniqueConstraint("thread_id", "content_hash"),
     Index("ix_notices_sender_identifier", "sender", "identifier"),
     Index("ix_notices_received_at", "received_at"),
+    Index("ix_notices_source_branch", "source", "branch"),
+)
+
+# The messages each notice references, as "sender identifier" keys: a message that arrives
+# after a stored one already referenced it is late (it is kept, never posted over newer news).
+notice_refs = Table(
+    "notice_refs",
+    metadata,
+    Column("notice_id", BigInteger, ForeignKey("notices.id"), primary_key=True),
+    Column("ref", String(1024), primary_key=True),
+    Index("ix_notice_refs_ref", "ref"),
+)
+
+# Seen is forever: every item a source ever listed, posted or not (a feed's archive at its
+# first poll, items too old to post). Only items never seen before are new.
+seen_items = Table(
+    "seen_items",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("item", String(512), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+)
+
+# Items a source listed that could not be read (a bad date, a missing document): rejected
+# one by one with the reason, so that they never hold back the rest of the poll.
+rejected_items = Table(
+    "rejected_items",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("item", String(512), primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("count", BigInteger, nullable=False, default=1),
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False, index=True),
 )
 
 # What a notice can be filtered by, one row per term: "category:met", "area:mtz014",
@@ -204,8 +249,9 @@ delivery_events = Table(
 push_receipts = Table(
     "push_receipts",
     metadata,
+    # Receipts are per source: one source's webhook-id never hides another's notice.
+    Column("source", String(64), primary_key=True),
     Column("webhook_id", String(256), primary_key=True),
-    Column("source", String(64), nullable=False),
     Column("received_at", UTCDateTime, nullable=False, index=True),
 )
 

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.keys import ApiKey, touch, verify
-from clarion.manual import CancelIn, NoticeIn, follow_up, new_alert
+from clarion.manual import CancelIn, FollowUpError, NoticeIn, follow_up, new_alert
 from clarion.model import MsgType, Notice
 from clarion.store import Store
 from clarion.store.schema import channels as channels_table
@@ -315,7 +315,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not JSON"},
     409: {"description": "Nothing new, or the notice is already cancelled or ended"},
     401: {"description": "No API key, or an unknown one"},
-    403: {"description": "The key has no write scope"},
+    403: {"description": "The key has no write scope, or the notice belongs to another source"},
 }
 
 
@@ -459,10 +459,10 @@ def api_router(
             next_cursor=nxt,
         )
 
-    def _ingest(request: Request, notice: Notice) -> ThreadOut:
+    def _ingest(request: Request, notice: Notice, follow: int | None = None) -> ThreadOut:
         from clarion.pipeline import ingest
 
-        result = ingest(store, config, the_channels(), [notice], source="api")
+        result = ingest(store, config, the_channels(), [notice], source="api", follow=follow)
         if not result.stored:
             raise HTTPException(409, "nothing new: this notice says what its thread already says")
         with store.read() as conn:
@@ -475,6 +475,13 @@ def api_router(
     def _latest(thread_id: int) -> Notice:
         with store.read() as conn:
             thread = thread_or_404(conn, thread_id)
+            if thread.source != "api":
+                # A story belongs to its source: a write key changes only what the API wrote.
+                raise HTTPException(
+                    403,
+                    f"notice {thread_id} belongs to source {thread.source!r}: only that source "
+                    "(or an operator at the desk) can change it",
+                )
             if thread.state != "active":
                 raise HTTPException(409, f"notice {thread_id} is already {thread.state}")
             n = conn.execute(
@@ -502,7 +509,11 @@ def api_router(
         request: Request, thread_id: ThreadId, body: NoticeIn, key: Writer
     ) -> ThreadOut:
         previous = _latest(thread_id)
-        return _ingest(request, follow_up(config, previous, MsgType.UPDATE, body))
+        try:
+            notice = follow_up(config, previous, MsgType.UPDATE, body)
+        except FollowUpError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return _ingest(request, notice, follow=thread_id)
 
     @router.post(
         "/notices/{thread_id}/cancel",
@@ -514,7 +525,9 @@ def api_router(
         request: Request, thread_id: ThreadId, body: CancelIn, key: Writer
     ) -> ThreadOut:
         previous = _latest(thread_id)
-        return _ingest(request, follow_up(config, previous, MsgType.CANCEL, note=body.note))
+        return _ingest(
+            request, follow_up(config, previous, MsgType.CANCEL, note=body.note), follow=thread_id
+        )
 
     @router.get(
         "/stream",

@@ -21,7 +21,8 @@ from sqlalchemy import select, update
 from clarion.channels.base import Channel
 from clarion.config import Config, FeedSourceConfig
 from clarion.pipeline import ingest
-from clarion.sources.base import SourceError
+from clarion.seen import record_rejections, sort_items
+from clarion.sources.base import Rejected, SourceError
 from clarion.sources.feed import parse_feed
 from clarion.sources.websub import signature_ok
 from clarion.store import Store
@@ -103,14 +104,39 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
         if not signature_ok(row.secret, body, request.headers.get("x-hub-signature")):
             log.warning("websub %s: content with a missing or wrong signature ignored", source)
             return Response(status_code=202)
+        rejected: list[Rejected] = []
+        now = datetime.now(UTC)
         try:
             notices = parse_feed(
-                body, request.headers.get("content-type", ""), what=f"source {source} (WebSub)"
+                body,
+                request.headers.get("content-type", ""),
+                what=f"source {source} (WebSub)",
+                rejected=rejected,
             )
         except SourceError as exc:
             log.warning("%s", exc)
             return Response(status_code=202)
-        ingest(store, config, channels, notices, source=source, edits=cfg.on_edit)
+        record_rejections(store, source, rejected, now)
+        # What the hub pushes is judged as a poll is: seen is forever, old items stay old.
+        new = sort_items(
+            store,
+            source,
+            notices,
+            now,
+            initial_items=cfg.initial_items,
+            max_age=cfg.max_age,
+            on_edit=cfg.on_edit,
+        ).new
+        ingest(
+            store,
+            config,
+            channels,
+            new,
+            source=source,
+            now=now,
+            edits=cfg.on_edit,
+            max_age=cfg.max_age,
+        )
         with store.write() as conn:
             conn.execute(
                 update(websub)
