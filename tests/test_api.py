@@ -192,6 +192,28 @@ def test_write_endpoints_need_a_write_key_and_go_through_the_pipeline(store: Sto
         assert client.get("/feeds/all.atom", params={"area": "ZONE=3"}).text.count("<entry>") == 3
 
 
+def test_a_write_key_changes_only_what_the_api_wrote(store: Store) -> None:
+    """A story belongs to its source: the API's write key can update or cancel the API's own
+    notices, not a source's (a polled CAP alert here), and a follow-up keeps its status."""
+    app, _ = _app(store)
+    cfg = config(PREVIEW)
+    ingest_bytes(store, cfg, channels_for(cfg), demo_cap(0))
+    _, writer = create_key(store, "desk", datetime.now(UTC), write=True)
+    w = {"Authorization": f"Bearer {writer}"}
+    body = {"headline": "All clear", "severity": "minor"}
+    with TestClient(app) as client:
+        tid = client.get("/api/v1/notices").json()["items"][0]["id"]
+        for action, payload in (("update", body), ("cancel", {"note": "x"})):
+            r = client.post(f"/api/v1/notices/{tid}/{action}", json=payload, headers=w)
+            assert r.status_code == 403 and "belongs to source" in r.json()["detail"]
+        assert client.get(f"/api/v1/notices/{tid}").json()["state"] == "active"
+        own = client.post("/api/v1/notices", json=body, headers=w).json()["id"]
+        drill = client.post(
+            f"/api/v1/notices/{own}/update", json={**body, "status": "exercise"}, headers=w
+        )
+        assert drill.status_code == 422 and "actual" in drill.json()["detail"]
+
+
 def test_keys_command(tmp_path: Path) -> None:
     path = tmp_path / "clarion.toml"
     path.write_text(f'[clarion]\ndatabase_url = "sqlite:///{tmp_path / "c.db"}"\n')

@@ -320,6 +320,48 @@ def test_follow_ups_are_pre_drafted_and_thread_under_the_notice(store: Store) ->
         )  # fmt: skip
 
 
+def test_one_editor_cannot_retract_an_actual_alert_with_a_drill(store: Store) -> None:
+    """A Test or Exercise message needs no approval; so none may change an Actual story. The
+    follow-up of an Actual alert is Actual, and needs what the original needed."""
+    cfg = config(DESK)
+    chans = channels_for(cfg)
+    p = people(store)
+    d = drafts.submit(
+        store, cfg, chans, p["eddie"], "alert", body(), thread_id=None, send_at=None, now=T0
+    )
+    d = drafts.approve(store, cfg, chans, d.id, p["ada"], now=T0)
+    thread_id = rows(store, notices, notices.c.id == d.notice_id)[0].thread_id
+    _, previous = drafts.latest(store, thread_id)
+    for action in ("cancel", "update", "correction"):
+        sneaky = drafts.prefill(action, previous).model_copy(update={"status": Status.EXERCISE})
+        with pytest.raises(drafts.DeskError, match="actual too"):
+            drafts.submit(
+                store, cfg, chans, p["eddie"], action, sneaky, thread_id=thread_id,
+                send_at=None, now=T0,
+            )  # fmt: skip
+    versions = rows(store, notices, notices.c.thread_id == thread_id)
+    assert [v.msg_type for v in versions] == ["alert"]
+
+
+def test_the_desk_can_follow_up_a_sources_story(store: Store) -> None:
+    """The operator's desk may cancel any story, whatever its source (a polled CAP alert)."""
+    from tests.helpers import demo_cap, ingest_bytes
+
+    cfg = config(DESK)
+    chans = channels_for(cfg)
+    p = people(store)
+    ingest_bytes(store, cfg, chans, demo_cap(0), source="cap")
+    thread_id = rows(store, notices)[0].thread_id
+    _, previous = drafts.latest(store, thread_id)
+    c = drafts.submit(
+        store, cfg, chans, p["eddie"], "cancel", drafts.prefill("cancel", previous),
+        thread_id=thread_id, send_at=None, now=T0,
+    )  # fmt: skip
+    c = drafts.approve(store, cfg, chans, c.id, p["ada"], now=T0)
+    versions = rows(store, notices, notices.c.thread_id == thread_id, order=notices.c.version)
+    assert [(v.source, v.msg_type) for v in versions] == [("cap", "alert"), ("desk", "cancel")]
+
+
 def test_a_follow_up_whose_thread_ended_meanwhile_fails_with_the_reason(
     sqlite_store: Store,
 ) -> None:

@@ -244,3 +244,37 @@ def test_edits_can_be_ignored(store: Store) -> None:
     r = ingest(store, cfg, chans, again, source="blog", now=NOW, edits="ignore")
     assert r.stored == [] and r.unchanged == 1
     assert count(store, notices) == 1
+
+
+def test_the_same_item_id_from_two_sources_is_two_stories(store: Store) -> None:
+    """A feed (polled, or pushed by its WebSub hub) continues only its own stories: another
+    source listing an item with the same guid, edited, neither updates nor touches it."""
+    cfg = config()
+    chans = channels_for(cfg)
+    feed = fixture_bytes("feeds/wordpress-org-news.rss")
+    first = parse_feed(feed)[:1]
+    ingest(store, cfg, chans, first, source="blog", now=NOW)
+    copycat = feed.replace(b"Introducing Learn WordPress</title>", b"Gone, all gone</title>", 1)
+    theirs = [n for n in parse_feed(copycat) if n.identifier == first[0].identifier]
+    r = ingest(store, cfg, chans, theirs, source="mirror", now=NOW)
+    assert len(r.stored) == 1
+    by_source = {t.source: t for t in rows(store, threads)}
+    assert by_source["blog"].id != by_source["mirror"].id
+    assert by_source["blog"].headline == "Introducing Learn WordPress"
+    assert [
+        (n.source, n.version, n.msg_type) for n in rows(store, notices, order=notices.c.id)
+    ] == [
+        ("blog", 1, "alert"),
+        ("mirror", 1, "alert"),
+    ]
+
+
+def test_a_test_message_never_changes_an_actual_story(store: Store) -> None:
+    """A CAP Exercise that references an Actual alert is a story of its own."""
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    drill = demo_cap(2).replace(b"<status>Actual</status>", b"<status>Exercise</status>")
+    ingest_bytes(store, cfg, chans, drill)
+    ts = rows(store, threads, order=threads.c.id)
+    assert [(t.status, t.state) for t in ts] == [("actual", "active"), ("exercise", "cancelled")]

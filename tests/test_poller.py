@@ -251,3 +251,56 @@ def test_many_workers_racing_for_a_source_one_wins(store: Store) -> None:
     assert len(won) == 1
     [row] = rows(store, sources_table)
     assert row.lease_owner == f"{won[0]}:1"
+
+
+def test_a_parser_crash_backs_off_and_is_counted(
+    publisher: Publisher, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in reading an answer is a failed poll like any other: recorded, counted, and
+    polled again later, never once a second."""
+    publisher.files["/index.atom"] = (_index([]), "application/atom+xml")
+    cfg, chans, srcs = _setup(publisher, store)
+
+    def boom(*a: object, **k: object) -> object:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr("clarion.sources.cap.parse_index_root", boom)
+    with httpx.Client() as http:
+        for n in (1, 2):
+            assert poll_source(store, cfg, chans, srcs["nws"], http, now=NOW) is None
+            [row] = rows(store, sources_table, sources_table.c.name == "nws")
+            assert row.consecutive_failures == n
+            assert "date value out of range" in row.last_error
+            # 120 s interval, ±10 % jitter, doubled per failure in a row: never sooner.
+            assert (row.next_poll_at - NOW).total_seconds() >= 0.9 * 120 * 2 ** (n - 1)
+
+
+def test_rejected_items_are_listed_and_counted(publisher: Publisher, store: Store) -> None:
+    from clarion.web.metrics import render_metrics
+
+    base = publisher.server.url
+    publisher.files["/index.atom"] = (
+        _index([f"{base}/gone.cap", f"{base}/bad.cap"]),
+        "application/atom+xml",
+    )
+    publisher.files["/bad.cap"] = (
+        b"<alert><identifier>x</identifier></alert>",
+        "application/cap+xml",
+    )
+    cfg, chans, srcs = _setup(publisher, store)
+    with httpx.Client() as http:
+        assert poll_source(store, cfg, chans, srcs["nws"], http, now=NOW) is not None
+        assert poll_source(store, cfg, chans, srcs["nws"], http, now=NOW) is not None
+    [row] = rows(store, sources_table, sources_table.c.name == "nws")
+    assert row.consecutive_failures == 0  # the poll itself went through
+    text = render_metrics(store).decode()
+    # The missing document is tried again (and rejected again); the malformed one is not.
+    assert 'clarion_source_items_rejected_total{reason="fetch_failed",source="nws"} 2.0' in text
+    assert 'clarion_source_items_rejected_total{reason="malformed",source="nws"} 1.0' in text
+    from clarion.sources.poller import source_health
+
+    [nws] = [h for h in source_health(store, cfg) if h.name == "nws"]
+    assert {(r.item, r.reason) for r in nws.rejected} == {
+        (f"{base}/gone.cap", "fetch_failed"),
+        (f"{base}/bad.cap", "malformed"),
+    }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +16,7 @@ from standardwebhooks.webhooks import Webhook
 from clarion.channels import build_channels
 from clarion.store import Store
 from clarion.web.app import create_app
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import FIXTURES, WEBHOOK_SECRET
 from tests.helpers import config, count, demo_cap, notices, rows, threads
 
 CONFIG = """
@@ -146,3 +149,88 @@ def test_push_schema_is_in_the_openapi_document(client: TestClient) -> None:
     doc = client.get("/api/openapi.json").json()
     body = doc["paths"]["/hooks/{source}"]["post"]["requestBody"]["content"]
     assert "application/json" in body and "application/cap+xml" in body
+
+
+TWO_SOURCES = """
+[clarion]
+drop_expired = false
+[sources.ops]
+kind = "push"
+secret = { env = "PUSH_SECRET" }
+[sources.partner]
+kind = "push"
+secret = { env = "PARTNER_SECRET" }
+[channels.preview]
+kind = "preview"
+[[routes]]
+channels = ["preview"]
+"""
+PARTNER_SECRET = "whsec_" + base64.b64encode(b"partner-secret-of-32-bytes-long!").decode()
+
+
+def sign_bytes(secret: str, body: bytes, msg_id: str) -> dict[str, str]:
+    """The sender's side of Standard Webhooks, over the body's bytes as they go on the wire."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    stamp = str(int(datetime.now(UTC).timestamp()))
+    mac = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
+
+
+@pytest.fixture
+def two(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("PUSH_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("PARTNER_SECRET", PARTNER_SECRET)
+    cfg = config(TWO_SOURCES)
+    with TestClient(create_app(store, cfg, build_channels(cfg))) as c:
+        yield c
+
+
+def test_cap_in_iso_8859_1_is_verified_as_bytes(two: TestClient, store: Store) -> None:
+    """CAP allows ISO-8859-1; the sender signs the bytes it sends. Verified as bytes, then
+    decoded by the document's declared encoding: "Usulután" arrives whole."""
+    body = (FIXTURES / "cap" / "earthquake-iso8859-1.cap").read_bytes()
+    assert b"Usulut\xe1n" in body
+    headers = {**sign_bytes(WEBHOOK_SECRET, body, "q-1"), "content-type": "application/cap+xml"}
+    r = two.post("/hooks/ops", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    assert "Usulután" in json.dumps(rows(store, notices)[0].data, ensure_ascii=False)
+    tampered = body.replace(b"Usulut\xe1n", b"Usulut\xe9n")
+    r = two.post("/hooks/ops", content=tampered, headers=headers | {"webhook-id": "q-1"})
+    assert r.status_code == 401
+
+
+def test_receipts_are_per_source(two: TestClient, store: Store) -> None:
+    """Another source's webhook-id never makes a validly signed notice a "duplicate"."""
+    a = json.dumps(NOTICE).encode()
+    b = json.dumps({**NOTICE, "identifier": "partner-1", "headline": "Road closed"}).encode()
+    r1 = two.post("/hooks/ops", content=a, headers=sign_bytes(WEBHOOK_SECRET, a, "msg-1"))
+    r2 = two.post("/hooks/partner", content=b, headers=sign_bytes(PARTNER_SECRET, b, "msg-1"))
+    assert (r1.status_code, r2.status_code) == (202, 202)
+    assert r2.json()["stored"] == 1
+    assert sorted(n.identifier for n in rows(store, notices)) == ["partner-1", "water-1"]
+    again = two.post("/hooks/partner", content=b, headers=sign_bytes(PARTNER_SECRET, b, "msg-1"))
+    assert again.json()["status"] == "duplicate"
+
+
+def test_a_push_cannot_change_another_sources_story(two: TestClient, store: Store) -> None:
+    a = json.dumps(NOTICE).encode()
+    two.post("/hooks/ops", content=a, headers=sign_bytes(WEBHOOK_SECRET, a, "m-1"))
+    sender = rows(store, notices)[0].sender
+    cancel = {
+        "identifier": "partner-cancel",
+        "sender": sender,  # even naming the victim's sender
+        "sent": "2026-11-27T09:00:00-05:00",
+        "msg_type": "cancel",
+        "references": ["water-1"],
+        "headline": "All clear",
+    }
+    c = json.dumps(cancel).encode()
+    r = two.post("/hooks/partner", content=c, headers=sign_bytes(PARTNER_SECRET, c, "m-2"))
+    assert r.status_code == 202
+    by_source = {t.source: t for t in rows(store, threads)}
+    assert by_source["ops"].state == "active"  # not cancelled
+    assert by_source["partner"].id != by_source["ops"].id

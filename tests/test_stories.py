@@ -9,7 +9,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.scenarios import Scenario, collection, derive, feature, ref, sent, skips, tail_of
+from tests.scenarios import (
+    FIXTURES,
+    Scenario,
+    collection,
+    derive,
+    feature,
+    ref,
+    sent,
+    skips,
+    tail_of,
+)
 
 NWS = """
 [sources.nws]
@@ -206,4 +216,227 @@ def test_another_source_cannot_cancel_or_continue_a_story(tmp_path: Path) -> Non
     assert sent(sc.play()) == [
         ("2026-11-27T07:00:00Z", "masto", "post", tail_of(p), None),
         ("2026-11-27T09:00:00Z", "masto", "reply", tail_of(twin_cancel), tail_of(p)),
+    ]
+
+
+def _index_with_third_entry() -> bytes:
+    """NWS's alerts-beta index (real), with its first entry copied as a third (new id, link)."""
+    text = (FIXTURES / "cap" / "weather_index.atom").read_text()
+    start, end = text.index("<entry>"), text.index("</entry>") + len("</entry>")
+    third = text[start:end].replace("CT20100831030400OKX", "CT20100831030400OKXTHIRD")
+    return text.replace("</feed>", third + "\n</feed>").encode()
+
+
+def _links(index: bytes) -> list[str]:
+    import re
+
+    return re.findall(r"<link href='([^']+\?x=[^']+)'", index.decode())
+
+
+def test_one_bad_document_never_blocks_its_index(tmp_path: Path) -> None:
+    """An index lists three documents: one whose dates are absurd (year 9999), one that answers
+    404, one good. The good one is posted, the bad ones rejected with their reasons, and the
+    missing one is fetched again at the next poll (the index then answers the same) and posted."""
+    index = _index_with_third_entry()
+    first, second, third = _links(index)
+    good = (FIXTURES / "cap" / "weather.cap").read_bytes()
+    absurd = good.replace(b"<sent>2010-08-30T04:07:00", b"<sent>9999-08-30T04:07:00").replace(
+        b"<identifier>NOAA", b"<identifier>ABSURD-NOAA"
+    )
+    quake = (FIXTURES / "cap" / "earthquake.cap").read_bytes()
+    head = f"""
+[clarion]
+drop_expired = false
+
+[sources.cap]
+kind = "cap"
+url = "{PLACEHOLDER}"
+max_age = 0
+{MASTODON}"""
+    sc = Scenario(tmp_path, head)
+    sc.step(
+        "2026-11-27T08:00:00Z", "cap", index, suffix=".atom", urls={first: good, second: absurd}
+    )
+    sc.step(
+        "2026-11-27T09:00:00Z",
+        "cap",
+        index,
+        suffix=".atom",
+        urls={first: good, second: absurd, third: quake},
+    )
+    events = sc.play()
+    assert [
+        (e["at"][11:16], e["action"], e["identifier"][:22]) for e in events if e["action"] != "skip"
+    ] == [
+        ("08:00", "post", "NOAA-NWS-ALERTS-MT2010"),
+        ("09:00", "post", "USGS-earthquakes-us201"),
+    ]
+    rejected = [
+        (e["at"][11:16], e["identifier"], e["reason"]) for e in events if e["action"] == "skip"
+    ]
+    assert [(at, item) for at, item, _ in rejected] == [("08:00", second), ("08:00", third)]
+    assert "invalid_date" in rejected[0][2] and "out of range" in rejected[0][2]
+    assert "fetch_failed" in rejected[1][2] and "HTTP 404" in rejected[1][2]
+
+
+PLACEHOLDER = "https://alerts.example.org/index.atom"
+
+
+def _rss_items(text: str) -> tuple[str, list[str], str]:
+    """The real wordpress.org News feed cut into its head, its ten items and its tail."""
+    first = text.index("<item>")
+    last = text.rindex("</item>") + len("</item>")
+    body = text[first:last]
+    items = ["<item>" + part for part in body.split("<item>")[1:]]
+    return text[:first], items, text[last:]
+
+
+def test_seen_is_forever_old_items_are_never_posted_again(tmp_path: Path) -> None:
+    head, items, tail = _rss_items((FIXTURES / "feeds" / "wordpress-org-news.rss").read_text())
+
+    def feed(chosen: list[str], build: str = "Tue, 15 Dec 2020 21:02:22 +0000") -> bytes:
+        h = head.replace("Tue, 15 Dec 2020 21:02:22 +0000", build)
+        return (h + "".join(chosen) + tail).encode()
+
+    sc = Scenario(
+        tmp_path,
+        '[sources.blog]\nkind = "feed"\nmax_age = 0\nwebsub = false\n' + MASTODON,
+    )
+    sc.step("2026-11-27T08:00:00Z", "blog", feed(items[1:]), suffix=".rss")  # first poll
+    sc.step("2026-11-27T09:00:00Z", "blog", feed(items), suffix=".rss")  # one new post
+    sc.step(
+        "2026-11-27T10:00:00Z",
+        "blog",
+        feed(items[:3], "Wed, 16 Dec 2020 09:00:00 +0000"),
+        suffix=".rss",
+    )
+    # The whole feed served again (a CDN hiccup, a theme change): nothing is new.
+    sc.step(
+        "2026-11-27T11:00:00Z",
+        "blog",
+        feed(items, "Wed, 16 Dec 2020 10:00:00 +0000"),
+        suffix=".rss",
+    )
+    events = sc.play()
+    assert sent(events) == [
+        ("2026-11-27T08:00:00Z", "masto", "post", "https://wordpress.org/news/?p=9325", None),
+        ("2026-11-27T09:00:00Z", "masto", "post", "https://wordpress.org/news/?p=9444", None),
+    ]
+    assert skips(events) == []
+
+
+def test_a_new_item_older_than_max_age_is_not_posted(tmp_path: Path) -> None:
+    head, items, tail = _rss_items((FIXTURES / "feeds" / "wordpress-org-news.rss").read_text())
+    sc = Scenario(tmp_path, '[sources.blog]\nkind = "feed"\nwebsub = false\n' + MASTODON)
+    sc.step(
+        "2026-11-27T08:00:00Z", "blog", (head + "".join(items[1:]) + tail).encode(), suffix=".rss"
+    )
+    sc.step("2026-11-27T09:00:00Z", "blog", (head + "".join(items) + tail).encode(), suffix=".rss")
+    events = sc.play()
+    assert sent(events) == []  # the 2020 posts are far older than the default 7 days
+    assert skips(events) == [
+        ("-", "https://wordpress.org/news/?p=9325", "older than the source's max_age"),
+        ("-", "https://wordpress.org/news/?p=9444", "older than the source's max_age"),
+    ]
+
+
+def test_dates_are_read_as_written_and_titles_as_their_format_says(tmp_path: Path) -> None:
+    """An RSS pubDate of `2020/1/10 14:33:00` is that date (feedparser made it 2020-11-01); one
+    that cannot be read is absent, the item taking the time it was first seen. A JSON Feed
+    title is plain text: `<i>` in it is shown, not eaten."""
+    head, items, tail = _rss_items((FIXTURES / "feeds" / "wordpress-org-news.rss").read_text())
+    loose = items[0].replace("Tue, 15 Dec 2020 13:00:00 +0000", "2020/1/10 14:33:00")
+    unreadable = items[1].replace("Tue, 08 Dec 2020 19:46:00 +0000", "next Tuesday-ish")
+    rss = (head + loose + unreadable + tail).encode()
+    from clarion.sources.feed import parse_feed
+
+    by_id = {n.identifier: n for n in parse_feed(rss)}
+    assert (
+        by_id["https://wordpress.org/news/?p=9444"].sent.isoformat() == "2020-01-10T14:33:00+00:00"
+    )
+    undated = by_id["https://wordpress.org/news/?p=9325"]
+    assert undated.sent_estimated  # the time Clarion first saw it, never an invented date
+    jf = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Kino",
+        "items": [
+            {
+                "id": "r1",
+                "title": "Die Rückkehr von <i> und <b>",
+                "content_html": "<p>Ein <b>Film</b></p>",
+                "date_published": "2026-11-27T08:30:00+01:00",
+            }
+        ],
+    }
+    sc = Scenario(tmp_path, '[sources.kino]\nkind = "feed"\nwebsub = false\n' + MASTODON)
+    sc.step("2026-11-27T08:00:00Z", "kino", json.dumps(jf).encode())
+    events = sc.play()
+    assert sent(events) == [("2026-11-27T08:00:00Z", "masto", "post", "r1", None)]
+    assert events[0]["text"].startswith("Die Rückkehr von <i> und <b>\n")
+    assert "Ein Film" in events[0]["text"]
+
+
+def test_statuspage_incident_and_component_over_time(tmp_path: Path) -> None:
+    """GitHub's status summary (real): the open incident is announced once, with its current
+    state; the Packages component in partial outage is a story of its own. Then the incident
+    is resolved (a "monitoring" stamped the same second lands before "resolved", not after) and
+    Packages is operational again: the incident ends at once, the component after `end_after`
+    polls. An older update listed afterwards never reopens the incident."""
+    summary = json.loads(
+        (FIXTURES / "statuspage" / "githubstatus-summary-2022-11-25.json").read_text()
+    )
+    inc = summary["incidents"][0]
+    last = max(u["display_at"] for u in inc["incident_updates"])
+    base = inc["incident_updates"][0]
+    later = json.loads(json.dumps(summary))
+    later["incidents"][0]["incident_updates"] = [
+        {
+            **base,
+            "id": "z-resolved",
+            "status": "resolved",
+            "display_at": "2022-11-25T18:00:00.000Z",
+        },
+        {
+            **base,
+            "id": "a-monitoring",
+            "status": "monitoring",
+            "display_at": "2022-11-25T18:00:00.000Z",
+        },
+        *inc["incident_updates"],
+    ]
+    for c in later["components"]:
+        if c["status"] != "operational":
+            c["status"] = "operational"
+    stale = json.loads(json.dumps(later))
+    stale["incidents"][0]["incident_updates"].append(
+        {**base, "id": "old-identified", "status": "identified", "display_at": last}
+    )
+    sc = Scenario(
+        tmp_path,
+        '[sources.gh]\nkind = "statuspage"\nurl = "https://www.githubstatus.com/api/v2/summary.json"\n'
+        "max_age = 0\nend_after = 2\n" + MASTODON,
+    )
+    sc.step("2022-11-25T17:00:00Z", "gh", json.dumps(summary).encode())
+    sc.step("2022-11-25T18:05:00Z", "gh", json.dumps(later).encode())
+    sc.step("2022-11-25T18:10:00Z", "gh", json.dumps(later).encode())  # 304
+    sc.step("2022-11-25T18:20:00Z", "gh", json.dumps(stale).encode())
+    events = sc.play()
+    newest = max(inc["incident_updates"], key=lambda u: u["display_at"])["id"]
+    assert sent(events) == [
+        ("2022-11-25T17:00:00Z", "masto", "post", newest, None),
+        ("2022-11-25T17:00:00Z", "masto", "post", "component:st3j38cctv9l", None),
+        ("2022-11-25T18:05:00Z", "masto", "reply", "z-resolved", newest),
+        (
+            "2022-11-25T18:10:00Z",
+            "masto",
+            "reply",
+            "component:st3j38cctv9l#ended",
+            "component:st3j38cctv9l",
+        ),
+    ]
+    texts = [e["text"] for e in events if e["action"] != "skip"]
+    assert not texts[0].startswith("UPDATE")  # the first post says what is, not "update of"
+    assert texts[2].startswith("RESOLVED:")
+    assert [s for s in skips(events) if s[0] == "-"] == [
+        ("-", "old-identified", "late: a newer message already replaced it")
     ]

@@ -463,6 +463,12 @@ def sources_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
             typer.secho(
                 f"    failing {h.consecutive_failures}x: {h.last_error}", fg=typer.colors.RED
             )
+        for r in h.rejected:
+            typer.secho(
+                f"    rejected {r.item} ({r.reason}, {r.count}x, "
+                f"last {r.last_at:%Y-%m-%d %H:%M}Z): {r.detail}",
+                fg=typer.colors.YELLOW,
+            )
 
 
 @sources_app.command("test")

@@ -207,6 +207,7 @@ def _find_story(
             thread = conn.execute(
                 select(threads).where(threads.c.id == parents[-1].thread_id)
             ).first()
+            assert thread is not None  # a notice's thread row always exists
             parents = [p for p in parents if p.thread_id == thread.id]
     actual = notice.status is Status.ACTUAL
     # A Test or Exercise message never changes an Actual story (nor the other way round): it
@@ -323,7 +324,21 @@ def _ingest_one(
         # CAP says itself what a message does. One that newer news already replaced arrived
         # late: keep it, but never post it over what replaced it.
         late = _is_late(conn, notice, scope, story)
-    elif thread is not None and notice.msg_type is MsgType.ALERT and story.parents:
+    elif thread is not None and notice.msg_type is not MsgType.END and not notice.sent_estimated:
+        # Without references, time orders a story: a message older than the newest one of its
+        # thread arrived late (an old Statuspage update listed after "resolved") and never
+        # reopens or overwrites it.
+        newest_sent = conn.execute(
+            select(func.max(notices.c.sent)).where(notices.c.thread_id == thread.id)
+        ).scalar_one()
+        late = newest_sent is not None and notice.sent < newest_sent
+    if (
+        not late
+        and notice.kind not in CAP_KINDS
+        and thread is not None
+        and notice.msg_type is MsgType.ALERT
+        and story.parents
+    ):
         # An edited feed item (same id, new content): an update to readers.
         notice = notice.model_copy(update={"msg_type": MsgType.UPDATE})
     notice = notice.model_copy(update={"thread_key": thread_key, "version": version})

@@ -75,7 +75,8 @@ def sort_items(
         if first:
             newest = sorted(items, key=lambda n: n.sent, reverse=True)[:initial_items]
             out.new = [n for n in items if n in newest and not _old(n, oldest)]
-            out.archived = len(items) - len(out.new)
+            out.too_old = [n for n in items if n in newest and _old(n, oldest)]
+            out.archived = len(items) - len(out.new) - len(out.too_old)
         else:
             for n in items:
                 seen_hash = known.get(_key(n))
@@ -97,11 +98,11 @@ def sort_items(
                     for i in dict.fromkeys(rows_new)
                 ],
             )
-        for i, h in hashes.items():
-            if i in known and known[i] != h:
+        for key, h in hashes.items():
+            if key in known and known[key] != h:
                 conn.execute(
                     update(seen_items)
-                    .where(seen_items.c.source == source, seen_items.c.item == i)
+                    .where(seen_items.c.source == source, seen_items.c.item == key)
                     .values(content_hash=h)
                 )
     return out

@@ -184,6 +184,7 @@ class Source(Protocol):
 
     name: str
     kind: str
+    url: str
     lists_active: bool
     end_after: int
 

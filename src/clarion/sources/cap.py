@@ -433,9 +433,12 @@ class CapSource(PolledSource):
                 continue
             notices.extend(doc)
             current[entry.id] = entry.updated or ""
+        # A document that could not be fetched is tried again at the next poll, even if the
+        # index itself has not changed by then: its validators are not kept.
+        retry = any(r.reason == "fetch_failed" for r in rejected)
         new_state = FetchState(
-            etag=fetched.state.etag,
-            last_modified=fetched.state.last_modified,
+            etag=None if retry else fetched.state.etag,
+            last_modified=None if retry else fetched.state.last_modified,
             cursor={"seen": current},
         )
         return PollResult(self._verified(notices), new_state, rejected=rejected)

@@ -240,10 +240,10 @@ def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) ->
     notices = []
     for n, item in enumerate(items, 1):
         if not isinstance(item, dict) or not item.get("id"):
-            exc = SourceError(f"{what}: item {n} has no 'id'")
+            missing = SourceError(f"{what}: item {n} has no 'id'")
             if rejected is None:
-                raise exc
-            rejected.append(Rejected(f"item {n}", exc.reason, str(exc)))
+                raise missing
+            rejected.append(Rejected(f"item {n}", missing.reason, str(missing)))
             continue
         # JSON Feed 1.1: `title`, `summary` and `content_text` are plain text; only
         # `content_html` is HTML.

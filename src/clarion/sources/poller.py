@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,7 +25,7 @@ from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import FetchState, Source, SourceError
 from clarion.sources.websub import active_lease, ensure_subscription
 from clarion.store import Store
-from clarion.store.schema import notices
+from clarion.store.schema import notices, rejected_items
 from clarion.store.schema import sources as sources_table
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,9 @@ def poll_source(
     record_rejections(store, source.name, polled.rejected, now)
     max_age = getattr(cfg, "max_age", None)
     items = polled.notices
+    too_old: list[str] = []
     if getattr(source, "remembers_seen", False):
-        items = sort_items(
+        ordered = sort_items(
             store,
             source.name,
             items,
@@ -88,7 +90,8 @@ def poll_source(
             initial_items=getattr(cfg, "initial_items", 1),
             max_age=max_age,
             on_edit=getattr(cfg, "on_edit", "update"),
-        ).new
+        )
+        items, too_old = ordered.new, [n.identifier for n in ordered.too_old]
     result = ingest(
         store,
         config,
@@ -100,6 +103,7 @@ def poll_source(
         max_age=max_age,
     )
     result.identifiers |= {n.identifier for n in polled.notices}
+    result.skipped += [(i, "older than the source's max_age") for i in too_old]
     cursor = dict(polled.state.cursor)
     if source.lists_active:
         # Every successful poll counts, a 304 included: "nothing changed" still says that what
@@ -257,6 +261,7 @@ class SourceHealth:
     notices_ingested: int
     latency_p50: float | None  # seconds from the notice's own sent time to its ingest
     latency_max: float | None
+    rejected: list[Any] = field(default_factory=list)  # rejected_items rows, newest first
 
 
 def source_health(store: Store, config: Config, sample: int = 100) -> list[SourceHealth]:
@@ -276,6 +281,12 @@ def source_health(store: Store, config: Config, sample: int = 100) -> list[Sourc
                 for r in rows
                 if not r.data.get("sent_estimated") and r.data.get("msg_type") != "end"
             )
+            rejected = conn.execute(
+                select(rejected_items)
+                .where(rejected_items.c.source == name)
+                .order_by(rejected_items.c.last_at.desc())
+                .limit(20)
+            ).all()
             row = states.get(name)
             if row is None:
                 state = "never polled"
@@ -293,6 +304,7 @@ def source_health(store: Store, config: Config, sample: int = 100) -> list[Sourc
                     notices_ingested=row.notices_ingested if row else 0,
                     latency_p50=lat[len(lat) // 2] if lat else None,
                     latency_max=lat[-1] if lat else None,
+                    rejected=list(rejected),
                 )
             )
     return out

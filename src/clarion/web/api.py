@@ -167,6 +167,11 @@ class VersionOut(BaseModel):
     sent: datetime
     received_at: datetime
     cap_url: str
+    # This message's branch of the story: "live" (in effect, unless over by the clock),
+    # "replaced" by a later message that references it, or "closed" (cancelled or ended).
+    branch: str
+    # When it is over by the clock: its event's end when it has one, else its expiry.
+    in_effect_until: datetime | None
     notice: dict[str, Any]
 
 
@@ -193,6 +198,9 @@ class ThreadOut(BaseModel):
     status: str
     created_at: datetime
     updated_at: datetime
+    # The versions in effect now: one, or several for a story that branched (the segments of
+    # an NWS product for different zones); none once every branch is over.
+    live_versions: list[int]
     versions: list[VersionOut]
     deliveries: list[DeliveryOut]
 
@@ -249,6 +257,7 @@ def _delivery(d: Any) -> DeliveryOut:
 
 
 def _threads_out(conn: Any, rows: Sequence[Any], base: str) -> list[ThreadOut]:
+    now = datetime.now(UTC)
     ids = [r.id for r in rows]
     if not ids:
         return []
@@ -267,6 +276,8 @@ def _threads_out(conn: Any, rows: Sequence[Any], base: str) -> list[ThreadOut]:
                 sent=n.sent,
                 received_at=n.received_at,
                 cap_url=f"{base}/notices/{n.thread_id}/v{n.version}.cap",
+                branch=n.branch,
+                in_effect_until=n.over_at,
                 notice=n.data,
             )
         )
@@ -288,6 +299,13 @@ def _threads_out(conn: Any, rows: Sequence[Any], base: str) -> list[ThreadOut]:
             status=r.status,
             created_at=r.created_at,
             updated_at=r.updated_at,
+            live_versions=[
+                v.version
+                for v in versions[r.id]
+                if v.branch == "live"
+                and v.msg_type not in ("cancel", "end")
+                and (v.in_effect_until is None or v.in_effect_until > now)
+            ],
             versions=versions[r.id],
             deliveries=sent[r.id],
         )

@@ -50,6 +50,7 @@ from clarion.store.schema import (
     deliveries,
     delivery_events,
     notices,
+    rejected_items,
     threads,
 )
 from clarion.store.schema import (
@@ -852,6 +853,12 @@ def _status(c: _Ctx) -> dict[str, Any]:
                 "followers": _followers(store, cfg),
             }
         )
+    with store.read() as conn:
+        rejected: dict[str, list[Any]] = {}
+        for r in conn.execute(
+            select(rejected_items).order_by(rejected_items.c.last_at.desc()).limit(200)
+        ):
+            rejected.setdefault(r.source, []).append(r)
     srcs = []
     for name, src in config.sources.items():
         row = src_rows.get(name)
@@ -866,6 +873,7 @@ def _status(c: _Ctx) -> dict[str, Any]:
                 "error": row.last_error if row and failing else None,
                 "delay": delays.get(name),
                 "notices": row.notices_ingested if row else 0,
+                "rejected": rejected.get(name, [])[:5],
             }
         )
     totals = {

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, case, func, select
 
 from clarion.delivery import outbox
 from clarion.store import Store
-from clarion.store.schema import channels, deliveries, notices, sources
+from clarion.store.schema import channels, deliveries, notices, rejected_items, sources
 
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 
@@ -83,6 +83,13 @@ class StoreCollector:
             ).all()
             chans = conn.execute(select(channels)).all()
             srcs = conn.execute(select(sources)).all()
+            rejected = conn.execute(
+                select(
+                    rejected_items.c.source,
+                    rejected_items.c.reason,
+                    func.sum(rejected_items.c.count),
+                ).group_by(rejected_items.c.source, rejected_items.c.reason)
+            ).all()
         yield self._histogram(
             "clarion_ingest_latency_seconds",
             "From the time a notice says it was sent to when Clarion stored it.",
@@ -148,6 +155,15 @@ class StoreCollector:
                 last_ok.add_metric([s.name], s.last_success_at.timestamp())
         yield failing
         yield last_ok
+        rejections = CounterMetricFamily(
+            "clarion_source_items_rejected",
+            "Items a source listed that could not be read (each poll that lists one counts), "
+            "by reason: the rest of the poll went through.",
+            labels=["source", "reason"],
+        )
+        for source, reason, n in rejected:
+            rejections.add_metric([source, reason], float(n or 0))
+        yield rejections
 
 
 def render_metrics(store: Store) -> bytes:

@@ -32,8 +32,8 @@ Page = Annotated[int, Query(ge=1, le=100_000, description="Page of the timeline"
 def _summary(r: Any, now: datetime) -> dict[str, Any]:
     data = r.data
     info = (data.get("infos") or [{}])[0]
-    expires = info.get("expires")
-    expired = bool(expires and datetime.fromisoformat(expires) <= now)
+    over = getattr(r, "over_at", None)  # ends when the event has one, else expires
+    expired = bool(over is not None and over <= now)
     return {
         "id": r.id,
         "headline": r.headline,
@@ -48,6 +48,7 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
         "areas": "; ".join(a.get("description", "") for a in info.get("areas", [])),
         "entities": [e.get("name") or e.get("id") for e in data.get("entities", [])][:6],
         "expired": expired,
+        "until": over,
     }
 
 
@@ -74,7 +75,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         request: Request, flt: NoticeFilter, page: int, title: str, scope: str
     ) -> Response:
         with store.read() as conn:
-            q = select(threads, notices.c.data).select_from(
+            q = select(threads, notices.c.data, notices.c.over_at).select_from(
                 threads.join(notices, notices.c.id == threads.c.latest_notice_id)
             )
             if not flt.empty:
@@ -174,6 +175,14 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         by_notice: dict[int, list[Any]] = {}
         for d in sent:
             by_notice.setdefault(d.notice_id, []).append(d)
+        now = datetime.now(UTC)
+        live = [
+            v
+            for v in versions
+            if v.branch == "live"
+            and v.msg_type not in ("cancel", "end")
+            and (v.over_at is None or v.over_at > now)
+        ]
         shown = []
         for v in versions:
             maps = []
@@ -185,7 +194,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         return TEMPLATES.TemplateResponse(
             request,
             "thread.html",
-            {**common, "thread": thread, "versions": shown, "quote": quote},
+            {**common, "thread": thread, "versions": shown, "live": live, "quote": quote},
         )
 
     @router.get(

@@ -6,6 +6,8 @@ Revises: 0011
 Create Date: 2026-11-29
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -105,7 +107,7 @@ def _backfill() -> None:
             n.c.thread_id, n.c.version
         )
     ).all()
-    by_thread: dict[int, list[sa.Row]] = {}
+    by_thread: dict[int, list[Any]] = {}
     for r in rows:
         by_thread.setdefault(r.thread_id, []).append(r)
     for versions in by_thread.values():
