@@ -620,3 +620,31 @@ def test_a_saved_template_is_offered_and_fills_the_form(desk: TestClient) -> Non
     filled = desk.get("/desk/compose", params={"template": "Water main break"}).text
     assert 'value="Water main break on [street]"' in filled
     assert "<option selected>moderate</option>" in filled
+
+
+def on_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_password_checks_never_run_on_the_event_loop(
+    desk: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Argon2 is slow on purpose; run on the loop, 60 failed logins stalled /healthz for 38 s."""
+    where: list[bool] = []
+    real = accounts.authenticate
+
+    def spy(*a: object, **k: object) -> accounts.User:
+        where.append(on_event_loop())
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(accounts, "authenticate", spy)
+    login(desk, "eddie")
+    r = desk.post("/desk/login", data={"username": "eddie", "password": "wrong"})
+    assert r.status_code == 401
+    assert where == [False, False]

@@ -3,6 +3,7 @@ signature verified), and delivery of notices to followers' servers, signed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -347,3 +348,50 @@ def test_every_activity_and_nodeinfo_golden() -> None:
     assert "CANCELLED" in docs["2-Update"]["object"]["content"]
     assert docs["0-Create"]["to"] == ["https://www.w3.org/ns/activitystreams#Public"]
     check_golden("fediverse/activities", docs)
+
+
+def test_a_key_naming_someone_else_as_owner_is_refused(
+    sqlite_store: Store, remote: FakeFediverse
+) -> None:
+    """An attacker serves, from its own host, a key document that names a real follower as the
+    key's owner, and signs an Undo and a Delete "as" that follower. The key is not the actor's
+    own (another host, and the actor does not list it): refused, and the follower stays."""
+    remote.resolve_key = our_key(sqlite_store)
+    client = TestClient(create_app(sqlite_store, cfg(), channels_for(cfg())))
+    body, headers = remote.signed(INBOX, remote.follow(ME))
+    assert client.post("/ap/alerts/inbox", content=body, headers=headers).status_code == 202
+    with FakeFediverse() as attacker:
+        forged = attacker.actor_doc()
+        forged["publicKey"]["owner"] = remote.actor  # "this key is the victim's"
+        attacker.actor_doc = lambda: forged  # type: ignore[method-assign]
+        undo = {"type": "Undo", "id": f"{remote.actor}#undo", "actor": remote.actor,
+                "object": remote.follow(ME)}  # fmt: skip
+        delete = {"type": "Delete", "id": f"{remote.actor}#del", "actor": remote.actor,
+                  "object": remote.actor}  # fmt: skip
+        follow = {**remote.follow(ME), "id": f"{remote.actor}#follows/2"}
+        for activity in (undo, delete, follow):
+            b, h = attacker.signed(INBOX, activity)
+            r = client.post("/ap/alerts/inbox", content=b, headers=h)
+            assert r.status_code == 401, activity["type"]
+            assert "owner's host" in r.json()["detail"]
+    # Same host, but the actor's own document lists another key: refused too.
+    other_key = f"{remote.url}/keys/stray"
+    stray = {**remote.actor_doc(), "id": other_key}
+    stray["publicKey"] = {**stray["publicKey"], "id": other_key}
+    real_handle = remote.handle
+
+    def handle(req: Any) -> Any:
+        from tests.fakes.http import Response
+
+        if req.method == "GET" and req.path == "/keys/stray":
+            return Response(200, stray, content_type="application/activity+json")
+        return real_handle(req)
+
+    remote.server.handle = handle  # type: ignore[method-assign]
+    from clarion.fediverse.signatures import sign
+
+    b = json.dumps(undo).encode()
+    h = sign("POST", INBOX, b, other_key, remote.private, now=datetime.now(UTC))
+    r = client.post("/ap/alerts/inbox", content=b, headers=h)
+    assert r.status_code == 401 and "does not list the key" in r.json()["detail"]
+    assert [f.actor for f in accounts.list_followers(sqlite_store, "alerts")] == [remote.actor]

@@ -234,3 +234,27 @@ def test_a_push_cannot_change_another_sources_story(two: TestClient, store: Stor
     by_source = {t.source: t for t in rows(store, threads)}
     assert by_source["ops"].state == "active"  # not cancelled
     assert by_source["partner"].id != by_source["ops"].id
+
+
+def test_a_push_is_verified_and_ingested_off_the_event_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One 1,000-notice push stalled /healthz for 12 s when it was ingested on the loop."""
+    import asyncio
+
+    import clarion.web.hooks as hooks
+
+    where: list[bool] = []
+    real = hooks.ingest
+
+    def spy(*a: object, **k: object) -> object:
+        try:
+            asyncio.get_running_loop()
+            where.append(True)
+        except RuntimeError:
+            where.append(False)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hooks, "ingest", spy)
+    assert post(client, NOTICE, "loop-1").status_code == 202
+    assert where == [False]

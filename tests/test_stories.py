@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clarion.store import Store
 from tests.scenarios import (
     FIXTURES,
     Scenario,
@@ -440,3 +441,45 @@ def test_statuspage_incident_and_component_over_time(tmp_path: Path) -> None:
     assert [s for s in skips(events) if s[0] == "-"] == [
         ("-", "old-identified", "late: a newer message already replaced it")
     ]
+
+
+def test_the_page_and_the_api_show_a_storys_live_branches(store: Store) -> None:
+    """Both segments in effect: the notice page lists both parts with "in effect until"; the
+    API names them in `live_versions`. Once one is cancelled, only the other is live."""
+    from datetime import UTC, datetime
+
+    from fastapi.testclient import TestClient
+
+    from clarion.pipeline import ingest
+    from clarion.sources.nws import parse_nws
+    from clarion.web.app import create_app
+    from tests.helpers import channels_for, config
+
+    cfg = config()
+    chans = channels_for(cfg)
+    p, s2, s3 = _segments()
+    # The page judges "in effect" by the real clock: the segments' event ends in 2030 here.
+    s2, s3 = (derive(s, ends="2030-01-01T00:00:00+00:00") for s in (s2, s3))
+    cancel2 = derive(
+        s2,
+        id=s2["properties"]["id"][:-1] + "2",
+        messageType="Cancel",
+        sent="2026-11-27T08:30:00+00:00",
+        references=[ref(s2)],
+    )
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    for batch in ((p,), (s2, s3)):
+        ingest(store, cfg, chans, parse_nws(collection(*batch)), source="nws", now=now)
+    with TestClient(create_app(store, cfg)) as client:
+        page = client.get("/notices/1").text
+        assert "In effect now: 2 parts" in page
+        assert page.count("in effect until <time") == 2
+        assert "West Slopes North Central Cascades" in page.split("In effect now")[1]
+        api = client.get("/api/v1/notices/1").json()
+        assert api["live_versions"] == [2, 3]
+        assert [v["branch"] for v in api["versions"]] == ["replaced", "live", "live"]
+        assert api["versions"][1]["in_effect_until"].startswith("2030-01-01T00:00:00")
+        ingest(store, cfg, chans, parse_nws(collection(cancel2, s3)), source="nws", now=now)
+        api = client.get("/api/v1/notices/1").json()
+        assert api["live_versions"] == [3] and api["state"] == "active"
+        assert "In effect now" not in client.get("/notices/1").text  # one part: no list

@@ -105,6 +105,7 @@ public_url = "http://127.0.0.1:{port}"
 kind = "feed"
 url = "{topic}"
 initial_items = 5
+max_age = 0
 interval = "5m"
 websub_lease = "2h"
 [channels.preview]
@@ -167,6 +168,30 @@ def test_subscribe_verify_and_receive(setting: dict[str, Any]) -> None:
     _poll(setting)
     [src] = rows(store, sources_table)
     assert (src.next_poll_at - NOW) >= timedelta(minutes=50)
+
+
+def test_what_the_hub_pushes_continues_only_the_feeds_own_stories(
+    setting: dict[str, Any],
+) -> None:
+    """Another source told a story under the same item id: the hub's content for this feed
+    neither edits nor ends it; it is the feed's own story."""
+    from clarion.pipeline import ingest
+    from clarion.sources.feed import parse_feed
+    from clarion.store.schema import threads
+
+    store, hub, topic = setting["store"], setting["hub"], setting["topic"]
+    theirs = parse_feed(atom(hub.url, topic, [("p7", "Their own story")]))
+    ingest(store, setting["cfg"], setting["chans"], theirs, source="other", now=NOW)
+    assert _poll(setting) is not None
+    wait_for(lambda: (r := _sub(store)) and r.state == "active")
+    wait_for(lambda: hub.verified)
+    pushed = atom(hub.url, topic, [("p7", "Edited by someone else"), ("p1", "First post")])
+    assert hub.publish(topic, pushed) == [202]
+    by_source = {t.source: t for t in rows(store, threads)}
+    assert by_source["other"].headline == "Their own story"
+    assert by_source["other"].latest_version == 1
+    mine = {n.identifier for n in rows(store, notices) if n.source == "blog"}
+    assert mine == {"p1", "p7"}
 
 
 def test_verification_for_an_unknown_topic_is_refused(setting: dict[str, Any]) -> None:

@@ -153,8 +153,9 @@ def verify(
         signature = base64.b64decode(params["signature"], validate=True)
     except ValueError:
         raise SignatureError("the signature is not base64") from None
+    pem = public_key(params["keyId"])  # its own SignatureError says why a key is refused
     try:
-        key = serialization.load_pem_public_key(public_key(params["keyId"]).encode())
+        key = serialization.load_pem_public_key(pem.encode())
     except ValueError:
         raise SignatureError("the signer's public key could not be read") from None
     if not isinstance(key, rsa.RSAPublicKey):

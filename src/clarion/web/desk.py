@@ -33,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from clarion import credentials
@@ -194,6 +195,11 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
     async def login(request: Request) -> Response:
         _same_origin(request)
         form = await request.form()
+        # Argon2 is made to be slow: checking a password never runs on the event loop (60
+        # failed logins would stall every other request, health checks included).
+        return await run_in_threadpool(sign_in, request, form)
+
+    def sign_in(request: Request, form: FormData) -> Response:
         username = str(form.get("username") or "")
         target = _safe_next(str(form.get("next") or PREFIX))
         try:

@@ -15,6 +15,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
@@ -231,14 +232,22 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
                     ).scalar_one()
                 return cached, owner
         doc = fetch(key_id.split("#", 1)[0], username)
-        key = doc.get("publicKey")
-        keys = key if isinstance(key, list) else [key]
-        for k in keys:
-            if isinstance(k, dict) and k.get("id") == key_id and k.get("publicKeyPem"):
-                owner = str(k.get("owner") or doc.get("id"))
-                accounts.cache_key(store, key_id, owner, str(k["publicKeyPem"]), now())
-                return str(k["publicKeyPem"]), owner
-        raise SignatureError(f"no key {key_id!r} in the document it points to")
+        pem = _key_in(doc, key_id)
+        if pem is None:
+            raise SignatureError(f"no key {key_id!r} in the document it points to")
+        key = next(k for k in _keys(doc) if k.get("id") == key_id)
+        owner = str(key.get("owner") or doc.get("id"))
+        # The key must be the actor's own: a key document anyone can serve may *name* any
+        # actor as its owner. So the key and its actor are on one host, and the actor's own
+        # document lists this very key.
+        if urlsplit(owner).netloc.lower() != urlsplit(key_id).netloc.lower():
+            raise SignatureError(f"the key {key_id!r} is not on its owner's host ({owner})")
+        if doc.get("id") != owner:
+            actor_doc = fetch(owner, username)
+            if actor_doc.get("id") != owner or _key_in(actor_doc, key_id) != pem:
+                raise SignatureError(f"the actor {owner} does not list the key {key_id!r}")
+        accounts.cache_key(store, key_id, owner, pem, now())
+        return pem, owner
 
     def check(request: Request, body: bytes, username: str) -> str:
         """The actor that signed the request (verified), or SignatureError."""
@@ -339,6 +348,19 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
         return await handle(request, username, tasks)
 
     return router
+
+
+def _keys(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    key = doc.get("publicKey")
+    return [k for k in (key if isinstance(key, list) else [key]) if isinstance(k, dict)]
+
+
+def _key_in(doc: dict[str, Any], key_id: str) -> str | None:
+    """The PEM of `key_id` as `doc` lists it, if it does."""
+    for k in _keys(doc):
+        if k.get("id") == key_id and isinstance(k.get("publicKeyPem"), str):
+            return str(k["publicKeyPem"])
+    return None
 
 
 def _addressed(base: str, accts: dict[str, Any], target: Any) -> str | None:

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks.webhooks import Webhook
+from starlette.concurrency import run_in_threadpool
 
 from clarion.channels.base import Channel
 from clarion.config import Config, PushSourceConfig
@@ -131,6 +132,11 @@ def hooks_router(store: Store, config: Config, channels: Mapping[str, Channel]) 
         if len(body) > cfg.max_bytes:
             return _error(413, f"body is {len(body):,} bytes, over {cfg.max_bytes:,}")
         headers = {k.lower(): v for k, v in request.headers.items()}
+        # Verifying, parsing and ingesting are CPU and database work: off the event loop, so
+        # that a large push never stalls other requests (health checks, the page).
+        return await run_in_threadpool(receive, source, body, headers)
+
+    def receive(source: str, body: bytes, headers: dict[str, str]) -> Any:
         try:
             # The raw bytes are what was signed; they are decoded only afterwards, by their
             # declared (or detected) encoding, by the parser.

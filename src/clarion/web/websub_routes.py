@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import select, update
+from starlette.concurrency import run_in_threadpool
 
 from clarion.channels.base import Channel
 from clarion.config import Config, FeedSourceConfig
@@ -104,12 +105,16 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
         if not signature_ok(row.secret, body, request.headers.get("x-hub-signature")):
             log.warning("websub %s: content with a missing or wrong signature ignored", source)
             return Response(status_code=202)
+        ctype = request.headers.get("content-type", "")
+        return await run_in_threadpool(ingest_pushed, source, cfg, body, ctype)
+
+    def ingest_pushed(source: str, cfg: FeedSourceConfig, body: bytes, ctype: str) -> Response:
         rejected: list[Rejected] = []
         now = datetime.now(UTC)
         try:
             notices = parse_feed(
                 body,
-                request.headers.get("content-type", ""),
+                ctype,
                 what=f"source {source} (WebSub)",
                 rejected=rejected,
             )
