@@ -395,3 +395,33 @@ def test_a_key_naming_someone_else_as_owner_is_refused(
     r = client.post("/ap/alerts/inbox", content=b, headers=h)
     assert r.status_code == 401 and "does not list the key" in r.json()["detail"]
     assert [f.actor for f in accounts.list_followers(sqlite_store, "alerts")] == [remote.actor]
+
+
+def test_a_key_document_that_inflates_is_cut_off(sqlite_store: Store) -> None:
+    """A key URL answering a small gzip body that inflates to 64 MiB: read no further than
+    1 MiB after decompression, and refused with the reason (it grew the process to 2.2 GiB)."""
+    import gzip
+
+    from tests.fakes.http import FakeServer, Response
+
+    bomb = gzip.compress(b"{" + b" " * (64 * 1024 * 1024) + b"}", compresslevel=9)
+    assert len(bomb) < 128 * 1024
+    with (
+        FakeServer(
+            lambda req: Response(
+                200,
+                raw=bomb,
+                content_type="application/activity+json",
+                headers={"Content-Encoding": "gzip"},
+            )
+        ) as attacker,
+        FakeFediverse() as remote,
+    ):
+        from clarion.fediverse.signatures import sign
+
+        key_id = f"{attacker.url}/users/x#main-key"
+        body = json.dumps({**remote.follow(ME), "actor": f"{attacker.url}/users/x"}).encode()
+        headers = sign("POST", INBOX, body, key_id, remote.private, now=datetime.now(UTC))
+        client = TestClient(create_app(sqlite_store, cfg(), channels_for(cfg())))
+        r = client.post("/ap/alerts/inbox", content=body, headers=headers)
+        assert r.status_code == 401 and "too large" in r.json()["detail"]

@@ -16,7 +16,20 @@ from tests.fakes.http import FakeServer, Response
 from tests.fakes.x import FakeX
 from tests.helpers import NOW, config, demo_cap, ingest_bytes
 
-JPEG = b"\xff\xd8\xff\xe0" + b"energy-map" * 60
+
+def _jpeg() -> bytes:
+    """A real (tiny) JPEG: images are decoded before they are posted."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+JPEG = _jpeg()
+HTML = b"<!doctype html><html><body>Not the map you were looking for</body></html>"
 BASE = b"http://newwcatwc.arh.noaa.gov/tsuPortal/events/PAAQ/2011/09/02/lqw6d6/2/WEPA41/"
 
 
@@ -26,6 +39,9 @@ def warning() -> Iterator[bytes]:
         lambda req: (
             Response(200, raw=JPEG, content_type="image/jpeg")
             if req.path == "/energy.jpg"
+            # A hostile or broken server: an HTML page under an image's name and type.
+            else Response(200, raw=HTML, content_type="image/jpeg")
+            if req.path == "/page.jpg"
             else Response(404, raw=b"gone", content_type="text/plain")
         )
     )
@@ -229,3 +245,56 @@ channels = ["mx"]
     [media] = matrix.media.values()
     assert image["url"].endswith(next(iter(matrix.media))) and media["bytes"] == JPEG
     assert media["type"] == "image/jpeg"
+
+
+def test_an_html_page_served_as_an_image_is_left_out(
+    warning: bytes, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CAP resource says image/jpeg and the server says image/jpeg; the bytes are an HTML
+    page. What the bytes are decides: it is left out (it was posted as an image before)."""
+    monkeypatch.setenv("B_PASS", FakePds.PASSWORD)
+    hostile = warning.replace(b"/gone.jpg", b"/page.jpg")
+    with FakePds() as pds:
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+[channels.sky]
+kind = "bluesky"
+handle = "{FakePds.HANDLE}"
+app_password = {{ env = "B_PASS" }}
+service = "{pds.url}"
+[[routes]]
+channels = ["sky"]
+""")
+        chans = build_channels(cfg)
+        ingest_bytes(sqlite_store, cfg, chans, hostile)
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
+        close_all(chans)
+        [post] = pds.posts.values()
+        [image] = post["value"]["embed"]["images"]
+        assert image["alt"] == "Energy Map"
+        assert HTML not in pds.blobs.values()
+
+
+def test_check_image_reads_the_bytes_not_the_label() -> None:
+    import io
+
+    from PIL import Image
+
+    from clarion.channels.images import check_image
+
+    assert check_image(JPEG) == "image/jpeg"
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    assert check_image(png.getvalue()) == "image/png"
+    for bad, why in (
+        (HTML, "an HTML page"),
+        (JPEG[: len(JPEG) // 2], "cannot be decoded"),
+        (b"\xff\xd8\xff\xe0" + b"junk" * 50, "cannot be decoded"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            check_image(bad)
+    bmp = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(bmp, "BMP")
+    with pytest.raises(ValueError, match="not one platforms take"):
+        check_image(bmp.getvalue())

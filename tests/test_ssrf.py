@@ -214,3 +214,24 @@ channels = ["m"]
     assert d.state == "sent" and masto.media == {}
     assert "refused to connect to 169.254.169.254" in caplog.text  # by the guard, not by luck
     assert "refused to connect to 10.0.0.7" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("address", "inner"),
+    [
+        ("64:ff9b::7f00:1", "127.0.0.1 behind NAT64"),
+        ("64:ff9b::a9fe:a9fe", "cloud metadata behind NAT64"),
+        ("2002:7f00:1::", "127.0.0.1 in 6to4"),
+        ("2002:a00:1::1", "10.0.0.1 in 6to4"),
+        ("::7f00:1", "127.0.0.1, IPv4-compatible"),
+        ("::ffff:169.254.169.254", "cloud metadata, IPv4-mapped"),
+    ],
+)
+def test_ipv6_forms_that_carry_an_inside_ipv4_address_are_refused(address: str, inner: str) -> None:
+    assert not permitted(address), inner
+
+
+def test_ipv6_forms_that_carry_a_public_ipv4_address_pass() -> None:
+    assert permitted("64:ff9b::808:808")  # 8.8.8.8 through a NAT64 gateway
+    assert permitted("2002:808:808::1")  # 8.8.8.8 in 6to4
+    assert permitted("64:ff9b::7f00:1", parse_networks(["127.0.0.0/8"]))  # allowed inside

@@ -18,7 +18,9 @@ unchecked.
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -51,15 +53,79 @@ def parse_networks(values: Iterable[str]) -> list[Network]:
     return out
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and reaches (mapped, 6to4, NAT64, the
+    deprecated IPv4-compatible form), if any: where a connection to it really goes."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:127.0.0.1
+    if ip.sixtofour is not None:
+        return ip.sixtofour  # 2002:7f00:1::
+    if ip in NAT64 or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # 64:ff9b::7f00:1, ::7f00:1
+    return None
+
+
 def permitted(address: str, allow: Sequence[Network] = ()) -> bool:
     ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
     if any(ip in net for net in allow):
         return True
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := embedded_ipv4(ip)) is not None:
+        # The IPv4 address inside decides, both ways: 64:ff9b::a9fe:a9fe is the cloud
+        # metadata service behind a NAT64 gateway.
+        return permitted(str(inner), allow)
     # is_global excludes private, loopback, link-local (cloud metadata), CGNAT, reserved,
     # documentation and unspecified ranges; multicast is never a web server.
     return ip.is_global and not ip.is_multicast
+
+
+class TooLarge(ValueError):
+    """An answer larger than allowed, counted after decompression."""
+
+
+class Bounded:
+    """A whole answer read under a byte and a time budget (what `bounded_get` returns)."""
+
+    def __init__(self, status_code: int, headers: httpx.Headers, content: bytes, url: str) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+        self.url = url
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def bounded_get(
+    http: httpx.Client,
+    url: str,
+    *,
+    max_bytes: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> Bounded:
+    """GET `url`, reading at most `max_bytes` of the *decoded* body (a 32 KiB zstd answer may
+    inflate to gigabytes) and for at most `seconds` in all (a server dripping a byte at a time
+    defeats per-read timeouts). TooLarge or httpx.TimeoutException otherwise."""
+    deadline = time.monotonic() + seconds
+    with http.stream("GET", url, headers=headers) as resp:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLarge(f"{url} sent more than {max_bytes:,} bytes")
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"{url} took longer than {seconds:g} s")
+            chunks.append(chunk)
+        return Bounded(resp.status_code, resp.headers, b"".join(chunks), str(resp.url))
 
 
 class _GuardedBackend(httpcore.NetworkBackend):

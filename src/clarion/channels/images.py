@@ -7,12 +7,14 @@ publisher gave becomes the alt text.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 
 import httpx
 
 from clarion.model import Notice
+from clarion.net import bounded_get
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,36 @@ def image_resources(
     return found[:limit]
 
 
+# Pillow's names for the formats platforms take, and their MIME types.
+ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+MAX_PIXELS = 40_000_000  # an image that decodes larger than this is a decompression bomb
+
+
+def check_image(data: bytes) -> str:
+    """The MIME type of `data`, read from the bytes themselves; ValueError saying why they are
+    not an image a platform can show (an HTML page served as image/jpeg, a truncated file, a
+    decompression bomb). The type a CAP resource *declares* is never trusted."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            kind = img.format or ""
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ValueError(f"{width}x{height} pixels, over {MAX_PIXELS:,}")
+            img.verify()  # reads the whole file: a truncated or corrupt one fails here
+    except UnidentifiedImageError:
+        head = data[:40].lstrip().lower()
+        what = "an HTML page" if head.startswith((b"<!doctype html", b"<html")) else "no image"
+        raise ValueError(f"the bytes are {what}, not an image") from None
+    except (OSError, SyntaxError, PILImage.DecompressionBombError) as exc:
+        raise ValueError(f"the image cannot be decoded ({exc})") from None
+    if kind not in ACCEPTED:
+        raise ValueError(f"{kind or 'an unknown'} image, not one platforms take")
+    return ACCEPTED[kind]
+
+
 def fetch_images(
     http: httpx.Client,
     notice: Notice,
@@ -56,12 +88,11 @@ def fetch_images(
         if len(out) == limit or not res.uri or not res.mime_type.startswith("image/"):
             continue
         try:
-            resp = http.get(res.uri)
+            resp = bounded_get(http, res.uri, max_bytes=max_bytes, seconds=30)
             if resp.status_code != 200:
                 raise ValueError(f"HTTP {resp.status_code}")
-            if len(resp.content) > max_bytes:
-                raise ValueError(f"{len(resp.content):,} bytes, over {max_bytes:,}")
-            out.append(Image(resp.content, res.mime_type, res.description))
+            mime = check_image(resp.content)  # what the bytes are, not what was declared
+            out.append(Image(resp.content, mime, res.description))
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("%s: image %s left out: %s", who, res.uri, exc)
     return out

@@ -13,8 +13,11 @@ import httpx
 from clarion.fediverse import accounts
 from clarion.fediverse.documents import AP, accept, actor_id
 from clarion.fediverse.signatures import sign
-from clarion.net import guarded_client
+from clarion.net import Bounded, bounded_get, guarded_client
 from clarion.store import Store
+
+# An actor or key document is a few KiB; Mastodon's largest are well under this.
+MAX_DOCUMENT = 1024 * 1024
 
 
 class Signer:
@@ -28,12 +31,15 @@ class Signer:
         private, _ = accounts.keypair(self.store, username, datetime.now(UTC))
         return f"{actor_id(self.base, username)}#main-key", private
 
-    def get(self, url: str, username: str) -> httpx.Response:
+    def get(self, url: str, username: str) -> Bounded:
+        """A stranger's document: bounded in size after decompression, and in time."""
         key_id, private = self.key(username)
         headers = sign("GET", url, None, key_id, private)
         headers["Accept"] = AP
         with guarded_client(self.networks, timeout=self.timeout, follow_redirects=True) as http:
-            return http.get(url, headers=headers)
+            return bounded_get(
+                http, url, max_bytes=MAX_DOCUMENT, seconds=self.timeout, headers=headers
+            )
 
     def post(self, url: str, username: str, doc: dict[str, Any]) -> httpx.Response:
         key_id, private = self.key(username)

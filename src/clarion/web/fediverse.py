@@ -37,6 +37,7 @@ from clarion.fediverse.documents import (
     webfinger,
 )
 from clarion.fediverse.signatures import SignatureError, verify
+from clarion.net import TooLarge
 from clarion.store import Store
 from clarion.store.schema import deliveries, notices
 
@@ -206,14 +207,17 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
 
     def fetch(url: str, username: str) -> dict[str, Any]:
         """An ActivityPub document, fetched signed; SignatureError when it cannot be had."""
-        resp = signer.get(url, username)
+        try:
+            resp = signer.get(url, username)
+        except TooLarge as exc:
+            raise SignatureError(f"the signer's document is too large: {exc}") from None
         if resp.status_code == 410:
             raise SignatureError("the signer's account is gone (410)")
         if not resp.is_success:
             raise SignatureError(f"the signer's key could not be fetched (HTTP {resp.status_code})")
         try:
             doc = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SignatureError("the signer's key document is not JSON") from None
         if not isinstance(doc, dict):
             raise SignatureError("the signer's key document is not an object")
