@@ -10,10 +10,11 @@ Field names follow CAP's own names in snake_case so that a reader of the CAP spe
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Status(StrEnum):
@@ -117,6 +118,27 @@ class Circle(_Data):
     radius_km: float
 
 
+MAX_RING_POINTS = 2000  # more than a page or an image can show of one area
+
+
+def ring_ok(ring: list[tuple[float, float]]) -> bool:
+    return all(
+        math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180
+        for lat, lon in ring
+    )
+
+
+def simplify_ring(
+    ring: list[tuple[float, float]], limit: int = MAX_RING_POINTS
+) -> list[tuple[float, float]]:
+    """At most `limit` points of `ring`, evenly taken, its first and last kept (so a closed
+    ring stays closed). Linear: a 320,000-point polygon no longer makes a page never answer."""
+    if len(ring) <= limit:
+        return ring
+    step = (len(ring) - 1) / (limit - 1)
+    return [ring[round(i * step)] for i in range(limit)]
+
+
 class Area(_Data):
     description: str
     polygons: list[list[tuple[float, float]]] = Field(default_factory=list)  # (lat, lon) rings
@@ -124,6 +146,14 @@ class Area(_Data):
     geocodes: list[NameValue] = Field(default_factory=list)
     altitude: float | None = None
     ceiling: float | None = None
+
+    @field_validator("polygons")
+    @classmethod
+    def _bounded(cls, rings: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        """Shapes as a page can show them, once, when the notice is made: a ring with a point
+        that is no place on Earth (NaN, 1e999, latitude 200) is left out (the area keeps its
+        description and geocodes), and a ring too detailed to draw is thinned."""
+        return [simplify_ring(r) for r in rings if len(r) >= 3 and ring_ok(r)]
 
 
 class Resource(_Data):

@@ -18,7 +18,6 @@ unchecked.
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -100,7 +99,9 @@ class Bounded:
         return 200 <= self.status_code < 300
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        from clarion import safejson
+
+        return safejson.loads(self.content)
 
 
 def bounded_get(

@@ -21,6 +21,7 @@ import httpx
 import lxml.html
 from lxml import etree
 
+from clarion import safejson
 from clarion.model import Info, Notice
 from clarion.sources.base import (
     Fetched,
@@ -225,9 +226,9 @@ def _item_original(root: etree._Element, index: int) -> bytes:
 
 def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) -> list[Notice]:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SourceError(f"{what}: not valid JSON ({exc})") from None
+        data = safejson.loads(body)
+    except safejson.JSONRefused as exc:
+        raise SourceError(f"{what}: {exc}") from None
     if not isinstance(data, dict) or data.get("version") not in JSON_FEED_VERSIONS:
         raise SourceError(f"{what}: JSON, but not a JSON Feed (no jsonfeed.org 'version')")
     items = data.get("items")

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from clarion import safejson
 from clarion.model import (
     CAP_MSG_TYPES,
     Area,
@@ -171,9 +172,9 @@ def parse_nws(
     With a `rejected` list, a feature that cannot be read is appended there (with its id when
     it has one) and the others are read; without one, the first bad feature raises."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SourceError(f"{what}: not valid JSON ({exc})") from None
+        data = safejson.loads(body)
+    except safejson.JSONRefused as exc:
+        raise SourceError(f"{what}: {exc}") from None
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise SourceError(f"{what}: not a GeoJSON FeatureCollection")
     features = data.get("features")

@@ -10,8 +10,16 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from clarion import safejson
 from clarion.model import (
     Area,
     Certainty,
@@ -25,7 +33,7 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import SourceError
+from clarion.sources.base import SourceError, sane_time
 from clarion.sources.cap import parse_cap, thread_key_for
 
 
@@ -69,6 +77,16 @@ class PushNotice(BaseModel):
     expires: AwareDatetime | None = None
     areas: list[PushArea] = Field(default_factory=list)
     entities: list[PushEntity] = Field(default_factory=list)
+
+    @field_validator("sent", "effective", "expires")
+    @classmethod
+    def _sane(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return sane_time(value, "the date")
+        except SourceError as exc:
+            raise ValueError(str(exc)) from None
 
     def to_notice(self, default_sender: str, original: bytes) -> Notice:
         if self.msg_type is MsgType.END:
@@ -129,9 +147,9 @@ def parse_push(body: bytes, content_type: str, *, source: str, what: str = "push
     if ctype.endswith("xml") or body.lstrip()[:1] == b"<":
         return parse_cap(body, what=what)
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{what}: not valid JSON ({exc})") from None
+        data = safejson.loads(body)
+    except safejson.JSONRefused as exc:
+        raise SourceError(f"{what}: {exc}") from None
     try:
         if isinstance(data, dict) and "notices" in data:
             items = PushBatch.model_validate(data).notices

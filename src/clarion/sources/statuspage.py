@@ -22,6 +22,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from clarion import safejson
 from clarion.model import Entity, Info, MsgType, NameValue, Notice, Severity
 from clarion.sources.base import PolledSource, Rejected, SourceError, aware_time
 
@@ -173,9 +174,9 @@ def parse_statuspage(
     """With a `rejected` list, an incident or component that cannot be read is appended there
     and the others are read; without one, the first bad one raises."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SourceError(f"{what}: not valid JSON ({exc})") from None
+        data = safejson.loads(body)
+    except safejson.JSONRefused as exc:
+        raise SourceError(f"{what}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("page"), dict):
         raise SourceError(f"{what}: not a Statuspage API v2 document (no 'page')")
     if not any(k in data for k in ("incidents", "scheduled_maintenances", "components")):

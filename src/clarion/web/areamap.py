@@ -13,6 +13,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from clarion.model import ring_ok, simplify_ring
+
 WIDTH, HEIGHT, PAD = 240.0, 160.0, 8.0
 KM_PER_DEGREE = 111.32
 
@@ -34,10 +36,12 @@ def rings_of(areas: Iterable[dict[str, Any]]) -> list[list[tuple[float, float]]]
     for area in areas:
         for poly in area.get("polygons") or []:
             ring = [(float(p[0]), float(p[1])) for p in poly]
-            if len(ring) >= 3:
-                rings.append(ring)
+            if len(ring) >= 3 and ring_ok(ring):  # rows stored before the model checked
+                rings.append(simplify_ring(ring))
         for c in area.get("circles") or []:
-            rings.append(_circle_ring(float(c["lat"]), float(c["lon"]), float(c["radius_km"])))
+            lat, lon, radius = float(c["lat"]), float(c["lon"]), float(c["radius_km"])
+            if ring_ok([(lat, lon)]) and math.isfinite(radius) and 0 < radius < 20_000:
+                rings.append(_circle_ring(lat, lon, radius))
     return rings
 
 
@@ -55,14 +59,17 @@ def area_svg(areas: Sequence[dict[str, Any]], label: str) -> Markup | None:
     off_x = (WIDTH - span_x * scale) / 2
     off_y = (HEIGHT - span_y * scale) / 2
 
-    def xy(lat: float, lon: float) -> str:
-        x = off_x + (lon - min(lons)) * kx * scale
-        y = off_y + (max(lats) - lat) * scale
-        return f"{x:.1f},{y:.1f}"
+    west, north = min(lons), max(lats)  # once, not once a point (that was O(N²))
 
-    shapes = "".join(
-        f'<polygon points="{" ".join(xy(lat, lon) for lat, lon in ring)}"/>' for ring in rings
-    )
+    def points(ring: Sequence[Any]) -> str:
+        out: list[str] = []
+        for lat, lon in ring:
+            p = f"{off_x + (lon - west) * kx * scale:.1f},{off_y + (north - lat) * scale:.1f}"
+            if not out or out[-1] != p:  # what falls on the same spot is drawn once
+                out.append(p)
+        return " ".join(out)
+
+    shapes = "".join(f'<polygon points="{points(ring)}"/>' for ring in rings)
     return Markup(
         f'<svg class="areamap" viewBox="0 0 {WIDTH:g} {HEIGHT:g}" width="{WIDTH:g}" '
         f'height="{HEIGHT:g}" role="img" xmlns="http://www.w3.org/2000/svg">'

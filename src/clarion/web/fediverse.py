@@ -22,7 +22,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import func, select
 
-from clarion import __version__
+from clarion import __version__, safejson
 from clarion.config import ActivityPubChannelConfig, Config
 from clarion.fediverse import accounts
 from clarion.fediverse.client import Signer
@@ -286,15 +286,21 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
     async def handle(request: Request, username: str | None, tasks: BackgroundTasks) -> Response:
         body = await request.body()
         try:
-            doc = json.loads(body)
-        except ValueError:
-            raise HTTPException(400, "the body is not JSON") from None
+            doc = safejson.loads(body)
+        except safejson.JSONRefused as exc:
+            raise HTTPException(400, f"the body is not acceptable JSON: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("actor"), str):
             raise HTTPException(400, "not an activity (no actor)")
         kind = doc.get("type")
         obj = doc.get("object")
+        if obj is not None and not isinstance(obj, str | dict):
+            raise HTTPException(400, "the activity's object is neither a link nor an object")
         target = (
-            obj if isinstance(obj, str) else (obj or {}).get("object") if kind == "Undo" else None
+            obj
+            if isinstance(obj, str)
+            else obj.get("object")
+            if kind == "Undo" and isinstance(obj, dict)
+            else None
         )
         # Whose key signs our fetches: the account addressed, or the first one.
         me = username or _addressed(base, accts, target) or next(iter(accts))

@@ -1,0 +1,101 @@
+"""Hostile input from strangers and partners: every one is a clear 4xx or a clear rejection,
+never a 500, a crash, or a poisoned row (issue "Nobody but its owner changes a story")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clarion.channels import build_channels
+from clarion.model import MAX_RING_POINTS, Area
+from clarion.safejson import JSONRefused, loads
+from clarion.store import Store
+from clarion.web.app import create_app
+from tests.conftest import WEBHOOK_SECRET
+from tests.helpers import config, notices, rows
+from tests.test_push import CONFIG, NOTICE, signed
+
+
+@pytest.fixture
+def client(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("PUSH_SECRET", WEBHOOK_SECRET)
+    cfg = config(CONFIG.replace("max_bytes = 4096", "max_bytes = 8388608"))
+    with TestClient(create_app(store, cfg, build_channels(cfg))) as c:
+        yield c
+
+
+def _push(client: TestClient, body: bytes, msg_id: str) -> object:
+    return client.post("/hooks/ops", content=body, headers=signed(body, msg_id))
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"[" * 3000 + b"]" * 3000, "nested deeper"),
+        (b'{"identifier": "n", "size": ' + b"1" * 5000 + b"}", "digits"),
+        (json.dumps({**NOTICE, "areas": [{"description": "x", "polygons": [[[1, 2]]]}]})
+         .replace("[1, 2]", "[NaN, 2]").encode(), "NaN"),
+        (json.dumps({**NOTICE, "headline": "Boil\u0000water"}).encode(), "NUL"),
+        (json.dumps({**NOTICE, "sent": "9999-12-31T23:00:00-05:00"}).encode(), "out of range"),
+    ],
+)  # fmt: skip
+def test_hostile_pushes_are_clear_422s(
+    client: TestClient, store: Store, body: bytes, why: str
+) -> None:
+    r = _push(client, body, f"h-{why}")
+    assert r.status_code == 422, r.text
+    assert why in r.json()["error"]
+    assert rows(store, notices) == []
+
+
+def test_safejson_refuses_what_no_notice_can_hold() -> None:
+    assert loads(b'{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
+    for bad in (b"[" * 100 + b"]" * 100, b"1e999", b"Infinity", b'"a\\u0000"', b"\xff"):
+        with pytest.raises(JSONRefused):
+            loads(bad)
+
+
+def test_a_huge_polygon_is_thinned_once_and_the_page_answers(
+    client: TestClient, store: Store
+) -> None:
+    ring = [[40 + (i % 1000) / 1000, -100 + i / 320_000] for i in range(320_000)]
+    ring.append(ring[0])
+    big = {**NOTICE, "identifier": "big", "areas": [{"description": "Big", "polygons": [ring]}]}
+    r = _push(client, json.dumps(big).encode(), "big-1")
+    assert r.status_code == 202, r.text
+    [n] = rows(store, notices)
+    [stored] = n.data["infos"][0]["areas"][0]["polygons"]
+    assert len(stored) == MAX_RING_POINTS and stored[0] == stored[-1]
+    page = client.get(f"/notices/{n.thread_id}")
+    assert page.status_code == 200 and "<svg" in page.text
+
+
+def test_a_polygon_that_is_no_place_on_earth_is_left_out() -> None:
+    inf = float("inf")
+    area = Area(
+        description="Somewhere",
+        polygons=[
+            [(1e999, 2), (3, 4), (5, 6)],
+            [(91.0, 0), (0, 0), (1, 1)],
+            [(1, 1), (2, 2), (3, 1)],
+        ],
+    )
+    assert area.polygons == [[(1, 1), (2, 2), (3, 1)]]
+    assert Area(description="x", polygons=[[(inf, 0), (0, 0), (1, 1)]]).polygons == []
+
+
+def test_a_hostile_inbox_body_is_a_clear_400(store: Store) -> None:
+    cfg = config(
+        '[clarion]\npublic_url = "https://alerts.example.org"\n'
+        '[channels.fedi]\nkind = "activitypub"\nusername = "alerts"\n'
+        '[[routes]]\nchannels = ["fedi"]\n'
+    )
+    with TestClient(create_app(store, cfg, build_channels(cfg))) as c:
+        deep = c.post("/ap/inbox", content=b"[" * 5000 + b"]" * 5000)
+        assert deep.status_code == 400 and "nested deeper" in deep.json()["detail"]
+        undo = {"type": "Undo", "actor": "https://x.example/u", "object": [1, 2]}
+        odd = c.post("/ap/inbox", content=json.dumps(undo).encode())
+        assert odd.status_code == 400 and "neither a link nor an object" in odd.json()["detail"]
