@@ -85,6 +85,18 @@ def count(store: Store, table: Any, *where: Any) -> int:
     return len(rows(store, table, *where))
 
 
+def desk_login(client: Any, username: str, password: str, **form: str) -> Any:
+    """Log in as a browser does: the form first (its token, in a cookie and a field), then the
+    POST. Returns the POST's response (not followed)."""
+    import re
+
+    page = client.get("/desk/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, "the login form carries a token"
+    data = {"username": username, "password": password, "csrf": token.group(1), **form}
+    return client.post("/desk/login", data=data, follow_redirects=False)
+
+
 def channels_for(cfg: Config) -> dict[str, Channel]:
     return build_channels(cfg)
 
@@ -96,6 +108,7 @@ __all__ = [
     "deliveries",
     "delivery_events",
     "demo_cap",
+    "desk_login",
     "fixture_bytes",
     "ingest_bytes",
     "notices",

@@ -22,7 +22,7 @@ from clarion.store.schema import channel_credentials, deliveries
 from clarion.store.schema import channels as channels_t
 from clarion.web.app import create_app
 from tests.fakes.mastodon import FakeMastodon
-from tests.helpers import channels_for, config, rows
+from tests.helpers import channels_for, config, desk_login, rows
 
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 NEW_TOKEN = "brand-new-token-4b1d"
@@ -95,9 +95,9 @@ def test_a_revoked_token_replaced_in_the_desk_is_used_at_once(
         accounts.add_user(sqlite_store, "root", PASSWORD, "admin", T0, by="test")
         accounts.add_user(sqlite_store, "eddie", PASSWORD, "editor", T0, by="test")
         client = TestClient(create_app(sqlite_store, cfg, chans))  # type: ignore[arg-type]
-        client.post("/desk/login", data={"username": "eddie", "password": PASSWORD})
+        desk_login(client, "eddie", PASSWORD)
         assert client.get("/desk/channels/masto/credentials").status_code == 403  # admins only
-        client.post("/desk/login", data={"username": "root", "password": PASSWORD})
+        desk_login(client, "root", PASSWORD)
         form = client.get("/desk/channels/masto/credentials")
         assert "environment variable MASTO_TOKEN" in form.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
@@ -129,7 +129,7 @@ def test_without_keys_the_desk_says_how_to_enable_it(
     cfg = cfg_with(monkeypatch, "https://m.example", None)
     accounts.add_user(sqlite_store, "root", PASSWORD, "admin", T0, by="test")
     client = TestClient(create_app(sqlite_store, cfg, channels_for(cfg)))  # type: ignore[arg-type]
-    client.post("/desk/login", data={"username": "root", "password": PASSWORD})
+    desk_login(client, "root", PASSWORD)
     page = client.get("/desk/channels/masto/credentials")
     assert "clarion secrets keygen" in page.text and "disabled" in page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)

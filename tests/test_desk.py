@@ -24,7 +24,7 @@ from clarion.store import Store
 from clarion.store.schema import audit_log, deliveries, notices, users
 from clarion.store.schema import drafts as drafts_t
 from clarion.web.app import create_app
-from tests.helpers import channels_for, config, count, rows
+from tests.helpers import channels_for, config, count, desk_login, rows
 
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -432,9 +432,7 @@ def desk(sqlite_store: Store) -> TestClient:
 
 
 def login(client: TestClient, name: str) -> str:
-    r = client.post(
-        "/desk/login", data={"username": name, "password": PASSWORD}, follow_redirects=False
-    )
+    r = desk_login(client, name, PASSWORD)
     assert r.status_code == 303, r.text
     page = client.get("/desk/compose" if name != "vera" else "/desk")
     import re
@@ -452,16 +450,20 @@ def test_the_desk_needs_a_login(desk: TestClient) -> None:
     assert page.status_code == 200 and "Log in" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
-    bad = desk.post("/desk/login", data={"username": "eddie", "password": "nope"})
+    bad = desk_login(desk, "eddie", "nope")
     assert bad.status_code == 401 and "Wrong user name or password" in bad.text
+    # The login form has its own token: a login posted by another page is refused, and so is
+    # one from an opaque origin (a sandboxed frame sends Origin: null).
+    forged = desk.post("/desk/login", data={"username": "eddie", "password": PASSWORD})
+    assert forged.status_code == 403 and "The form expired" in forged.text
+    opaque = desk.post(
+        "/desk/login", data={"username": "eddie", "password": PASSWORD}, headers={"Origin": "null"}
+    )
+    assert opaque.status_code == 403
 
 
 def test_session_cookie_is_strict_and_http_only(desk: TestClient) -> None:
-    r = desk.post(
-        "/desk/login",
-        data={"username": "eddie", "password": PASSWORD, "next": "https://evil.example/"},
-        follow_redirects=False,
-    )
+    r = desk_login(desk, "eddie", PASSWORD, next="https://evil.example/")
     assert r.headers["location"] == "/desk"  # never an open redirect
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
@@ -645,6 +647,6 @@ def test_password_checks_never_run_on_the_event_loop(
 
     monkeypatch.setattr(accounts, "authenticate", spy)
     login(desk, "eddie")
-    r = desk.post("/desk/login", data={"username": "eddie", "password": "wrong"})
+    r = desk_login(desk, "eddie", "wrong")
     assert r.status_code == 401
     assert where == [False, False]

@@ -22,7 +22,7 @@ from clarion.web.app import create_app
 from tests.fakes.fediverse import FakeFediverse
 from tests.fakes.http import Response
 from tests.golden import check_golden
-from tests.helpers import NOW, channels_for, config, demo_cap, ingest_bytes, rows
+from tests.helpers import NOW, channels_for, config, demo_cap, desk_login, ingest_bytes, rows
 
 BASE = "http://testserver"
 INBOX = f"{BASE}/ap/alerts/inbox"
@@ -320,7 +320,7 @@ def test_the_desk_and_the_page_show_the_account(sqlite_store: Store, remote: Fak
     client = TestClient(create_app(sqlite_store, cfg(), channels_for(cfg())))
     page = client.get("/").text
     assert "@alerts@testserver" in page and f'href="{ME}"' in page
-    client.post("/desk/login", data={"username": "vera", "password": "correct horse battery"})
+    desk_login(client, "vera", "correct horse battery")
     assert "1 follower(s)" in client.get("/desk/live").text
 
 

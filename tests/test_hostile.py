@@ -99,3 +99,36 @@ def test_a_hostile_inbox_body_is_a_clear_400(store: Store) -> None:
         undo = {"type": "Undo", "actor": "https://x.example/u", "object": [1, 2]}
         odd = c.post("/ap/inbox", content=json.dumps(undo).encode())
         assert odd.status_code == 400 and "neither a link nor an object" in odd.json()["detail"]
+
+
+def test_public_views_never_show_a_channels_configuration(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook URL holding a token fails; the platform's error names the URL. The page and
+    the API say only what kind of failure it is; the operator's views keep the details."""
+    import socket
+
+    from clarion.delivery.dispatcher import Dispatcher
+    from clarion.store.schema import deliveries
+    from tests.helpers import NOW, demo_cap, ingest_bytes
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    cfg = config(
+        f'[channels.hook]\nkind = "webhook"\nurl = "http://127.0.0.1:{port}/in?token=s3cr3t-t0ken"\n'
+        f'secret = {{ env = "HOOK_SECRET" }}\n[[routes]]\nchannels = ["hook"]\n',
+    )
+    monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+    chans = build_channels(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    Dispatcher(store, chans, clock=lambda: NOW).run_until_idle()
+    [d] = rows(store, deliveries)
+    assert d.state == "retry_wait" and d.error_kind == "retryable"
+    with TestClient(create_app(store, cfg, chans)) as c:
+        page = c.get(f"/notices/{d.thread_id}").text
+        api = c.get(f"/api/v1/notices/{d.thread_id}").text
+        deliveries_api = c.get("/api/v1/deliveries").text
+    for public in (page, api, deliveries_api):
+        assert "s3cr3t" not in public and str(port) not in public
+    assert "the platform did not answer; retrying" in page

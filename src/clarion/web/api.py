@@ -39,7 +39,7 @@ from clarion.store import Store
 from clarion.store.schema import channels as channels_table
 from clarion.store.schema import deliveries, notices, sources, threads
 from clarion.web.outputs import Filter, base_url
-from clarion.web.query import MAX_ID, NoticeFilter, ThreadId
+from clarion.web.query import MAX_ID, NoticeFilter, ThreadId, public_error
 
 WINDOW = 3600.0
 PREFIX = "/api/v1"
@@ -183,6 +183,8 @@ class DeliveryOut(BaseModel):
     attempts: int
     post_id: str | None
     url: str | None
+    # Why it is not sent yet, in plain words (never the platform's own message, which may
+    # hold the channel's configuration).
     last_error: str | None
     sent_at: datetime | None
     cost: float
@@ -250,7 +252,7 @@ def _delivery(d: Any) -> DeliveryOut:
         attempts=d.attempts,
         post_id=d.receipt_id,
         url=d.receipt_url,
-        last_error=d.last_error,
+        last_error=public_error(d.error_kind, d.state),
         sent_at=d.sent_at,
         cost=float(d.cost or 0.0),
     )

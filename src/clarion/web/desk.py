@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -180,16 +181,26 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
 
     # --- Sign in ------------------------------------------------------------------------------
 
+    def login_page(
+        request: Request, next: str, error: str | None, no_users: bool, status: int = 200
+    ) -> HTMLResponse:
+        """The login form, with a fresh token in a cookie and in the form (double submit):
+        a login can only be posted by a page the desk served to this browser."""
+        token = secrets.token_urlsafe(24)
+        resp = page(
+            request, "desk/login.html", None, next=next, error=error, no_users=no_users,
+            login_csrf=token,
+        )  # fmt: skip
+        resp.status_code = status
+        resp.set_cookie(
+            LOGIN_COOKIE, token, max_age=3600, path=PREFIX, httponly=True, secure=secure,
+            samesite="strict",
+        )  # fmt: skip
+        return resp
+
     @router.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, next: str = PREFIX) -> HTMLResponse:
-        return page(
-            request,
-            "desk/login.html",
-            None,
-            next=_safe_next(next),
-            error=None,
-            no_users=not accounts.any_users(store),
-        )
+        return login_page(request, _safe_next(next), None, not accounts.any_users(store))
 
     @router.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
@@ -202,6 +213,10 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
     def sign_in(request: Request, form: FormData) -> Response:
         username = str(form.get("username") or "")
         target = _safe_next(str(form.get("next") or PREFIX))
+        cookie = request.cookies.get(LOGIN_COOKIE) or ""
+        token = str(form.get("csrf") or "")
+        if not cookie or not hmac.compare_digest(cookie, token):
+            return login_page(request, target, "The form expired; log in again.", False, status=403)
         try:
             user = accounts.authenticate(
                 store,
@@ -213,11 +228,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
                 window=config.desk.login_window,
             )
         except accounts.LoginRefused as exc:
-            resp = page(
-                request, "desk/login.html", None, next=target, error=str(exc), no_users=False
-            )
-            resp.status_code = 429 if exc.throttled else 401
-            return resp
+            return login_page(request, target, str(exc), False, 429 if exc.throttled else 401)
         token = accounts.start_session(
             store,
             user,
@@ -668,11 +679,16 @@ def _credentials(config: Config, store: Store, name: str, error: str | None) -> 
             "error": error}  # fmt: skip
 
 
+LOGIN_COOKIE = "clarion_login"
+
+
 def _same_origin(request: Request) -> None:
     """Refuse a POST that a browser says came from another site (CSRF, defence in depth)."""
     origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
+    if not origin:
         return  # not a browser, or one that sends neither: the CSRF token still decides
+    if origin == "null":  # a sandboxed frame, a data: URL, a file: another site in disguise
+        raise HTTPException(403, "This form was sent from an opaque origin; the desk refused it.")
     host = request.headers.get("host", "")
     if urlsplit(origin).netloc != host:
         raise HTTPException(403, "This form was sent from another site; the desk refused it.")

@@ -22,7 +22,7 @@ from clarion.store import Store
 from clarion.store.schema import deliveries, notices, threads
 from clarion.web.areamap import area_svg
 from clarion.web.outputs import Filter
-from clarion.web.query import NoticeFilter, ThreadId
+from clarion.web.query import NoticeFilter, ThreadId, public_error
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE = 50
@@ -167,7 +167,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
                     deliveries.c.state,
                     deliveries.c.receipt_url,
                     deliveries.c.payload,
-                    deliveries.c.last_error,
+                    deliveries.c.error_kind,
                 )
                 .where(deliveries.c.thread_id == thread_id)
                 .order_by(deliveries.c.channel)
@@ -194,7 +194,14 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         return TEMPLATES.TemplateResponse(
             request,
             "thread.html",
-            {**common, "thread": thread, "versions": shown, "live": live, "quote": quote},
+            {
+                **common,
+                "thread": thread,
+                "versions": shown,
+                "live": live,
+                "quote": quote,
+                "public_error": public_error,
+            },
         )
 
     @router.get(

@@ -138,3 +138,22 @@ class NoticeFilter:
                     )
                 )
         return cond
+
+
+# What the public may read of a failed or waiting delivery: its kind, in plain words. The
+# platform's own message can hold the channel's configuration (a webhook URL with its token)
+# and is for operators only (the desk, `clarion status`).
+PUBLIC_ERRORS = {
+    "retryable": "the platform did not answer; retrying",
+    "rate_limited": "the platform asked to wait; retrying",
+    "auth": "the channel's credential needs renewing",
+    "permanent": "the platform refused the post",
+    "ambiguous": "unknown whether it was posted; an operator is checking",
+    "over_limit": "waiting for the channel's cap or budget",
+}
+
+
+def public_error(kind: str | None, state: str) -> str | None:
+    if state in ("sent", "superseded", "cancelled") or kind is None:
+        return None
+    return PUBLIC_ERRORS.get(kind, "not posted yet")
