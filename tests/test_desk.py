@@ -650,3 +650,34 @@ def test_password_checks_never_run_on_the_event_loop(
     r = desk_login(desk, "eddie", "wrong")
     assert r.status_code == 401
     assert where == [False, False]
+
+
+def test_any_sources_notice_can_be_followed_up_from_the_desk() -> None:
+    """A source may say more than the desk's form allows (a 700-character headline, 150 areas,
+    a `javascript:` link): the follow-up form is pre-drafted within the limits, never a 500."""
+    from clarion.model import Area, Info, NameValue, Notice
+
+    huge = Notice(
+        kind="cap",
+        identifier="x",
+        sender="s",
+        sent=T0,
+        thread_key="k",
+        infos=[
+            Info(
+                headline="H" * 700,
+                description="d" * 25_000,
+                categories=[f"c{i}" for i in range(30)],
+                web="javascript:alert(1)",
+                areas=[
+                    Area(description="", geocodes=[NameValue(name="UGC", value="MTZ001")])
+                    for _ in range(150)
+                ],
+            )
+        ],
+    )
+    for action in ("update", "correction", "cancel"):
+        b = drafts.prefill(action, huge)
+        assert len(b.headline) == 500 and b.headline.endswith("…")
+        assert b.web is None and len(b.areas) == 100 and len(b.categories) == 12
+        assert b.areas[0].description == "Area" and b.areas[0].geocodes[0].value == "MTZ001"

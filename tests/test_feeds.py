@@ -274,3 +274,25 @@ websub_hub = "{hub.url}"
                         link.get("rel") == "hub" and link["href"] == hub.url
                         for link in parsed.feed.links
                     )
+
+
+def test_a_notices_text_is_text_in_every_feed_reader(store: Store) -> None:
+    """RSS readers take <description> as HTML: "<b>" and "<script>" in a notice's text are
+    shown as written, never as markup. feedparser (a real reader) reads them back as text."""
+    from clarion.manual import NoticeIn, new_alert
+
+    cfg = config()
+    text = 'Use <b>care</b> & avoid <script>alert("x")</script> near "Elm St."'
+    notice = new_alert(cfg, NoticeIn(headline="Road closed", description=text))
+    ingest(store, cfg, channels_for(cfg), [notice], source="desk")
+    with TestClient(create_app(store, cfg)) as c:
+        rss = _parsed(c, "/feeds/all.rss")
+        atom = _parsed(c, "/feeds/all.atom")
+    [item] = rss.entries
+    # RSS: HTML, the markup escaped, so it renders as the words written.
+    assert item.summary_detail.type == "text/html"
+    assert "<b>" not in item.summary and "<script" not in item.summary
+    assert "&lt;b&gt;care&lt;/b&gt;" in item.summary
+    # Atom says it is text (type="text"): the words as written.
+    [entry] = atom.entries
+    assert entry.summary_detail.type == "text/plain" and text in entry.summary

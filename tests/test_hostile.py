@@ -132,3 +132,23 @@ def test_public_views_never_show_a_channels_configuration(
     for public in (page, api, deliveries_api):
         assert "s3cr3t" not in public and str(port) not in public
     assert "the platform did not answer; retrying" in page
+
+
+def test_only_http_links_from_sources_reach_the_public() -> None:
+    from clarion.sources.cap import parse_cap
+    from clarion.sources.feed import parse_feed
+    from tests.conftest import fixture_bytes
+
+    rss = fixture_bytes("feeds/wordpress-org-news.rss").replace(
+        b"<link>https://wordpress.org/news/2020/12/introducing-learn-wordpress/</link>",
+        b"<link>javascript:alert(document.cookie)</link>",
+        1,
+    )
+    [first, *_] = parse_feed(rss)
+    assert first.link is None and first.infos[0].web is None
+    cap = fixture_bytes("cap/earthquake.cap").replace(
+        b"<web>http://earthquake.usgs.gov/eqcenter/recenteqsww/Quakes/us2010apcd.php</web>",
+        b"<web>javascript:alert(1)</web>",
+    )
+    [quake] = parse_cap(cap)
+    assert quake.infos[0].web is None and quake.link is None

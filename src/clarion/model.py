@@ -105,6 +105,16 @@ class _Data(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def web_link(value: str | None) -> str | None:
+    """A link the public may follow: http(s) only. `javascript:`, `data:`, `file:` and the
+    like from a source never reach a page, a feed or a post."""
+    if value is None:
+        return None
+    value = value.strip()
+    scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    return value if scheme in ("http", "https") and "://" in value else None
+
+
 class NameValue(_Data):
     """A CAP `valueName`/`value` pair: geocodes (SAME, UGC, FIPS…), event codes, parameters."""
 
@@ -166,6 +176,8 @@ class Resource(_Data):
     size: int | None = None
     digest: str | None = None  # SHA-1, as CAP defines it
 
+    _link = field_validator("uri")(classmethod(lambda cls, v: web_link(v)))
+
 
 class Entity(_Data):
     """Something affected that is not a place: a transit route or stop, a status component."""
@@ -207,6 +219,8 @@ class Info(_Data):
     parameters: list[NameValue] = Field(default_factory=list)
     resources: list[Resource] = Field(default_factory=list)
     areas: list[Area] = Field(default_factory=list)
+
+    _link = field_validator("web")(classmethod(lambda cls, v: web_link(v)))
 
 
 # Parameters that carry the end of the event (not of the message): api.weather.gov's `ends`
@@ -256,6 +270,8 @@ class Notice(_Data):
     thread_key: str
     version: int = 0
     link: str | None = None
+
+    _link = field_validator("link")(classmethod(lambda cls, v: web_link(v)))
     # True when the source gives no time of its own for the message (a GTFS-rt alert without
     # an edit stamp): `sent` is then when Clarion read it, and is no part of what it says.
     sent_estimated: bool = False

@@ -146,28 +146,47 @@ def _weight(notice: Notice, previous: Notice | None) -> Severity:
     return notice.severity
 
 
+def _fit(value: str | None, limit: int) -> str | None:
+    """`value` within the form's limit (a source's notice may say more than the desk allows)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
 def prefill(action: str, previous: Notice) -> NoticeIn:
-    """The pre-drafted text of a follow-up: the notice as it stands, reworded for the action."""
+    """The pre-drafted text of a follow-up: the notice as it stands, reworded for the action.
+
+    Any story can be followed up, whatever its source wrote: what does not fit the desk's own
+    limits (a headline longer than 500 characters, 150 areas, a link that is not http(s)) is
+    shortened or left out here, never refused."""
     info = previous.info()
     assert info is not None
+    web = info.web or previous.link
     fields: dict[str, Any] = {
-        "headline": info.headline or previous.headline,
-        "event": info.event,
-        "description": info.description,
-        "instruction": info.instruction,
+        "headline": _fit(info.headline or previous.headline, 500) or previous.identifier[:500],
+        "event": _fit(info.event, 200),
+        "description": _fit(info.description, 20_000),
+        "instruction": _fit(info.instruction, 5_000),
         "severity": info.severity,
         "urgency": info.urgency,
         "certainty": info.certainty,
-        "categories": list(info.categories) or ["Other"],
+        "categories": [c[:64] for c in info.categories][:12] or ["Other"],
         "status": previous.status,
-        "web": info.web or previous.link,
-        "language": info.language,
+        "web": web
+        if web and len(web) <= 2000 and web.startswith(("http://", "https://"))
+        else None,
+        "language": _fit(info.language, 35),
         "areas": [
             AreaIn(
-                description=a.description,
-                geocodes=[GeocodeIn(name=g.name, value=g.value) for g in a.geocodes],
+                description=_fit(a.description, 1000) or "Area",
+                geocodes=[
+                    GeocodeIn(name=g.name[:64], value=g.value[:128])
+                    for g in a.geocodes[:100]
+                    if g.name.strip() and g.value.strip()
+                ],
             )
-            for a in info.areas
+            for a in info.areas[:100]
         ],
     }
     if action == "cancel":
@@ -177,10 +196,11 @@ def prefill(action: str, previous: Notice) -> NoticeIn:
         )
         fields["instruction"] = None
     elif action == "correction":
-        fields["description"] = (
+        fields["description"] = _fit(
             "CORRECTION: this replaces our earlier message, which was wrong. "
-            + (info.description or "")
-        ).strip()
+            + (info.description or ""),
+            20_000,
+        )
     return NoticeIn.model_validate(fields)
 
 

@@ -7,6 +7,8 @@ reader as a new entry beside the alert it updates, and a cancellation too.
 
 from __future__ import annotations
 
+import html
+
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,7 +168,9 @@ def rss_feed(meta: FeedMeta, items: Sequence[Item]) -> bytes:
         for cat in it.categories:
             _sub(item, "category", cat)
         if it.summary:
-            _sub(item, "description", it.summary)
+            # RSS readers take <description> as HTML: a notice's text is escaped as HTML, so
+            # that "<b>" in it is shown, never taken as markup (or script).
+            _sub(item, "description", html.escape(it.summary).replace("\n", "<br>\n"))
         _sub(item, "enclosure", url=it.cap_url, type=CAP_MEDIA_TYPE, length="0")
     return _xml(rss)
 
