@@ -8,7 +8,6 @@ reader as a new entry beside the alert it updates, and a cancellation too.
 from __future__ import annotations
 
 import html
-
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
