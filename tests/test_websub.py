@@ -152,7 +152,7 @@ def test_subscribe_verify_and_receive(setting: dict[str, Any]) -> None:
     assert _poll(setting) is not None
     [req] = hub.subscribe_requests
     assert req["hub.topic"] == topic
-    assert req["hub.callback"].endswith("/websub/blog") and len(req["hub.secret"]) >= 32
+    assert "/websub/blog/" in req["hub.callback"] and len(req["hub.secret"]) >= 32
     sub = wait_for(lambda: (r := _sub(store)) and r.state == "active" and r)
     wait_for(lambda: hub.verified)  # the hub records it once it has read our answer
     assert sub.lease_seconds == 7200 and hub.failed_verifications == []
@@ -208,6 +208,29 @@ def test_verification_for_an_unknown_topic_is_refused(setting: dict[str, Any]) -
         },
     )
     assert r.status_code == 404 and r.text != "x"
+
+
+def test_a_verification_without_the_callbacks_token_changes_nothing(
+    setting: dict[str, Any],
+) -> None:
+    """Anyone knows the topic (it is public): a forged verification at the callback's address
+    without its token, or with a wrong one, must not mark a subscription active (that slows
+    the source's polling to the safety net's pace). A huge lease is capped, never a 500."""
+    store, hub, topic = setting["store"], setting["hub"], setting["topic"]
+    _poll(setting)
+    cb = hub.subscribe_requests[0]["hub.callback"]
+    base, token = cb.rsplit("/", 1)
+    params = {"hub.mode": "subscribe", "hub.topic": topic, "hub.challenge": "forged",
+              "hub.lease_seconds": "99999999999"}  # fmt: skip
+    for url in (base, f"{base}/{'0' * 32}"):
+        r = httpx.get(url, params=params)
+        assert r.status_code in (404, 405) and r.text != "forged"
+    r = httpx.get(cb, params=params)  # the hub itself, with a lease far too long
+    assert r.status_code == 200 and r.text == "forged"
+    sub = _sub(store)
+    assert sub.state == "active" and sub.lease_seconds == 366 * 86400
+    r = httpx.get(cb, params={**params, "hub.lease_seconds": "9" * 40})
+    assert r.status_code == 400
 
 
 def test_renewal_before_the_lease_runs_out(setting: dict[str, Any]) -> None:

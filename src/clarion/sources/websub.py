@@ -114,6 +114,13 @@ def needs_request(row: Any, advertised: Advertised, now: datetime) -> bool:
     return bool(remaining <= margin)
 
 
+def callback_token(secret: str) -> str:
+    """The unguessable last segment of a subscription's callback URL. WebSub's verification of
+    intent carries no signature, so without it anyone who knows the (public) topic could
+    "verify" a subscription and slow the source's polling to the safety net's pace."""
+    return hmac.new(secret.encode(), b"websub-callback", hashlib.sha256).hexdigest()[:32]
+
+
 def ensure_subscription(
     store: Store,
     source: str,
@@ -143,7 +150,7 @@ def ensure_subscription(
             data={
                 "hub.mode": "subscribe",
                 "hub.topic": advertised.topic,
-                "hub.callback": callback,
+                "hub.callback": f"{callback.rstrip('/')}/{callback_token(secret)}",
                 "hub.secret": secret,
                 "hub.lease_seconds": str(lease_seconds),
             },

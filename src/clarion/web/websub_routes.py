@@ -9,6 +9,7 @@ forger learns nothing).
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -25,11 +26,12 @@ from clarion.pipeline import ingest
 from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import Rejected, SourceError
 from clarion.sources.feed import parse_feed
-from clarion.sources.websub import signature_ok
+from clarion.sources.websub import callback_token, signature_ok
 from clarion.store import Store
 from clarion.store.schema import websub
 
 log = logging.getLogger(__name__)
+MAX_LEASE = 366 * 86400
 
 
 def websub_router(store: Store, config: Config, channels: Mapping[str, Channel]) -> APIRouter:
@@ -40,7 +42,7 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             return conn.execute(select(websub).where(websub.c.source == source)).first()
 
     @router.get(
-        "/websub/{source}",
+        "/websub/{source}/{token}",
         response_class=PlainTextResponse,
         summary="WebSub verification of intent (the hub calls this)",
         responses={
@@ -48,11 +50,17 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             404: {"description": "No subscription of that source is pending or active"},
         },
     )
-    def verify(source: str, request: Request) -> Response:
+    def verify(source: str, token: str, request: Request) -> Response:
         q = request.query_params
         mode, topic = q.get("hub.mode"), q.get("hub.topic")
         row = _row(source)
-        if row is None or topic != row.topic:
+        # Only the hub knows the callback's token (it came with our subscription request):
+        # anyone else's "verification" changes nothing.
+        if (
+            row is None
+            or topic != row.topic
+            or not hmac.compare_digest(token, callback_token(row.secret))
+        ):
             return PlainTextResponse("no such subscription", status_code=404)
         now = datetime.now(UTC)
         if mode == "denied":
@@ -67,10 +75,10 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             return PlainTextResponse("ok")
         if mode != "subscribe" or row.state not in ("requested", "active"):
             return PlainTextResponse("not requested", status_code=404)
-        try:
-            lease = int(q.get("hub.lease_seconds", "0"))
-        except ValueError:
+        raw_lease = q.get("hub.lease_seconds", "0")
+        if not raw_lease.isdigit() or len(raw_lease) > 12:
             return PlainTextResponse("bad hub.lease_seconds", status_code=400)
+        lease = min(int(raw_lease), MAX_LEASE)  # renewed before it runs out in any case
         with store.write() as conn:
             conn.execute(
                 update(websub)
@@ -86,9 +94,22 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
         return PlainTextResponse(q.get("hub.challenge", ""))
 
     @router.post(
-        "/websub/{source}",
+        "/websub/{source}/{token}",
         status_code=202,
         summary="WebSub content distribution (the hub calls this)",
+        responses={
+            404: {"description": "No subscription of that source"},
+            413: {"description": "Larger than the source's max_bytes"},
+        },
+    )
+    async def receive_at_callback(source: str, token: str, request: Request) -> Response:
+        return await receive(source, request)
+
+    @router.post(
+        "/websub/{source}",
+        status_code=202,
+        summary="WebSub content distribution, for subscriptions made before callbacks had a "
+        "token (the content is signed either way)",
         responses={
             404: {"description": "No subscription of that source"},
             413: {"description": "Larger than the source's max_bytes"},
