@@ -219,7 +219,7 @@ def test_a_verification_without_the_callbacks_token_changes_nothing(
     store, hub, topic = setting["store"], setting["hub"], setting["topic"]
     _poll(setting)
     cb = hub.subscribe_requests[0]["hub.callback"]
-    base, token = cb.rsplit("/", 1)
+    base, _token = cb.rsplit("/", 1)
     params = {"hub.mode": "subscribe", "hub.topic": topic, "hub.challenge": "forged",
               "hub.lease_seconds": "99999999999"}  # fmt: skip
     for url in (base, f"{base}/{'0' * 32}"):
