@@ -94,7 +94,9 @@ def test_passwords_are_stored_as_argon2id_and_checked(sqlite_store: Store) -> No
         accounts.add_user(sqlite_store, "newbie", PASSWORD, "superuser", T0, by="test")
 
 
-def test_logins_are_throttled_per_name_and_per_address(sqlite_store: Store) -> None:
+def test_logins_are_throttled_per_client_and_nobody_can_lock_anyone_out(
+    sqlite_store: Store,
+) -> None:
     people(sqlite_store)
 
     def attempt(name: str, password: str, ip: str, at: datetime) -> accounts.User:
@@ -102,17 +104,20 @@ def test_logins_are_throttled_per_name_and_per_address(sqlite_store: Store) -> N
             sqlite_store, name, password, at, ip=ip, max_failures=3, window=900
         )
 
-    for i in range(3):
+    # An attacker guessing ada's password from one address is stopped after 3 tries…
+    for _ in range(3):
         with pytest.raises(LoginRefused) as exc:
-            attempt("ada", "wrong password!", f"10.0.0.{i}", T0)
+            attempt("ada", "wrong password!", "203.0.113.66", T0)
         assert not exc.value.throttled
-    # The right password no longer helps for this name, from any address...
     with pytest.raises(LoginRefused) as exc:
-        attempt("ada", PASSWORD, "10.9.9.9", T0 + timedelta(minutes=1))
-    assert exc.value.throttled
-    # ...while another user logs in; and after the window, ada can again.
-    assert attempt("abe", PASSWORD, "10.9.9.9", T0).username == "abe"
-    assert attempt("ada", PASSWORD, "10.9.9.9", T0 + timedelta(minutes=16)).username == "ada"
+        attempt("ada", PASSWORD, "203.0.113.66", T0 + timedelta(minutes=1))
+    assert exc.value.throttled  # even with the right password, from that address
+    # …but cannot lock ada out: from her own address, her password works.
+    assert attempt("ada", PASSWORD, "10.9.9.9", T0 + timedelta(minutes=1)).username == "ada"
+    # After the window the attacker's address may try again.
+    with pytest.raises(LoginRefused) as exc:
+        attempt("ada", "wrong again", "203.0.113.66", T0 + timedelta(minutes=16))
+    assert not exc.value.throttled
     # One address guessing many names is stopped too.
     for name in ("x1", "x2", "x3"):
         with pytest.raises(LoginRefused):
@@ -120,6 +125,25 @@ def test_logins_are_throttled_per_name_and_per_address(sqlite_store: Store) -> N
     with pytest.raises(LoginRefused) as exc:
         attempt("abe", PASSWORD, "192.0.2.7", T0 + timedelta(minutes=1))
     assert exc.value.throttled
+
+
+def test_a_name_attacked_from_many_addresses_hits_a_ceiling(sqlite_store: Store) -> None:
+    """Many addresses, a few guesses each: past the ceiling, every address that has failed is
+    stopped at once; an address that has not failed still logs in with the right password."""
+    people(sqlite_store)
+
+    def attempt(password: str, ip: str) -> accounts.User:
+        return accounts.authenticate(
+            sqlite_store, "ada", password, T0, ip=ip, max_failures=3, window=900
+        )
+
+    for i in range(3 * accounts.GLOBAL_FACTOR):
+        with pytest.raises(LoginRefused):
+            attempt("wrong password!", f"198.51.100.{i % 200}")
+    with pytest.raises(LoginRefused) as exc:
+        attempt("another guess", "198.51.100.1")  # failed once before: stopped
+    assert exc.value.throttled
+    assert attempt(PASSWORD, "10.9.9.9").username == "ada"
 
 
 def test_disabling_or_a_new_password_ends_sessions(sqlite_store: Store) -> None:

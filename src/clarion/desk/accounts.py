@@ -153,16 +153,27 @@ def set_password(store: Store, username: str, password: str, now: datetime, *, b
         audit.record(conn, now, by, "user_passwd", username)
 
 
-def _failures(store: Store, username: str, ip: str | None, since: datetime) -> tuple[int, int]:
+GLOBAL_FACTOR = 20  # failures for one name, from all clients together, before the ceiling
+
+
+def _failures(store: Store, username: str, ip: str | None, since: datetime) -> tuple[int, int, int]:
+    """Failed logins since `since`: (this name from this client, this client, this name)."""
     with store.read() as conn:
         base = (
             select(func.count())
             .select_from(audit_log)
             .where(audit_log.c.action == "login_failed", audit_log.c.at >= since)
         )
-        by_name = conn.execute(base.where(audit_log.c.target == username)).scalar_one()
-        by_ip = conn.execute(base.where(audit_log.c.ip == ip)).scalar_one() if ip else 0
-    return int(by_name), int(by_ip)
+        by_name = int(conn.execute(base.where(audit_log.c.target == username)).scalar_one())
+        if not ip:
+            return by_name, by_name, by_name
+        by_ip = int(conn.execute(base.where(audit_log.c.ip == ip)).scalar_one())
+        by_pair = int(
+            conn.execute(
+                base.where(audit_log.c.target == username, audit_log.c.ip == ip)
+            ).scalar_one()
+        )
+    return by_pair, by_ip, by_name
 
 
 def authenticate(
@@ -177,12 +188,16 @@ def authenticate(
 ) -> User:
     """The user, if the password is right; else LoginRefused (and the failure is logged).
 
-    After `max_failures` failures within `window` seconds, for that user name or from that
-    address, logins are refused without checking the password until the window moves on.
+    A client that failed `max_failures` times within `window` seconds, for this name or for
+    any, waits until the window moves on. Throttling by name alone let anyone lock anyone out;
+    so a name under attack from many clients at once (`GLOBAL_FACTOR` × `max_failures`
+    failures) only stops the clients that have already failed: a client that has not failed
+    is never refused the check of a correct password.
     """
     username = username.strip().lower()[:64]
-    by_name, by_ip = _failures(store, username, ip, now - timedelta(seconds=window))
-    if by_name >= max_failures or by_ip >= max_failures:
+    by_pair, by_ip, by_name = _failures(store, username, ip, now - timedelta(seconds=window))
+    ceiling = by_name >= max_failures * GLOBAL_FACTOR and by_ip > 0
+    if by_pair >= max_failures or by_ip >= max_failures or ceiling:
         audit.log(
             store, now, username or "-", "login_failed", target=username, detail="throttled", ip=ip
         )
