@@ -21,7 +21,7 @@ from clarion.delivery.dispatcher import Dispatcher
 from clarion.keys import create_key, revoke_key
 from clarion.store import Store
 from clarion.web.app import create_app
-from tests.helpers import NOW, channels_for, config, demo_cap, ingest_bytes
+from tests.helpers import NOW, channels_for, config, demo_cap, ingest_bytes, rows
 
 PREVIEW = """
 [channels.preview]
@@ -151,7 +151,7 @@ def test_write_endpoints_need_a_write_key_and_go_through_the_pipeline(store: Sto
     app, chans = _app(store)
     now = datetime.now(UTC)
     _, reader = create_key(store, "reader", now)
-    _, writer = create_key(store, "desk", now, write=True)
+    _, writer = create_key(store, "cad", now, write=True, trusted=True)
     body = {
         "headline": "Boil water notice for Zone 3",
         "description": "A main broke on Elm St.",
@@ -192,13 +192,47 @@ def test_write_endpoints_need_a_write_key_and_go_through_the_pipeline(store: Sto
         assert client.get("/feeds/all.atom", params={"area": "ZONE=3"}).text.count("<entry>") == 3
 
 
+def test_a_write_key_follows_the_desks_approval_unless_trusted(store: Store) -> None:
+    """One key must not publish or retract an Actual alert alone: a write key's notices that
+    need a second person wait at the desk; only trusted automation skips it (and is audited)."""
+    from clarion.desk import accounts, drafts
+    from clarion.store.schema import audit_log, threads
+
+    app, chans = _app(store)
+    now = datetime.now(UTC)
+    _, plain = create_key(store, "partner", now, write=True)
+    _, robot = create_key(store, "cad", now, write=True, trusted=True)
+    approver = accounts.add_user(store, "ada", "correct horse battery", "approver", now, by="t")
+    body = {"headline": "Boil water notice for Zone 3", "severity": "moderate"}
+    with TestClient(app) as client:
+        held = client.post("/api/v1/notices", json=body, headers={"X-API-Key": plain})
+        assert held.status_code == 202, held.text
+        assert held.json()["state"] == "awaiting_approval"
+        assert rows(store, threads) == []  # nothing published yet
+        d = drafts.approve(store, config(PREVIEW), chans, held.json()["draft"], approver, now=now)
+        assert d.state == "sent"
+        [thread] = rows(store, threads)
+        assert thread.source == "api"  # still the API's own story
+        # Its cancel through the same key waits for a second person too.
+        r = client.post(
+            f"/api/v1/notices/{thread.id}/cancel", json={}, headers={"X-API-Key": plain}
+        )
+        assert r.status_code == 202
+        assert client.get(f"/api/v1/notices/{thread.id}").json()["state"] == "active"
+        # Trusted automation publishes at once, and the audit log says so.
+        auto = client.post("/api/v1/notices", json=body, headers={"X-API-Key": robot})
+        assert auto.status_code == 201
+    log = [(r.actor, r.action) for r in rows(store, audit_log)]
+    assert ("api:cad", "api_publish") in log and ("api:partner", "compose") in log
+
+
 def test_a_write_key_changes_only_what_the_api_wrote(store: Store) -> None:
     """A story belongs to its source: the API's write key can update or cancel the API's own
     notices, not a source's (a polled CAP alert here), and a follow-up keeps its status."""
     app, _ = _app(store)
     cfg = config(PREVIEW)
     ingest_bytes(store, cfg, channels_for(cfg), demo_cap(0))
-    _, writer = create_key(store, "desk", datetime.now(UTC), write=True)
+    _, writer = create_key(store, "desk", datetime.now(UTC), write=True, trusted=True)
     w = {"Authorization": f"Bearer {writer}"}
     body = {"headline": "All clear", "severity": "minor"}
     with TestClient(app) as client:

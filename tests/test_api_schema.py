@@ -43,7 +43,7 @@ def _app() -> Any:
     for i in range(3):
         ingest_bytes(store, cfg, chans, demo_cap(i))
         Dispatcher(store, chans, clock=lambda: NOW).run_until_idle()
-    _, token = create_key(store, "fuzz", NOW, write=True)
+    _, token = create_key(store, "fuzz", NOW, write=True, trusted=True)
     return create_app(store, cfg, chans), token
 
 

@@ -780,16 +780,41 @@ def keys_create(
             "--public-service", help="No rate limit (another agency, a broadcaster, a relay app)."
         ),
     ] = False,
+    trusted: Annotated[
+        bool,
+        typer.Option(
+            "--trusted",
+            help="Trusted automation (with --write): what it writes goes out without the "
+            "desk's two-person approval. Recorded in the audit log.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Create an API key and print its token (shown this once; only a hash is kept)."""
+    """Create an API key and print its token (shown this once; only a hash is kept).
+
+    A write key's notices follow the desk's approval policy ([desk] approval_min_severity):
+    those that need a second person wait at the desk. Only a key created --trusted skips it.
+    """
+    from clarion.desk import audit
     from clarion.keys import create_key
 
     cfg = _config(config)
     tier = "public_service" if public_service else "standard"
-    key, token = create_key(_store(cfg), name, datetime.now(UTC), write=write, tier=tier)
+    if trusted and not write:
+        raise _fail("clarion: --trusted needs --write (only a write key publishes)", 2)
+    store = _store(cfg)
+    now = datetime.now(UTC)
+    key, token = create_key(store, name, now, write=write, tier=tier, trusted=trusted)
+    if trusted:
+        with store.write() as conn:
+            audit.record(
+                conn, now, "cli", "api_key_trusted", f"api key {key.id}",
+                f"{name!r} created as trusted automation: its notices skip approval", None,
+            )  # fmt: skip
     typer.echo(token)
     scopes = ", ".join(sorted(key.scopes))
+    if trusted:
+        scopes += " — TRUSTED AUTOMATION: its notices go out without approval"
     typer.secho(
         f"Key {key.id} for {name!r} ({scopes}; {tier.replace('_', ' ')}). Keep the token: "
         "it cannot be shown again. Send it as 'Authorization: Bearer <token>'.",

@@ -37,20 +37,34 @@ class ApiKey:
     def can_write(self) -> bool:
         return "write" in self.scopes
 
+    @property
+    def trusted(self) -> bool:
+        """Trusted automation: what it writes goes out without the desk's approval (a CAD
+        system, a sensor). Other write keys follow the desk's approval policy."""
+        return "trusted" in self.scopes
+
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def create_key(
-    store: Store, name: str, now: datetime, *, write: bool = False, tier: str = "standard"
+    store: Store,
+    name: str,
+    now: datetime,
+    *,
+    write: bool = False,
+    tier: str = "standard",
+    trusted: bool = False,
 ) -> tuple[ApiKey, str]:
     """Store a new key; returns it and the full token, which is not kept anywhere."""
     if tier not in TIERS:
         raise ValueError(f"tier must be one of {', '.join(TIERS)}")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    scopes = "read,write" if write else "read"
+    if trusted and not write:
+        raise ValueError("only a write key can be trusted automation")
+    scopes = "read,write,trusted" if trusted else "read,write" if write else "read"
     with store.write() as conn:
         conn.execute(
             insert(api_keys).values(

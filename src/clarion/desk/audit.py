@@ -38,6 +38,8 @@ ACTIONS = (
     "user_enable",
     "user_passwd",
     "config_change",
+    "api_publish",
+    "api_key_trusted",
 )
 
 

@@ -34,6 +34,8 @@ from clarion.store.schema import drafts, notices, threads
 ACTIONS = ("alert", "update", "cancel", "correction")
 OPEN_STATES = ("awaiting_approval", "scheduled")
 SOURCE = "desk"
+API_SOURCE = "api"
+API_AUTHOR = "api:"  # drafts written through the API with a key that is not trusted
 
 
 class DeskError(ValueError):
@@ -503,7 +505,8 @@ def send(
             config,
             channels,
             [notice],
-            source=SOURCE,
+            # A draft an API key wrote (held for approval) is the API's notice once sent.
+            source=API_SOURCE if d.author.startswith(API_AUTHOR) else SOURCE,
             now=now,
             within=mark_sent,
             follow=d.thread_id if d.action != "alert" else None,

@@ -32,6 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clarion.channels.base import Channel
 from clarion.config import Config
+from clarion.desk import drafts
+from clarion.desk.accounts import User
 from clarion.keys import ApiKey, touch, verify
 from clarion.manual import CancelIn, FollowUpError, NoticeIn, follow_up, new_alert
 from clarion.model import MsgType, Notice
@@ -332,6 +334,10 @@ Cursor = Annotated[
     int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the page before")
 ]
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Held for approval at the desk (the key is not trusted automation and "
+        "the notice needs a second person): the draft's id and address"
+    },
     400: {"description": "The body is not JSON"},
     409: {"description": "Nothing new, or the notice is already cancelled or ended"},
     401: {"description": "No API key, or an unknown one"},
@@ -479,10 +485,66 @@ def api_router(
             next_cursor=nxt,
         )
 
-    def _ingest(request: Request, notice: Notice, follow: int | None = None) -> ThreadOut:
+    def _held(
+        request: Request,
+        key: ApiKey,
+        action: str,
+        body: NoticeIn,
+        thread_id: int | None,
+        previous: Notice | None,
+    ) -> JSONResponse | None:
+        """A notice from a key that is not trusted automation follows the desk's approval
+        policy: when it needs a second person, it waits at the desk as a draft (202)."""
+        if key.trusted:
+            return None
+        severity = body.severity
+        if previous is not None and previous.severity.rank > severity.rank:
+            severity = previous.severity  # cancelling a severe warning weighs as much as it
+        status = previous.status if previous is not None else body.status
+        if not config.desk.needs_approval(status, severity):
+            return None
+        now = datetime.now(UTC)
+        author = User(0, f"{drafts.API_AUTHOR}{key.name}", "editor", now, None, None)
+        try:
+            d = drafts.submit(
+                store, config, the_channels(), author, action, body, thread_id=thread_id,
+                send_at=None, now=now, ip=_client_ip(request, config.api.trust_proxy),
+            )  # fmt: skip
+        except drafts.DeskError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return JSONResponse(
+            {
+                "draft": d.id,
+                "state": d.state,
+                "detail": "held for approval at the desk: the key is not trusted automation",
+                "url": f"{base_url(config, request)}/desk/drafts/{d.id}",
+            },
+            status_code=202,
+        )
+
+    def _ingest(
+        request: Request, notice: Notice, follow: int | None = None, *, key: ApiKey
+    ) -> ThreadOut:
+        from clarion.desk import audit
         from clarion.pipeline import ingest
 
-        result = ingest(store, config, the_channels(), [notice], source="api", follow=follow)
+        def recorded(conn: Any, result: Any) -> None:
+            if key.trusted and result.stored:
+                audit.record(
+                    conn, datetime.now(UTC), f"api:{key.name}", "api_publish",
+                    f"notice {result.stored[0]}",
+                    f"{notice.msg_type.value} by trusted automation (no approval asked)", None,
+                )  # fmt: skip
+
+        result = ingest(
+            store,
+            config,
+            the_channels(),
+            [notice],
+            source="api",
+            follow=follow,
+            within=recorded,
+        )
         if not result.stored:
             raise HTTPException(409, "nothing new: this notice says what its thread already says")
         with store.read() as conn:
@@ -516,8 +578,11 @@ def api_router(
         responses=WRITE_RESPONSES,
         summary="Publish a new notice (write scope)",
     )
-    def create_notice(request: Request, body: NoticeIn, key: Writer) -> ThreadOut:
-        return _ingest(request, new_alert(config, body, kind="api"))
+    def create_notice(request: Request, body: NoticeIn, key: Writer) -> Any:
+        held = _held(request, key, "alert", body, None, None)
+        if held is not None:
+            return held
+        return _ingest(request, new_alert(config, body, kind="api"), key=key)
 
     @router.post(
         "/notices/{thread_id}/update",
@@ -525,15 +590,16 @@ def api_router(
         responses={**WRITE_RESPONSES, 404: {"description": "No such notice"}},
         summary="Publish an update of a notice (write scope)",
     )
-    def update_notice(
-        request: Request, thread_id: ThreadId, body: NoticeIn, key: Writer
-    ) -> ThreadOut:
+    def update_notice(request: Request, thread_id: ThreadId, body: NoticeIn, key: Writer) -> Any:
         previous = _latest(thread_id)
         try:
             notice = follow_up(config, previous, MsgType.UPDATE, body)
         except FollowUpError as exc:
             raise HTTPException(422, str(exc)) from None
-        return _ingest(request, notice, follow=thread_id)
+        held = _held(request, key, "update", body, thread_id, previous)
+        if held is not None:
+            return held
+        return _ingest(request, notice, follow=thread_id, key=key)
 
     @router.post(
         "/notices/{thread_id}/cancel",
@@ -541,13 +607,16 @@ def api_router(
         responses={**WRITE_RESPONSES, 404: {"description": "No such notice"}},
         summary="Cancel a notice (write scope)",
     )
-    def cancel_notice(
-        request: Request, thread_id: ThreadId, body: CancelIn, key: Writer
-    ) -> ThreadOut:
+    def cancel_notice(request: Request, thread_id: ThreadId, body: CancelIn, key: Writer) -> Any:
         previous = _latest(thread_id)
-        return _ingest(
-            request, follow_up(config, previous, MsgType.CANCEL, note=body.note), follow=thread_id
-        )
+        draft = drafts.prefill("cancel", previous)
+        if body.note:
+            draft = draft.model_copy(update={"description": body.note})
+        held = _held(request, key, "cancel", draft, thread_id, previous)
+        if held is not None:
+            return held
+        notice = follow_up(config, previous, MsgType.CANCEL, note=body.note)
+        return _ingest(request, notice, follow=thread_id, key=key)
 
     @router.get(
         "/stream",
