@@ -1,16 +1,14 @@
 """The PostgreSQL server restarts while the dispatcher is delivering: nothing is lost, the
 dispatcher carries on by itself once the server is back, and any resend carries the same
-`webhook-id` (receivers drop it)."""
+`webhook-id` (receivers drop it). The server restarted is a throwaway one the test starts
+(tests/pgserver.py), never the machine's own."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -22,42 +20,31 @@ from clarion.pipeline import ingest
 from clarion.sources.cap import parse_cap
 from clarion.store import open_store
 from clarion.store.schema import deliveries
-from tests.conftest import WEBHOOK_SECRET, pg_schema_url
+from tests.conftest import WEBHOOK_SECRET
 from tests.fakes.webhook import WebhookReceiver
 from tests.helpers import config, demo_cap
+from tests.pgserver import Server, server_bin, throwaway_postgres
 
 NOTICES = 120
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def _cluster() -> list[str] | None:
-    """How to restart the local cluster: only where this process runs it (CI, dev machines)."""
-    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
-        return None
-    versions = sorted(Path("/etc/postgresql").glob("*/main"))
-    if not versions:
-        return None
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].parent.name, "main"]
-
-
-def _ready() -> bool:
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode == 0
-
-
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    yield from pg_schema_url()
+def pg() -> Iterator[Server]:
+    """A PostgreSQL of the test's own, which it may restart: never the machine's cluster."""
+    if server_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs PostgreSQL: its initdb and pg_ctl must be here")
+        pytest.skip("no PostgreSQL server installed here (initdb, pg_ctl)")
+    with throwaway_postgres() as server:
+        yield server
 
 
 def test_a_database_restart_mid_dispatch_loses_nothing(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
+    pg: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctl = _cluster()
-    if ctl is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root beside its PostgreSQL: it must restart it here")
-        pytest.skip("cannot restart the local PostgreSQL from here (needs root and pg_ctlcluster)")
+    pg_url = pg.url
     monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
     restarted = threading.Event()
     restart_done = threading.Event()
@@ -66,7 +53,7 @@ def test_a_database_restart_mid_dispatch_loses_nothing(
 
         def restart() -> None:
             at_restart["received"] = len(receiver.received)
-            subprocess.run([*ctl, "restart"], check=True, capture_output=True)
+            pg.restart()
             restart_done.set()
 
         def restart_once(_: str) -> None:
@@ -106,7 +93,7 @@ channels = ["hook"]
             deadline = time.monotonic() + 120
             sent = 0
             while time.monotonic() < deadline:
-                if restart_done.is_set() and _ready():
+                if restart_done.is_set() and pg.ready():
                     try:
                         with store.read() as conn:
                             sent = conn.execute(
@@ -123,10 +110,6 @@ channels = ["hook"]
             stop.set()
             worker.join(30)
             close_all(chans)
-        for _ in range(100):  # leave the server up for the tests that follow
-            if _ready():
-                break
-            time.sleep(0.1)
         assert restart_done.is_set(), "the restart never happened"
         assert sent == NOTICES, f"only {sent} of {NOTICES} deliveries ended sent"
         # The restart did land mid-dispatch: deliveries were still queued when it began.
