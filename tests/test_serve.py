@@ -121,3 +121,51 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     proc.terminate()
     proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_run_stops_on_sigterm_while_a_live_stream_is_open(tmp_path: Path) -> None:
+    """A reader holding /api/v1/stream open (it never ends by itself) must not keep `clarion
+    run` from stopping when systemd or Docker sends SIGTERM."""
+    import threading
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CLARION_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+        "CLARION_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clarion", "run"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
+        opened = threading.Event()
+
+        def listen() -> None:
+            try:
+                with httpx.stream(
+                    "GET", f"http://127.0.0.1:{port}/api/v1/stream", timeout=None
+                ) as r:
+                    opened.set()
+                    for _ in r.iter_bytes():
+                        pass
+            except httpx.HTTPError:
+                pass  # the server went away: what this test wants
+
+        threading.Thread(target=listen, daemon=True).start()
+        assert opened.wait(30)
+        proc.terminate()
+        # Bounded only so that a hang fails the test instead of stalling the suite.
+        out, _ = proc.communicate(timeout=60)
+        # uvicorn re-raises the signal once it has shut down: "killed by SIGTERM" is the
+        # clean end systemd expects of a service it stopped.
+        assert proc.returncode in (0, -15), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -114,6 +114,9 @@ def start_background(
         ).start()
 
 
+SHUTDOWN_GRACE = 5  # seconds open requests may still take after SIGTERM
+
+
 def serve_web(
     store: Store,
     config: Config,
@@ -125,4 +128,12 @@ def serve_web(
 
     from clarion.web.app import create_app
 
-    uvicorn.run(create_app(store, config, channels), host=host, port=port, log_level="warning")
+    # On SIGTERM uvicorn waits for open requests; the live streams (the desk's, the API's
+    # /stream) never end by themselves, so shutdown waits for them a few seconds at most.
+    uvicorn.run(
+        create_app(store, config, channels),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )
