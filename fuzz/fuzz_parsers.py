@@ -22,6 +22,7 @@ with atheris.instrument_imports():
     from clarion.sources.base import SourceError
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests.test_parser_fuzz
 SEEDS = {
     "cap": ["cap/*.cap", "cap/*.xml"],
     "feed": ["feeds/*"],
@@ -59,7 +60,18 @@ def main() -> None:
         for f in FIXTURES.glob(pattern):
             if f.is_file() and f.stat().st_size < 200_000:
                 (corpus / f.name).write_bytes(f.read_bytes())
-    atheris.Setup([sys.argv[0], *sys.argv[2:], str(corpus)], one)
+    # Structure-aware seeds: deep nesting, huge numbers, NaN, NUL, long strings and odd
+    # encodings, which random bytes of a few KB never reach (3 KB of "[" crashed three
+    # parsers). libFuzzer mutates from these; -max_len is raised so that they are not cut.
+    from tests.test_parser_fuzz import STRUCTURAL
+
+    for i, body in enumerate(STRUCTURAL):
+        if len(body) < 300_000:
+            (corpus / f"structural-{i:02d}").write_bytes(body)
+    options = [a for a in sys.argv[2:]]
+    if not any(a.startswith("-max_len=") for a in options):
+        options.append("-max_len=200000")
+    atheris.Setup([sys.argv[0], *options, str(corpus)], one)
     atheris.Fuzz()
 
 
