@@ -307,8 +307,8 @@ def test_mastodon_can_edit_on_update(store, mastodon, receiver, monkeypatch) -> 
 def test_mastodon_attaches_images_with_alt_text(store, mastodon, receiver, monkeypatch) -> None:
     from tests.conftest import fixture_bytes
     from tests.fakes.http import FakeServer, Response
+    from tests.test_images import JPEG as jpeg  # a real JPEG: images are decoded first
 
-    jpeg = b"\xff\xd8\xff\xe0" + b"tsunami-map" * 50
     images = FakeServer(
         lambda req: (
             Response(200, raw=jpeg, content_type="image/jpeg")

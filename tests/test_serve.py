@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import desk_login
+
 pytestmark = pytest.mark.slow
 
 
@@ -68,7 +70,7 @@ def test_demo_serves_page_and_feed(tmp_path: Path) -> None:
             printed += line
         password = printed.rsplit("password for both: ", 1)[1].split(")")[0]
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as desk:
-            r = desk.post("/desk/login", data={"username": "demo-editor", "password": password})
+            r = desk_login(desk, "demo-editor", password)
             assert r.status_code == 303 and r.headers["location"] == "/desk"
             compose = desk.get("/desk/compose?template=Test%20message")
             csrf = re.search(r'name="csrf" value="([^"]+)"', compose.text)
