@@ -705,3 +705,23 @@ def test_any_sources_notice_can_be_followed_up_from_the_desk() -> None:
         assert len(b.headline) == 500 and b.headline.endswith("…")
         assert b.web is None and len(b.areas) == 100 and len(b.categories) == 12
         assert b.areas[0].description == "Area" and b.areas[0].geocodes[0].value == "MTZ001"
+
+
+def test_composing_and_approving_run_off_the_event_loop(
+    desk: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering a notice for every channel is CPU work: it never runs on the loop."""
+    where: list[bool] = []
+    real = drafts.submit
+
+    def spy(*a: object, **k: object) -> drafts.Draft:
+        where.append(on_event_loop())
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(drafts, "submit", spy)
+    token = login(desk, "eddie")
+    form = {"csrf": token, "action": "alert", "intent": "submit", "headline": "Road closed",
+            "status": "actual", "severity": "minor"}  # fmt: skip
+    r = desk.post("/desk/compose", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert where == [False]

@@ -357,6 +357,11 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
     @router.post("/compose", response_class=HTMLResponse)
     async def compose_post(request: Request) -> Response:
         s, form = await posted(request, "editor")
+        return await run_in_threadpool(compose_post_work, request, s, form)
+
+    def compose_post_work(request: Request, s: Session, form: FormData) -> Response:
+        # The work itself runs off the event loop (rendering, the database): other requests
+        # (health checks, the page) never wait for it.
         action = str(form.get("action") or "alert")
         thread_id = _int(form.get("thread"))
         body, send_at, errors = _parse(form, tz)
@@ -417,6 +422,11 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
     @router.post("/preview", response_class=HTMLResponse)
     async def preview(request: Request) -> HTMLResponse:
         s, form = await posted(request, "editor")
+        return await run_in_threadpool(preview_work, request, s, form)
+
+    def preview_work(request: Request, s: Session, form: FormData) -> HTMLResponse:
+        # The work itself runs off the event loop (rendering, the database): other requests
+        # (health checks, the page) never wait for it.
         action = str(form.get("action") or "alert")
         body, _, errors = _parse(form, tz)
         pv = None
@@ -471,6 +481,13 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         if decision not in ("approve", "reject", "withdraw"):
             raise HTTPException(404)
         s, form = await posted(request, "viewer")
+        return await run_in_threadpool(decide_work, request, s, form, draft_id, decision)
+
+    def decide_work(
+        request: Request, s: Session, form: FormData, draft_id: int, decision: str
+    ) -> Response:
+        # The work itself runs off the event loop (rendering, the database): other requests
+        # (health checks, the page) never wait for it.
         try:
             if decision == "approve":
                 drafts.approve(
@@ -505,6 +522,13 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         if op not in ("retry", "cancel"):
             raise HTTPException(404)
         s, form = await posted(request, "editor")
+        return await run_in_threadpool(delivery_op_work, request, s, form, delivery_id, op)
+
+    def delivery_op_work(
+        request: Request, s: Session, form: FormData, delivery_id: str, op: str
+    ) -> Response:
+        # The work itself runs off the event loop (rendering, the database): other requests
+        # (health checks, the page) never wait for it.
         fn = outbox.operator_retry if op == "retry" else outbox.operator_cancel
         why = fn(store, delivery_id, now(), s.user.username)
         if why is None:
@@ -522,7 +546,11 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
 
     @router.post("/channels/{name}/resume")
     async def channel_resume(request: Request, name: str) -> Response:
-        s, _ = await posted(request, "admin")
+        s, _form = await posted(request, "admin")
+        return await run_in_threadpool(channel_resume_work, request, s, name)
+
+    def channel_resume_work(request: Request, s: Session, name: str) -> Response:
+        # Off the event loop, as every form's work.
         if outbox.set_channel_state(store, name, "active", None, now()):
             audit.log(
                 store,
@@ -542,6 +570,11 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
     @router.post("/channels/{name}/credentials", response_class=HTMLResponse)
     async def credentials_save(request: Request, name: str) -> Response:
         s, form = await posted(request, "admin")
+        return await run_in_threadpool(credentials_save_work, request, s, form, name)
+
+    def credentials_save_work(request: Request, s: Session, form: FormData, name: str) -> Response:
+        # The work itself runs off the event loop (rendering, the database): other requests
+        # (health checks, the page) never wait for it.
         info = _credentials(config, store, name, None)
         entered = {
             f: str(form.get(f) or "") for f in info["fields"] if str(form.get(f) or "").strip()
