@@ -106,3 +106,66 @@ def test_processes_starting_together_migrate_once() -> None:
             s.close()
     finally:
         gen.close()
+
+
+def test_the_stories_migration_makes_stored_threads_linear_branches(db_url: str) -> None:
+    """A database from before branches (revision 0011): each stored story becomes one line of
+    messages, each replacing the one before, the last live (or closed by a cancel); push
+    receipts are kept, now per source."""
+    from datetime import datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from clarion.store.schema import notices, push_receipts
+
+    store = open_store(db_url, upgrade=False)
+    try:
+        command.upgrade(store.alembic_config(), "0011")
+        now = datetime(2026, 11, 27).replace(tzinfo=None)
+        with store.engine.begin() as conn:
+            for tid, types in ((1, ("alert", "update", "cancel")), (2, ("alert", "update"))):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO threads (id, thread_key, source, state, latest_version, "
+                        "headline, severity, status, created_at, updated_at) VALUES (:id, :k, "
+                        "'nws', 'active', :n, 'h', 'moderate', 'actual', :now, :now)"
+                    ),
+                    {"id": tid, "k": f"k{tid}", "n": len(types), "now": now},
+                )
+                for v, t in enumerate(types, 1):
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO notices (id, thread_id, version, source, kind, "
+                            "identifier, sender, sent, status, msg_type, severity, headline, "
+                            "expires, content_hash, data, signature, received_at) VALUES (:id, "
+                            ":t, :v, 'nws', 'cap', :i, 's', :now, 'actual', :m, 'moderate', 'h', "
+                            ":now, :h, '{}', 'unsigned', :now)"
+                        ),
+                        {"id": tid * 10 + v, "t": tid, "v": v, "i": f"i{tid}{v}", "m": t,
+                         "h": f"h{tid}{v}", "now": now},
+                    )  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO push_receipts (webhook_id, source, received_at) "
+                    "VALUES ('msg-1', 'ops', :now)"
+                ),
+                {"now": now},
+            )
+        store.upgrade()
+        with store.read() as conn:
+            got = {
+                r.id: (r.branch, r.ancestors, r.over_at is not None)
+                for r in conn.execute(sa.select(notices))
+            }
+            receipts = [(r.source, r.webhook_id) for r in conn.execute(sa.select(push_receipts))]
+        assert got == {
+            11: ("replaced", [], True),
+            12: ("replaced", [11], True),
+            13: ("closed", [11, 12], True),
+            21: ("replaced", [], True),
+            22: ("live", [21], True),
+        }
+        assert receipts == [("ops", "msg-1")]
+    finally:
+        store.close()
