@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from clarion.channels import build_channels
+from clarion.channels.base import close_all
 from clarion.delivery import outbox
 from clarion.delivery.dispatcher import Dispatcher
 from clarion.store import Store
@@ -353,3 +354,83 @@ def test_idle_workers_are_woken_by_notify_on_postgresql(store: Store) -> None:
         assert listener.wait(0.01) is False  # one notification, consumed
     finally:
         listener.close()
+
+
+def _two_hooks(slow_url: str, fast_url: str) -> str:
+    return f"""
+[clarion]
+drop_expired = false
+[channels.slow]
+kind = "webhook"
+url = "{slow_url}"
+secret = {{ env = "HOOK_SECRET" }}
+timeout = "60s"
+rate_limit = "off"
+[channels.fast]
+kind = "webhook"
+url = "{fast_url}"
+secret = {{ env = "HOOK_SECRET" }}
+rate_limit = "off"
+[[routes]]
+channels = ["slow", "fast"]
+"""
+
+
+def test_a_hung_platform_delays_only_its_own_channel(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lanes: one platform holds every request open; the other channel's deliveries all go
+    out meanwhile (they used to wait out each of the hung one's timeouts)."""
+    import threading
+    import time
+
+    from tests.helpers import ingest_bytes
+
+    monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+    release = threading.Event()
+    with WebhookReceiver(WEBHOOK_SECRET) as slow, WebhookReceiver(WEBHOOK_SECRET) as fast:
+        slow.on_receive = lambda _id: release.wait(60)  # the platform hangs
+        cfg = config(_two_hooks(slow.url, fast.url))
+        chans = build_channels(cfg)
+        for i in range(3):
+            ingest_bytes(sqlite_store, cfg, chans, demo_cap(0).replace(
+                b"MT</identifier>", f"MT-{i}</identifier>".encode()))  # fmt: skip
+        stop = threading.Event()
+        disp = Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False)
+        worker = threading.Thread(target=disp.run_forever, args=(stop, 0.1), daemon=True)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 30  # a hang detector, not a latency threshold
+            while len(fast.received) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(fast.received) == 3  # all of them, while the slow one still hangs
+            states = {(d.channel, d.state) for d in rows(sqlite_store, deliveries)}
+            assert ("slow", "sending") in states and ("fast", "sent") in states
+        finally:
+            release.set()
+            stop.set()
+            worker.join(30)
+            close_all(chans)
+
+
+def test_a_429_pauses_the_rest_of_the_batch_without_a_bucket(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel with no configured rate limit (Matrix by default) answered 429 to each of a
+    batch claimed together, 0.5 s apart: after the first 429, the others wait."""
+    from tests.helpers import ingest_bytes
+
+    monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+    with WebhookReceiver(WEBHOOK_SECRET) as hook:
+        hook.script = [Response(429, {"error": "slow down"}, headers={"Retry-After": "30"})] * 5
+        cfg = config(_two_hooks(hook.url, hook.url).replace('channels = ["slow", "fast"]',
+                                                            'channels = ["slow"]'))  # fmt: skip
+        chans = build_channels(cfg)
+        for i in range(5):
+            ingest_bytes(sqlite_store, cfg, chans, demo_cap(0).replace(
+                b"MT</identifier>", f"MT-{i}</identifier>".encode()))  # fmt: skip
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_once()
+        close_all(chans)
+        assert len(hook.script) == 4  # one request reached the platform, not five
+        waiting = [d for d in rows(sqlite_store, deliveries) if d.state == "retry_wait"]
+        assert len(waiting) == 5 and all(d.attempts <= 1 for d in waiting)

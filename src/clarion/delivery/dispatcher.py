@@ -93,6 +93,7 @@ class Dispatcher:
         self.caps = dict(caps or {})
         self.drop_expired = drop_expired
         self.clock = clock
+        self._paused: dict[str, datetime] = {}  # channel → until, from a 429 this worker saw
         # The platforms' documented write limits, as buckets in the database: they hold across
         # every worker (`store.limits`).
         # `rate_limits` (from config) replaces a channel's documented limit; None: no limit.
@@ -131,8 +132,9 @@ class Dispatcher:
         self._cred_seen = seen
         return changed
 
-    def run_once(self, limit: int = 10) -> int:
-        """Claim and process one batch; returns how many deliveries were processed."""
+    def run_once(self, limit: int = 10, only: list[str] | None = None) -> int:
+        """Claim and process one batch (of `only` these channels); returns how many deliveries
+        were processed."""
         self.refresh_credentials()
         claimed = outbox.claim(
             self.store,
@@ -140,7 +142,7 @@ class Dispatcher:
             self.clock(),
             self.lease_seconds,
             limit,
-            only_channels=list(self.channels),
+            only_channels=[c for c in self.channels if only is None or c in only],
         )
         if not claimed:
             return 0
@@ -181,22 +183,52 @@ class Dispatcher:
         return total
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0) -> None:
-        """Deliver until `stop`. Idle, a worker waits for PostgreSQL's NOTIFY of new deliveries
-        (so it starts within milliseconds, not at its next poll), and polls every `idle_sleep`
-        anyway: for retries coming due, and whenever the notification connection is down."""
+        """Deliver until `stop`, each channel in a lane of its own: a hung, slow or rate-limited
+        platform delays only its own channel's deliveries, never another's (one in flight per
+        channel keeps a story's versions in order there).
+
+        Idle, the lanes wait for PostgreSQL's NOTIFY of new deliveries (so they start within
+        milliseconds, not at their next poll), and poll every `idle_sleep` anyway: for retries
+        coming due, and whenever the notification connection is down."""
         from clarion.pipeline import OUTBOX_CHANNEL
 
-        listener = self.store.listener(OUTBOX_CHANNEL)
-        try:
+        wake = threading.Condition()
+        generation = [0]
+
+        def lane(channel: str) -> None:
             while not stop.is_set():
                 try:
-                    n = self.run_once()
+                    n = self.run_once(only=[channel])
                 except Exception:
                     log.exception("dispatcher: claim failed (database unavailable?); retrying")
                     n = 0
                 if n == 0:
-                    listener.wait(idle_sleep, stop)
+                    with wake:
+                        seen = generation[0]
+
+                        def woken(seen: int = seen) -> bool:
+                            return generation[0] != seen or stop.is_set()
+
+                        wake.wait_for(woken, idle_sleep)
+
+        lanes = [
+            threading.Thread(target=lane, args=(name,), daemon=True, name=f"lane-{name}")
+            for name in self.channels
+        ]
+        for t in lanes:
+            t.start()
+        listener = self.store.listener(OUTBOX_CHANNEL)
+        try:
+            while not stop.is_set():
+                listener.wait(idle_sleep, stop)
+                with wake:  # new deliveries, or time to look for retries: every lane looks
+                    generation[0] += 1
+                    wake.notify_all()
         finally:
+            with wake:
+                wake.notify_all()
+            for t in lanes:
+                t.join()
             listener.close()
 
     def _heartbeat(self, held: list[str], stop: threading.Event) -> None:
@@ -249,6 +281,21 @@ class Dispatcher:
             # alert (with the story's current state), not as an update of nothing.
             payload = c.payload["as_new"]
             notice = notice.model_copy(update={"msg_type": MsgType.ALERT})
+        paused = self._paused.get(c.channel)
+        if paused is not None and paused > now:
+            # The platform said to wait a moment ago (a 429 earlier in this batch): not another
+            # request before then, whether or not the channel has a configured bucket.
+            outbox.mark_retry(
+                self.store,
+                c,
+                self.worker,
+                now,
+                paused,
+                "the platform asked to wait (429): paused for every worker",
+                "rate_limited",
+                count_attempt=False,
+            )
+            return
         over = self._over_limit(c, now)
         if over is not None:
             reason, until = over
@@ -380,7 +427,9 @@ class Dispatcher:
             outbox.mark_failed(self.store, c, self.worker, now, exc.message, exc.kind.value)
         elif exc.kind is ErrorKind.RATE_LIMITED:  # being told to wait is not a failed attempt
             delay = backoff_delay(1, exc.retry_after)
-            # Every worker waits, not only this one: they share the account's limit.
+            # Every worker waits, not only this one: they share the account's limit. And the
+            # rest of this worker's batch for the channel waits too (it was claimed before).
+            self._paused[c.channel] = now + timedelta(seconds=delay)
             limits.pause(self.store, c.channel, now + timedelta(seconds=delay), now)
             self._retry(c, now, delay, exc, count_attempt=False)
         elif c.attempts >= self.max_attempts:
