@@ -393,10 +393,13 @@ def _read(http: httpx.Client, url: str, limit: int, types: tuple[str, ...]) -> t
         if not ctype.startswith(types):
             raise ValueError(f"content type {ctype or 'none'}")
         body = b""
-        for chunk in resp.iter_bytes():
+        deadline = time.monotonic() + 30  # the whole answer, however slowly it drips
+        for chunk in resp.iter_bytes():  # decoded: counted as inflated
             body += chunk
             if len(body) > limit:
                 raise ValueError(f"over {limit:,} bytes")
+            if time.monotonic() > deadline:
+                raise ValueError("took longer than 30 s")
     return body, ctype.split(";", 1)[0].strip()
 
 

@@ -7,6 +7,7 @@ payloads without sockets, and lets `clarion parse FILE` show exactly what a poll
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ class Rejected:
 # Dates outside these years are not dates a public notice can carry (a year 9999 is a
 # placeholder or an attack); they are refused rather than overflowing arithmetic later.
 MIN_YEAR, MAX_YEAR = 1970, 2200
+MAX_FETCH_SECONDS = 120  # a whole answer, however slowly it drips
 
 
 def aware_time(value: Any, what: str) -> datetime | None:
@@ -218,10 +220,15 @@ def conditional_get(
                 )
             chunks: list[bytes] = []
             size = 0
-            for chunk in resp.iter_bytes():
+            deadline = time.monotonic() + MAX_FETCH_SECONDS
+            for chunk in resp.iter_bytes():  # decoded: a gzip or zstd bomb counts as inflated
                 size += len(chunk)
                 if size > max_bytes:
                     raise SourceError(f"{what}: {url} sent more than {max_bytes:,} bytes; refused")
+                if time.monotonic() > deadline:  # a server dripping a byte at a time
+                    raise SourceError(
+                        f"{what}: {url} took longer than {MAX_FETCH_SECONDS} s to answer; refused"
+                    )
                 chunks.append(chunk)
             new_state = FetchState(
                 etag=resp.headers.get("etag"),
