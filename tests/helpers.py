@@ -85,6 +85,26 @@ def count(store: Store, table: Any, *where: Any) -> int:
     return len(rows(store, table, *where))
 
 
+def where_it_runs(monkeypatch: Any, owner: Any, name: str) -> list[bool]:
+    """Wrap `owner.name` to record, for each call, whether it ran on the event loop's thread
+    (True) or off it (False)."""
+    import asyncio
+
+    calls: list[bool] = []
+    real = getattr(owner, name)
+
+    def spy(*a: Any, **k: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            calls.append(True)
+        except RuntimeError:
+            calls.append(False)
+        return real(*a, **k)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
 def desk_login(client: Any, username: str, password: str, **form: str) -> Any:
     """Log in as a browser does: the form first (its token, in a cookie and a field), then the
     POST. Returns the POST's response (not followed)."""
@@ -114,4 +134,5 @@ __all__ = [
     "notices",
     "rows",
     "threads",
+    "where_it_runs",
 ]

@@ -24,7 +24,7 @@ from clarion.store import Store
 from clarion.store.schema import audit_log, deliveries, notices, users
 from clarion.store.schema import drafts as drafts_t
 from clarion.web.app import create_app
-from tests.helpers import channels_for, config, count, desk_login, rows
+from tests.helpers import channels_for, config, count, desk_login, rows, where_it_runs
 
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -648,28 +648,11 @@ def test_a_saved_template_is_offered_and_fills_the_form(desk: TestClient) -> Non
     assert "<option selected>moderate</option>" in filled
 
 
-def on_event_loop() -> bool:
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def test_password_checks_never_run_on_the_event_loop(
     desk: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Argon2 is slow on purpose; run on the loop, 60 failed logins stalled /healthz for 38 s."""
-    where: list[bool] = []
-    real = accounts.authenticate
-
-    def spy(*a: object, **k: object) -> accounts.User:
-        where.append(on_event_loop())
-        return real(*a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(accounts, "authenticate", spy)
+    where = where_it_runs(monkeypatch, accounts, "authenticate")
     login(desk, "eddie")
     r = desk_login(desk, "eddie", "wrong")
     assert r.status_code == 401
@@ -711,14 +694,7 @@ def test_composing_and_approving_run_off_the_event_loop(
     desk: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rendering a notice for every channel is CPU work: it never runs on the loop."""
-    where: list[bool] = []
-    real = drafts.submit
-
-    def spy(*a: object, **k: object) -> drafts.Draft:
-        where.append(on_event_loop())
-        return real(*a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(drafts, "submit", spy)
+    where = where_it_runs(monkeypatch, drafts, "submit")
     token = login(desk, "eddie")
     form = {"csrf": token, "action": "alert", "intent": "submit", "headline": "Road closed",
             "status": "actual", "severity": "minor"}  # fmt: skip

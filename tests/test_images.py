@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -56,9 +57,10 @@ def warning() -> Iterator[bytes]:
         yield cap
 
 
-def test_bluesky_uploads_images_with_alt_text(
-    warning: bytes, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _posted_on_bluesky(
+    cap: bytes, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], FakePds]:
+    """Deliver `cap` to a Bluesky channel on a fake PDS; its one post, and the PDS."""
     monkeypatch.setenv("B_PASS", FakePds.PASSWORD)
     with FakePds() as pds:
         cfg = config(f"""
@@ -73,15 +75,22 @@ service = "{pds.url}"
 channels = ["sky"]
 """)
         chans = build_channels(cfg)
-        ingest_bytes(sqlite_store, cfg, chans, warning)
-        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
+        ingest_bytes(store, cfg, chans, cap)
+        Dispatcher(store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
         close_all(chans)
         [post] = pds.posts.values()
-        embed = post["value"]["embed"]
-        assert embed["$type"] == "app.bsky.embed.images"
-        [image] = embed["images"]  # the one that could not be fetched is left out
-        assert image["alt"] == "Energy Map"
-        assert pds.blobs[image["image"]["ref"]["$link"]] == JPEG
+    return post, pds
+
+
+def test_bluesky_uploads_images_with_alt_text(
+    warning: bytes, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post, pds = _posted_on_bluesky(warning, sqlite_store, monkeypatch)
+    embed = post["value"]["embed"]
+    assert embed["$type"] == "app.bsky.embed.images"
+    [image] = embed["images"]  # the one that could not be fetched is left out
+    assert image["alt"] == "Energy Map"
+    assert pds.blobs[image["image"]["ref"]["$link"]] == JPEG
 
 
 def test_x_uploads_images_with_alt_text(
@@ -252,28 +261,11 @@ def test_an_html_page_served_as_an_image_is_left_out(
 ) -> None:
     """The CAP resource says image/jpeg and the server says image/jpeg; the bytes are an HTML
     page. What the bytes are decides: it is left out (it was posted as an image before)."""
-    monkeypatch.setenv("B_PASS", FakePds.PASSWORD)
     hostile = warning.replace(b"/gone.jpg", b"/page.jpg")
-    with FakePds() as pds:
-        cfg = config(f"""
-[clarion]
-drop_expired = false
-[channels.sky]
-kind = "bluesky"
-handle = "{FakePds.HANDLE}"
-app_password = {{ env = "B_PASS" }}
-service = "{pds.url}"
-[[routes]]
-channels = ["sky"]
-""")
-        chans = build_channels(cfg)
-        ingest_bytes(sqlite_store, cfg, chans, hostile)
-        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
-        close_all(chans)
-        [post] = pds.posts.values()
-        [image] = post["value"]["embed"]["images"]
-        assert image["alt"] == "Energy Map"
-        assert HTML not in pds.blobs.values()
+    post, pds = _posted_on_bluesky(hostile, sqlite_store, monkeypatch)
+    [image] = post["value"]["embed"]["images"]
+    assert image["alt"] == "Energy Map"
+    assert HTML not in pds.blobs.values()
 
 
 def test_check_image_reads_the_bytes_not_the_label() -> None:

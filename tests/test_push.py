@@ -17,7 +17,7 @@ from clarion.channels import build_channels
 from clarion.store import Store
 from clarion.web.app import create_app
 from tests.conftest import FIXTURES, WEBHOOK_SECRET
-from tests.helpers import config, count, demo_cap, notices, rows, threads
+from tests.helpers import config, count, demo_cap, notices, rows, threads, where_it_runs
 
 CONFIG = """
 [clarion]
@@ -240,21 +240,8 @@ def test_a_push_is_verified_and_ingested_off_the_event_loop(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One 1,000-notice push stalled /healthz for 12 s when it was ingested on the loop."""
-    import asyncio
-
     import clarion.web.hooks as hooks
 
-    where: list[bool] = []
-    real = hooks.ingest
-
-    def spy(*a: object, **k: object) -> object:
-        try:
-            asyncio.get_running_loop()
-            where.append(True)
-        except RuntimeError:
-            where.append(False)
-        return real(*a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(hooks, "ingest", spy)
+    where = where_it_runs(monkeypatch, hooks, "ingest")
     assert post(client, NOTICE, "loop-1").status_code == 202
     assert where == [False]

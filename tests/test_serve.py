@@ -106,16 +106,20 @@ def test_web_command_serves_an_existing_database(tmp_path: Path) -> None:
         proc.communicate(timeout=30)
 
 
-def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    env = {**os.environ, "CLARION_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clarion", "worker"],
-        env=env,
+def _clarion(command: str, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    """`clarion COMMAND` as a process on a database of its own in `tmp_path`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "clarion", command],
+        env={**os.environ, "CLARION_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", **env},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    proc = _clarion("worker", tmp_path)
     assert proc.stdout is not None
     for line in proc.stdout:  # bounded by the test timeout
         if "worker" in line and "started" in line:
@@ -131,19 +135,7 @@ def test_run_stops_on_sigterm_while_a_live_stream_is_open(tmp_path: Path) -> Non
     import threading
 
     port = _free_port()
-    env = {
-        **os.environ,
-        "CLARION_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
-        "CLARION_PORT": str(port),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clarion", "run"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _clarion("run", tmp_path, CLARION_PORT=str(port))
     try:
         _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
         opened = threading.Event()
