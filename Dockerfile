@@ -4,9 +4,10 @@ FROM python:3.11-slim
 
 RUN useradd --system --home /var/lib/clarion --create-home clarion
 WORKDIR /opt/clarion
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+# The exact versions CI tested (requirements.lock; `make lock` renews it).
+RUN pip install --no-cache-dir -c requirements.lock . && rm -rf /root/.cache
 
 USER clarion
 WORKDIR /var/lib/clarion

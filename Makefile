@@ -4,13 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck bench fuzz clean
+.PHONY: demo test test-fast lint typecheck bench fuzz lock clean
 
-$(STAMP): pyproject.toml
+# requirements.lock pins the exact versions CI tested (pip-tools); `make lock` renews it.
+$(STAMP): pyproject.toml requirements.lock
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --upgrade --extra dev --strip-extras --no-emit-index-url \
+	  --no-emit-find-links -o requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/clarion demo

@@ -25,7 +25,6 @@ from typing import Any
 
 import httpcore
 import httpx
-from httpcore._backends.sync import SyncBackend
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -133,7 +132,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
     def __init__(self, allow: Sequence[Network], resolver: Resolver) -> None:
         self.allow = list(allow)
         self.resolver = resolver
-        self.inner = SyncBackend()
+        self.inner = httpcore.SyncBackend()  # public since httpcore 1.0
 
     def connect_tcp(
         self,
