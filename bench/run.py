@@ -111,7 +111,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
     ap.add_argument(
         "--only",
-        choices=["ingest", "parsers", "push", "feeds", "dispatch", "memory", "api"],
+        choices=["ingest", "parsers", "push", "feeds", "dispatch", "lanes", "memory", "api"],
         default=None,
     )
     args = ap.parse_args()
@@ -131,6 +131,10 @@ def main() -> int:
         import dispatch
 
         dispatch.main()
+    if args.only in (None, "lanes"):
+        import lanes
+
+        lanes.main()
     if args.only in (None, "api"):
         import api
 
