@@ -425,3 +425,18 @@ def test_a_key_document_that_inflates_is_cut_off(sqlite_store: Store) -> None:
         client = TestClient(create_app(sqlite_store, cfg(), channels_for(cfg())))
         r = client.post("/ap/alerts/inbox", content=body, headers=headers)
         assert r.status_code == 401 and "too large" in r.json()["detail"]
+
+
+def test_the_note_carries_the_alerts_images_with_alt_text() -> None:
+    from clarion.fediverse.documents import note
+    from clarion.sources.cap import parse_cap
+    from tests.conftest import fixture_bytes
+
+    cap = fixture_bytes("cap/wcatwc-warning.cap").replace(b"<uri>http://", b"<uri>https://")
+    [warning] = parse_cap(cap)
+    doc = note(warning, base=BASE, username="alerts", thread=1, permalink=f"{BASE}/notices/1",
+               languages=("en",), hashtags=[])  # fmt: skip
+    names = [a["name"] for a in doc["attachment"]]
+    assert names == ["Energy Map", "Tsunami Travel Time Map"]  # the JSON document is no image
+    assert all(a["url"].startswith("https://") and a["mediaType"] == "image/jpeg"
+               for a in doc["attachment"])  # fmt: skip

@@ -290,3 +290,22 @@ def test_check_image_reads_the_bytes_not_the_label() -> None:
     Image.new("RGB", (8, 8)).save(bmp, "BMP")
     with pytest.raises(ValueError, match="not one platforms take"):
         check_image(bmp.getvalue())
+
+
+def test_an_image_too_large_for_the_platform_is_shrunk_to_fit() -> None:
+    """A 2,000 × 2,000 photo of noise (megabytes as PNG) fits Bluesky's 1,000,000 bytes once
+    re-encoded and scaled down; one that fits is posted as it is."""
+    import io
+    import os
+
+    from PIL import Image
+
+    from clarion.channels.images import check_image, fit_image
+
+    big = io.BytesIO()
+    Image.frombytes("RGB", (2000, 2000), os.urandom(2000 * 2000 * 3)).save(big, "PNG")
+    assert big.tell() > 1_000_000
+    data, mime = fit_image(big.getvalue(), "image/png", 1_000_000)
+    assert len(data) <= 1_000_000 and mime == "image/jpeg"
+    assert check_image(data) == "image/jpeg"  # still a real, decodable image
+    assert fit_image(JPEG, "image/jpeg", 1_000_000) == (JPEG, "image/jpeg")

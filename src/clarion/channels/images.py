@@ -71,6 +71,32 @@ def check_image(data: bytes) -> str:
     return ACCEPTED[kind]
 
 
+MAX_DOWNLOAD = 20 * 1024 * 1024  # an image larger than a platform takes is shrunk, up to this
+
+
+def fit_image(data: bytes, mime: str, max_bytes: int) -> tuple[bytes, str]:
+    """`data` within the platform's size limit: as it is when it fits, else re-encoded as JPEG
+    and scaled down step by step until it does (a map of a warning is worth posting smaller,
+    not leaving out). ValueError when even a small version does not fit."""
+    if len(data) <= max_bytes:
+        return data, mime
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(data)) as img:
+        img.load()
+        picture = img.convert("RGB")
+    for _ in range(12):
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=85, optimize=True)
+        if out.tell() <= max_bytes:
+            return out.getvalue(), "image/jpeg"
+        width, height = picture.size
+        if width < 64 or height < 64:
+            break
+        picture = picture.resize((int(width * 0.7), int(height * 0.7)))
+    raise ValueError(f"cannot be made to fit {max_bytes:,} bytes")
+
+
 def fetch_images(
     http: httpx.Client,
     notice: Notice,
@@ -88,11 +114,12 @@ def fetch_images(
         if len(out) == limit or not res.uri or not res.mime_type.startswith("image/"):
             continue
         try:
-            resp = bounded_get(http, res.uri, max_bytes=max_bytes, seconds=30)
+            resp = bounded_get(http, res.uri, max_bytes=MAX_DOWNLOAD, seconds=30)
             if resp.status_code != 200:
                 raise ValueError(f"HTTP {resp.status_code}")
             mime = check_image(resp.content)  # what the bytes are, not what was declared
-            out.append(Image(resp.content, mime, res.description))
+            data, mime = fit_image(resp.content, mime, max_bytes)
+            out.append(Image(data, mime, res.description))
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("%s: image %s left out: %s", who, res.uri, exc)
     return out

@@ -192,6 +192,18 @@ def note(
         "tag": [{"type": "Hashtag", "href": f"{base}/", "name": f"#{t}"} for t in tags],
         "sensitive": False,
     }
+    # The alert's images (CAP resources, https only), their descriptions as alt text; the
+    # follower's server fetches and checks each itself, as it does for every remote post.
+    images = [
+        (r.uri, r.mime_type, r.description)
+        for r in (info.resources if info is not None else [])
+        if r.uri and r.uri.startswith("https://") and r.mime_type.startswith("image/")
+    ][:4]
+    if images:
+        doc["attachment"] = [
+            {"type": "Document", "mediaType": mime, "url": uri, "name": alt}
+            for uri, mime, alt in images
+        ]
     if notice.status in (Status.TEST, Status.EXERCISE):
         doc["summary"] = f"{notice.status.value.upper()} — not a real alert"
         doc["sensitive"] = True
