@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, func, insert, select, tuple_, update
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
+from clarion.delivery import outbox
 from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
 from clarion.store import Store
 from clarion.store.schema import (
-    deliveries,
-    delivery_events,
     notice_refs,
     notice_terms,
     notices,
@@ -34,9 +33,7 @@ from clarion.store.schema import (
 from clarion.store.terms import terms_for
 
 log = logging.getLogger(__name__)
-OUTBOX_CHANNEL = "clarion_outbox"  # LISTEN/NOTIFY: deliveries were queued
-
-PENDING_STATES = ("pending", "retry_wait")
+OUTBOX_CHANNEL = outbox.OUTBOX_CHANNEL  # where it always was, for callers
 
 
 @dataclass
@@ -462,7 +459,7 @@ def _ingest_one(
             template=config.channels[channel_name].template,
         )
         if parent_ids:
-            result.superseded += _supersede(conn, parent_ids, channel_name, version, now)
+            result.superseded += outbox.supersede(conn, parent_ids, channel_name, version, now)
         payload = channel.render(notice, ctx)
         if as_new is not None:
             payload = {**payload, "as_new": channel.render(as_new, ctx)}
@@ -474,7 +471,6 @@ def _ingest_one(
                 "channel": channel_name,
                 "version": version,
                 "msg_type": notice.msg_type.value,
-                "state": "pending",
                 "payload": payload,
                 "cost": float(payload.get("cost", 0.0)),
                 "severity_rank": notice.severity.rank,
@@ -485,58 +481,9 @@ def _ingest_one(
             }
         )
     if new_deliveries:  # one round trip each for the outbox rows and their first audit rows
-        conn.execute(insert(deliveries), new_deliveries)
-        if conn.dialect.name == "postgresql":  # idle workers wake when this commits
-            conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
-        conn.execute(
-            insert(delivery_events),
-            [
-                {
-                    "delivery_id": d["id"],
-                    "at": now,
-                    "from_state": None,
-                    "to_state": "pending",
-                    "attempt": 0,
-                    "worker": None,
-                    "detail": f"queued {notice.msg_type.value} v{version} for {d['channel']}",
-                }
-                for d in new_deliveries
-            ],
-        )
+        outbox.enqueue(conn, new_deliveries, now, f"queued {notice.msg_type.value} v{version}")
         result.deliveries += len(new_deliveries)
     return result
-
-
-def _supersede(
-    conn: Connection, replaced: list[int], channel: str, version: int, now: datetime
-) -> int:
-    """The messages this one replaces, not yet sent on this channel, will never be sent there
-    (other branches of the story are not touched: each NWS segment goes out)."""
-    older = conn.execute(
-        select(deliveries.c.id, deliveries.c.state, deliveries.c.attempts).where(
-            deliveries.c.notice_id.in_(replaced),
-            deliveries.c.channel == channel,
-            deliveries.c.version < version,
-            deliveries.c.state.in_(PENDING_STATES),
-        )
-    ).all()
-    for row in older:
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == row.id, deliveries.c.state.in_(PENDING_STATES))
-            .values(state="superseded", updated_at=now)
-        )
-        conn.execute(
-            insert(delivery_events).values(
-                delivery_id=row.id,
-                at=now,
-                from_state=row.state,
-                to_state="superseded",
-                attempt=row.attempts,
-                detail=f"superseded by v{version} before it was sent",
-            )
-        )
-    return len(older)
 
 
 def _insert(conn: Connection, stmt: Any) -> int:

@@ -190,8 +190,6 @@ class Dispatcher:
         Idle, the lanes wait for PostgreSQL's NOTIFY of new deliveries (so they start within
         milliseconds, not at their next poll), and poll every `idle_sleep` anyway: for retries
         coming due, and whenever the notification connection is down."""
-        from clarion.pipeline import OUTBOX_CHANNEL
-
         wake = threading.Condition()
         generation = [0]
 
@@ -217,7 +215,7 @@ class Dispatcher:
         ]
         for t in lanes:
             t.start()
-        listener = self.store.listener(OUTBOX_CHANNEL)
+        listener = self.store.listener(outbox.OUTBOX_CHANNEL)
         try:
             while not stop.is_set():
                 listener.wait(idle_sleep, stop)

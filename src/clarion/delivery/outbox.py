@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, insert, not_, or_, select, update
+from sqlalchemy import Connection, and_, exists, insert, not_, or_, select, text, update
 from sqlalchemy.orm import aliased
 
+from clarion.delivery.states import ACTIVE, TERMINAL, WAITING, DeliveryState, check
+from clarion.delivery.states import DeliveryState as S
 from clarion.store import Store
 from clarion.store.schema import channels, deliveries, delivery_events, notices
 
-ACTIVE = ("pending", "retry_wait", "sending")
-TERMINAL = ("sent", "failed", "superseded", "cancelled")
+__all__ = ["ACTIVE", "OUTBOX_CHANNEL", "TERMINAL", "WAITING", "DeliveryState"]
+OUTBOX_CHANNEL = "clarion_outbox"  # LISTEN/NOTIFY: deliveries were queued
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,14 @@ def _event(
     worker: str | None,
     detail: str | None,
 ) -> None:
+    """Record one move of a delivery (checked against `states.MOVES`: the event log never
+    shows a move the state machine does not allow)."""
     conn.execute(
         insert(delivery_events).values(
             delivery_id=delivery_id,
             at=now,
             from_state=from_state,
-            to_state=to_state,
+            to_state=check(from_state, to_state).value,
             attempt=attempt,
             worker=worker,
             detail=detail,
@@ -92,8 +96,8 @@ def claim(
     d = deliveries
     older = aliased(deliveries)
     due = or_(
-        and_(d.c.state.in_(("pending", "retry_wait")), d.c.next_attempt_at <= now),
-        and_(d.c.state == "sending", d.c.lease_expires_at < now),
+        and_(d.c.state.in_((S.PENDING, S.RETRY_WAIT)), d.c.next_attempt_at <= now),
+        and_(d.c.state == S.SENDING, d.c.lease_expires_at < now),
     )
     # A thread's versions go out in order on each channel: never overtake an unfinished one.
     blocked = exists().where(
@@ -128,12 +132,12 @@ def claim(
         expires = now + timedelta(seconds=lease_seconds)
         out = []
         for r in rows:
-            reclaimed = r.state == "sending"
+            reclaimed = r.state == S.SENDING
             conn.execute(
                 update(d)
                 .where(d.c.id == r.id)
                 .values(
-                    state="sending",
+                    state=S.SENDING,
                     lease_owner=worker,
                     lease_expires_at=expires,
                     attempts=r.attempts + 1,
@@ -145,7 +149,7 @@ def claim(
                 if reclaimed
                 else None
             )
-            _event(conn, r.id, now, r.state, "sending", r.attempts + 1, worker, detail)
+            _event(conn, r.id, now, r.state, S.SENDING, r.attempts + 1, worker, detail)
             out.append(
                 Claimed(
                     id=r.id,
@@ -181,7 +185,7 @@ def heartbeat(
             .where(
                 deliveries.c.id.in_(ids),
                 deliveries.c.lease_owner == worker,
-                deliveries.c.state == "sending",
+                deliveries.c.state == S.SENDING,
             )
             .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
@@ -197,7 +201,7 @@ def checkpoint(store: Store, c: Claimed, worker: str, progress: dict[str, Any]) 
             update(deliveries)
             .where(
                 deliveries.c.id == c.id,
-                deliveries.c.state == "sending",
+                deliveries.c.state == S.SENDING,
                 deliveries.c.lease_owner == worker,
             )
             .values(receipt=progress)
@@ -218,14 +222,14 @@ def _finish(
         update(deliveries)
         .where(
             deliveries.c.id == c.id,
-            deliveries.c.state == "sending",
+            deliveries.c.state == S.SENDING,
             deliveries.c.lease_owner == worker,
         )
         .values(state=state, updated_at=now, lease_owner=None, lease_expires_at=None, **values)
     )
     if res.rowcount != 1:
         return False  # the lease was lost to another worker, which now owns the outcome
-    _event(conn, c.id, now, "sending", state, c.attempts, worker, detail)
+    _event(conn, c.id, now, S.SENDING, state, c.attempts, worker, detail)
     return True
 
 
@@ -244,7 +248,7 @@ def mark_sent(
             c,
             worker,
             now,
-            "sent",
+            S.SENT,
             f"posted as {post_id}",
             receipt_id=post_id,
             receipt_url=url,
@@ -281,7 +285,7 @@ def mark_retry(
             c,
             worker,
             now,
-            "retry_wait",
+            S.RETRY_WAIT,
             f"{kind}: {error}; next attempt at {at.isoformat(timespec='seconds')}",
             **values,
         )
@@ -292,7 +296,7 @@ def mark_failed(
 ) -> bool:
     with store.write() as conn:
         ok = _finish(
-            conn, c, worker, now, "failed", f"{kind}: {error}", last_error=error, error_kind=kind
+            conn, c, worker, now, S.FAILED, f"{kind}: {error}", last_error=error, error_kind=kind
         )
         if ok:
             conn.execute(
@@ -305,7 +309,7 @@ def mark_failed(
 
 def mark_cancelled(store: Store, c: Claimed, worker: str, now: datetime, why: str) -> bool:
     with store.write() as conn:
-        return _finish(conn, c, worker, now, "cancelled", why)
+        return _finish(conn, c, worker, now, S.CANCELLED, why)
 
 
 def hold_for_reauth(store: Store, c: Claimed, worker: str, now: datetime, error: str) -> bool:
@@ -316,7 +320,7 @@ def hold_for_reauth(store: Store, c: Claimed, worker: str, now: datetime, error:
             c,
             worker,
             now,
-            "pending",
+            S.PENDING,
             f"held: {error}",
             attempts=c.attempts - 1,
             last_error=error,
@@ -344,7 +348,7 @@ def previous_receipts(
         base = select(d.c.receipt_id, d.c.receipt_url, d.c.receipt).where(
             d.c.thread_id == c.thread_id,
             d.c.channel == c.channel,
-            d.c.state == "sent",
+            d.c.state == S.SENT,
             d.c.version < c.version,
         )
         if c.ancestors is not None:
@@ -427,7 +431,7 @@ def usage(store: Store, channel: str, now: datetime) -> Usage:
     day, _, month, _ = period_starts(now)
     d = deliveries
     with store.read() as conn:
-        sent = and_(d.c.channel == channel, d.c.state == "sent")
+        sent = and_(d.c.channel == channel, d.c.state == S.SENT)
         today = conn.execute(
             select(func.count()).select_from(d).where(sent, d.c.sent_at >= day)
         ).scalar_one()
@@ -449,21 +453,17 @@ def operator_retry(store: Store, delivery_id: str, now: datetime, who: str) -> s
         r = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
         if r is None:
             return "no such delivery"
-        if r.state not in ("retry_wait", "failed", "pending"):
+        if r.state not in (S.RETRY_WAIT, S.FAILED, S.PENDING):
             return f"it is {r.state}: nothing to retry"
         conn.execute(
             update(deliveries)
             .where(deliveries.c.id == delivery_id)
-            .values(state="pending", next_attempt_at=now, updated_at=now)
+            .values(state=S.PENDING, next_attempt_at=now, updated_at=now)
         )
         _event(
-            conn, delivery_id, now, r.state, "pending", r.attempts, None, f"retry asked by {who}"
+            conn, delivery_id, now, r.state, S.PENDING, r.attempts, None, f"retry asked by {who}"
         )
         if conn.dialect.name == "postgresql":
-            from sqlalchemy import text
-
-            from clarion.pipeline import OUTBOX_CHANNEL
-
             conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
     return None
 
@@ -474,16 +474,65 @@ def operator_cancel(store: Store, delivery_id: str, now: datetime, who: str) -> 
         r = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
         if r is None:
             return "no such delivery"
-        if r.state not in ("pending", "retry_wait", "failed"):
+        if r.state not in (S.PENDING, S.RETRY_WAIT, S.FAILED):
             return f"it is {r.state}: it can no longer be cancelled"
         res = conn.execute(
             update(deliveries)
             .where(deliveries.c.id == delivery_id, deliveries.c.state == r.state)
-            .values(state="cancelled", updated_at=now, lease_owner=None, lease_expires_at=None)
+            .values(state=S.CANCELLED, updated_at=now, lease_owner=None, lease_expires_at=None)
         )
         if res.rowcount != 1:  # a worker claimed it a moment ago
             return "it is being sent right now"
         _event(
-            conn, delivery_id, now, r.state, "cancelled", r.attempts, None, f"cancelled by {who}"
+            conn, delivery_id, now, r.state, S.CANCELLED, r.attempts, None, f"cancelled by {who}"
         )
     return None
+
+
+def enqueue(conn: Connection, rows: list[dict[str, Any]], now: datetime, detail: str) -> None:
+    """Queue new deliveries (state `pending`) in the ingest's transaction, with their first
+    events; on PostgreSQL, idle workers are woken when it commits."""
+    if not rows:
+        return
+    for r in rows:
+        r["state"] = check(None, r.get("state", DeliveryState.PENDING)).value
+    conn.execute(insert(deliveries), rows)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+    for r in rows:
+        _event(conn, r["id"], now, None, r["state"], 0, None, f"{detail} for {r['channel']}")
+
+
+def supersede(
+    conn: Connection, replaced: list[int], channel: str, version: int, now: datetime
+) -> int:
+    """The messages a newer one replaces, not yet sent on `channel`, will never be sent there
+    (other branches of the story are not touched: each NWS segment goes out)."""
+    older = conn.execute(
+        select(deliveries.c.id, deliveries.c.state, deliveries.c.attempts).where(
+            deliveries.c.notice_id.in_(replaced),
+            deliveries.c.channel == channel,
+            deliveries.c.version < version,
+            deliveries.c.state.in_(WAITING),
+        )
+    ).all()
+    done = 0
+    for row in older:
+        res = conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == row.id, deliveries.c.state.in_(WAITING))
+            .values(state=DeliveryState.SUPERSEDED.value, updated_at=now)
+        )
+        if res.rowcount == 1:
+            done += 1
+            _event(
+                conn,
+                row.id,
+                now,
+                row.state,
+                DeliveryState.SUPERSEDED,
+                row.attempts,
+                None,
+                f"superseded by v{version} before it was sent",
+            )
+    return done

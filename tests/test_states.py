@@ -1,0 +1,46 @@
+"""One writer per state: every change of a delivery's state goes through `delivery.outbox`,
+checked against the state machine in `delivery.states`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from clarion.delivery.states import MOVES, BadTransition, DeliveryState, check
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "clarion"
+
+
+def test_the_machine_allows_what_delivery_does_and_nothing_else() -> None:
+    S = DeliveryState
+    assert check(None, "pending") is S.PENDING
+    for before, after in (("pending", "sending"), ("sending", "sent"), ("sending", "retry_wait"),
+                          ("retry_wait", "sending"), ("failed", "pending"),
+                          ("pending", "superseded"), ("sending", "sending")):  # fmt: skip
+        assert check(before, after) is S(after)
+    for before, after in (("sent", "pending"), ("superseded", "sending"), (None, "sent"),
+                          ("cancelled", "pending"), ("sent", "sent")):  # fmt: skip
+        with pytest.raises(BadTransition):
+            check(before, after)
+    assert all(not MOVES[s] for s in (S.SENT, S.SUPERSEDED, S.CANCELLED))  # terminal
+
+
+def test_only_the_outbox_writes_a_deliverys_state() -> None:
+    """No module outside `clarion/delivery/` inserts into or updates the deliveries table."""
+    writers = []
+    for path in SRC.rglob("*.py"):
+        if path.parent.name == "delivery" or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("insert", "update")
+                and node.args
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == "deliveries"
+            ):
+                writers.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert writers == []
