@@ -10,10 +10,10 @@ import pytest
 
 from clarion.config import ConfigError
 from clarion.model import SignatureState
+from clarion.polling import poll_source
 from clarion.sources import build_sources
 from clarion.sources.cap import parse_cap
 from clarion.sources.capsig import load_certificates, verify_cap
-from clarion.sources.poller import poll_source
 from clarion.store import Store
 from tests.conftest import FIXTURES, fixture_bytes
 from tests.fakes.http import FakeServer, Request, Response

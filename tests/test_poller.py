@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from clarion.polling import due_sources, poll_source
 from clarion.sources import build_sources
-from clarion.sources.poller import due_sources, poll_source
 from clarion.store import Store
 from clarion.store.schema import sources as sources_table
 from tests.fakes.http import FakeServer, Request, Response
@@ -178,7 +178,7 @@ def test_due_sources_respect_interval(publisher: Publisher, store: Store) -> Non
 
 
 def test_host_pacer_spaces_polls_of_one_host() -> None:
-    from clarion.sources.poller import HostPacer
+    from clarion.polling import HostPacer
 
     pacer = HostPacer(gap=2.0)
     assert pacer.delay("https://alerts.example.gov/a", 100.0) == 0.0
@@ -207,7 +207,7 @@ kind = "preview"
 def test_exactly_one_worker_polls_a_source_at_a_time(store: Store) -> None:
     from datetime import timedelta
 
-    from clarion.sources.poller import claim_source, release_source
+    from clarion.polling import claim_source, release_source
 
     cfg = config('[sources.nws]\nkind = "cap"\nurl = "https://alerts.example/cap.atom"\n')
     [source] = build_sources(cfg).values()
@@ -230,7 +230,7 @@ def test_exactly_one_worker_polls_a_source_at_a_time(store: Store) -> None:
 
 
 def test_many_workers_racing_for_a_source_one_wins(store: Store) -> None:
-    from clarion.sources.poller import claim_source, load_state
+    from clarion.polling import claim_source, load_state
 
     cfg = config('[sources.nws]\nkind = "cap"\nurl = "https://alerts.example/cap.atom"\n')
     [source] = build_sources(cfg).values()
@@ -297,7 +297,7 @@ def test_rejected_items_are_listed_and_counted(publisher: Publisher, store: Stor
     # The missing document is tried again (and rejected again); the malformed one is not.
     assert 'clarion_source_items_rejected_total{reason="fetch_failed",source="nws"} 2.0' in text
     assert 'clarion_source_items_rejected_total{reason="malformed",source="nws"} 1.0' in text
-    from clarion.sources.poller import source_health
+    from clarion.polling import source_health
 
     [nws] = [h for h in source_health(store, cfg) if h.name == "nws"]
     assert {(r.item, r.reason) for r in nws.rejected} == {

@@ -19,8 +19,8 @@ import pytest
 from google.protobuf import text_format
 from google.transit import gtfs_realtime_pb2 as rt
 
+from clarion.polling import poll_source
 from clarion.sources import build_sources
-from clarion.sources.poller import poll_source
 from clarion.store import Store
 from clarion.store.schema import sources as sources_table
 from tests.conftest import fixture_bytes

@@ -72,8 +72,8 @@ def test_sources_lists_health_and_latency(origin, tmp_path: Path) -> None:
 
     from clarion.channels import build_channels
     from clarion.config import load_config
+    from clarion.polling import poll_source
     from clarion.sources import build_sources
-    from clarion.sources.poller import poll_source
     from clarion.store import open_store
 
     url = origin["__url__"][1].decode()

@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 
 from clarion.channels import build_channels
+from clarion.polling import poll_source
 from clarion.sources import build_sources
-from clarion.sources.poller import poll_source
 from clarion.sources.websub import discover, signature_ok
 from clarion.store import Store
 from clarion.store.schema import sources as sources_table

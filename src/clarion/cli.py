@@ -114,7 +114,11 @@ def _channels(config: Config, store=None):  # type: ignore[no-untyped-def]
     try:
         stored = credentials.load(store, credentials.keyring(config)) if store else {}
         validate_all(config, stored)
-        return build_channels(config, stored)
+        built = build_channels(config, stored)
+        for channel in built.values():  # the fediverse account keeps its followers there
+            if store is not None and hasattr(channel, "use_store"):
+                channel.use_store(store)
+        return built
     except ConfigError as exc:
         raise _fail(f"clarion: {exc}", 2) from None
     except credentials.CredentialError as exc:
@@ -445,7 +449,7 @@ def sources_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """List sources: health, last success, last error, items seen, latency."""
     if ctx.invoked_subcommand is not None:
         return
-    from clarion.sources.poller import source_health
+    from clarion.polling import source_health
 
     cfg = _config(config)
     health = source_health(_store(cfg), cfg)

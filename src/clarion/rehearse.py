@@ -320,9 +320,9 @@ def rehearse(folder: Path) -> Iterator[tuple[Step, list[Event]]]:
     """Play the scenario; yield each step with what the channels did (and skipped) at it."""
     from clarion.delivery.dispatcher import Dispatcher
     from clarion.pipeline import ingest
+    from clarion.polling import poll_source
     from clarion.seen import record_rejections
     from clarion.sources import build_sources
-    from clarion.sources.poller import poll_source
     from clarion.sources.push import parse_push
     from clarion.store import open_store
     from clarion.store.schema import deliveries, notices

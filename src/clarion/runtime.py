@@ -13,14 +13,14 @@ from clarion.channels.base import Channel
 from clarion.config import Config
 from clarion.delivery.dispatcher import Dispatcher, worker_id
 from clarion.net import guarded_client
-from clarion.sources import build_sources
-from clarion.sources.poller import (
+from clarion.polling import (
     HostPacer,
     claim_source,
     due_sources,
     poll_source,
     release_source,
 )
+from clarion.sources import build_sources
 from clarion.store import Store
 
 log = logging.getLogger(__name__)

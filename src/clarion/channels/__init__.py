@@ -94,7 +94,6 @@ def build_channels(
                     name,
                     username=cfg.username,
                     base=config.clarion.public_url,
-                    database_url=config.clarion.database_url,
                     # Followers' servers are addresses strangers choose: guarded like webhooks.
                     http=guarded_client(allow, timeout=cfg.timeout, follow_redirects=False),
                     hashtags=cfg.hashtags,

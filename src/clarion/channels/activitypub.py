@@ -47,7 +47,6 @@ class ActivityPubChannel:
         *,
         username: str,
         base: str,
-        database_url: str,
         http: httpx.Client,
         hashtags: list[str] | None = None,
         on_cancel: str = "edit",
@@ -57,14 +56,12 @@ class ActivityPubChannel:
         self.name = name
         self.username = username
         self.base = base.rstrip("/")
-        self.database_url = database_url
         self.hashtags = list(hashtags or [])
         self.on_cancel = on_cancel
         self.drop_after = drop_after
         self.languages = languages
         self._http = http
         self._store: Any = None
-        self._own_store = False
 
     @property
     def actor(self) -> str:
@@ -72,20 +69,19 @@ class ActivityPubChannel:
 
     def use_store(self, store: Any) -> None:
         """The dispatcher hands over its store (followers and keys live there)."""
-        self._store, self._own_store = store, False
+        self._store = store
 
     def store(self) -> Any:
-        if self._store is None:  # used alone (`clarion channels test`): open the configured one
-            self._own_store = True
-            from clarion.store import open_store
-
-            self._store = open_store(self.database_url, upgrade=False)
+        """The store its followers and keys live in, handed over by whoever runs the channel
+        (the dispatcher, `clarion channels test`): a channel never opens a database itself."""
+        if self._store is None:
+            raise RuntimeError(
+                f"channel {self.name}: the fediverse account needs the database handed to it"
+            )
         return self._store
 
     def close(self) -> None:
         self._http.close()
-        if self._store is not None and self._own_store:
-            self._store.close()
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         permalink = ctx.permalink or self.base + "/"

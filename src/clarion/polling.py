@@ -23,10 +23,10 @@ from clarion.config import Config, FeedSourceConfig
 from clarion.pipeline import IngestResult, end_branches, ingest, live_branches
 from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import FetchState, Source, SourceError
-from clarion.sources.websub import active_lease, ensure_subscription
 from clarion.store import Store
 from clarion.store.schema import notices, rejected_items
 from clarion.store.schema import sources as sources_table
+from clarion.websub_subscriber import active_lease, ensure_subscription
 
 log = logging.getLogger(__name__)
 
