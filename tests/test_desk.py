@@ -701,3 +701,24 @@ def test_composing_and_approving_run_off_the_event_loop(
     r = desk.post("/desk/compose", data=form, follow_redirects=False)
     assert r.status_code == 303, r.text
     assert where == [False]
+
+
+def test_rejected_items_show_on_the_desk(sqlite_store: Store) -> None:
+    """An item a source could not read is listed beside the source, with its reason."""
+    from clarion.seen import record_rejections
+    from clarion.sources.base import Rejected
+
+    cfg = config(DESK + '[sources.nws]\nkind = "nws"\nuser_agent = "tests (a@b.c)"\n')
+    people(sqlite_store)
+    record_rejections(
+        sqlite_store,
+        "nws",
+        [Rejected("urn:oid:bad.1", "invalid_date", "feature 3 [urn:oid:bad.1]: sent '9999-…'")],
+        T0,
+    )
+    client = TestClient(
+        create_app(sqlite_store, cfg, channels_for(cfg)), base_url=cfg.clarion.public_url
+    )  # type: ignore[arg-type]
+    desk_login(client, "vera", PASSWORD)
+    live = client.get("/desk/live").text
+    assert "urn:oid:bad.1" in live and "invalid_date" in live
