@@ -25,6 +25,7 @@ from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
 from clarion.store import Store
 from clarion.store.schema import (
+    deliveries,
     notice_refs,
     notice_terms,
     notices,
@@ -442,27 +443,40 @@ def _ingest_one(
         )
         return result
     new_deliveries: list[dict[str, Any]] = []
-    # Worded as a new alert where nothing of the story was posted before on a channel: the
-    # dispatcher picks this rendering when the update has nothing to reply to there.
+    routed = [name for name in route(notice, config) if name in channels]
+    if parent_ids:
+        for channel_name in routed:
+            result.superseded += outbox.supersede(conn, parent_ids, channel_name, version, now)
+    # An update is worded as a new alert where nothing of its story was posted before on a
+    # channel (there is nothing to reply to). Which it will be is known now unless an earlier
+    # version is still on its way there: then both are rendered and the dispatcher picks.
     as_new = (
         notice.model_copy(update={"msg_type": MsgType.ALERT})
         if notice.msg_type is MsgType.UPDATE
         else None
     )
-    for channel_name in route(notice, config):
-        channel = channels.get(channel_name)
-        if channel is None:
-            continue
+    before: dict[str, set[str]] = {}
+    if as_new is not None and ancestors:
+        for ch, st in conn.execute(
+            select(deliveries.c.channel, deliveries.c.state).where(
+                deliveries.c.notice_id.in_(ancestors), deliveries.c.channel.in_(routed)
+            )
+        ):
+            before.setdefault(ch, set()).add(st)
+    for channel_name in routed:
+        channel = channels[channel_name]
         ctx = RenderContext(
             languages=tuple(config.clarion.languages),
             permalink=permalink(config, int(thread_id)),
             template=config.channels[channel_name].template,
         )
-        if parent_ids:
-            result.superseded += outbox.supersede(conn, parent_ids, channel_name, version, now)
-        payload = channel.render(notice, ctx)
-        if as_new is not None:
-            payload = {**payload, "as_new": channel.render(as_new, ctx)}
+        states = before.get(channel_name, set())
+        if as_new is None or "sent" in states:
+            payload = channel.render(notice, ctx)
+        elif states & {"pending", "retry_wait", "sending"}:
+            payload = {**channel.render(notice, ctx), "as_new": channel.render(as_new, ctx)}
+        else:  # nothing of the story was, or will be, posted there first
+            payload = {**channel.render(as_new, ctx), "as_new": True}
         new_deliveries.append(
             {
                 "id": str(uuid.uuid4()),

@@ -274,10 +274,12 @@ class Dispatcher:
             )
             return
         payload = c.payload
-        if previous is None and isinstance(c.payload.get("as_new"), dict):
+        as_new = c.payload.get("as_new")
+        if previous is None and as_new:
             # Nothing of this story was posted here before: the update is worded as a new
-            # alert (with the story's current state), not as an update of nothing.
-            payload = c.payload["as_new"]
+            # alert (with the story's current state), not as an update of nothing. (`True`:
+            # the payload already is that wording; a dict: the wording, beside the reply's.)
+            payload = as_new if isinstance(as_new, dict) else c.payload
             notice = notice.model_copy(update={"msg_type": MsgType.ALERT})
         paused = self._paused.get(c.channel)
         if paused is not None and paused > now:

@@ -499,8 +499,21 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]], now: datetime, detail:
     conn.execute(insert(deliveries), rows)
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
-    for r in rows:
-        _event(conn, r["id"], now, None, r["state"], 0, None, f"{detail} for {r['channel']}")
+    conn.execute(  # one round trip for every first event
+        insert(delivery_events),
+        [
+            {
+                "delivery_id": r["id"],
+                "at": now,
+                "from_state": None,
+                "to_state": r["state"],
+                "attempt": 0,
+                "worker": None,
+                "detail": f"{detail} for {r['channel']}",
+            }
+            for r in rows
+        ],
+    )
 
 
 def supersede(
