@@ -321,7 +321,6 @@ def rehearse(folder: Path) -> Iterator[tuple[Step, list[Event]]]:
     from clarion.delivery.dispatcher import Dispatcher
     from clarion.pipeline import ingest
     from clarion.polling import poll_source
-    from clarion.seen import record_rejections
     from clarion.sources import build_sources
     from clarion.sources.push import parse_push
     from clarion.store import open_store
@@ -414,7 +413,7 @@ def rehearse(folder: Path) -> Iterator[tuple[Step, list[Event]]]:
                     )
                 dispatcher.run_until_idle()
                 events.extend(_dropped(store, step, reported, deliveries, notices))
-                events.extend(_rejections(store, step, record_rejections))
+                events.extend(_rejections(store, step))
                 yield step, events[start:]
         finally:
             http.close()
@@ -470,7 +469,7 @@ def _dropped(
     return out
 
 
-def _rejections(store: Any, step: Step, _: Any) -> list[Event]:
+def _rejections(store: Any, step: Step) -> list[Event]:
     from clarion.store.schema import rejected_items
 
     with store.read() as conn:
