@@ -152,3 +152,27 @@ def test_only_http_links_from_sources_reach_the_public() -> None:
     )
     [quake] = parse_cap(cap)
     assert quake.infos[0].web is None and quake.link is None
+
+
+def test_the_public_api_never_shows_a_sources_address(store: Store) -> None:
+    """A failing feed's URL may carry its API key; the public source list says what failed,
+    not where."""
+    from clarion.polling import _record_failure, load_state
+    from tests.helpers import NOW
+
+    cfg = config(
+        '[sources.transit]\nkind = "gtfsrt"\n'
+        'url = "https://feeds.example.org/alerts?api_key=k3y-s3cr3t"\n'
+    )
+    load_state(store, "transit", "gtfsrt")
+    _record_failure(
+        store,
+        "transit",
+        NOW,
+        "source transit: https://feeds.example.org/alerts?api_key=k3y-s3cr3t answered HTTP 500",
+        NOW,
+    )
+    with TestClient(create_app(store, cfg)) as c:
+        [src] = c.get("/api/v1/sources").json()
+    assert src["consecutive_failures"] == 1
+    assert "k3y-s3cr3t" not in src["last_error"] and "answered HTTP 500" in src["last_error"]

@@ -297,7 +297,7 @@ def test_rejected_items_are_listed_and_counted(publisher: Publisher, store: Stor
     # The missing document is tried again (and rejected again); the malformed one is not.
     assert 'clarion_source_items_rejected_total{reason="fetch_failed",source="nws"} 2.0' in text
     assert 'clarion_source_items_rejected_total{reason="malformed",source="nws"} 1.0' in text
-    from clarion.polling import source_health
+    from clarion.status import source_statuses as source_health
 
     [nws] = [h for h in source_health(store, cfg) if h.name == "nws"]
     assert {(r.item, r.reason) for r in nws.rejected} == {

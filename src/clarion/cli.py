@@ -387,29 +387,25 @@ def status(config: ConfigOpt = None) -> None:
     from sqlalchemy import select
 
     from clarion.delivery.outbox import queue_counts
-    from clarion.store.schema import channels, sources
+    from clarion.status import source_statuses
+    from clarion.store.schema import channels
 
     cfg = _config(config)
     store = _store(cfg)
     with store.read() as conn:
-        srcs = {r.name: r for r in conn.execute(select(sources))}
         chans = {r.name: r for r in conn.execute(select(channels))}
     typer.echo("Sources:")
     if not cfg.sources:
         typer.echo("  (none configured)")
-    for name, sc in cfg.sources.items():
-        r = srcs.get(name)
-        if r is None:
-            typer.echo(f"  {name} ({sc.kind}): never polled")
+    for h in source_statuses(store, cfg, sample=20):
+        if h.state == "never polled":
+            typer.echo(f"  {h.name} ({h.kind}): never polled")
             continue
-        health = (
-            "ok"
-            if not r.consecutive_failures
-            else f"FAILING x{r.consecutive_failures}: {r.last_error}"
-        )
+        health = "ok" if not h.failing else f"FAILING x{h.consecutive_failures}: {h.last_error}"
         typer.echo(
-            f"  {name} ({sc.kind}): {health}; last success {r.last_success_at or 'never'}; "
-            f"{r.notices_ingested} notices"
+            f"  {h.name} ({h.kind}): {health}; last success {h.last_success_at or 'never'}; "
+            f"{h.notices_ingested} notices"
+            + (f"; {len(h.rejected)} item(s) rejected" if h.rejected else "")
         )
     typer.echo("Channels:")
     counts = queue_counts(store)
@@ -449,7 +445,7 @@ def sources_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """List sources: health, last success, last error, items seen, latency."""
     if ctx.invoked_subcommand is not None:
         return
-    from clarion.polling import source_health
+    from clarion.status import source_statuses as source_health
 
     cfg = _config(config)
     health = source_health(_store(cfg), cfg)

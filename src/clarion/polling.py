@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,7 +22,6 @@ from clarion.pipeline import IngestResult, end_branches, ingest, live_branches
 from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import FetchState, Source, SourceError
 from clarion.store import Store
-from clarion.store.schema import notices, rejected_items
 from clarion.store.schema import sources as sources_table
 from clarion.websub_subscriber import active_lease, ensure_subscription
 
@@ -247,67 +244,6 @@ def due_sources(store: Store, sources: Mapping[str, Source], now: datetime) -> l
             for r in conn.execute(select(sources_table.c.name, sources_table.c.next_poll_at))
         }
     return [s for name, s in sources.items() if rows.get(name) is None or rows[name] <= now]
-
-
-@dataclass(frozen=True)
-class SourceHealth:
-    name: str
-    kind: str
-    state: str  # never polled | ok | failing
-    last_success_at: datetime | None
-    last_error: str | None
-    consecutive_failures: int
-    items_seen: int
-    notices_ingested: int
-    latency_p50: float | None  # seconds from the notice's own sent time to its ingest
-    latency_max: float | None
-    rejected: list[Any] = field(default_factory=list)  # rejected_items rows, newest first
-
-
-def source_health(store: Store, config: Config, sample: int = 100) -> list[SourceHealth]:
-    """Each configured source's health, and its latency over its last `sample` notices."""
-    out = []
-    with store.read() as conn:
-        states = {r.name: r for r in conn.execute(select(sources_table))}
-        for name, cfg in config.sources.items():
-            rows = conn.execute(
-                select(notices.c.sent, notices.c.received_at, notices.c.data)
-                .where(notices.c.source == name)
-                .order_by(notices.c.id.desc())
-                .limit(sample)
-            ).all()
-            lat = sorted(
-                (r.received_at - r.sent).total_seconds()
-                for r in rows
-                if not r.data.get("sent_estimated") and r.data.get("msg_type") != "end"
-            )
-            rejected = conn.execute(
-                select(rejected_items)
-                .where(rejected_items.c.source == name)
-                .order_by(rejected_items.c.last_at.desc())
-                .limit(20)
-            ).all()
-            row = states.get(name)
-            if row is None:
-                state = "never polled"
-            else:
-                state = "failing" if row.consecutive_failures else "ok"
-            out.append(
-                SourceHealth(
-                    name=name,
-                    kind=cfg.kind,
-                    state=state,
-                    last_success_at=row.last_success_at if row else None,
-                    last_error=row.last_error if row else None,
-                    consecutive_failures=row.consecutive_failures if row else 0,
-                    items_seen=row.items_seen if row else 0,
-                    notices_ingested=row.notices_ingested if row else 0,
-                    latency_p50=lat[len(lat) // 2] if lat else None,
-                    latency_max=lat[-1] if lat else None,
-                    rejected=list(rejected),
-                )
-            )
-    return out
 
 
 class HostPacer:

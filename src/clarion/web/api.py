@@ -39,7 +39,7 @@ from clarion.manual import CancelIn, FollowUpError, NoticeIn, follow_up, new_ale
 from clarion.model import MsgType, Notice
 from clarion.store import Store
 from clarion.store.schema import channels as channels_table
-from clarion.store.schema import deliveries, notices, sources, threads
+from clarion.store.schema import deliveries, notices, threads
 from clarion.web.outputs import Filter, base_url
 from clarion.web.query import MAX_ID, NoticeFilter, ThreadId, public_error
 
@@ -404,25 +404,23 @@ def api_router(
 
     @router.get("/sources", response_model=list[SourceOut], summary="Sources and their health")
     def list_sources() -> list[SourceOut]:
-        with store.read() as conn:
-            state = {r.name: r for r in conn.execute(select(sources))}
-        out = []
-        for name, cfg in config.sources.items():
-            r = state.get(name)
-            out.append(
-                SourceOut(
-                    name=name,
-                    kind=cfg.kind,
-                    enabled=cfg.enabled,
-                    last_polled_at=r.last_polled_at if r else None,
-                    last_success_at=r.last_success_at if r else None,
-                    last_error=r.last_error if r else None,
-                    consecutive_failures=int(r.consecutive_failures or 0) if r else 0,
-                    items_seen=int(r.items_seen or 0) if r else 0,
-                    notices_ingested=int(r.notices_ingested or 0) if r else 0,
-                )
+        from clarion.status import public_error as public_source_error
+        from clarion.status import source_statuses
+
+        return [
+            SourceOut(
+                name=h.name,
+                kind=h.kind,
+                enabled=h.enabled,
+                last_polled_at=h.last_polled_at,
+                last_success_at=h.last_success_at,
+                last_error=public_source_error(h.last_error),
+                consecutive_failures=h.consecutive_failures,
+                items_seen=h.items_seen,
+                notices_ingested=h.notices_ingested,
             )
-        return out
+            for h in source_statuses(store, config, sample=20)
+        ]
 
     @router.get("/channels", response_model=list[ChannelOut], summary="Channels and their state")
     def list_channels() -> list[ChannelOut]:

@@ -46,13 +46,13 @@ from clarion.desk.accounts import Session
 from clarion.desk.templates import BUILTIN, load_template, save_template, template_names
 from clarion.manual import AreaIn, GeocodeIn, NoticeIn
 from clarion.model import Certainty, Severity, Status, Urgency
+from clarion.status import source_statuses
 from clarion.store import Store
 from clarion.store.schema import (
     audit_log,
     deliveries,
     delivery_events,
     notices,
-    rejected_items,
     threads,
 )
 from clarion.store.schema import (
@@ -836,7 +836,6 @@ def _status(c: _Ctx) -> dict[str, Any]:
     store, config, now = c.store, c.config, datetime.now(UTC)
     with store.read() as conn:
         chan_rows = {r.name: r for r in conn.execute(select(channels_t))}
-        src_rows = {r.name: r for r in conn.execute(select(sources_t))}
         recent = list(conn.execute(select(threads).order_by(threads.c.updated_at.desc()).limit(12)))
         ids = [t.id for t in recent]
         cells: dict[tuple[int, str], Any] = {}
@@ -859,17 +858,6 @@ def _status(c: _Ctx) -> dict[str, Any]:
                 .limit(50)
             )
         )
-        delays: dict[str, float] = {}
-        for name in src_rows:
-            rows = conn.execute(
-                select(notices.c.sent, notices.c.received_at)
-                .where(notices.c.source == name)
-                .order_by(notices.c.id.desc())
-                .limit(20)
-            ).all()
-            lags = sorted(max(0.0, (r.received_at - r.sent).total_seconds()) for r in rows)
-            if lags:
-                delays[name] = lags[len(lags) // 2]
     counts = outbox.queue_counts(store)
     chans = []
     for name, cfg in config.channels.items():
@@ -908,27 +896,20 @@ def _status(c: _Ctx) -> dict[str, Any]:
                 "followers": _followers(store, cfg),
             }
         )
-    with store.read() as conn:
-        rejected: dict[str, list[Any]] = {}
-        for r in conn.execute(
-            select(rejected_items).order_by(rejected_items.c.last_at.desc()).limit(200)
-        ):
-            rejected.setdefault(r.source, []).append(r)
     srcs = []
-    for name, src in config.sources.items():
-        row = src_rows.get(name)
-        failing = bool(row and row.consecutive_failures)
+    for h in source_statuses(store, config, sample=20):
+        push = config.sources[h.name].kind == "push"
         srcs.append(
             {
-                "name": name,
-                "kind": src.kind,
-                "healthy": (row is not None and not failing) if src.kind != "push" else not failing,
-                "last_success": row.last_success_at if row else None,
-                "failures": row.consecutive_failures if row else 0,
-                "error": row.last_error if row and failing else None,
-                "delay": delays.get(name),
-                "notices": row.notices_ingested if row else 0,
-                "rejected": rejected.get(name, [])[:5],
+                "name": h.name,
+                "kind": h.kind,
+                "healthy": not h.failing if push else (h.state != "never polled" and not h.failing),
+                "last_success": h.last_success_at,
+                "failures": h.consecutive_failures,
+                "error": h.last_error if h.failing else None,
+                "delay": max(0.0, h.latency_p50) if h.latency_p50 is not None else None,
+                "notices": h.notices_ingested,
+                "rejected": h.rejected[:5],
             }
         )
     totals = {
