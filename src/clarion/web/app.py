@@ -36,13 +36,14 @@ def create_app(
     app.include_router(api_router(store, config, channels))
     app.state.limiter = HourlyLimiter(store)
     install_rate_limits(app, store, config, app.state.limiter)
-    from clarion.web.security import SecurityMiddleware
+    from clarion.web.security import HeadAsGet, SecurityMiddleware
 
     biggest = max(
         [config.clarion.max_request_bytes]
         + [int(getattr(s, "max_bytes", 0)) for s in config.sources.values()]
     )
     https = (config.clarion.public_url or "").startswith("https://")
+    app.add_middleware(HeadAsGet)
     app.add_middleware(SecurityMiddleware, max_body=biggest, https=https)  # outermost
 
     @app.exception_handler(405)
@@ -54,6 +55,8 @@ def create_app(
             regex = getattr(route, "path_regex", None)
             if regex is not None and regex.match(request.url.path):
                 methods |= set(getattr(route, "methods", None) or ())
+        if "GET" in methods:
+            methods.add("HEAD")  # answered by HeadAsGet
         return JSONResponse(
             {"detail": "Method Not Allowed"},
             status_code=405,

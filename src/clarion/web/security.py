@@ -107,3 +107,35 @@ class SecurityMiddleware:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = PlainTextResponse(f"request body over {self.max_body:,} bytes", status_code=413)
         await response(scope, receive, send)
+
+
+class HeadAsGet:
+    """Every GET answers HEAD (RFC 9110): the request is served as a GET and only its status
+    and headers (its Content-Length and ETag included) go out. Crawlers, link checkers, CDNs
+    and feed readers ask HEAD; FastAPI's routes alone would answer 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        finished = False
+
+        async def head_receive() -> Message:
+            if finished:  # a stream (server-sent events) stops once the headers are out
+                return {"type": "http.disconnect"}
+            return await receive()
+
+        async def head_send(message: Message) -> None:
+            nonlocal finished
+            if finished:
+                return
+            if message["type"] == "http.response.body":
+                finished = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, head_receive, head_send)
