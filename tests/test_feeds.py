@@ -196,7 +196,16 @@ def test_filters(site: Any, params: dict[str, Any], expect: set[str] | None) -> 
     if expect is not None:
         assert {n.source for n in got} == expect
     if params.get("severity"):
-        assert {n.severity for n in got} <= {"severe", "extreme"}
+        # Each matches itself, or follows up a story that matched (a Minor cancel of a Severe
+        # watch belongs in the feed of severe notices).
+        for n in got:
+            assert n.severity in ("severe", "extreme") or (
+                n.msg_type in ("update", "cancel", "end")
+                and any(
+                    o.thread_id == n.thread_id and o.id < n.id and o.severity == "severe"
+                    for o in by_url.values()
+                )
+            )
         assert len(got) < len(by_url)
 
 
@@ -296,3 +305,21 @@ def test_a_notices_text_is_text_in_every_feed_reader(store: Store) -> None:
     # Atom says it is text (type="text"): the words as written.
     [entry] = atom.entries
     assert entry.summary_detail.type == "text/plain" and text in entry.summary
+
+
+def test_a_filtered_feed_carries_every_follow_up_of_a_story_it_holds(store: Store) -> None:
+    """The README's own filtered feed held the watch and its update but not its cancellation
+    (the Cancel says "Minor"): a reader who filtered never learned it was cancelled."""
+    cfg = config()
+    chans = channels_for(cfg)
+    for i in range(3):  # a flash flood watch: alert, update, cancel
+        ingest_bytes(store, cfg, chans, demo_cap(i), now=NOW + timedelta(minutes=i))
+    params = {"severity": "severe", "area": "MTZ014"}
+    with TestClient(create_app(store, cfg)) as c:
+        feed = _parsed(c, "/feeds/all.atom", **params)
+        titles = [e.title for e in feed.entries]
+        assert len(titles) == 3 and titles[0].startswith("Cancelled")
+        api = c.get("/api/v1/notices", params=params).json()["items"]
+        assert [v["msg_type"] for v in api[0]["versions"]] == ["alert", "update", "cancel"]
+        # A filter that no version of the story ever matched still finds nothing.
+        assert _parsed(c, "/feeds/all.atom", severity="extreme").entries == []

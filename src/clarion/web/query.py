@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Path
-from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.orm import aliased
 
 from clarion.model import Severity, Status
 from clarion.store.schema import notice_terms, notices
@@ -107,17 +108,38 @@ class NoticeFilter:
         return urlencode(self.query_params(), doseq=True)
 
     def where(self) -> list[ColumnElement[bool]]:
-        """Conditions on `notices` (joined nowhere: the terms are EXISTS subqueries)."""
+        """Conditions on `notices` (joined nowhere: the terms are EXISTS subqueries).
+
+        A story that matched keeps matching: its follow-ups (an update, a cancel, an end) are
+        in every filtered feed, page and answer the story was in, whatever they say themselves
+        (a cancel's severity is often Minor, and a reader who filtered must learn of it)."""
+        if self.empty:
+            return []
+        earlier = aliased(notices)
+        follow_up = and_(
+            notices.c.msg_type.in_(("update", "cancel", "end")),
+            exists(
+                select(earlier.c.id).where(
+                    earlier.c.thread_id == notices.c.thread_id,
+                    earlier.c.id < notices.c.id,
+                    *self._conditions(earlier),
+                )
+            ),
+        )
+        return [or_(and_(*self._conditions(notices)), follow_up)]
+
+    def _conditions(self, n: Any) -> list[ColumnElement[bool]]:
+        """What a notice must say itself to match (on `n`, the notices table or an alias)."""
         cond: list[ColumnElement[bool]] = []
         if self.source:
-            cond.append(notices.c.source.in_(self.source))
+            cond.append(n.c.source.in_(self.source))
         if self.publisher:
-            cond.append(notices.c.sender.in_(self.publisher))
+            cond.append(n.c.sender.in_(self.publisher))
         if self.severity is not None:
             allowed = [s.value for s in Severity if s.rank >= self.severity.rank]
-            cond.append(notices.c.severity.in_(allowed))
+            cond.append(n.c.severity.in_(allowed))
         if self.status:
-            cond.append(notices.c.status.in_([s.value for s in self.status]))
+            cond.append(n.c.status.in_([s.value for s in self.status]))
         for prefix, values in (
             ("category", self.category),
             ("area", self.area),
@@ -131,7 +153,7 @@ class NoticeFilter:
                     exists(
                         select(notice_terms.c.notice_id).where(
                             and_(
-                                notice_terms.c.notice_id == notices.c.id,
+                                notice_terms.c.notice_id == n.c.id,
                                 notice_terms.c.term.in_(wanted),
                             )
                         )
