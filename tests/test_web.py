@@ -147,3 +147,28 @@ def test_security_headers_cors_for_public_data_and_body_limits(store: Store) -> 
 
         streamed = client.post("/api/v1/notices", content=chunks())
         assert streamed.status_code == 413
+
+
+def test_every_source_link_on_the_page_answers_and_there_is_an_icon(store: Store) -> None:
+    """The page links each notice to its source's page: the desk's and the API's too (they
+    are not configured sources), and a source since removed from the configuration."""
+    import re
+
+    from clarion.manual import NoticeIn, new_alert
+    from clarion.pipeline import ingest
+    from tests.helpers import channels_for, config
+
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest(store, cfg, chans, [new_alert(cfg, NoticeIn(headline="Road closed"), kind="desk")],
+           source="desk")  # fmt: skip
+    with TestClient(create_app(store, cfg)) as c:
+        page = c.get("/").text
+        links = set(re.findall(r'href="(/sources/[^"]+)"', page))
+        assert links == {"/sources/desk"}
+        for link in links:
+            assert c.get(link).status_code == 200
+            assert c.get(f"/feeds/source/{link.rsplit('/', 1)[1]}.atom").status_code == 200
+        assert c.get("/sources/nobody").status_code == 404
+        icon = c.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.content[:4] == b"\x00\x00\x01\x00"

@@ -27,7 +27,7 @@ from clarion.store import Store
 from clarion.store.schema import notices
 from clarion.web.capdoc import CAP_CONTENT_TYPE, cap_document, cap_identity, serve_original
 from clarion.web.feeds import FORMATS, FeedMeta, item_from_row
-from clarion.web.query import NoticeFilter, ThreadId, Version
+from clarion.web.query import NoticeFilter, ThreadId, Version, known_source
 
 FEED_SIZE = 50
 
@@ -192,7 +192,7 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
         return Response(body, media_type=media_type, headers=headers)
 
     def _source_filter(name: str, flt: NoticeFilter) -> NoticeFilter:
-        if name not in config.sources:
+        if not known_source(store, config, name):
             raise HTTPException(404, f"No source named {name!r}")
         return NoticeFilter(**{**flt.__dict__, "source": (name,)})
 

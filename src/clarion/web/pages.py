@@ -22,7 +22,7 @@ from clarion.store import Store
 from clarion.store.schema import deliveries, notices, threads
 from clarion.web.areamap import area_svg
 from clarion.web.outputs import Filter
-from clarion.web.query import NoticeFilter, ThreadId, public_error
+from clarion.web.query import NoticeFilter, ThreadId, known_source, public_error
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE = 50
@@ -50,6 +50,19 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
         "expired": expired,
         "until": over,
     }
+
+
+def _favicon() -> bytes:
+    """A small icon, drawn once: a red triangle of warning on white (no file to ship)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (32, 32), (255, 255, 255, 0))
+    ImageDraw.Draw(img).polygon([(16, 2), (30, 29), (2, 29)], fill=(190, 30, 30, 255))
+    out = io.BytesIO()
+    img.save(out, "ICO", sizes=[(32, 32)])
+    return out.getvalue()
 
 
 def pages_router(store: Store, config: Config) -> APIRouter:
@@ -123,7 +136,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         summary="One source's notices",
     )
     def source_page(request: Request, name: str, flt: Filter, page: Page = 1) -> Response:
-        if name not in config.sources:
+        if not known_source(store, config, name):
             raise HTTPException(404, f"No source named {name!r}")
         f = NoticeFilter(**{**flt.__dict__, "source": (name,)})
         return timeline(request, f, page, f"Notices from {name}", f"/sources/{quote(name)}")
@@ -202,6 +215,14 @@ def pages_router(store: Store, config: Config) -> APIRouter:
                 "quote": quote,
                 "public_error": public_error,
             },
+        )
+
+    icon = _favicon()
+
+    @router.get("/favicon.ico", summary="The page's icon", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(
+            icon, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}
         )
 
     @router.get(

@@ -179,3 +179,15 @@ def public_error(kind: str | None, state: str) -> str | None:
     if state in ("sent", "superseded", "cancelled") or kind is None:
         return None
     return PUBLIC_ERRORS.get(kind, "not posted yet")
+
+
+def known_source(store: Any, config: Any, name: str) -> bool:
+    """A source the public may ask for: a configured one, or one that stored notices (the desk,
+    the API, a source since removed from the configuration)."""
+    if name in config.sources:
+        return True
+    with store.read() as conn:
+        return (
+            conn.execute(select(notices.c.id).where(notices.c.source == name).limit(1)).first()
+            is not None
+        )
