@@ -323,3 +323,17 @@ def test_a_filtered_feed_carries_every_follow_up_of_a_story_it_holds(store: Stor
         assert [v["msg_type"] for v in api[0]["versions"]] == ["alert", "update", "cancel"]
         # A filter that no version of the story ever matched still finds nothing.
         assert _parsed(c, "/feeds/all.atom", severity="extreme").entries == []
+
+
+def test_every_format_publishes_the_messages_own_time(store: Store) -> None:
+    """A 2010 watch read today is from 2010 in every format and on the page: Atom's `updated`
+    was the time Clarion received it, while RSS said 2010."""
+    cfg = config()
+    ingest_bytes(store, cfg, channels_for(cfg), demo_cap(0), now=NOW + timedelta(days=5000))
+    with TestClient(create_app(store, cfg)) as c:
+        atom = _parsed(c, "/feeds/all.atom")
+        rss = _parsed(c, "/feeds/all.rss")
+        page = c.get("/").text
+    [a], [r] = atom.entries, rss.entries
+    assert a.updated_parsed[:3] == (2010, 8, 30) and r.published_parsed[:3] == (2010, 8, 30)
+    assert "2010-08-30" in page and str((NOW + timedelta(days=5000)).year) not in page

@@ -61,7 +61,9 @@ def item_from_row(row: Any, base_url: str) -> Item:
         url=f"{base_url}/notices/{row.thread_id}#v{row.version}",
         title=prefix + row.headline,
         published=datetime.fromisoformat(data["sent"]),
-        updated=row.received_at,
+        # The message's own time, in every format (Atom's `updated` was when Clarion received
+        # it, so a 2010 alert read today looked new in one format and old in another).
+        updated=datetime.fromisoformat(data["sent"]),
         author=info.get("sender_name") or data.get("sender") or "unknown",
         summary="\n\n".join(parts),
         language=info.get("language"),

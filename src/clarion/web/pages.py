@@ -41,7 +41,9 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
         "state": r.state,
         "status": r.status,
         "version": r.latest_version,
-        "updated": r.updated_at,
+        # When the publisher sent its newest message, not when Clarion received it (a 2010
+        # alert replayed today is not "today").
+        "updated": datetime.fromisoformat(data["sent"]) if data.get("sent") else r.updated_at,
         "source": r.source,
         "sender": data.get("sender"),
         "sender_name": info.get("sender_name") or data.get("sender"),
