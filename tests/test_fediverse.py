@@ -208,6 +208,9 @@ def test_notices_go_to_followers_signed(
         assert last["object"] == {"id": note_id, "type": "Tombstone"}
     sent = rows(sqlite_store, deliveries, order=deliveries.c.version)
     assert [d.state for d in sent] == ["sent"] * 3 and sent[0].receipt_id == note_id
+    # The outbox counts what it lists: one Create (the Note its update and cancel edit).
+    outbox = TestClient(create_app(sqlite_store, c, chans)).get("/ap/alerts/outbox").json()
+    assert outbox["totalItems"] == len(outbox["orderedItems"]) == 1
 
 
 def test_a_test_notice_carries_a_content_warning(sqlite_store: Store) -> None:

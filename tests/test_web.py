@@ -172,3 +172,23 @@ def test_every_source_link_on_the_page_answers_and_there_is_an_icon(store: Store
         assert c.get("/sources/nobody").status_code == 404
         icon = c.get("/favicon.ico")
         assert icon.status_code == 200 and icon.content[:4] == b"\x00\x00\x01\x00"
+
+
+def test_a_severity_badge_only_where_it_says_something(store: Store) -> None:
+    """A cancelled watch no longer wears a red SEVERE badge; a blog post has no UNKNOWN one."""
+    from clarion.pipeline import ingest
+    from clarion.sources.feed import parse_feed
+    from tests.conftest import fixture_bytes
+
+    cfg = config()
+    chans = channels_for(cfg)
+    for i in range(3):
+        ingest_bytes(store, cfg, chans, demo_cap(i))
+    post = parse_feed(fixture_bytes("feeds/wordpress-org-news.rss"))[:1]
+    ingest(store, cfg, chans, post, source="blog", now=NOW)
+    with TestClient(create_app(store, cfg)) as c:
+        page = c.get("/").text
+        watch = c.get("/notices/1").text
+    assert 'class="tag">cancelled' in page
+    assert 'class="tag sev-' not in page  # the watch is cancelled; the post says no severity
+    assert 'class="tag sev-' not in watch

@@ -163,10 +163,12 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
                 }
             )
         with store.read() as conn:
+            # One Note (one Create) per story: its updates and cancel edit that Note, they are
+            # not items of their own.
             total = conn.execute(
-                select(func.count())
-                .select_from(deliveries)
-                .where(deliveries.c.channel == channel, deliveries.c.state == "sent")
+                select(func.count(func.distinct(deliveries.c.thread_id))).where(
+                    deliveries.c.channel == channel, deliveries.c.state == "sent"
+                )
             ).scalar_one()
         return _json(collection(f"{me}/outbox", int(total), items))
 
