@@ -113,7 +113,6 @@ def poll_source(
             live_branches(store, source.name),
             source.end_after,
         )
-        cursor.pop("listed", None)
         if gone:
             result += end_branches(
                 store,
