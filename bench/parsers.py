@@ -20,7 +20,7 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clarion.sources import PARSERS  # noqa: E402
+from clarion.sources import parsers  # noqa: E402
 from tests.nws_dates import resolve  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures"
@@ -90,7 +90,7 @@ def main() -> list[tuple[str, float, float]]:
     )
     out = []
     for name, kind, docs, bare, lib in CASES:
-        ours = _rate(lambda d, k=kind: PARSERS[k](d, ""), docs)
+        ours = _rate(lambda d, k=kind: parsers()[k](d, ""), docs)
         base = _rate(bare, docs)
         out.append((name, ours, base))
         print(f"  {name:<12} vs {lib:<24}{ours:10,.0f}{base:12,.0f}{ours / base:8.3f}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from clarion.sources import PARSERS
+    from clarion.sources import parsers
     from clarion.sources.base import SourceError
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -42,10 +42,10 @@ CONTENT_TYPES = {
 
 
 def main() -> None:
-    kind = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in PARSERS else None
+    kind = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in parsers() else None
     if kind is None:
-        sys.exit(f"usage: fuzz_parsers.py {{{','.join(sorted(PARSERS))}}} [libFuzzer options]")
-    parse = PARSERS[kind]
+        sys.exit(f"usage: fuzz_parsers.py {{{','.join(sorted(parsers()))}}} [libFuzzer options]")
+    parse = parsers()[kind]
     ctype = CONTENT_TYPES.get(kind, "")
 
     def one(data: bytes) -> None:

@@ -65,3 +65,72 @@ def test_every_test_named_in_the_security_page_exists() -> None:
         assert f"def {name}(" in text, f"{path}::{name} is named in docs/security.md"
     for path in set(re.findall(r"`(test_\w+\.py)`", doc)):
         assert (ROOT / "tests" / path).exists(), path
+
+
+def _blocks(doc: str, after: str, lang: str) -> list[str]:
+    import re
+
+    part = doc[doc.index(after) :]
+    return re.findall(rf"```{lang}\n(.*?)```", part, re.S)
+
+
+def test_the_architecture_page_adds_a_platform(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """docs/architecture.md's "How to add a platform", followed as written: its module and its
+    TOML, registered as its step 2 says, send a real notice to a loopback ntfy."""
+    import importlib.util
+    import json
+    import sys
+
+    from typer.testing import CliRunner
+
+    from clarion import registry
+    from tests.conftest import FIXTURES
+    from tests.fakes.http import FakeServer, Request, Response
+
+    doc = (ROOT / "docs/architecture.md").read_text()
+    module_text = _blocks(doc, "## How to add a platform", "python")[0]
+    toml_text = _blocks(doc, "## How to add a platform", "toml")[0]
+    path = tmp_path / "ntfy_from_the_docs.py"
+    path.write_text(module_text)
+    spec = importlib.util.spec_from_file_location("ntfy_from_the_docs", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # as an import would
+    spec.loader.exec_module(module)
+
+    received: list[Request] = []
+
+    def ntfy(req: Request) -> Response:  # ntfy's publish API: POST /<topic>
+        received.append(req)
+        if req.headers.get("authorization") != "Bearer tk_doc":
+            return Response(401, {"code": 40101, "error": "unauthorized"})
+        return Response(200, {"id": "hwQ2YpKdmg", "event": "message", "topic": req.path[1:]})
+
+    with FakeServer(ntfy) as server, registry.registered(channel=module.CONNECTOR):
+        db = tmp_path / "c.db"
+        toml = tmp_path / "clarion.toml"
+        toml.write_text(
+            f'[clarion]\ndatabase_url = "sqlite:///{db}"\ndrop_expired = false\n'
+            + toml_text.replace("https://ntfy.example.org", server.url)
+        )
+        monkeypatch.setenv("NTFY_TOKEN", "tk_doc")
+        runner = CliRunner()
+        cap = str(FIXTURES / "cap/weather.cap")
+        for args in (
+            ["check"],
+            ["replay", "--include-expired", cap],
+            ["worker", "--once"],
+        ):
+            out = runner.invoke(app, [*args, "--config", str(toml)])
+            assert out.exit_code == 0, out.output
+        shown = runner.invoke(app, ["render", "--platform", "ntfy", cap])
+        assert shown.exit_code == 0, shown.output
+    assert len(received) == 1
+    req = received[0]
+    assert req.path == "/county-alerts"
+    assert req.headers["title"] and req.headers["priority"] in "12345"
+    # What was sent is what `clarion render` shows, but for the link (the config's own address).
+    sent, shown_text = req.body.decode(), json.loads(shown.output)["text"]
+    assert sent.rsplit("\n", 1)[0] == shown_text.rsplit("\n", 1)[0]
+    assert shown_text.endswith("https://clarion.example/notices/1")
+    assert "/notices/" in sent.rsplit("\n", 1)[1]

@@ -7,7 +7,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clarion.sources import PARSERS
+from clarion.sources import parsers
 from clarion.sources.base import SourceError
 from tests.conftest import fixture_bytes
 
@@ -32,7 +32,7 @@ def _mutate(data: bytes, cuts: list[tuple[int, int, bytes]]) -> bytes:
     deadline=None,
 )
 @given(
-    kind=st.sampled_from(sorted(PARSERS)),
+    kind=st.sampled_from(sorted(parsers())),
     data=st.one_of(
         st.binary(max_size=2000),
         st.builds(
@@ -47,7 +47,7 @@ def _mutate(data: bytes, cuts: list[tuple[int, int, bytes]]) -> bytes:
 )
 def test_parsers_only_raise_source_error(kind: str, data: bytes) -> None:
     try:
-        notices = PARSERS[kind](data, "")
+        notices = parsers()[kind](data, "")
     except SourceError as exc:
         assert str(exc)
     else:
@@ -84,10 +84,10 @@ STRUCTURAL = [
 
 
 def test_structural_attacks_give_only_clear_errors() -> None:
-    for kind in sorted(PARSERS):
+    for kind in sorted(parsers()):
         for body in STRUCTURAL:
             try:
-                notices = PARSERS[kind](body, "")
+                notices = parsers()[kind](body, "")
             except SourceError as exc:
                 assert str(exc), (kind, body[:40])
             else:

@@ -7,11 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from clarion import registry
 from clarion.channels.base import RenderContext
 from clarion.cli import app
 from clarion.render.counting import COUNTERS
-from clarion.render.platforms import PLATFORMS, render_for
-from clarion.sources import PARSERS
+from clarion.render.platforms import render_for
+from clarion.sources import parsers
 from tests.conftest import FIXTURES, fixture_bytes
 from tests.golden import check_golden
 
@@ -29,10 +30,10 @@ CTX = RenderContext(languages=("en",), permalink="https://clarion.example/notice
 
 def _notice(name: str):  # type: ignore[no-untyped-def]
     kind, path, index = NOTICES[name]
-    return PARSERS[kind](fixture_bytes(path), "")[index]
+    return parsers()[kind](fixture_bytes(path), "")[index]
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("platform", registry.previewable())
 def test_golden_renders(platform: str) -> None:
     renders = {}
     for name in NOTICES:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clarion import registry
 from clarion.config import EXAMPLE_CONFIG, Config, ConfigError, config_path, load_config
 
 if TYPE_CHECKING:
@@ -55,7 +56,18 @@ users_app = typer.Typer(
 )
 app.add_typer(users_app, name="users")
 
-KIND_HELP = "Parser: cap, feed, nws, gtfsrt or statuspage."
+# The lists in help texts come from the registry (a connector added there is listed here).
+KIND_HELP = "Parser: " + ", ".join(registry.SOURCE_KINDS + tuple(registry._extra_sources)) + "."
+
+
+def _platform_help() -> str:
+    return ", ".join(registry.previewable())
+
+
+def _threadable_help() -> str:
+    return ", ".join(registry.threadable())
+
+
 ConfigOpt = Annotated[
     str | None,
     typer.Option(
@@ -160,6 +172,13 @@ def check(config: ConfigOpt = None) -> None:
     )
 
 
+@app.command()
+def platforms() -> None:
+    """List every channel and source kind this Clarion knows, with each platform's rules
+    (the table in docs/configuration.md)."""
+    typer.echo(registry.markdown_tables(), nl=False)
+
+
 def _mask_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -168,14 +187,15 @@ def _mask_url(url: str) -> str:
 
 def _parse_files(kind: str, files: list[Path]) -> Iterator[tuple[Path, list[Notice]]]:
     """Each file's notices; a bad file is reported on stderr and skipped (exit 1 at the end)."""
-    from clarion.sources import PARSERS, SourceError
+    from clarion.sources import SourceError, parsers
 
-    if kind not in PARSERS:
-        raise _fail(f"clarion: unknown kind {kind!r}; choose from {', '.join(PARSERS)}", 2)
+    parse = parsers()
+    if kind not in parse:
+        raise _fail(f"clarion: unknown kind {kind!r}; choose from {', '.join(parse)}", 2)
     failed = 0
     for f in files:
         try:
-            notices = PARSERS[kind](f.read_bytes(), "")
+            notices = parse[kind](f.read_bytes(), "")
         except SourceError as exc:
             typer.secho(f"{f}: {exc}", fg=typer.colors.RED, err=True)
             failed += 1
@@ -204,7 +224,7 @@ def render(
         typer.Option(
             "--platform",
             "-p",
-            help="x, mastodon, bluesky, telegram, discord, slack, matrix, email, webhook, apprise",
+            help=_platform_help(),
         ),
     ] = "mastodon",
     kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP)] = "cap",
@@ -217,24 +237,21 @@ def render(
             min=1,
             max=25,
             help="Split a long notice into up to this many numbered posts "
-            '(mastodon, bluesky, x, threads); they are listed under "thread".',
+            f'({_threadable_help()}); they are listed under "thread".',
         ),
     ] = 1,
 ) -> None:
     """Print, as JSON lines, the post each notice in FILES would become on PLATFORM."""
     from clarion.channels.base import RenderContext
-    from clarion.render.platforms import PLATFORMS, THREADABLE, render_for
+    from clarion.render.platforms import render_for
 
-    if thread_parts > 1 and platform not in THREADABLE:
+    if platform not in registry.previewable():
+        raise _fail(f"clarion: unknown platform {platform!r}; choose from {_platform_help()}", 2)
+    if thread_parts > 1 and platform not in registry.threadable():
         raise _fail(
             f"clarion: {platform} posts no threads of its own; --thread-parts works with "
-            + ", ".join(THREADABLE),
+            + _threadable_help(),
             2,
-        )
-
-    if platform not in PLATFORMS:
-        raise _fail(
-            f"clarion: unknown platform {platform!r}; choose from {', '.join(PLATFORMS)}", 2
         )
     ctx = RenderContext(languages=("en",), permalink=permalink)
     for _, notices in _parse_files(kind, files):
@@ -653,10 +670,14 @@ def worker(
     _record_config(store, cfg)
     dispatcher = make_dispatcher(store, cfg, channels)
     if once:
+        from clarion.channels.base import close_all
         from clarion.desk.drafts import send_due
 
-        send_due(store, cfg, channels, datetime.now(UTC))  # desk notices scheduled for now
-        n = dispatcher.run_until_idle()
+        try:
+            send_due(store, cfg, channels, datetime.now(UTC))  # desk notices scheduled for now
+            n = dispatcher.run_until_idle()
+        finally:
+            close_all(channels)
         typer.echo(f"Processed {n} deliveries.")
         return
     stop = threading.Event()

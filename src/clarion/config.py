@@ -12,107 +12,43 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+# Re-exported: what the rest of Clarion (and connector authors) import from here.
+from clarion.configtypes import ChannelConfigBase as ChannelConfigBase
+from clarion.configtypes import ConfigError as ConfigError
+from clarion.configtypes import Duration as Duration
+from clarion.configtypes import SecretRef as SecretRef
+from clarion.configtypes import SourceConfigBase as SourceConfigBase
+from clarion.configtypes import SourceConfigCommon as SourceConfigCommon
+from clarion.configtypes import (
+    StrictModel,
+    http_url,
+)
+from clarion.configtypes import Threadable as Threadable
 from clarion.model import MsgType, Severity, Status
 
 DEFAULT_CONFIG_PATH = "clarion.toml"
 ENV_PREFIX = "CLARION_"
 
 
-class ConfigError(Exception):
-    """The configuration is wrong. `problems` holds one `key: what is wrong` line each."""
-
-    def __init__(self, problems: list[str], path: str | None = None) -> None:
-        self.problems = problems
-        self.path = path
-        where = f" in {path}" if path else ""
-        super().__init__(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def _duration(value: Any) -> Any:
-    """Accept 90, 90.0, "90s", "5m", "1h": seconds as a float."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a duration (examples: 30s, 5m, 1h)")
-        return float(m.group(1)) * _UNITS[m.group(2)]
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretRef(_Strict):
-    """A secret named, not written: `{ env = "NAME" }` or `{ file = "/run/secrets/name" }`."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError('give exactly one of env = "VAR" or file = "/path"')
-        return self
-
-    def describe(self) -> str:
-        return f"environment variable {self.env}" if self.env else f"file {self.file}"
-
-    def resolve(self) -> str:
-        """The secret's value; raises ValueError saying what is missing (never the value)."""
-        from clarion.redact import register
-
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if not value:
-                raise ValueError(f"environment variable {self.env} is not set")
-        else:
-            assert self.file is not None
-            try:
-                value = self.file.read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
-        register(value)  # never in a log line or a stored error from here on
-        return value
-
-    def __str__(self) -> str:
-        return f"<secret from {self.describe()}>"
-
-
-def _url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return value
-
-
-class FollowLink(_Strict):
+class FollowLink(StrictModel):
     """One of the publisher's official accounts, for the page's "where to follow us"."""
 
     label: str = Field(min_length=1, max_length=80)  # "Mastodon", "Bluesky", "Telegram"…
     url: str
 
-    _check_url = field_validator("url")(_url)
+    _check_url = field_validator("url")(http_url)
 
 
-class Settings(_Strict):
+class Settings(StrictModel):
     """The `[clarion]` table. Each key can be overridden by `CLARION_<KEY>` in the environment."""
 
     database_url: str = "sqlite:///clarion.db"
@@ -157,339 +93,34 @@ class Settings(_Strict):
         return list(parse_networks(self.allow_networks))
 
 
-class _SourceBase(_Strict):
-    enabled: bool = True
-    url: str
-    interval: Duration = 120.0
-    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
-    # Sources whose stories this one may continue (a CAP feed and its push twin): references
-    # are followed only within a source and those it names here (see docs/stories.md).
-    stories_with: list[str] = Field(default_factory=list)
-    # A message that would open a new story but is older than this is stored, never posted
-    # as new (0: no limit).
-    max_age: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 7 * 86400.0
+def _union(connectors: list[Any]) -> Any:
+    models = tuple(c.config for c in connectors)
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007
 
-    _check_url = field_validator("url")(_url)
 
+def _channel_union() -> Any:
+    from clarion import registry
 
-class CapSourceConfig(_SourceBase):
-    """A CAP document URL, or an Atom/RSS index of CAP documents (NWS, Environment Canada…)."""
+    return _union(list(registry.channels().values()))
 
-    kind: Literal["cap"]
-    max_documents: int = Field(default=200, ge=1)
-    trusted_certificates: list[Path] = Field(default_factory=list)  # PEM files
-    concurrency: int = Field(default=4, ge=1, le=32)  # index documents fetched at once
 
+def _source_union() -> Any:
+    from clarion import registry
 
-class FeedSourceConfig(_SourceBase):
-    """An RSS, Atom or JSON Feed (WordPress and every blog)."""
+    return _union(list(registry.sources().values()))
 
-    kind: Literal["feed"]
-    interval: Duration = 300.0
-    initial_items: int = Field(default=1, ge=0)
-    on_edit: Literal["update", "ignore"] = "update"  # an edited item: post an update, or not
-    websub: bool = True  # subscribe to the hub the feed advertises (needs clarion.public_url)
-    websub_lease: Duration = 7 * 86400.0
-    websub_poll_interval: Duration = 3600.0  # polling while subscribed: a safety net
 
+# The config file's `[sources.*]` and `[channels.*]` tables: one model per kind, assembled from
+# the registry (each connector module declares its own model).
+if TYPE_CHECKING:  # what every kind has; isinstance narrows to one kind's model
+    SourceConfig = SourceConfigCommon
+    ChannelConfig = ChannelConfigBase
+else:
+    SourceConfig = _source_union()
+    ChannelConfig = _channel_union()
 
-class NwsSourceConfig(_SourceBase):
-    """api.weather.gov `/alerts/active` (GeoJSON), with the API's own filters."""
 
-    kind: Literal["nws"]
-    url: str = "https://api.weather.gov/alerts/active"
-    interval: Duration = 60.0
-    user_agent: str = Field(min_length=5, description="who you are and how to reach you")
-    area: list[str] | None = None  # state/territory codes: ["MT", "WA"]
-    zone: list[str] | None = None  # zone ids: ["MTZ014"]
-    event: list[str] | None = None  # ["Flood Warning"]
-    severity: list[str] | None = None
-    urgency: list[str] | None = None
-    certainty: list[str] | None = None
-    end_after: int = Field(default=3, ge=1)
-
-
-class GtfsRtSourceConfig(_SourceBase):
-    """A GTFS-realtime Service Alerts feed (protobuf, or its JSON form)."""
-
-    kind: Literal["gtfsrt"]
-    interval: Duration = 60.0
-    end_after: int = Field(default=3, ge=1)
-    # Extra request headers; a value may be a secret reference (an API key):
-    # headers = { "x-api-key" = { env = "MTA_KEY" } }
-    headers: dict[str, str | SecretRef] = Field(default_factory=dict)
-
-    def resolved_headers(self) -> dict[str, str]:
-        return {k: v.resolve() if isinstance(v, SecretRef) else v for k, v in self.headers.items()}
-
-
-class StatuspageSourceConfig(_SourceBase):
-    """An Atlassian Statuspage: its `/api/v2/summary.json` or `/api/v2/incidents.json`."""
-
-    kind: Literal["statuspage"]
-    interval: Duration = 60.0
-    end_after: int = Field(default=3, ge=1)
-
-
-class PushSourceConfig(_Strict):
-    """Notices pushed to Clarion: `POST /hooks/NAME`, signed per Standard Webhooks."""
-
-    kind: Literal["push"]
-    enabled: bool = True
-    secret: SecretRef
-    max_bytes: int = Field(default=1024 * 1024, ge=1024)
-    stories_with: list[str] = Field(default_factory=list)  # as for polled sources
-
-
-SourceConfig = Annotated[
-    CapSourceConfig
-    | FeedSourceConfig
-    | NwsSourceConfig
-    | GtfsRtSourceConfig
-    | StatuspageSourceConfig
-    | PushSourceConfig,
-    Field(discriminator="kind"),
-]
-
-
-class _ChannelBase(_Strict):
-    enabled: bool = True
-    statuses: list[Status] = Field(default_factory=lambda: [Status.ACTUAL])
-    languages: list[str] | None = None
-    # Caps and money. When one binds, severe and extreme notices still go (they may use the
-    # `budget_reserve` share kept for them); the rest wait for the next period or are skipped.
-    daily_cap: int | None = Field(default=None, ge=0)
-    monthly_cap: int | None = Field(default=None, ge=0)
-    monthly_budget: float | None = Field(default=None, ge=0)
-    budget_reserve: float = Field(default=0.2, ge=0, le=1)
-    over_limit: Literal["wait", "skip"] = "wait"
-    template: str | None = None  # a Jinja2 template for the post's text (see docs)
-    # The write limit to keep to, shared by every worker: "300/3h", "5/2s"; default the
-    # platform's documented one; "off" for none (your own server without limits).
-    rate_limit: str | None = None
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _rate(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^(off|\d+\s*/\s*\d*\.?\d*\s*(ms|s|m|h|d)?)$", v):
-            raise ValueError(f'{v!r} is not a rate limit (examples: "300/3h", "5/2s", "off")')
-        return v
-
-    def write_limit(self) -> tuple[int, float] | Literal["default"] | None:
-        """(requests, per seconds), None for no limit, or "default" (the platform's own)."""
-        if self.rate_limit is None:
-            return "default"
-        if self.rate_limit == "off":
-            return None
-        count, _, per = self.rate_limit.partition("/")
-        seconds = float(_duration(per.strip() if per.strip()[:1].isdigit() else "1" + per.strip()))
-        return int(count), seconds
-
-    @field_validator("template")
-    @classmethod
-    def _template_compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            from clarion.render.text import check_template
-
-            check_template(v)
-        return v
-
-
-class _Threadable(_ChannelBase):
-    # A notice too long for one post goes out as up to this many numbered replies ("(1/3)");
-    # 1 keeps one post, cut at a word with the link kept.
-    thread_parts: int = Field(default=1, ge=1, le=25)
-
-
-class PreviewChannelConfig(_ChannelBase):
-    """Dry run: records what would go out on X, Mastodon and Bluesky, with each one's count."""
-
-    kind: Literal["preview"]
-
-
-class WebhookChannelConfig(_ChannelBase):
-    """A signed POST (Standard Webhooks) of each notice as JSON to a URL of yours."""
-
-    kind: Literal["webhook"]
-    url: str
-    secret: SecretRef
-    timeout: Duration = 10.0
-
-    _check_url = field_validator("url")(_url)
-
-
-class MastodonChannelConfig(_Threadable):
-    """A Mastodon (or compatible) account, posting with an access token."""
-
-    kind: Literal["mastodon"]
-    instance: str
-    token: SecretRef
-    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
-    max_characters: int | None = Field(default=None, ge=50)
-    on_cancel: Literal["reply", "reply_and_edit", "reply_and_delete"] = "reply"
-    edit_on_update: bool = False  # edit the post in place instead of replying
-    images: bool = True  # attach the alert's images (CAP resources), their descriptions as alt text
-    timeout: Duration = 20.0
-
-    _check_url = field_validator("instance")(_url)
-
-    @model_validator(mode="after")
-    def _one_post_to_edit(self) -> MastodonChannelConfig:
-        if self.edit_on_update and self.thread_parts > 1:
-            raise ValueError(
-                "edit_on_update edits one post in place; it cannot be combined with "
-                "thread_parts > 1 (set one of them)"
-            )
-        return self
-
-
-class TelegramChannelConfig(_ChannelBase):
-    """A Telegram channel or group, through a bot (Bot API)."""
-
-    kind: Literal["telegram"]
-    token: SecretRef
-    chat_id: str  # "@public_channel" or a numeric chat id
-    api_base: str = "https://api.telegram.org"
-    edit_on_update: bool = False
-    timeout: Duration = 15.0
-
-    _check_url = field_validator("api_base")(_url)
-
-
-class DiscordChannelConfig(_ChannelBase):
-    """A Discord channel, through an incoming webhook (its URL is the secret)."""
-
-    kind: Literal["discord"]
-    webhook_url: SecretRef
-    edit_on_update: bool = False
-    timeout: Duration = 15.0
-
-
-class SlackChannelConfig(_ChannelBase):
-    """A Slack channel, through an incoming webhook (its URL is the secret)."""
-
-    kind: Literal["slack"]
-    webhook_url: SecretRef
-    timeout: Duration = 15.0
-
-
-class BlueskyChannelConfig(_Threadable):
-    """A Bluesky account (any AT Protocol PDS), with an app password."""
-
-    kind: Literal["bluesky"]
-    handle: str
-    app_password: SecretRef
-    service: str = "https://bsky.social"
-    images: bool = True  # attach the alert's images (CAP resources), with alt text
-    card_thumbnail: bool = True  # the link card's image: the linked page's og:image
-    timeout: Duration = 20.0
-
-    _check_url = field_validator("service")(_url)
-
-
-class XChannelConfig(_Threadable):
-    """An X account (API v2, OAuth 1.0a user context), with X's per-post prices."""
-
-    kind: Literal["x"]
-    consumer_key: SecretRef
-    consumer_secret: SecretRef
-    access_token: SecretRef
-    access_token_secret: SecretRef
-    plan: Literal["pay_per_use", "public_utility", "legacy_free"] = "pay_per_use"
-    cost_per_post: float | None = Field(default=None, ge=0)
-    cost_per_post_with_url: float | None = Field(default=None, ge=0)
-    link_policy: Literal["keep", "drop_when_costly"] = "keep"
-    images: bool = True  # attach the alert's images (CAP resources), with alt text
-    timeout: Duration = 20.0
-
-
-class ThreadsChannelConfig(_Threadable):
-    """A Threads profile, through the Threads Graph API (a long-lived Meta token)."""
-
-    kind: Literal["threads"]
-    user_id: str
-    token: SecretRef
-    api_base: str = "https://graph.threads.net/v1.0"
-    # How often to refresh the 60-day token (0 never); saved back when the token is a file.
-    token_refresh: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 7 * 86400.0
-    timeout: Duration = 20.0
-
-    _check_url = field_validator("api_base")(_url)
-
-
-class AppriseChannelConfig(_ChannelBase):
-    """Any Apprise URL (ntfy, Pushover, Gotify, Teams…): https://github.com/caronc/apprise/wiki"""
-
-    kind: Literal["apprise"]
-    urls: SecretRef  # one or more Apprise URLs, separated by whitespace or commas
-
-
-class EmailChannelConfig(_ChannelBase):
-    """E-mail through an SMTP server."""
-
-    kind: Literal["email"]
-    host: str
-    port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    password: SecretRef | None = None
-    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    recipients: list[str] = Field(min_length=1)
-    unsubscribe: str | None = None  # "mailto:…" or an https URL, for List-Unsubscribe
-    timeout: Duration = 30.0
-
-
-class MatrixChannelConfig(_ChannelBase):
-    """A Matrix room, through a bot account's access token."""
-
-    kind: Literal["matrix"]
-    homeserver: str
-    room_id: str
-    token: SecretRef
-    edit_on_update: bool = False
-    images: bool = True  # the alert's images as m.image events, descriptions as their body
-    timeout: Duration = 15.0
-
-    _check_url = field_validator("homeserver")(_url)
-
-
-class ActivityPubChannelConfig(_ChannelBase):
-    """A fediverse account that Clarion itself is: @USERNAME@your-host, followed directly from
-    Mastodon, Misskey, Pixelfed… (needs `clarion.public_url`, reachable from the internet)."""
-
-    kind: Literal["activitypub"]
-    username: str = Field(pattern=r"^[a-z0-9_]{1,30}$")
-    display_name: str | None = None  # default: the publisher's name
-    summary: str = Field(default="", max_length=2000)
-    icon: str | None = None  # the avatar: an image URL
-    manually_approves_followers: bool = False  # hold follow requests for an operator
-    on_cancel: Literal["edit", "delete"] = "edit"  # edit the post to say CANCELLED, or delete it
-    hashtags: list[str] = Field(default_factory=list)
-    drop_inbox_after: Duration = 7 * 86400.0  # an inbox failing this long is dropped, reported
-    timeout: Duration = 15.0
-
-    _check_icon = field_validator("icon")(lambda v: _url(v) if v is not None else v)
-
-
-ChannelConfig = Annotated[
-    ActivityPubChannelConfig
-    | PreviewChannelConfig
-    | WebhookChannelConfig
-    | MastodonChannelConfig
-    | TelegramChannelConfig
-    | DiscordChannelConfig
-    | SlackChannelConfig
-    | MatrixChannelConfig
-    | BlueskyChannelConfig
-    | EmailChannelConfig
-    | XChannelConfig
-    | AppriseChannelConfig
-    | ThreadsChannelConfig,
-    Field(discriminator="kind"),
-]
-
-
-class RouteRule(_Strict):
+class RouteRule(StrictModel):
     """Send notices that match every condition given here to `channels`."""
 
     name: str | None = None
@@ -514,7 +145,7 @@ BUILTIN_SOURCES = ("api", "desk")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class ApiSettings(_Strict):
+class ApiSettings(StrictModel):
     """The `[api]` table: the public REST API's access tiers (requests per hour)."""
 
     anonymous_per_hour: int = Field(default=60, ge=0)  # per client IP address
@@ -524,7 +155,7 @@ class ApiSettings(_Strict):
     stream_poll: Duration = 1.0  # how often /api/v1/stream looks for new notices
 
 
-class DeskSettings(_Strict):
+class DeskSettings(StrictModel):
     """The `[desk]` table: the operator's desk at /desk (accounts: `clarion users`)."""
 
     enabled: bool = True
@@ -560,7 +191,7 @@ class DeskSettings(_Strict):
         return severity.rank >= self.approval_min_severity.rank
 
 
-class Config(_Strict):
+class Config(StrictModel):
     clarion: Settings = Field(default_factory=lambda: Settings())
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     desk: DeskSettings = Field(default_factory=lambda: DeskSettings())
@@ -611,8 +242,47 @@ class Config(_Strict):
         return self
 
 
+_models: dict[int, type[Config]] = {}
+
+
+def config_model() -> type[Config]:
+    """The model of the whole file for the connectors registered now: `Config` itself, or,
+    once a connector was added at run time (a plugin, a test's toy platform), a subclass whose
+    tables take its kind too."""
+    from pydantic import create_model
+
+    from clarion import registry
+
+    if registry.generation == 0:
+        return Config
+    if registry.generation not in _models:
+        _models.clear()
+        _models[registry.generation] = create_model(
+            "Config",
+            __base__=Config,
+            sources=(dict[str, _source_union()], Field(default_factory=dict)),  # type: ignore[misc,arg-type]
+            channels=(dict[str, _channel_union()], Field(default_factory=dict)),  # type: ignore[misc,arg-type]
+        )
+    return _models[registry.generation]
+
+
+def __getattr__(name: str) -> Any:
+    """`clarion.config.XChannelConfig` and the like: each kind's model, which its connector
+    module declares (kept so that older imports keep working)."""
+    from clarion import registry
+
+    models = [c.config for c in registry.channels().values()]
+    models += [c.config for c in registry.sources().values()]
+    for model in models:
+        if model.__name__ == name:
+            return model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def default_config() -> Config:
     """What Clarion runs with when there is no clarion.toml: a preview channel for everything."""
+    from clarion.channels.preview import PreviewChannelConfig
+
     return Config(
         channels={"preview": PreviewChannelConfig(kind="preview")},
         routes=[RouteRule(name="everything", channels=["preview"])],
@@ -681,7 +351,7 @@ def parse_config(
         raise ConfigError([f"not valid TOML: {exc}"], path) from None
     data = _env_overrides(data, dict(os.environ if environ is None else environ))
     try:
-        return Config.model_validate(data)
+        return config_model().model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc), path) from None
 
@@ -699,7 +369,7 @@ def load_config(explicit: str | None = None, *, environ: dict[str, str] | None =
         env = dict(os.environ if environ is None else environ)
         base = default_config().model_dump(mode="json", exclude_none=True)
         data = _env_overrides(base, env)
-        return Config.model_validate(data)
+        return config_model().model_validate(data)
     return parse_config(path.read_text(), path=str(path), environ=environ)
 
 

@@ -17,10 +17,11 @@ import httpx
 from sqlalchemy import insert, or_, select, update
 
 from clarion.channels.base import Channel
-from clarion.config import Config, FeedSourceConfig
+from clarion.config import Config
 from clarion.pipeline import IngestResult, end_branches, ingest, live_branches
 from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import FetchState, Source, SourceError
+from clarion.sources.feed import FeedSourceConfig
 from clarion.store import Store
 from clarion.store.schema import sources as sources_table
 from clarion.websub_subscriber import active_lease, ensure_subscription

@@ -45,8 +45,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from clarion.channels.base import Channel, Outgoing, Profile, Receipt, RenderContext
-from clarion.config import Config, ConfigError, PushSourceConfig, _format_errors
+from clarion.config import Config, ConfigError, _format_errors
 from clarion.model import MsgType, Notice
+from clarion.sources.push import PushSourceConfig
 
 PLACEHOLDER_HOST = "https://rehearsal.invalid"
 
@@ -261,17 +262,18 @@ def load_scenario(folder: Path) -> tuple[dict[str, Any], list[Step]]:
 
 
 def _channels(config: Any, events: list[Event]) -> dict[str, Channel]:
+    from clarion import registry
     from clarion.channels.preview import PreviewChannel
-    from clarion.render.platforms import _factories
 
+    connectors = registry.channels()
     out: dict[str, Channel] = {}
     for name, cfg in config.channels.items():
         if not cfg.enabled:
             continue
-        factories = _factories(getattr(cfg, "thread_parts", 1))
+        offline = connectors[cfg.kind].offline
         inner: Channel
-        if cfg.kind in factories:
-            inner = factories[cfg.kind]()
+        if offline is not None:
+            inner = offline(getattr(cfg, "thread_parts", 1))
         else:  # preview, activitypub: the preview's rendering stands in
             inner = PreviewChannel(name, tuple(cfg.languages or config.clarion.languages))
         out[name] = Recorder(name, inner, events, cfg)

@@ -14,23 +14,46 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import Field, field_validator
 
 from clarion.channels.base import (
+    ChannelConnector,
     ChannelError,
+    Deps,
     ErrorKind,
     Outgoing,
     Profile,
     Receipt,
     RenderContext,
 )
+from clarion.configtypes import ChannelConfigBase, Duration, http_url
 from clarion.fediverse import accounts
 from clarion.fediverse.documents import AP, activity, actor_id, note
 from clarion.fediverse.signatures import sign
 from clarion.model import MsgType, Notice
 from clarion.render.text import headline
+
+
+class ActivityPubChannelConfig(ChannelConfigBase):
+    """A fediverse account that Clarion itself is: @USERNAME@your-host, followed directly from
+    Mastodon, Misskey, Pixelfed… (needs `clarion.public_url`, reachable from the internet)."""
+
+    kind: Literal["activitypub"]
+    username: str = Field(pattern=r"^[a-z0-9_]{1,30}$")
+    display_name: str | None = None  # default: the publisher's name
+    summary: str = Field(default="", max_length=2000)
+    icon: str | None = None  # the avatar: an image URL
+    manually_approves_followers: bool = False  # hold follow requests for an operator
+    on_cancel: Literal["edit", "delete"] = "edit"  # edit the post to say CANCELLED, or delete it
+    hashtags: list[str] = Field(default_factory=list)
+    drop_inbox_after: Duration = 7 * 86400.0  # an inbox failing this long is dropped, reported
+    timeout: Duration = 15.0
+
+    _check_icon = field_validator("icon")(lambda v: http_url(v) if v is not None else v)
+
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +61,13 @@ log = logging.getLogger(__name__)
 class ActivityPubChannel:
     kind = "activitypub"
     profile = Profile(
-        limit=None, counting=None, threads=True, edit=True, delete=True, idempotency=True
+        limit=None,
+        counting=None,
+        threads=True,
+        edit=True,
+        delete=True,
+        idempotency=True,
+        images=True,
     )
 
     def __init__(
@@ -163,3 +192,26 @@ class ActivityPubChannel:
             url=str(out.payload["object"].get("url") or self.base + "/"),
             extra={"inboxes": len(done), "activity": doc["id"]},
         )
+
+
+def _build(cfg: ActivityPubChannelConfig, deps: Deps) -> ActivityPubChannel:
+    assert deps.public_url  # the config check requires it
+    return ActivityPubChannel(
+        deps.name,
+        username=cfg.username,
+        base=deps.public_url,
+        # Followers' servers are addresses strangers choose: guarded like webhooks.
+        http=deps.guarded(cfg.timeout),
+        hashtags=cfg.hashtags,
+        on_cancel=cfg.on_cancel,
+        drop_after=cfg.drop_inbox_after,
+        languages=deps.languages,
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="activitypub",
+    config=ActivityPubChannelConfig,
+    profile=ActivityPubChannel.profile,
+    build=_build,
+)

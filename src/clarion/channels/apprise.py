@@ -11,21 +11,43 @@ deduplicate.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import apprise
-
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+    lazy_module,
+)
+from clarion.configtypes import ChannelConfigBase, ConfigError, SecretRef
 from clarion.model import Notice, Severity
 from clarion.render.counting import count_graphemes
 from clarion.render.text import compose
 
+if TYPE_CHECKING:
+    import apprise
+else:
+    apprise = lazy_module("apprise")
+
+
+class AppriseChannelConfig(ChannelConfigBase):
+    """Any Apprise URL (ntfy, Pushover, Gotify, Teams…): https://github.com/caronc/apprise/wiki"""
+
+    kind: Literal["apprise"]
+    urls: SecretRef  # one or more Apprise URLs, separated by whitespace or commas
+
+
 LIMIT = 4000
 STATUS_RE = re.compile(r"\berror=(\d{3})\b")
 NOTIFY_TYPE = {
-    Severity.EXTREME: apprise.NotifyType.FAILURE,
-    Severity.SEVERE: apprise.NotifyType.FAILURE,
-    Severity.MODERATE: apprise.NotifyType.WARNING,
+    Severity.EXTREME: "failure",
+    Severity.SEVERE: "failure",
+    Severity.MODERATE: "warning",
 }
 
 
@@ -58,7 +80,7 @@ class AppriseChannel:
             "title": title,
             "body": body.strip() or title,
             "text": r.text,
-            "type": str(NOTIFY_TYPE.get(notice.severity, apprise.NotifyType.INFO).value),
+            "type": NOTIFY_TYPE.get(notice.severity, "info"),
             "count": r.count,
             "limit": LIMIT,
         }
@@ -95,3 +117,20 @@ def _kind(logs: list[str]) -> ErrorKind:
     if 400 <= status < 500 and status not in (408, 409, 425):
         return ErrorKind.PERMANENT
     return ErrorKind.RETRYABLE
+
+
+def _build(cfg: AppriseChannelConfig, deps: Deps) -> AppriseChannel:
+    urls = deps.secret("urls", cfg.urls).replace(",", " ").split()
+    try:
+        return AppriseChannel(deps.name, urls, languages=deps.languages)
+    except ValueError as exc:
+        raise ConfigError([f"channels.{deps.name}.urls: {exc}"]) from None
+
+
+CONNECTOR = ChannelConnector(
+    kind="apprise",
+    config=AppriseChannelConfig,
+    profile=AppriseChannel.profile,
+    build=_build,
+    offline=lambda parts: AppriseChannel("apprise", ["json://localhost/"]),
+)

@@ -7,7 +7,7 @@ defaults from PLATFORMS.md; config may override them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -57,6 +57,7 @@ class Profile:
     idempotency: bool = False  # a key makes a repeated send harmless (safe to resend after a crash)
     rate_limit: tuple[int, float] | None = None  # (requests, per seconds)
     cost_per_post: float = 0.0
+    images: bool = False  # carries the alert's images (CAP resources), with alt text
 
 
 @dataclass(frozen=True)
@@ -116,3 +117,92 @@ def close_all(channels: dict[str, Channel] | object) -> None:
     """Release every channel's connections (HTTP sessions)."""
     for ch in getattr(channels, "values", lambda: [])():
         ch.close()
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What a connector's `build` is handed: everything from outside its own config table.
+
+    `secret(key, ref)` is the resolved secret (a credential stored from the desk wins over the
+    config's reference); `guarded` and `fetcher` are HTTP clients that keep to the SSRF guard."""
+
+    name: str
+    languages: tuple[str, ...]
+    public_url: str | None
+    allow: tuple[Any, ...]  # networks that may be reached although not public
+    stored: Mapping[str, str]  # this channel's credentials stored from the desk (decrypted)
+
+    def secret(self, key: str, ref: object) -> str:
+        from clarion.configtypes import ConfigError, SecretRef
+
+        if key in self.stored:
+            return self.stored[key]
+        assert isinstance(ref, SecretRef), f"{key} is not a secret reference"
+        try:
+            return ref.resolve()
+        except ValueError as exc:
+            raise ConfigError([f"channels.{self.name}.{key}: {exc}"]) from None
+
+    def optional_secret(self, key: str, ref: object | None) -> str | None:
+        return self.secret(key, ref) if ref is not None or key in self.stored else None
+
+    def guarded(self, timeout: float, *, follow_redirects: bool = False) -> Any:
+        """A client for addresses strangers choose (followers' servers, webhook URLs)."""
+        from clarion.net import guarded_client
+
+        return guarded_client(
+            list(self.allow),
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            max_redirects=5,
+        )
+
+    def fetcher(self, timeout: float, wanted: bool = True) -> Any:
+        """A guarded client for the addresses an alert names (its images, its link's page);
+        None when the channel fetches nothing."""
+        return self.guarded(timeout, follow_redirects=True) if wanted else None
+
+
+@dataclass(frozen=True)
+class ChannelConnector:
+    """A platform, declared by its module: `CONNECTOR = ChannelConnector(...)`.
+
+    `config` is its pydantic model (with `kind: Literal["…"]`); `profile` its platform's facts
+    (the defaults a channel starts from); `build(cfg, deps)` the channel; `offline(thread_parts)`
+    the same channel with placeholder credentials, for previews (`clarion render`), or None when
+    previewing it makes no sense. The registry (`clarion.registry`) assembles the config
+    union, the CLI's lists, the preview limits and the docs' table from these."""
+
+    kind: str
+    config: type[Any]
+    profile: Profile
+    build: Callable[[Any, Deps], Channel]
+    offline: Callable[[int], Channel] | None = None
+
+    @property
+    def summary(self) -> str:
+        return " ".join((self.config.__doc__ or "").split())
+
+    @property
+    def threadable(self) -> bool:
+        return "thread_parts" in self.config.model_fields
+
+
+class _LazyModule:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<module {self._name} (imported on first use)>"
+
+
+def lazy_module(name: str) -> Any:
+    """`name`, imported on first attribute use: a platform's SDK is loaded only when a channel
+    of it is built or sends, so validating a config or listing the registry loads none.
+    (Used under `if not TYPE_CHECKING`, with the real import for the type checker.)"""
+    return _LazyModule(name)

@@ -23,31 +23,57 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 import httpx
 import regex
-from atproto import Client, models
-from atproto_client.client.session import Session
-from atproto_client.exceptions import (
-    AtProtocolError,
-    BadRequestError,
-    InvokeTimeoutError,
-    NetworkError,
-    RateLimitExceededError,
-    RequestErrorBase,
-    UnauthorizedError,
-)
-from atproto_client.request import Request
+from pydantic import field_validator
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+    lazy_module,
+)
 from clarion.channels.images import fetch_images
 from clarion.channels.parts import part_key, post_parts
+from clarion.configtypes import Duration, SecretRef, Threadable, http_url
 from clarion.model import Notice
 from clarion.net import guarded_client
 from clarion.render.counting import URL_RE, count_graphemes
 from clarion.render.text import compose_parts
+
+if TYPE_CHECKING:
+    import atproto
+    from atproto_client import exceptions as atx
+    from atproto_client import request as at_request
+    from atproto_client.client import session as at_session
+else:
+    atproto = lazy_module("atproto")
+    atx = lazy_module("atproto_client.exceptions")
+    at_request = lazy_module("atproto_client.request")
+    at_session = lazy_module("atproto_client.client.session")
+
+
+class BlueskyChannelConfig(Threadable):
+    """A Bluesky account (any AT Protocol PDS), with an app password."""
+
+    kind: Literal["bluesky"]
+    handle: str
+    app_password: SecretRef
+    service: str = "https://bsky.social"
+    images: bool = True  # attach the alert's images (CAP resources), with alt text
+    card_thumbnail: bool = True  # the link card's image: the linked page's og:image
+    timeout: Duration = 20.0
+
+    _check_url = field_validator("service")(http_url)
+
 
 LIMIT = 300
 MAX_PAGE_BYTES = 1_000_000  # read no more of a linked page looking for its og:image
@@ -125,6 +151,7 @@ class BlueskyChannel:
         delete=True,
         idempotency=True,
         rate_limit=(1666, 3600.0),
+        images=True,
     )
 
     def __init__(
@@ -146,7 +173,9 @@ class BlueskyChannel:
         self.handle = handle
         self._password = app_password
         self.languages = languages
-        self.client = Client(base_url=service.rstrip("/"), request=Request(timeout=timeout))
+        self.client = atproto.Client(
+            base_url=service.rstrip("/"), request=at_request.Request(timeout=timeout)
+        )
         self._did: str | None = None
         self._dids: dict[str, str] = {}  # handle → DID, for mention facets
         # Images come from URIs the publisher put in the alert (an SSRF guard: issue 7).
@@ -206,36 +235,36 @@ class BlueskyChannel:
             self._call(
                 lambda: self.client.login(self.handle, self._password, fetch_bsky_profile=False)
             )
-            self._did = Session.decode(self.client.export_session_string()).did
+            self._did = at_session.Session.decode(self.client.export_session_string()).did
         return self._did
 
     def _call(self, fn: Any) -> Any:
         try:
             return fn()
-        except UnauthorizedError as exc:
+        except atx.UnauthorizedError as exc:
             self._did = None
             raise ChannelError(ErrorKind.AUTH, f"Bluesky refused the credentials: {exc}") from None
-        except RateLimitExceededError as exc:
+        except atx.RateLimitExceededError as exc:
             raise ChannelError(
                 ErrorKind.RATE_LIMITED, f"Bluesky rate limit: {exc}", _reset_in(exc)
             ) from None
-        except BadRequestError as exc:
+        except atx.BadRequestError as exc:
             raise ChannelError(ErrorKind.PERMANENT, f"Bluesky rejected the post: {exc}") from None
-        except (InvokeTimeoutError, NetworkError) as exc:
+        except (atx.InvokeTimeoutError, atx.NetworkError) as exc:
             raise ChannelError(ErrorKind.RETRYABLE, f"Bluesky unreachable: {exc!r}") from None
-        except RequestErrorBase as exc:
+        except atx.RequestErrorBase as exc:
             raise ChannelError(ErrorKind.RETRYABLE, f"Bluesky server error: {exc}") from None
-        except AtProtocolError as exc:  # garbage the SDK could not read
+        except atx.AtProtocolError as exc:  # garbage the SDK could not read
             raise ChannelError(ErrorKind.RETRYABLE, f"Bluesky answered garbage: {exc!r}") from None
 
     def _resolve_handle(self, handle: str) -> str | None:
         if handle not in self._dids:
             try:
                 res = self.client.com.atproto.identity.resolve_handle(
-                    models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
+                    atproto.models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
                 )
                 self._dids[handle] = str(res.did)
-            except AtProtocolError as exc:
+            except atx.AtProtocolError as exc:
                 log.info("%s: @%s left as text: it does not resolve (%s)", self.name, handle, exc)
                 return None
         return self._dids[handle]
@@ -243,11 +272,13 @@ class BlueskyChannel:
     def _existing(self, did: str, rkey: str) -> Any:
         try:
             return self.client.com.atproto.repo.get_record(
-                models.ComAtprotoRepoGetRecord.Params(repo=did, collection=COLLECTION, rkey=rkey)
+                atproto.models.ComAtprotoRepoGetRecord.Params(
+                    repo=did, collection=COLLECTION, rkey=rkey
+                )
             )
-        except BadRequestError:
+        except atx.BadRequestError:
             return None  # RecordNotFound
-        except AtProtocolError:
+        except atx.AtProtocolError:
             return None  # cannot tell: the create below decides (a duplicate key answers 500)
 
     def send(self, out: Outgoing) -> Receipt:
@@ -297,7 +328,7 @@ class BlueskyChannel:
             if (thumb := self._thumbnail(str(external["uri"]))) is not None:
                 external["thumb"] = thumb
             record["embed"] = {"$type": "app.bsky.embed.external", "external": external}
-        data = models.ComAtprotoRepoCreateRecord.Data(
+        data = atproto.models.ComAtprotoRepoCreateRecord.Data(
             repo=did, collection=COLLECTION, rkey=rkey, record=record, validate=True
         )
         try:
@@ -403,7 +434,7 @@ def _read(http: httpx.Client, url: str, limit: int, types: tuple[str, ...]) -> t
     return body, ctype.split(";", 1)[0].strip()
 
 
-def _reset_in(exc: RequestErrorBase) -> float | None:
+def _reset_in(exc: atx.RequestErrorBase) -> float | None:
     headers = exc.response.headers if exc.response is not None else {}
     reset = {k.lower(): v for k, v in headers.items()}.get("ratelimit-reset")
     try:
@@ -411,3 +442,27 @@ def _reset_in(exc: RequestErrorBase) -> float | None:
         return max(1.0, float(math.ceil(float(reset) - time.time()))) if reset else None
     except ValueError:
         return None
+
+
+def _build(cfg: BlueskyChannelConfig, deps: Deps) -> BlueskyChannel:
+    return BlueskyChannel(
+        deps.name,
+        cfg.handle,
+        deps.secret("app_password", cfg.app_password),
+        service=cfg.service,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+        images=cfg.images,
+        thread_parts=cfg.thread_parts,
+        card_thumbnail=cfg.card_thumbnail,
+        fetch=deps.fetcher(cfg.timeout, cfg.images or cfg.card_thumbnail),
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="bluesky",
+    config=BlueskyChannelConfig,
+    profile=BlueskyChannel.profile,
+    build=_build,
+    offline=lambda parts: BlueskyChannel("bluesky", "handle.invalid", "-", thread_parts=parts),
+)

@@ -14,11 +14,20 @@ reply. Mentions are never parsed: an alert must not ping @everyone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
 from clarion.channels.http import (
     HttpChannel,
     classify_http,
@@ -27,9 +36,20 @@ from clarion.channels.http import (
     retry_after_seconds,
 )
 from clarion.channels.images import image_resources
+from clarion.configtypes import ChannelConfigBase, Duration, SecretRef
 from clarion.model import Notice, Severity
 from clarion.render.counting import count_graphemes
 from clarion.render.text import cut, notice_link
+
+
+class DiscordChannelConfig(ChannelConfigBase):
+    """A Discord channel, through an incoming webhook (its URL is the secret)."""
+
+    kind: Literal["discord"]
+    webhook_url: SecretRef
+    edit_on_update: bool = False
+    timeout: Duration = 15.0
+
 
 LIMIT = 4096  # an embed's description; the message itself is the headline (2,000 at most)
 COLOURS = {
@@ -54,6 +74,7 @@ class DiscordChannel(HttpChannel):
         delete=True,
         idempotency=True,
         rate_limit=(5, 2.0),
+        images=True,  # by URL, in the embed: Discord fetches it
     )
 
     def __init__(
@@ -156,3 +177,22 @@ class DiscordChannel(HttpChannel):
         guild = message.get("guild_id") or "@me"
         url = f"https://discord.com/channels/{guild}/{message.get('channel_id')}/{message['id']}"
         return Receipt(post_id=str(message["id"]), url=url)
+
+
+def _build(cfg: DiscordChannelConfig, deps: Deps) -> DiscordChannel:
+    return DiscordChannel(
+        deps.name,
+        deps.secret("webhook_url", cfg.webhook_url),
+        edit_on_update=cfg.edit_on_update,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="discord",
+    config=DiscordChannelConfig,
+    profile=DiscordChannel.profile,
+    build=_build,
+    offline=lambda parts: DiscordChannel("discord", "https://discord.invalid/api/webhooks/0/-"),
+)

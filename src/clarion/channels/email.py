@@ -12,14 +12,46 @@ import asyncio
 import html
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import aiosmtplib
+from pydantic import Field
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+    lazy_module,
+)
+from clarion.configtypes import ChannelConfigBase, Duration, SecretRef
 from clarion.model import Notice
 from clarion.render.counting import count_graphemes
 from clarion.render.text import compose, headline
+
+if TYPE_CHECKING:
+    import aiosmtplib
+else:
+    aiosmtplib = lazy_module("aiosmtplib")
+
+
+class EmailChannelConfig(ChannelConfigBase):
+    """E-mail through an SMTP server."""
+
+    kind: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretRef | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    recipients: list[str] = Field(min_length=1)
+    unsubscribe: str | None = None  # "mailto:…" or an https URL, for List-Unsubscribe
+    timeout: Duration = 30.0
+
 
 LIMIT = 20_000
 
@@ -144,3 +176,38 @@ class EmailChannel:
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise ChannelError(ErrorKind.RETRYABLE, f"SMTP {self.host}: {exc}") from None
         return Receipt(post_id=str(msg["Message-ID"]))
+
+
+def _build(cfg: EmailChannelConfig, deps: Deps) -> EmailChannel:
+    return EmailChannel(
+        deps.name,
+        host=cfg.host,
+        port=cfg.port,
+        sender=cfg.sender,
+        recipients=cfg.recipients,
+        username=cfg.username,
+        password=deps.optional_secret("password", cfg.password),
+        security=cfg.security,
+        unsubscribe=cfg.unsubscribe,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+    )
+
+
+def _offline(thread_parts: int) -> EmailChannel:
+    return EmailChannel(
+        "email",
+        host="smtp.invalid",
+        port=587,
+        sender="alerts@example.org",
+        recipients=["x@example.org"],
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="email",
+    config=EmailChannelConfig,
+    profile=EmailChannel.profile,
+    build=_build,
+    offline=_offline,
+)

@@ -14,40 +14,81 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import requests
-from mastodon import (
-    Mastodon,
-    MastodonAPIError,
-    MastodonNetworkError,
-    MastodonNotFoundError,
-    MastodonRatelimitError,
-    MastodonServerError,
-    MastodonUnauthorizedError,
-)
+from pydantic import Field, field_validator, model_validator
 
 from clarion.channels.base import (
+    ChannelConnector,
     ChannelError,
+    Deps,
     ErrorKind,
     Outgoing,
     Profile,
     Receipt,
     RenderContext,
+    lazy_module,
 )
 from clarion.channels.images import fetch_images
 from clarion.channels.parts import part_key, part_texts, payload_fields, post_parts, thread_start
+from clarion.configtypes import Duration, SecretRef, Threadable, http_url
 from clarion.model import MsgType, Notice
 from clarion.net import guarded_client
 from clarion.render.counting import count_mastodon
 from clarion.render.text import compose_parts
+
+if TYPE_CHECKING:
+    import mastodon
+    import requests
+else:
+    mastodon = lazy_module("mastodon")
+    requests = lazy_module("requests")
+
+
+class MastodonChannelConfig(Threadable):
+    """A Mastodon (or compatible) account, posting with an access token."""
+
+    kind: Literal["mastodon"]
+    instance: str
+    token: SecretRef
+    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+    max_characters: int | None = Field(default=None, ge=50)
+    on_cancel: Literal["reply", "reply_and_edit", "reply_and_delete"] = "reply"
+    edit_on_update: bool = False  # edit the post in place instead of replying
+    images: bool = True  # attach the alert's images (CAP resources), their descriptions as alt text
+    timeout: Duration = 20.0
+
+    _check_url = field_validator("instance")(http_url)
+
+    @model_validator(mode="after")
+    def _one_post_to_edit(self) -> MastodonChannelConfig:
+        if self.edit_on_update and self.thread_parts > 1:
+            raise ValueError(
+                "edit_on_update edits one post in place; it cannot be combined with "
+                "thread_parts > 1 (set one of them)"
+            )
+        return self
+
 
 DEFAULT_LIMIT = 500
 MAX_IMAGES = 4
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 
 log = logging.getLogger(__name__)
+
+
+# Mastodon's documented default: 300 requests per 5 minutes per account.
+PROFILE = Profile(
+    limit=DEFAULT_LIMIT,
+    counting="mastodon",
+    threads=True,
+    edit=True,
+    delete=True,
+    idempotency=True,
+    rate_limit=(300, 300.0),
+    images=True,
+)
 
 
 class MastodonChannel:
@@ -86,7 +127,7 @@ class MastodonChannel:
         self.languages = languages
         self._limit_override = max_characters
         self._limit: int | None = max_characters
-        self.api = Mastodon(
+        self.api = mastodon.Mastodon(
             access_token=token,
             api_base_url=self.instance,
             ratelimit_method="throw",
@@ -95,16 +136,7 @@ class MastodonChannel:
             session=session,
             user_agent="Clarion/0.1",
         )
-        # Mastodon's documented default: 300 requests per 5 minutes per account.
-        self.profile = Profile(
-            limit=max_characters or DEFAULT_LIMIT,
-            counting="mastodon",
-            threads=True,
-            edit=True,
-            delete=True,
-            idempotency=True,
-            rate_limit=(300, 300.0),
-        )
+        self.profile = dataclasses.replace(PROFILE, limit=max_characters or DEFAULT_LIMIT)
 
     # --- pure -----------------------------------------------------------------------------
 
@@ -242,27 +274,27 @@ class MastodonChannel:
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except MastodonRatelimitError:
+        except mastodon.MastodonRatelimitError:
             reset = getattr(self.api, "ratelimit_reset", None)
             wait = max(1.0, float(math.ceil(reset - time.time()))) if reset else None
             raise ChannelError(
                 ErrorKind.RATE_LIMITED, f"{self.instance} rate limit reached", wait
             ) from None
-        except MastodonUnauthorizedError as exc:
+        except mastodon.MastodonUnauthorizedError as exc:
             raise ChannelError(
                 ErrorKind.AUTH, f"{self.instance} refused the access token: {_api_message(exc)}"
             ) from None
-        except MastodonServerError as exc:
+        except mastodon.MastodonServerError as exc:
             raise ChannelError(
                 ErrorKind.RETRYABLE, f"{self.instance} server error: {_api_message(exc)}"
             ) from None
-        except MastodonNetworkError as exc:
+        except mastodon.MastodonNetworkError as exc:
             raise ChannelError(ErrorKind.RETRYABLE, f"{self.instance} unreachable: {exc}") from None
-        except MastodonNotFoundError as exc:
+        except mastodon.MastodonNotFoundError as exc:
             raise ChannelError(
                 ErrorKind.PERMANENT, f"{self.instance}: not found: {_api_message(exc)}"
             ) from None
-        except MastodonAPIError as exc:
+        except mastodon.MastodonAPIError as exc:
             code = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
             if code == 403:
                 raise ChannelError(
@@ -307,3 +339,32 @@ def _plain(html: str) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if count_mastodon(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def _build(cfg: MastodonChannelConfig, deps: Deps) -> MastodonChannel:
+    return MastodonChannel(
+        deps.name,
+        cfg.instance,
+        deps.secret("token", cfg.token),
+        visibility=cfg.visibility,
+        max_characters=cfg.max_characters,
+        on_cancel=cfg.on_cancel,
+        edit_on_update=cfg.edit_on_update,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+        images=cfg.images,
+        thread_parts=cfg.thread_parts,
+        template=cfg.template,
+        fetch=deps.fetcher(cfg.timeout, cfg.images),
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="mastodon",
+    config=MastodonChannelConfig,
+    profile=PROFILE,
+    build=_build,
+    offline=lambda parts: MastodonChannel(
+        "mastodon", "https://mastodon.invalid", "-", thread_parts=parts
+    ),
+)

@@ -15,16 +15,42 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+from pydantic import field_validator
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
 from clarion.channels.images import fetch_images
+from clarion.configtypes import ChannelConfigBase, Duration, SecretRef, http_url
 from clarion.model import Notice
 from clarion.net import guarded_client
+
+
+class MatrixChannelConfig(ChannelConfigBase):
+    """A Matrix room, through a bot account's access token."""
+
+    kind: Literal["matrix"]
+    homeserver: str
+    room_id: str
+    token: SecretRef
+    edit_on_update: bool = False
+    images: bool = True  # the alert's images as m.image events, descriptions as their body
+    timeout: Duration = 15.0
+
+    _check_url = field_validator("homeserver")(http_url)
+
 
 LIMIT = 16_000  # well inside the 65,536-byte event limit, even as HTML
 MAX_IMAGES = 4
@@ -34,7 +60,9 @@ log = logging.getLogger(__name__)
 
 class MatrixChannel(HttpChannel):
     kind = "matrix"
-    profile = Profile(limit=LIMIT, counting="graphemes", threads=True, edit=True, idempotency=True)
+    profile = Profile(
+        limit=LIMIT, counting="graphemes", threads=True, edit=True, idempotency=True, images=True
+    )
 
     def __init__(
         self,
@@ -173,3 +201,26 @@ class MatrixChannel(HttpChannel):
         retry_ms = data.get("retry_after_ms") if isinstance(data, dict) else None
         retry = float(retry_ms) / 1000 if isinstance(retry_ms, int | float) else None
         raise classify_http(resp.status_code, retry, what, f"{errcode} {error}".strip())
+
+
+def _build(cfg: MatrixChannelConfig, deps: Deps) -> MatrixChannel:
+    return MatrixChannel(
+        deps.name,
+        cfg.homeserver,
+        cfg.room_id,
+        deps.secret("token", cfg.token),
+        edit_on_update=cfg.edit_on_update,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+        images=cfg.images,
+        fetch=deps.fetcher(cfg.timeout, cfg.images),
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="matrix",
+    config=MatrixChannelConfig,
+    profile=MatrixChannel.profile,
+    build=_build,
+    offline=lambda parts: MatrixChannel("matrix", "https://matrix.invalid", "!room", "-"),
+)

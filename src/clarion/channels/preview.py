@@ -6,19 +6,41 @@ shows, per platform, the text that would go out and its length as that platform 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from clarion.channels.base import Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    Deps,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
+from clarion.configtypes import ChannelConfigBase
 from clarion.model import Notice
 from clarion.render.counting import COUNTERS
 from clarion.render.text import compose
 
-# The platforms previewed, with PLATFORMS.md's defaults: (limit, counting rule).
-PREVIEWED = {
-    "x": (280, "x-weighted"),
-    "mastodon": (500, "mastodon"),
-    "bluesky": (300, "graphemes"),
-}
+
+class PreviewChannelConfig(ChannelConfigBase):
+    """Dry run: records what would go out on X, Mastodon and Bluesky, with each one's count."""
+
+    kind: Literal["preview"]
+
+
+# The platforms previewed; their limits and counting rules are their connectors' profiles.
+PREVIEWED = ("x", "mastodon", "bluesky")
+
+
+def _previewed() -> dict[str, tuple[int, str]]:
+    from clarion import registry
+
+    out = {}
+    for kind in PREVIEWED:
+        profile = registry.channel(kind).profile
+        assert profile.limit is not None and profile.counting is not None
+        out[kind] = (profile.limit, profile.counting)
+    return out
 
 
 class PreviewChannel:
@@ -31,7 +53,7 @@ class PreviewChannel:
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         platforms = {}
-        for platform, (limit, counting) in PREVIEWED.items():
+        for platform, (limit, counting) in _previewed().items():
             r = compose(
                 notice,
                 limit=limit,
@@ -58,3 +80,12 @@ class PreviewChannel:
             post_id=f"preview:{out.id}",
             extra={"in_reply_to": out.previous.post_id if out.previous else None},
         )
+
+
+def _build(cfg: PreviewChannelConfig, deps: Deps) -> PreviewChannel:
+    return PreviewChannel(deps.name, deps.languages)
+
+
+CONNECTOR = ChannelConnector(
+    kind="preview", config=PreviewChannelConfig, profile=PreviewChannel.profile, build=_build
+)

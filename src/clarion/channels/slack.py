@@ -7,14 +7,33 @@ Incoming webhooks cannot reply, edit or deduplicate, and answer plain-text error
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
 from clarion.channels.http import HttpChannel, classify_http, request, retry_after_seconds
 from clarion.channels.images import image_resources
+from clarion.configtypes import ChannelConfigBase, Duration, SecretRef
 from clarion.model import Notice
+
+
+class SlackChannelConfig(ChannelConfigBase):
+    """A Slack channel, through an incoming webhook (its URL is the secret)."""
+
+    kind: Literal["slack"]
+    webhook_url: SecretRef
+    timeout: Duration = 15.0
+
 
 LIMIT = 3000  # one section block's text; Slack truncates messages past 40,000
 GONE = (
@@ -34,7 +53,7 @@ def _mrkdwn_escape(text: str) -> str:
 
 class SlackChannel(HttpChannel):
     kind = "slack"
-    profile = Profile(limit=LIMIT, counting="graphemes", rate_limit=(1, 1.0))
+    profile = Profile(limit=LIMIT, counting="graphemes", rate_limit=(1, 1.0), images=True)
 
     def __init__(
         self,
@@ -89,3 +108,21 @@ class SlackChannel(HttpChannel):
         raise classify_http(
             resp.status_code, retry_after_seconds(resp.headers.get("retry-after")), what, code
         )
+
+
+def _build(cfg: SlackChannelConfig, deps: Deps) -> SlackChannel:
+    return SlackChannel(
+        deps.name,
+        deps.secret("webhook_url", cfg.webhook_url),
+        timeout=cfg.timeout,
+        languages=deps.languages,
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="slack",
+    config=SlackChannelConfig,
+    profile=SlackChannel.profile,
+    build=_build,
+    offline=lambda parts: SlackChannel("slack", "https://hooks.slack.invalid/services/-"),
+)

@@ -10,16 +10,50 @@ key: after a crash mid-send the dispatcher flags the delivery instead of resendi
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import field_validator
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
+from clarion.configtypes import ChannelConfigBase, Duration, SecretRef, http_url
 from clarion.model import Notice
 
 
+class TelegramChannelConfig(ChannelConfigBase):
+    """A Telegram channel or group, through a bot (Bot API)."""
+
+    kind: Literal["telegram"]
+    token: SecretRef
+    chat_id: str  # "@public_channel" or a numeric chat id
+    api_base: str = "https://api.telegram.org"
+    edit_on_update: bool = False
+    timeout: Duration = 15.0
+
+    _check_url = field_validator("api_base")(http_url)
+
+
 class TelegramChannel(HttpChannel):
+    # PLATFORMS.md: about 1 message/s per chat, 20/min in groups.
+    profile = Profile(
+        limit=4096,
+        counting="utf16",
+        threads=True,
+        edit=True,
+        delete=True,
+        idempotency=False,
+        rate_limit=(20, 60.0),
+    )
     kind = "telegram"
 
     def __init__(
@@ -38,16 +72,6 @@ class TelegramChannel(HttpChannel):
         self.chat_id = chat_id
         self.edit_on_update = edit_on_update
         self._base = f"{api_base.rstrip('/')}/bot{token}"
-        # PLATFORMS.md: about 1 message/s per chat, 20/min in groups.
-        self.profile = Profile(
-            limit=4096,
-            counting="utf16",
-            threads=True,
-            edit=True,
-            delete=True,
-            idempotency=False,
-            rate_limit=(20, 60.0),
-        )
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
         r = self.fit(notice, ctx)
@@ -105,3 +129,24 @@ class TelegramChannel(HttpChannel):
         if self.chat_id.startswith("@"):
             url = f"https://t.me/{self.chat_id[1:]}/{message_id}"
         return Receipt(post_id=message_id, url=url)
+
+
+def _build(cfg: TelegramChannelConfig, deps: Deps) -> TelegramChannel:
+    return TelegramChannel(
+        deps.name,
+        deps.secret("token", cfg.token),
+        cfg.chat_id,
+        api_base=cfg.api_base,
+        edit_on_update=cfg.edit_on_update,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="telegram",
+    config=TelegramChannelConfig,
+    profile=TelegramChannel.profile,
+    build=_build,
+    offline=lambda parts: TelegramChannel("telegram", "0:-", "@channel"),
+)

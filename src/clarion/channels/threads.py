@@ -22,17 +22,43 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import BeforeValidator, Field, field_validator
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+)
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
 from clarion.channels.parts import payload_fields, post_parts
+from clarion.configtypes import Duration, SecretRef, Threadable, http_url, parse_duration
 from clarion.model import Notice
 from clarion.render.counting import COUNTERS
 from clarion.render.text import compose_parts
+
+
+class ThreadsChannelConfig(Threadable):
+    """A Threads profile, through the Threads Graph API (a long-lived Meta token)."""
+
+    kind: Literal["threads"]
+    user_id: str
+    token: SecretRef
+    api_base: str = "https://graph.threads.net/v1.0"
+    # How often to refresh the 60-day token (0 never); saved back when the token is a file.
+    token_refresh: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = 7 * 86400.0
+    timeout: Duration = 20.0
+
+    _check_url = field_validator("api_base")(http_url)
+
 
 LIMIT = 500
 DEFAULT_REFRESH = 7 * 86400.0
@@ -185,3 +211,26 @@ def _write_secret(path: Path, value: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _build(cfg: ThreadsChannelConfig, deps: Deps) -> ThreadsChannel:
+    return ThreadsChannel(
+        deps.name,
+        cfg.user_id,
+        deps.secret("token", cfg.token),
+        api_base=cfg.api_base,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+        thread_parts=cfg.thread_parts,
+        token_file=cfg.token.file,
+        token_refresh=cfg.token_refresh,
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="threads",
+    config=ThreadsChannelConfig,
+    profile=ThreadsChannel.profile,
+    build=_build,
+    offline=lambda parts: ThreadsChannel("threads", "0", "-", thread_parts=parts),
+)

@@ -12,22 +12,43 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from standardwebhooks.webhooks import Webhook
+from pydantic import field_validator
 
 from clarion.channels.base import (
+    ChannelConnector,
     ChannelError,
+    Deps,
     ErrorKind,
     Outgoing,
     Profile,
     Receipt,
     RenderContext,
+    lazy_module,
 )
 from clarion.channels.http import classify_http, request, retry_after_seconds
+from clarion.configtypes import ChannelConfigBase, ConfigError, Duration, SecretRef, http_url
 from clarion.model import MsgType, Notice
 from clarion.net import guarded_client
+
+if TYPE_CHECKING:
+    from standardwebhooks import webhooks
+else:
+    webhooks = lazy_module("standardwebhooks.webhooks")
+
+
+class WebhookChannelConfig(ChannelConfigBase):
+    """A signed POST (Standard Webhooks) of each notice as JSON to a URL of yours."""
+
+    kind: Literal["webhook"]
+    url: str
+    secret: SecretRef
+    timeout: Duration = 10.0
+
+    _check_url = field_validator("url")(http_url)
+
 
 EVENT_TYPES = {
     MsgType.ALERT: "notice.created",
@@ -66,7 +87,9 @@ class WebhookChannel:
         check_secret(secret)
         self.name = name
         self.url = url
-        self._signer = Webhook(secret if secret.startswith("whsec_") else "whsec_" + secret)
+        self._signer = webhooks.Webhook(
+            secret if secret.startswith("whsec_") else "whsec_" + secret
+        )
         self._http = http or guarded_client(timeout=timeout, follow_redirects=False)
 
     def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
@@ -107,3 +130,28 @@ class WebhookChannel:
             retry_after = retry_after_seconds(resp.headers.get("retry-after"))
             raise classify_http(resp.status_code, retry_after, what)
         return Receipt(post_id=out.id)
+
+
+def _build(cfg: WebhookChannelConfig, deps: Deps) -> WebhookChannel:
+    secret = deps.secret("secret", cfg.secret)
+    try:
+        return WebhookChannel(
+            deps.name, cfg.url, secret, cfg.timeout, http=deps.guarded(cfg.timeout)
+        )
+    except ValueError as exc:
+        raise ConfigError([f"channels.{deps.name}.secret: {exc}"]) from None
+
+
+def _offline(thread_parts: int) -> WebhookChannel:
+    return WebhookChannel(
+        "webhook", "https://hooks.invalid/", "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="webhook",
+    config=WebhookChannelConfig,
+    profile=WebhookChannel.profile,
+    build=_build,
+    offline=_offline,
+)

@@ -14,25 +14,64 @@ mid-send the dispatcher flags the delivery instead of resending it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import requests
-import tweepy
-from requests.adapters import HTTPAdapter
-from tweepy.auth import OAuth1UserHandler
+from pydantic import Field
 
-from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+    lazy_module,
+)
 from clarion.channels.http import requests_maybe_sent
 from clarion.channels.images import fetch_images
 from clarion.channels.parts import post_parts
+from clarion.configtypes import Duration, SecretRef, Threadable
 from clarion.model import Notice
 from clarion.net import guarded_client
 from clarion.render.counting import URL_RE, count_x
 from clarion.render.text import Rendered, compose_parts
+
+if TYPE_CHECKING:
+    import requests
+    import tweepy
+    from tweepy import auth as tweepy_auth
+else:
+    requests = lazy_module("requests")
+    tweepy = lazy_module("tweepy")
+    tweepy_auth = lazy_module("tweepy.auth")
+
+
+class XChannelConfig(Threadable):
+    """An X account (API v2, OAuth 1.0a user context), with X's per-post prices."""
+
+    kind: Literal["x"]
+    consumer_key: SecretRef
+    consumer_secret: SecretRef
+    access_token: SecretRef
+    access_token_secret: SecretRef
+    plan: Literal["pay_per_use", "public_utility", "legacy_free"] = "pay_per_use"
+    cost_per_post: float | None = Field(default=None, ge=0)
+    cost_per_post_with_url: float | None = Field(default=None, ge=0)
+    link_policy: Literal["keep", "drop_when_costly"] = "keep"
+    images: bool = True  # attach the alert's images (CAP resources), with alt text
+    timeout: Duration = 20.0
+
+    def default_daily_cap(self) -> int | None:
+        cap = PLANS[self.plan]["daily_cap"]
+        return int(cap) if cap else None
+
 
 LIMIT = 280
 API = "https://api.twitter.com"  # tweepy's host; X serves the v2 API on it and on api.x.com
@@ -48,14 +87,28 @@ PLANS: dict[str, dict[str, float]] = {
 }
 
 
-class TimeoutAdapter(HTTPAdapter):
-    def __init__(self, timeout: float, **kwargs: Any) -> None:
-        self.timeout = timeout
-        super().__init__(**kwargs)
+def timeout_adapter(timeout: float) -> Any:
+    """A requests adapter that puts `timeout` on every request tweepy makes without one
+    (defined on first use: requests is loaded only when an X channel is built)."""
+    from requests.adapters import HTTPAdapter
 
-    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
-        return super().send(request, **kwargs)
+    class TimeoutAdapter(HTTPAdapter):
+        def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            kwargs["timeout"] = kwargs.get("timeout") or timeout
+            return super().send(request, **kwargs)
+
+    return TimeoutAdapter()
+
+
+PROFILE = Profile(
+    limit=LIMIT,
+    counting="x-weighted",
+    threads=True,
+    delete=True,
+    idempotency=False,
+    cost_per_post=PLANS["pay_per_use"]["post"],
+    images=True,
+)
 
 
 class XChannel:
@@ -84,7 +137,7 @@ class XChannel:
         self.thread_parts = thread_parts
         # tweepy has no v2 media upload: the channel signs those two calls itself (OAuth 1.0a,
         # the same credentials), on tweepy's own session.
-        self._auth = OAuth1UserHandler(
+        self._auth = tweepy_auth.OAuth1UserHandler(
             consumer_key, consumer_secret, access_token, access_token_secret
         ).apply_auth()
         # Images come from URIs the publisher put in the alert (through the SSRF guard).
@@ -108,16 +161,9 @@ class XChannel:
         )
         if session is None:
             session = requests.Session()
-            session.mount("https://", TimeoutAdapter(timeout))
+            session.mount("https://", timeout_adapter(timeout))
         self.client.session = session
-        self.profile = Profile(
-            limit=LIMIT,
-            counting="x-weighted",
-            threads=True,
-            delete=True,
-            idempotency=False,
-            cost_per_post=self.price,
-        )
+        self.profile = dataclasses.replace(PROFILE, cost_per_post=self.price)
 
     def close(self) -> None:
         self.client.session.close()
@@ -251,3 +297,38 @@ class XChannel:
         if not post_id:
             raise ChannelError(ErrorKind.RETRYABLE, "X answered without a post id", maybe_sent=True)
         return Receipt(post_id=post_id, url=f"https://x.com/i/status/{post_id}")
+
+
+def _build(cfg: XChannelConfig, deps: Deps) -> XChannel:
+    return XChannel(
+        deps.name,
+        consumer_key=deps.secret("consumer_key", cfg.consumer_key),
+        consumer_secret=deps.secret("consumer_secret", cfg.consumer_secret),
+        access_token=deps.secret("access_token", cfg.access_token),
+        access_token_secret=deps.secret("access_token_secret", cfg.access_token_secret),
+        plan=cfg.plan,
+        cost_per_post=cfg.cost_per_post,
+        cost_per_post_with_url=cfg.cost_per_post_with_url,
+        link_policy=cfg.link_policy,
+        timeout=cfg.timeout,
+        languages=deps.languages,
+        thread_parts=cfg.thread_parts,
+        images=cfg.images,
+        fetch=deps.fetcher(cfg.timeout, cfg.images),
+    )
+
+
+def _offline(thread_parts: int) -> XChannel:
+    return XChannel(
+        "x",
+        consumer_key="-",
+        consumer_secret="-",
+        access_token="-",
+        access_token_secret="-",
+        thread_parts=thread_parts,
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="x", config=XChannelConfig, profile=PROFILE, build=_build, offline=_offline
+)

@@ -9,13 +9,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from clarion.config import (
-    ActivityPubChannelConfig,
-    Config,
-    PreviewChannelConfig,
-    RouteRule,
-    Settings,
-)
+from clarion.channels.activitypub import ActivityPubChannelConfig
+from clarion.channels.preview import PreviewChannelConfig
+from clarion.config import Config, RouteRule, Settings
 from clarion.model import Status
 
 DATA = Path(__file__).parent
@@ -57,7 +53,7 @@ def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = prin
     from clarion.channels import build_channels
     from clarion.delivery.dispatcher import Dispatcher
     from clarion.pipeline import ingest
-    from clarion.sources import PARSERS
+    from clarion.sources import parsers
     from clarion.store import open_store
 
     for suffix in ("", "-wal", "-shm"):
@@ -71,7 +67,7 @@ def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = prin
         "this machine)\n"
     )
     for filename, kind, source, what in STEPS:
-        notices = PARSERS[kind]((DATA / filename).read_bytes(), "")
+        notices = parsers()[kind]((DATA / filename).read_bytes(), "")
         if kind == "feed":
             notices = sorted(notices, key=lambda n: n.sent)[-1:]  # a blog's newest post
         result = ingest(store, config, channels, notices, source=source, include_expired=True)

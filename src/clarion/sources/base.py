@@ -8,6 +8,7 @@ payloads without sockets, and lets `clarion parse FILE` show exactly what a poll
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -246,3 +247,20 @@ def conditional_get(
         raise SourceError(f"{what}: {url} timed out") from None
     except httpx.HTTPError as exc:
         raise SourceError(f"{what}: could not fetch {url}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SourceConnector:
+    """An input kind, declared by its module: `CONNECTOR = SourceConnector(...)`.
+
+    `parse(body, content_type)` is the pure parser (`clarion parse`, replays, the demo);
+    `build(name, cfg)` the polled source, or None for a kind that is pushed to Clarion."""
+
+    kind: str
+    config: type[Any]
+    parse: Callable[[bytes, str], list[Notice]]
+    build: Callable[[str, Any], Source] | None = None
+
+    @property
+    def summary(self) -> str:
+        return " ".join((self.config.__doc__ or "").split())

@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 from cryptography import x509
 from lxml import etree
+from pydantic import Field
 
+from clarion.configtypes import SourceConfigBase
 from clarion.model import (
     CAP_MSG_TYPES,
     Area,
@@ -39,12 +42,23 @@ from clarion.sources.base import (
     PolledSource,
     PollResult,
     Rejected,
+    SourceConnector,
     SourceError,
     aware_time,
     conditional_get,
 )
 from clarion.sources.capsig import verify_cap
 from clarion.sources.xmlsafe import child, child_text, children, local_name, parse_xml, text_of
+
+
+class CapSourceConfig(SourceConfigBase):
+    """A CAP document URL, or an Atom/RSS index of CAP documents (NWS, Environment Canada…)."""
+
+    kind: Literal["cap"]
+    max_documents: int = Field(default=200, ge=1)
+    trusted_certificates: list[Path] = Field(default_factory=list)  # PEM files
+    concurrency: int = Field(default=4, ge=1, le=32)  # index documents fetched at once
+
 
 CAP_NAMESPACES = {
     "urn:oasis:names:tc:emergency:cap:1.2": "1.2",
@@ -464,3 +478,38 @@ class CapSource(PolledSource):
             return parse_cap(doc.body, what=where)
         except SourceError as exc:
             return Rejected(entry.id, exc.reason, str(exc))
+
+
+def _build(name: str, cfg: CapSourceConfig) -> CapSource:
+    return CapSource(
+        name,
+        cfg.url,
+        cfg.max_bytes,
+        cfg.max_documents,
+        _certificates(name, cfg.trusted_certificates),
+        cfg.concurrency,
+    )
+
+
+def _certificates(source: str, paths: list[Path]) -> list[x509.Certificate]:
+    from clarion.configtypes import ConfigError
+    from clarion.sources.capsig import load_certificates
+
+    certs: list[x509.Certificate] = []
+    for i, path in enumerate(paths):
+        key = f"sources.{source}.trusted_certificates[{i}]"
+        try:
+            certs.extend(load_certificates([path.read_bytes()]))
+        except OSError as exc:
+            raise ConfigError([f"{key}: cannot read {path}: {exc.strerror}"]) from None
+        except ValueError:
+            raise ConfigError([f"{key}: {path} holds no PEM certificate"]) from None
+    return certs
+
+
+CONNECTOR = SourceConnector(
+    kind="cap",
+    config=CapSourceConfig,
+    parse=lambda body, content_type: parse_cap(body),
+    build=_build,
+)

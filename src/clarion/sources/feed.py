@@ -14,14 +14,16 @@ from __future__ import annotations
 import email.utils
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import feedparser
 import httpx
 import lxml.html
 from lxml import etree
+from pydantic import Field
 
 from clarion import safejson
+from clarion.configtypes import Duration, SourceConfigBase
 from clarion.model import Info, Notice
 from clarion.sources.base import (
     Fetched,
@@ -29,11 +31,25 @@ from clarion.sources.base import (
     PolledSource,
     PollResult,
     Rejected,
+    SourceConnector,
     SourceError,
     sane_time,
 )
 from clarion.sources.websub import discover
 from clarion.sources.xmlsafe import parse_xml
+
+
+class FeedSourceConfig(SourceConfigBase):
+    """An RSS, Atom or JSON Feed (WordPress and every blog)."""
+
+    kind: Literal["feed"]
+    interval: Duration = 300.0
+    initial_items: int = Field(default=1, ge=0)
+    on_edit: Literal["update", "ignore"] = "update"  # an edited item: post an update, or not
+    websub: bool = True  # subscribe to the hub the feed advertises (needs clarion.public_url)
+    websub_lease: Duration = 7 * 86400.0
+    websub_poll_interval: Duration = 3600.0  # polling while subscribed: a safety net
+
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
 
@@ -306,3 +322,11 @@ class FeedSource(PolledSource):
             fetched.body, fetched.content_type, fetched.link_header, fetched.url or self.url
         )
         return PollResult(notices, fetched.state, websub=advertised, rejected=rejected)
+
+
+CONNECTOR = SourceConnector(
+    kind="feed",
+    config=FeedSourceConfig,
+    parse=lambda body, content_type: parse_feed(body, content_type),
+    build=lambda name, cfg: FeedSource(name, cfg.url, cfg.max_bytes, cfg.initial_items),
+)

@@ -13,16 +13,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 from google.transit import gtfs_realtime_pb2 as rt
+from pydantic import Field
 
+from clarion.configtypes import Duration, SecretRef, SourceConfigBase
 from clarion.model import Entity, Info, NameValue, Notice, Severity
-from clarion.sources.base import PolledSource, Rejected, SourceError, sane_time
+from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, sane_time
 from clarion.sources.feed import html_to_text
+
+
+class GtfsRtSourceConfig(SourceConfigBase):
+    """A GTFS-realtime Service Alerts feed (protobuf, or its JSON form)."""
+
+    kind: Literal["gtfsrt"]
+    interval: Duration = 60.0
+    end_after: int = Field(default=3, ge=1)
+    # Extra request headers; a value may be a secret reference (an API key):
+    # headers = { "x-api-key" = { env = "MTA_KEY" } }
+    headers: dict[str, str | SecretRef] = Field(default_factory=dict)
+
+    def resolved_headers(self) -> dict[str, str]:
+        return {k: v.resolve() if isinstance(v, SecretRef) else v for k, v in self.headers.items()}
+
 
 MERCURY_ALERT_FIELD = 1001
 MERCURY_UPDATED_AT_FIELD = 2
@@ -229,3 +246,13 @@ class GtfsRtSource(PolledSource):
         self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
     ) -> list[Notice]:
         return parse_gtfsrt(body, content_type, what=self.what, rejected=rejected)
+
+
+CONNECTOR = SourceConnector(
+    kind="gtfsrt",
+    config=GtfsRtSourceConfig,
+    parse=lambda body, content_type: parse_gtfsrt(body, content_type),
+    build=lambda name, cfg: GtfsRtSource(
+        name, cfg.url, cfg.max_bytes, cfg.end_after, cfg.resolved_headers()
+    ),
+)

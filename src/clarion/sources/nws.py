@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
+from pydantic import Field
+
 from clarion import safejson
+from clarion.configtypes import Duration, SourceConfigBase
 from clarion.model import (
     CAP_MSG_TYPES,
     Area,
@@ -28,8 +31,25 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import PolledSource, Rejected, SourceError, aware_time
+from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, aware_time
 from clarion.sources.cap import oldest_reference, thread_key_for
+
+
+class NwsSourceConfig(SourceConfigBase):
+    """api.weather.gov `/alerts/active` (GeoJSON), with the API's own filters."""
+
+    kind: Literal["nws"]
+    url: str = "https://api.weather.gov/alerts/active"
+    interval: Duration = 60.0
+    user_agent: str = Field(min_length=5, description="who you are and how to reach you")
+    area: list[str] | None = None  # state/territory codes: ["MT", "WA"]
+    zone: list[str] | None = None  # zone ids: ["MTZ014"]
+    event: list[str] | None = None  # ["Flood Warning"]
+    severity: list[str] | None = None
+    urgency: list[str] | None = None
+    certainty: list[str] | None = None
+    end_after: int = Field(default=3, ge=1)
+
 
 DEFAULT_URL = "https://api.weather.gov/alerts/active"
 
@@ -231,3 +251,27 @@ class NwsSource(PolledSource):
         self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
     ) -> list[Notice]:
         return parse_nws(body, content_type, what=self.what, rejected=rejected)
+
+
+def _build(name: str, cfg: NwsSourceConfig) -> NwsSource:
+    filters = {
+        k: v
+        for k in ("area", "zone", "event", "severity", "urgency", "certainty")
+        if (v := getattr(cfg, k))
+    }
+    return NwsSource(
+        name,
+        cfg.url,
+        cfg.max_bytes,
+        user_agent=cfg.user_agent,
+        filters=filters,
+        end_after=cfg.end_after,
+    )
+
+
+CONNECTOR = SourceConnector(
+    kind="nws",
+    config=NwsSourceConfig,
+    parse=lambda body, content_type: parse_nws(body, content_type),
+    build=_build,
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Literal
 
 from pydantic import (
     AwareDatetime,
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from clarion import safejson
+from clarion.configtypes import SecretRef, SourceConfigCommon
 from clarion.model import (
     Area,
     Certainty,
@@ -33,8 +35,16 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import SourceError, sane_time
+from clarion.sources.base import SourceConnector, SourceError, sane_time
 from clarion.sources.cap import parse_cap, thread_key_for
+
+
+class PushSourceConfig(SourceConfigCommon):
+    """Notices pushed to Clarion: `POST /hooks/NAME`, signed per Standard Webhooks."""
+
+    kind: Literal["push"]
+    secret: SecretRef
+    max_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
 class PushArea(BaseModel):
@@ -163,3 +173,11 @@ def parse_push(body: bytes, content_type: str, *, source: str, what: str = "push
 
 
 __all__ = ["PushNotice", "datetime", "parse_push"]
+
+
+# Pushed to Clarion (`POST /hooks/NAME`), never polled: no `build`.
+CONNECTOR = SourceConnector(
+    kind="push",
+    config=PushSourceConfig,
+    parse=lambda body, content_type: parse_push(body, content_type, source="push"),
+)

@@ -20,11 +20,23 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from clarion import safejson
+from clarion.configtypes import Duration, SourceConfigBase
 from clarion.model import Entity, Info, MsgType, NameValue, Notice, Severity
-from clarion.sources.base import PolledSource, Rejected, SourceError, aware_time
+from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, aware_time
+
+
+class StatuspageSourceConfig(SourceConfigBase):
+    """An Atlassian Statuspage: its `/api/v2/summary.json` or `/api/v2/incidents.json`."""
+
+    kind: Literal["statuspage"]
+    interval: Duration = 60.0
+    end_after: int = Field(default=3, ge=1)
+
 
 IMPACT = {
     "none": Severity.UNKNOWN,
@@ -230,3 +242,11 @@ class StatuspageSource(PolledSource):
         self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
     ) -> list[Notice]:
         return parse_statuspage(body, what=self.what, rejected=rejected)
+
+
+CONNECTOR = SourceConnector(
+    kind="statuspage",
+    config=StatuspageSourceConfig,
+    parse=lambda body, content_type: parse_statuspage(body, content_type),
+    build=lambda name, cfg: StatuspageSource(name, cfg.url, cfg.max_bytes, cfg.end_after),
+)

@@ -23,7 +23,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import func, select
 
 from clarion import __version__, safejson
-from clarion.config import ActivityPubChannelConfig, Config
+from clarion.channels.activitypub import ActivityPubChannelConfig
+from clarion.config import Config
 from clarion.fediverse import accounts
 from clarion.fediverse.client import Signer
 from clarion.fediverse.documents import (

@@ -27,10 +27,10 @@ from standardwebhooks.webhooks import Webhook
 from starlette.concurrency import run_in_threadpool
 
 from clarion.channels.base import Channel
-from clarion.config import Config, PushSourceConfig
+from clarion.config import Config
 from clarion.pipeline import ingest
 from clarion.sources.base import SourceError
-from clarion.sources.push import PushBatch, PushNotice, parse_push
+from clarion.sources.push import PushBatch, PushNotice, PushSourceConfig, parse_push
 from clarion.store import Store
 from clarion.store.schema import push_receipts
 

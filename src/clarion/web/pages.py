@@ -73,10 +73,12 @@ def pages_router(store: Store, config: Config) -> APIRouter:
     from clarion.fediverse.documents import actor_id, handle
 
     base = (config.clarion.public_url or "").rstrip("/")
+    from clarion.channels.activitypub import ActivityPubChannelConfig
+
     fediverse = [
         {"handle": handle(base, c.username), "url": actor_id(base, c.username)}
         for c in config.channels.values()
-        if c.kind == "activitypub" and c.enabled and base
+        if isinstance(c, ActivityPubChannelConfig) and c.enabled and base
     ]
     common = {
         "publisher": publisher,

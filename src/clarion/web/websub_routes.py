@@ -21,11 +21,11 @@ from sqlalchemy import select, update
 from starlette.concurrency import run_in_threadpool
 
 from clarion.channels.base import Channel
-from clarion.config import Config, FeedSourceConfig
+from clarion.config import Config
 from clarion.pipeline import ingest
 from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import Rejected, SourceError
-from clarion.sources.feed import parse_feed
+from clarion.sources.feed import FeedSourceConfig, parse_feed
 from clarion.sources.websub import callback_token, signature_ok
 from clarion.store import Store
 from clarion.store.schema import websub
