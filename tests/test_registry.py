@@ -17,7 +17,7 @@ from clarion import registry
 from clarion.channels import build_channels, channel_limits
 from clarion.channels.base import RenderContext
 from clarion.config import ConfigError, check_secrets, parse_config
-from clarion.render.platforms import render_for
+from clarion.registry import render_for
 from clarion.sources import build_sources, parsers
 from tests import toy_connector
 from tests.conftest import FIXTURES, fixture_bytes

@@ -167,7 +167,7 @@ def test_thread_parts_keep_every_word_in_order() -> None:
 
 def test_every_text_channel_uses_the_channels_template() -> None:
     from clarion.channels.base import RenderContext
-    from clarion.render.platforms import render_for
+    from clarion.registry import render_for
 
     notice = parse_cap(fixture_bytes("cap/weather.cap"))[0]
     ctx = RenderContext(("en",), "https://c.example/n/1", template="{{ event }} now! {{ link }}")

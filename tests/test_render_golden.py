@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from clarion import registry
 from clarion.channels.base import RenderContext
 from clarion.cli import app
+from clarion.registry import render_for
 from clarion.render.counting import COUNTERS
-from clarion.render.platforms import render_for
 from clarion.sources import parsers
 from tests.conftest import FIXTURES, fixture_bytes
 from tests.golden import check_golden

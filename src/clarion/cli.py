@@ -243,7 +243,6 @@ def render(
 ) -> None:
     """Print, as JSON lines, the post each notice in FILES would become on PLATFORM."""
     from clarion.channels.base import RenderContext
-    from clarion.render.platforms import render_for
 
     if platform not in registry.previewable():
         raise _fail(f"clarion: unknown platform {platform!r}; choose from {_platform_help()}", 2)
@@ -256,7 +255,7 @@ def render(
     ctx = RenderContext(languages=("en",), permalink=permalink)
     for _, notices in _parse_files(kind, files):
         for n in notices:
-            out = render_for(platform, n, ctx, thread_parts=thread_parts)
+            out = registry.render_for(platform, n, ctx, thread_parts=thread_parts)
             typer.echo(
                 json.dumps(
                     {"platform": platform, "identifier": n.identifier, **out}, ensure_ascii=False

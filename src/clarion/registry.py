@@ -15,10 +15,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clarion.channels.base import ChannelConnector
+    from clarion.channels.base import ChannelConnector, RenderContext
+    from clarion.model import Notice
     from clarion.sources.base import SourceConnector
 
 # The order is the order of the docs' table and of error messages.
@@ -137,3 +138,19 @@ def markdown_tables() -> str:
     for kind, s in sources().items():
         lines.append(f"| `{kind}` | {_yes(s.build is not None)} | {s.summary} |")
     return "\n".join(lines) + "\n"
+
+
+def render_for(
+    platform: str, notice: Notice, ctx: RenderContext, *, thread_parts: int = 1
+) -> dict[str, Any]:
+    """What `clarion render` prints: the real channel, built from its connector's offline
+    form (placeholder credentials; no constructor makes a network call), asked to render, so
+    what is shown is exactly what the dispatcher would queue."""
+    connector = channels().get(platform)
+    if connector is None or connector.offline is None:
+        raise KeyError(f"unknown platform {platform!r}; choose from {', '.join(previewable())}")
+    channel = connector.offline(thread_parts)
+    try:
+        return channel.render(notice, ctx)
+    finally:
+        channel.close()
