@@ -63,12 +63,12 @@ def test_x_prices_and_link_policy(fake_x: FakeX) -> None:
     ctx = RenderContext(("en",), "https://clarion.example/notices/1")
     keep = build_channels(config(x_config()))
     p = keep["x"].render(notice, ctx)
-    assert p["has_url"] and p["cost"] == 0.20
+    assert p.fields["has_url"] and p.cost == 0.20
     drop = build_channels(config(x_config('link_policy = "drop_when_costly"')))
     q = drop["x"].render(notice, ctx)
-    assert not q["has_url"] and q["cost"] == 0.015 and "http" not in q["text"]
+    assert not q.fields["has_url"] and q.cost == 0.015 and "http" not in q.text
     free = build_channels(config(x_config('plan = "public_utility"')))
-    assert free["x"].render(notice, ctx)["cost"] == 0.0
+    assert free["x"].render(notice, ctx).cost == 0.0
     for c in (keep, drop, free):
         close_all(c)
 

@@ -82,3 +82,56 @@ def test_readyz_says_when_the_schema_is_behind(db_url: str) -> None:
             assert client.get("/healthz").json() == {"status": "ok"}
     finally:
         store.close()
+
+
+def test_every_view_reads_one_channel_state(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`clarion channels`, `clarion status`, the REST API and `/metrics` report a channel's
+    state and queue from the same read model (clarion.status.channel_statuses): a channel put
+    on hold, with its queue, reads the same everywhere; a channel that never ran says so."""
+    from typer.testing import CliRunner
+
+    from clarion.cli import app
+    from clarion.delivery import outbox
+    from clarion.status import channel_statuses
+
+    db = tmp_path / "c.db"
+    toml = tmp_path / "clarion.toml"
+    toml.write_text(f'[clarion]\ndatabase_url = "sqlite:///{db}"\n' + CONFIG)
+    cfg = config(toml.read_text())
+    store = open_store(cfg.clarion.database_url, upgrade=True)
+    from clarion.sources.cap import parse_cap
+
+    chans = channels_for(cfg)
+    now = parse_cap(demo_cap(1))[0].sent + timedelta(seconds=30)  # while the alert is live
+    outbox.ensure_channels(store, {"preview": "preview"}, now)  # "second" never ran
+    ingest_bytes(store, cfg, chans, demo_cap(0), now=now)
+    ingest_bytes(store, cfg, chans, demo_cap(1), now=now)
+    outbox.set_channel_state(store, "preview", "needs_reauth", "token revoked", now)
+
+    [preview, second] = channel_statuses(store, cfg, now)
+    assert (preview.state, preview.state_reason, preview.queue) == (
+        "needs_reauth",
+        "token revoked",
+        {"pending": 1, "superseded": 1},  # the update superseded the unsent alert
+    )
+    assert preview.waiting == 1 and second.state == "not started"
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["channels", "--config", str(toml)])
+    assert listed.exit_code == 0, listed.output
+    assert "preview (preview): needs_reauth (token revoked); today 0, " in listed.output
+    assert "pending 1, superseded 1" in listed.output
+    assert "second (preview): not started" in listed.output
+    status = runner.invoke(app, ["status", "--config", str(toml)])
+    assert "preview (preview): needs_reauth (token revoked); pending 1, superseded 1" in (
+        status.output
+    )
+
+    with TestClient(create_app(store, cfg)) as client:
+        api = {c["name"]: c for c in client.get("/api/v1/channels").json()}
+        m = _samples(client.get("/metrics").text)
+    assert api["preview"]["state"] == "needs_reauth" and api["second"]["state"] == "not started"
+    assert m[("clarion_channel_active", (("channel", "preview"), ("state", "needs_reauth")))] == 0
+    assert m[("clarion_queue_depth", (("channel", "preview"),))] == 1
+    assert m[("clarion_deliveries", (("channel", "preview"), ("state", "superseded")))] == 1
+    store.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clarion.channels.base import RenderContext
+from clarion.channels.base import RenderContext, Rendered
 from clarion.model import MsgType, Notice
 from clarion.pipeline import ingest
 from clarion.sources.cap import parse_cap
@@ -181,11 +181,11 @@ class ExplodingChannel:
 
         self.profile = Profile(limit=None, counting=None)
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         self.left -= 1
         if self.left < 0:
             raise RuntimeError("renderer bug")
-        return {}
+        return Rendered()
 
     def send(self, out: Any) -> Any:  # pragma: no cover
         raise AssertionError

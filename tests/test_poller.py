@@ -293,7 +293,7 @@ def test_rejected_items_are_listed_and_counted(publisher: Publisher, store: Stor
         assert poll_source(store, cfg, chans, srcs["nws"], http, now=NOW) is not None
     [row] = rows(store, sources_table, sources_table.c.name == "nws")
     assert row.consecutive_failures == 0  # the poll itself went through
-    text = render_metrics(store).decode()
+    text = render_metrics(store, cfg).decode()
     # The missing document is tried again (and rejected again); the malformed one is not.
     assert 'clarion_source_items_rejected_total{reason="fetch_failed",source="nws"} 2.0' in text
     assert 'clarion_source_items_rejected_total{reason="malformed",source="nws"} 1.0' in text

@@ -14,9 +14,11 @@ from clarion.channels.base import (
     ChannelConnector,
     Deps,
     Outgoing,
+    Post,
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.configtypes import ChannelConfigBase, SecretRef, SourceConfigBase
 from clarion.model import Notice
@@ -47,7 +49,7 @@ class ToyChannel:
         self.shout = shout
         self.languages = tuple(languages)
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = compose(
             notice,
             limit=120,
@@ -55,10 +57,10 @@ class ToyChannel:
             languages=self.languages or ctx.languages,
             permalink=ctx.permalink,
         )
-        return {"text": r.text.upper() if self.shout else r.text, "count": r.count}
+        return Rendered(posts=(Post(r.text.upper() if self.shout else r.text, r.count),))
 
     def send(self, out: Outgoing) -> Receipt:
-        SENT.append({"channel": self.name, "token": self.token, **out.payload})
+        SENT.append({"channel": self.name, "token": self.token, "text": out.rendered.text})
         return Receipt(post_id=f"toy:{out.id}")
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from clarion.config import EXAMPLE_CONFIG, Config, ConfigError, config_path, loa
 
 if TYPE_CHECKING:
     from clarion.model import Notice
+    from clarion.status import ChannelHealth
 
 app = typer.Typer(
     help="Clarion relays public information (alerts, service changes, posts) to every channel "
@@ -400,16 +401,10 @@ def post(
 @app.command()
 def status(config: ConfigOpt = None) -> None:
     """Show sources, channels and the outbox."""
-    from sqlalchemy import select
-
-    from clarion.delivery.outbox import queue_counts
-    from clarion.status import source_statuses
-    from clarion.store.schema import channels
+    from clarion.status import channel_statuses, source_statuses
 
     cfg = _config(config)
     store = _store(cfg)
-    with store.read() as conn:
-        chans = {r.name: r for r in conn.execute(select(channels))}
     typer.echo("Sources:")
     if not cfg.sources:
         typer.echo("  (none configured)")
@@ -424,15 +419,9 @@ def status(config: ConfigOpt = None) -> None:
             + (f"; {len(h.rejected)} item(s) rejected" if h.rejected else "")
         )
     typer.echo("Channels:")
-    counts = queue_counts(store)
-    for name, cc in cfg.channels.items():
-        ch = chans.get(name)
-        state = ch.state if ch else "not started"
-        if ch is not None and ch.state != "active" and ch.state_reason:
-            state += f" ({ch.state_reason})"
-        q = counts.get(name, {})
-        qs = ", ".join(f"{k} {v}" for k, v in sorted(q.items())) or "nothing queued"
-        typer.echo(f"  {name} ({cc.kind}): {state}; {qs}")
+    for ch in channel_statuses(store, cfg, datetime.now(UTC)):
+        typer.echo(f"  {ch.name} ({ch.kind}): {_channel_state(ch)}; {_queue(ch.queue)}")
+        cc = cfg.channels[ch.name]
         if cc.kind == "activitypub":
             from clarion.fediverse.accounts import counts as follower_counts
             from clarion.fediverse.documents import handle
@@ -444,6 +433,15 @@ def status(config: ConfigOpt = None) -> None:
                 f"{n['accepted']} follower(s), {n['pending']} waiting for approval, "
                 f"{n['dropped']} dropped (their server failed for days)"
             )
+
+
+def _channel_state(ch: ChannelHealth) -> str:
+    reason = f" ({ch.state_reason})" if ch.state != "active" and ch.state_reason else ""
+    return ch.state + reason
+
+
+def _queue(queue: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(queue.items())) or "nothing queued"
 
 
 def _ago(seconds: float | None) -> str:
@@ -550,35 +548,19 @@ def channels_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """List channels: state, posts today and this month, spend against caps and budget."""
     if ctx.invoked_subcommand is not None:
         return
-    from sqlalchemy import select
-
-    from clarion.channels import channel_limits
-    from clarion.delivery.outbox import queue_counts, usage
-    from clarion.store.schema import channels as channels_table
+    from clarion.status import channel_statuses
 
     cfg = _config(config)
     store = _store(cfg)
-    now = datetime.now(UTC)
-    caps = channel_limits(cfg)
-    with store.read() as conn:
-        states = {r.name: r for r in conn.execute(select(channels_table))}
-    counts = queue_counts(store)
-    for name, cc in cfg.channels.items():
-        row = states.get(name)
-        state = row.state if row else "not started"
-        if row is not None and row.state != "active" and row.state_reason:
-            state += f" ({row.state_reason})"
-        u = usage(store, name, now)
-        lim = caps.get(name)
-        day = f"{u.posts_today}" + (f"/{lim.daily_cap}" if lim and lim.daily_cap else "")
-        month = f"{u.posts_this_month}" + (f"/{lim.monthly_cap}" if lim and lim.monthly_cap else "")
-        spend = f"{u.spend_this_month:.2f}" + (
-            f"/{lim.monthly_budget:.2f}" if lim and lim.monthly_budget is not None else ""
+    for ch in channel_statuses(store, cfg, datetime.now(UTC)):
+        day = f"{ch.posts_today}" + (f"/{ch.daily_cap}" if ch.daily_cap else "")
+        month = f"{ch.posts_this_month}" + (f"/{ch.monthly_cap}" if ch.monthly_cap else "")
+        spend = f"{ch.spend_this_month:.2f}" + (
+            f"/{ch.monthly_budget:.2f}" if ch.monthly_budget is not None else ""
         )
-        q = ", ".join(f"{k} {v}" for k, v in sorted(counts.get(name, {}).items()))
         typer.echo(
-            f"{name} ({cc.kind}): {state}; today {day}, this month {month}, "
-            f"spent {spend}; {q or 'nothing queued'}"
+            f"{ch.name} ({ch.kind}): {_channel_state(ch)}; today {day}, this month {month}, "
+            f"spent {spend}; {_queue(ch.queue)}"
         )
 
 
@@ -619,7 +601,10 @@ def channels_test(
         ],
     )
     channel = channels[name]
-    payload = channel.render(notice, RenderContext(tuple(cfg.clarion.languages), permalink(cfg, 0)))
+    rendered = channel.render(
+        notice, RenderContext(tuple(cfg.clarion.languages), permalink(cfg, 0), thread_id=0)
+    )
+    payload = rendered.to_row()
     typer.echo(json.dumps(payload, ensure_ascii=False, indent=1))
     if not send:
         typer.echo("Preview only; add --send to post it.", err=True)

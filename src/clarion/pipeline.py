@@ -469,14 +469,15 @@ def _ingest_one(
             languages=tuple(config.clarion.languages),
             permalink=permalink(config, int(thread_id)),
             template=config.channels[channel_name].template,
+            thread_id=int(thread_id),
         )
         states = before.get(channel_name, set())
         if as_new is None or "sent" in states:
-            payload = channel.render(notice, ctx)
+            rendered = channel.render(notice, ctx)
         elif states & {"pending", "retry_wait", "sending"}:
-            payload = {**channel.render(notice, ctx), "as_new": channel.render(as_new, ctx)}
+            rendered = channel.render(notice, ctx).replace(as_new=channel.render(as_new, ctx))
         else:  # nothing of the story was, or will be, posted there first
-            payload = {**channel.render(as_new, ctx), "as_new": True}
+            rendered = channel.render(as_new, ctx).replace(as_new=True)
         new_deliveries.append(
             {
                 "id": str(uuid.uuid4()),
@@ -485,8 +486,8 @@ def _ingest_one(
                 "channel": channel_name,
                 "version": version,
                 "msg_type": notice.msg_type.value,
-                "payload": payload,
-                "cost": float(payload.get("cost", 0.0)),
+                "payload": rendered.to_row(),
+                "cost": rendered.cost,
                 "severity_rank": notice.severity.rank,
                 "attempts": 0,
                 "next_attempt_at": now,

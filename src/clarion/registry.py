@@ -151,6 +151,6 @@ def render_for(
         raise KeyError(f"unknown platform {platform!r}; choose from {', '.join(previewable())}")
     channel = connector.offline(thread_parts)
     try:
-        return channel.render(notice, ctx)
+        return channel.render(notice, ctx).to_row()
     finally:
         channel.close()

@@ -44,7 +44,7 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from clarion.channels.base import Channel, Outgoing, Profile, Receipt, RenderContext
+from clarion.channels.base import Channel, Outgoing, Profile, Receipt, RenderContext, Rendered
 from clarion.config import Config, ConfigError, _format_errors
 from clarion.model import MsgType, Notice
 from clarion.sources.push import PushSourceConfig
@@ -152,7 +152,7 @@ class Recorder:
             cost_per_post=base.cost_per_post,
         )
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         return self.inner.render(notice, ctx)
 
     def send(self, out: Outgoing) -> Receipt:

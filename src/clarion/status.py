@@ -1,4 +1,5 @@
-"""One read model of what runs: each source's health, latency and rejected items, used by
+"""One read model of what runs: each source's health, latency and rejected items, and each
+channel's state, queue and use against its caps, used by
 `clarion sources`, `clarion status`, the desk, the REST API and `/metrics` alike (they used to
 compute it each their own way)."""
 
@@ -91,4 +92,93 @@ def source_statuses(store: Store, config: Config, sample: int = 100) -> list[Sou
                     last_polled_at=row.last_polled_at if row else None,
                 )
             )
+    return out
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    """One channel as every view shows it: its state, its queue, its use against its caps."""
+
+    name: str
+    kind: str
+    enabled: bool
+    state: str  # active | needs_reauth | disabled | not started
+    state_reason: str | None
+    queue: dict[str, int]  # deliveries by state
+    posts_today: int
+    posts_this_month: int
+    spend_this_month: float
+    daily_cap: int | None  # the config's, else the platform's own (X's legacy plan)
+    monthly_cap: int | None
+    monthly_budget: float | None
+    statuses: list[str]
+    sent_count: int = 0  # every post since the channel started
+    failed_count: int = 0
+    last_sent_at: datetime | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Deliveries not yet done (pending, retrying, being sent)."""
+        from clarion.delivery.outbox import ACTIVE
+
+        return sum(n for state, n in self.queue.items() if state in ACTIVE)
+
+
+def channel_statuses(store: Store, config: Config, now: datetime) -> list[ChannelHealth]:
+    """Each configured channel's state, queue and use this day and month (UTC), in three
+    queries whatever the number of channels."""
+    from sqlalchemy import and_, case, func
+
+    from clarion.delivery.outbox import period_starts
+    from clarion.store.schema import channels as channels_table
+    from clarion.store.schema import deliveries as d
+
+    day, _, month, _ = period_starts(now)
+    sent = d.c.state == "sent"
+    with store.read() as conn:
+        rows = {r.name: r for r in conn.execute(select(channels_table))}
+        queue: dict[str, dict[str, int]] = {}
+        for ch, st, n in conn.execute(
+            select(d.c.channel, d.c.state, func.count()).group_by(d.c.channel, d.c.state)
+        ):
+            queue.setdefault(ch, {})[st] = int(n)
+        use = {
+            r.channel: r
+            for r in conn.execute(
+                select(
+                    d.c.channel,
+                    func.sum(case((d.c.sent_at >= day, 1), else_=0)).label("today"),
+                    func.count().label("month"),
+                    func.coalesce(func.sum(d.c.cost), 0.0).label("spend"),
+                )
+                .where(and_(sent, d.c.sent_at >= month))
+                .group_by(d.c.channel)
+            )
+        }
+    out = []
+    for name, cfg in config.channels.items():
+        row, u = rows.get(name), use.get(name)
+        state = row.state if row is not None else "not started"
+        if not cfg.enabled:
+            state = "disabled"
+        out.append(
+            ChannelHealth(
+                name=name,
+                kind=cfg.kind,
+                enabled=cfg.enabled,
+                state=state,
+                state_reason=row.state_reason if row is not None else None,
+                queue=queue.get(name, {}),
+                posts_today=int(u.today or 0) if u else 0,
+                posts_this_month=int(u.month or 0) if u else 0,
+                spend_this_month=float(u.spend or 0.0) if u else 0.0,
+                daily_cap=cfg.daily_cap if cfg.daily_cap is not None else cfg.default_daily_cap(),
+                monthly_cap=cfg.monthly_cap,
+                monthly_budget=cfg.monthly_budget,
+                statuses=[s.value for s in cfg.statuses],
+                sent_count=int(row.sent_count or 0) if row is not None else 0,
+                failed_count=int(row.failed_count or 0) if row is not None else 0,
+                last_sent_at=row.last_sent_at if row is not None else None,
+            )
+        )
     return out

@@ -28,6 +28,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.configtypes import ChannelConfigBase, Duration, http_url
 from clarion.fediverse import accounts
@@ -112,10 +113,9 @@ class ActivityPubChannel:
     def close(self) -> None:
         self._http.close()
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         permalink = ctx.permalink or self.base + "/"
-        tail = permalink.rstrip("/").rsplit("/", 1)[-1]
-        thread = int(tail) if tail.isdigit() else 0
+        thread = ctx.thread_id or 0
         languages = self.languages or ctx.languages
         obj = note(
             notice,
@@ -133,7 +133,9 @@ class ActivityPubChannel:
         else:
             kind = "Update"
         text = headline(notice, languages)
-        return {"activity": kind, "object": obj, "text": text, "count": len(text), "limit": None}
+        return Rendered.from_row(
+            {"activity": kind, "object": obj, "text": text, "count": len(text), "limit": None}
+        )
 
     def send(self, out: Outgoing) -> Receipt:
         store = self.store()

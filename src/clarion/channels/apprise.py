@@ -22,6 +22,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
     lazy_module,
 )
 from clarion.configtypes import ChannelConfigBase, ConfigError, SecretRef
@@ -66,7 +67,7 @@ class AppriseChannel:
     def close(self) -> None:
         pass
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = compose(
             notice,
             limit=LIMIT,
@@ -76,14 +77,16 @@ class AppriseChannel:
             template=ctx.template,
         )
         title, _, body = r.text.partition("\n")
-        return {
-            "title": title,
-            "body": body.strip() or title,
-            "text": r.text,
-            "type": NOTIFY_TYPE.get(notice.severity, "info"),
-            "count": r.count,
-            "limit": LIMIT,
-        }
+        return Rendered.from_row(
+            {
+                "title": title,
+                "body": body.strip() or title,
+                "text": r.text,
+                "type": NOTIFY_TYPE.get(notice.severity, "info"),
+                "count": r.count,
+                "limit": LIMIT,
+            }
+        )
 
     def send(self, out: Outgoing) -> Receipt:
         logs: list[str] = []

@@ -93,12 +93,139 @@ class Outgoing:
     progress: dict[str, Any] | None = None
     checkpoint: Callable[[dict[str, Any]], object] | None = None
 
+    @property
+    def rendered(self) -> Rendered:
+        """The payload, typed: what `render` returned at ingest."""
+        return Rendered.from_row(self.payload)
+
 
 @dataclass(frozen=True)
 class RenderContext:
     languages: tuple[str, ...]
     permalink: str | None
     template: str | None = None  # the channel's own Jinja2 template, if it has one
+    thread_id: int | None = None  # the story's number (the fediverse Note's context)
+
+
+@dataclass(frozen=True)
+class Post:
+    """One post: its text, its length as the platform counts it, and its rich-text facets."""
+
+    text: str
+    count: int | None = None
+    facets: tuple[Any, ...] = ()  # Bluesky's byte-indexed links, mentions, tags
+
+
+@dataclass(frozen=True)
+class Media:
+    """An image the post carries (a CAP resource), with its description as alt text."""
+
+    uri: str
+    alt: str = ""
+
+
+# The outbox row's keys that Rendered types; every other key is the platform's own `fields`.
+_TYPED = (
+    "text",
+    "count",
+    "facets",
+    "thread",
+    "limit",
+    "language",
+    "media",
+    "cost",
+    "warnings",
+    "as_new",
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a channel will send for one notice, decided at ingest (`Channel.render`): the
+    posts (the first is the message; more are its numbered replies), what they are measured
+    against, the images with alt text, the price, warnings, and the platform's own fields
+    (Slack blocks, Discord embeds, an e-mail's subject and HTML, the webhook's JSON, an
+    ActivityPub activity). `to_row()` is what the outbox row stores and `send` reads;
+    `from_row` reads it back, equal (tests/test_rendered.py).
+
+    `as_new`: True when this rendering words an update as a new alert (nothing of its story
+    reached the channel), or the new-alert wording to use instead if, when it is sent, nothing
+    of the story was posted there after all."""
+
+    posts: tuple[Post, ...] = ()
+    limit: int | None = None
+    language: str | None = None
+    media: tuple[Media, ...] = ()
+    cost: float = 0.0
+    warnings: tuple[str, ...] = ()
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    as_new: bool | Rendered = False
+
+    @property
+    def text(self) -> str:
+        return self.posts[0].text if self.posts else ""
+
+    @property
+    def parts(self) -> int:
+        return len(self.posts)
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = dict(self.fields)
+        if self.posts:
+            first = self.posts[0]
+            row["text"] = first.text
+            if first.count is not None:
+                row["count"] = first.count
+            if first.facets:
+                row["facets"] = list(first.facets)
+        if len(self.posts) > 1:
+            row["thread"] = [
+                {
+                    "text": p.text,
+                    "count": p.count,
+                    **({"facets": list(p.facets)} if p.facets else {}),
+                }
+                for p in self.posts[1:]
+            ]
+        if self.limit is not None:
+            row["limit"] = self.limit
+        if self.language is not None:
+            row["language"] = self.language
+        if self.media:
+            row["media"] = [{"uri": m.uri, "alt": m.alt} for m in self.media]
+        if self.cost:
+            row["cost"] = self.cost
+        if self.warnings:
+            row["warnings"] = list(self.warnings)
+        if isinstance(self.as_new, Rendered):
+            row["as_new"] = self.as_new.to_row()
+        elif self.as_new:
+            row["as_new"] = True
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Rendered:
+        posts: list[Post] = []
+        if isinstance(row.get("text"), str):
+            posts.append(Post(row["text"], row.get("count"), tuple(row.get("facets") or ())))
+            for part in row.get("thread") or []:
+                posts.append(Post(part["text"], part.get("count"), tuple(part.get("facets") or ())))
+        as_new = row.get("as_new", False)
+        return cls(
+            posts=tuple(posts),
+            limit=row.get("limit"),
+            language=row.get("language"),
+            media=tuple(Media(m["uri"], m.get("alt") or "") for m in row.get("media") or []),
+            cost=float(row.get("cost") or 0.0),
+            warnings=tuple(row.get("warnings") or ()),
+            fields={k: v for k, v in row.items() if k not in _TYPED},
+            as_new=cls.from_row(as_new) if isinstance(as_new, Mapping) else bool(as_new),
+        )
+
+    def replace(self, **changes: Any) -> Rendered:
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
 
 
 class Channel(Protocol):
@@ -106,7 +233,7 @@ class Channel(Protocol):
     kind: str
     profile: Profile
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]: ...
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered: ...
 
     def send(self, out: Outgoing) -> Receipt: ...
 

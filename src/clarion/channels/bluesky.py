@@ -39,6 +39,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
     lazy_module,
 )
 from clarion.channels.images import fetch_images
@@ -192,7 +193,7 @@ class BlueskyChannel:
         if self._fetch is not None:
             self._fetch.close()
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         parts = compose_parts(
             notice,
             limit=LIMIT,
@@ -226,7 +227,7 @@ class BlueskyChannel:
             payload["thread"] = [
                 {"text": p.text, "count": p.count, "facets": facets_for(p.text)} for p in parts[1:]
             ]
-        return payload
+        return Rendered.from_row(payload)
 
     # --- I/O ------------------------------------------------------------------------------
 

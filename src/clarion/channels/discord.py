@@ -27,6 +27,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.channels.http import (
     HttpChannel,
@@ -91,7 +92,7 @@ class DiscordChannel(HttpChannel):
         self.url = webhook_url.rstrip("/")
         self.edit_on_update = edit_on_update
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = self.fit(notice, ctx)
         link = notice_link(notice, ctx.permalink)
         head, _, rest = r.text.partition("\n\n")
@@ -115,13 +116,15 @@ class DiscordChannel(HttpChannel):
             embed["image"] = {"url": uri}
             if alt:
                 embed["footer"] = {"text": f"Image: {alt}"[:2048]}
-        return {
-            "text": head[:2000],
-            "embeds": [embed],
-            "count": r.count,
-            "limit": r.limit,
-            "language": r.language,
-        }
+        return Rendered.from_row(
+            {
+                "text": head[:2000],
+                "embeds": [embed],
+                "count": r.count,
+                "limit": r.limit,
+                "language": r.language,
+            }
+        )
 
     def _check(self, resp: httpx.Response, what: str) -> dict[str, Any]:
         if resp.status_code < 300:

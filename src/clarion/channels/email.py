@@ -12,7 +12,7 @@ import asyncio
 import html
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
     lazy_module,
 )
 from clarion.configtypes import ChannelConfigBase, Duration, SecretRef
@@ -89,7 +90,7 @@ class EmailChannel:
     def close(self) -> None:
         pass
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = compose(
             notice,
             limit=LIMIT,
@@ -102,15 +103,17 @@ class EmailChannel:
         paragraphs = "".join(
             f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in r.text.split("\n\n")
         )
-        return {
-            "subject": subject_line[:200],
-            "text": r.text,
-            "html": paragraphs,
-            "language": r.language,
-            "headline": headline(notice),
-            "count": r.count,
-            "limit": LIMIT,
-        }
+        return Rendered.from_row(
+            {
+                "subject": subject_line[:200],
+                "text": r.text,
+                "html": paragraphs,
+                "language": r.language,
+                "headline": headline(notice),
+                "count": r.count,
+                "limit": LIMIT,
+            }
+        )
 
     def message_id(self, delivery_id: str) -> str:
         return f"<{delivery_id}@{self.domain}>"

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from clarion.channels.base import ChannelError, ErrorKind, Profile, RenderContext
+from clarion.channels.base import ChannelError, ErrorKind, Profile, RenderContext, Rendered
 from clarion.model import Notice
 from clarion.render.counting import COUNTERS
-from clarion.render.text import Rendered, compose
+from clarion.render.text import Fitted, compose
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -112,7 +112,7 @@ class HttpChannel:
     def close(self) -> None:
         self._http.close()
 
-    def fit(self, notice: Notice, ctx: RenderContext) -> Rendered:
+    def fit(self, notice: Notice, ctx: RenderContext) -> Fitted:
         assert self.profile.limit is not None and self.profile.counting is not None
         return compose(
             notice,
@@ -123,6 +123,8 @@ class HttpChannel:
             template=ctx.template,
         )
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = self.fit(notice, ctx)
-        return {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language}
+        return Rendered.from_row(
+            {"text": r.text, "count": r.count, "limit": r.limit, "language": r.language}
+        )

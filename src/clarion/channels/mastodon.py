@@ -28,6 +28,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
     lazy_module,
 )
 from clarion.channels.images import fetch_images
@@ -140,9 +141,11 @@ class MastodonChannel:
 
     # --- pure -----------------------------------------------------------------------------
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        return self._render(
-            notice, ctx.languages, ctx.permalink, self._limit or DEFAULT_LIMIT, ctx.template
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
+        return Rendered.from_row(
+            self._render(
+                notice, ctx.languages, ctx.permalink, self._limit or DEFAULT_LIMIT, ctx.template
+            )
         )
 
     def _render(

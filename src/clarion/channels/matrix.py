@@ -30,6 +30,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
 from clarion.channels.images import fetch_images
@@ -93,19 +94,21 @@ class MatrixChannel(HttpChannel):
         self.room_id = room_id
         self.edit_on_update = edit_on_update
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = self.fit(notice, ctx)
         head, _, rest = r.text.partition("\n")
         formatted = f"<strong>{html.escape(head)}</strong>" + html.escape(
             "\n" + rest if rest else ""
         ).replace("\n", "<br>")
-        return {
-            "text": r.text,
-            "html": formatted,
-            "count": r.count,
-            "limit": r.limit,
-            "language": r.language,
-        }
+        return Rendered.from_row(
+            {
+                "text": r.text,
+                "html": formatted,
+                "count": r.count,
+                "limit": r.limit,
+                "language": r.language,
+            }
+        )
 
     def send(self, out: Outgoing) -> Receipt:
         content: dict[str, Any] = {

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from clarion.channels.base import Outgoing, Receipt
-from clarion.render.text import Rendered
+from clarion.render.text import Fitted
 
 # post_one(index, text, parent, root) posts part `index` as a reply under `parent` (None for a
 # brand-new thread) and returns its receipt; `root` is the thread's first post, if any.
 PostOne = Callable[[int, str, Receipt | None, Receipt | None], Receipt]
 
 
-def payload_fields(parts: list[Rendered]) -> dict[str, Any]:
+def payload_fields(parts: list[Fitted]) -> dict[str, Any]:
     first = parts[0]
     fields: dict[str, Any] = {
         "text": first.text,

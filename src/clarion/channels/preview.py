@@ -6,7 +6,7 @@ shows, per platform, the text that would go out and its length as that platform 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from clarion.channels.base import (
     ChannelConnector,
@@ -15,6 +15,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.configtypes import ChannelConfigBase
 from clarion.model import Notice
@@ -51,7 +52,7 @@ class PreviewChannel:
         self.name = name
         self.languages = languages
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         platforms = {}
         for platform, (limit, counting) in _previewed().items():
             r = compose(
@@ -69,7 +70,7 @@ class PreviewChannel:
                 "counting": counting,
                 "language": r.language,
             }
-        return {"platforms": platforms}
+        return Rendered.from_row({"platforms": platforms})
 
     def close(self) -> None:
         pass

@@ -20,6 +20,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.channels.http import HttpChannel, classify_http, request, retry_after_seconds
 from clarion.channels.images import image_resources
@@ -67,7 +68,7 @@ class SlackChannel(HttpChannel):
         super().__init__(name, timeout=timeout, languages=languages, http=http)
         self.url = webhook_url
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = self.fit(notice, ctx)
         head, _, rest = r.text.partition("\n")
         blocks: list[dict[str, Any]] = [
@@ -83,13 +84,15 @@ class SlackChannel(HttpChannel):
         # Slack fetches the image itself; `alt_text` is required (at most 2,000 characters).
         for uri, alt in image_resources(notice, self.languages or ctx.languages, 4):
             blocks.append({"type": "image", "image_url": uri, "alt_text": (alt or "image")[:2000]})
-        return {
-            "text": r.text,
-            "blocks": blocks,
-            "count": r.count,
-            "limit": r.limit,
-            "language": r.language,
-        }
+        return Rendered.from_row(
+            {
+                "text": r.text,
+                "blocks": blocks,
+                "count": r.count,
+                "limit": r.limit,
+                "language": r.language,
+            }
+        )
 
     def send(self, out: Outgoing) -> Receipt:
         what = "Slack webhook"

@@ -24,6 +24,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
 from clarion.configtypes import ChannelConfigBase, Duration, SecretRef, http_url
@@ -73,17 +74,19 @@ class TelegramChannel(HttpChannel):
         self.edit_on_update = edit_on_update
         self._base = f"{api_base.rstrip('/')}/bot{token}"
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         r = self.fit(notice, ctx)
         head, _, rest = r.text.partition("\n")
         body = f"<b>{html.escape(head)}</b>" + (f"\n{html.escape(rest)}" if rest else "")
-        return {
-            "text": body,
-            "plain": r.text,
-            "count": r.count,
-            "limit": r.limit,
-            "language": r.language,
-        }
+        return Rendered.from_row(
+            {
+                "text": body,
+                "plain": r.text,
+                "count": r.count,
+                "limit": r.limit,
+                "language": r.language,
+            }
+        )
 
     def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         what = f"Telegram {method}"

@@ -37,6 +37,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
 )
 from clarion.channels.http import HttpChannel, classify_http, json_body, request
 from clarion.channels.parts import payload_fields, post_parts
@@ -171,16 +172,18 @@ class ThreadsChannel(HttpChannel):
             raise ChannelError(ErrorKind.RATE_LIMITED, f"{what}: {message}", 3600.0)
         raise classify_http(resp.status_code, None, what, message)
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        return payload_fields(
-            compose_parts(
-                notice,
-                limit=LIMIT,
-                count=COUNTERS["threads"],
-                languages=self.languages or ctx.languages,
-                permalink=ctx.permalink,
-                template=ctx.template,
-                max_parts=self.thread_parts,
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
+        return Rendered.from_row(
+            payload_fields(
+                compose_parts(
+                    notice,
+                    limit=LIMIT,
+                    count=COUNTERS["threads"],
+                    languages=self.languages or ctx.languages,
+                    permalink=ctx.permalink,
+                    template=ctx.template,
+                    max_parts=self.thread_parts,
+                )
             )
         )
 

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 from pydantic import field_validator
@@ -26,6 +26,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
     lazy_module,
 )
 from clarion.channels.http import classify_http, request, retry_after_seconds
@@ -92,11 +93,13 @@ class WebhookChannel:
         )
         self._http = http or guarded_client(timeout=timeout, follow_redirects=False)
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
-        return {
-            "type": EVENT_TYPES[notice.msg_type],
-            "data": {**notice.to_json_dict(), "permalink": ctx.permalink},
-        }
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
+        return Rendered.from_row(
+            {
+                "type": EVENT_TYPES[notice.msg_type],
+                "data": {**notice.to_json_dict(), "permalink": ctx.permalink},
+            }
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -32,6 +32,7 @@ from clarion.channels.base import (
     Profile,
     Receipt,
     RenderContext,
+    Rendered,
     lazy_module,
 )
 from clarion.channels.http import requests_maybe_sent
@@ -41,7 +42,7 @@ from clarion.configtypes import Duration, SecretRef, Threadable
 from clarion.model import Notice
 from clarion.net import guarded_client
 from clarion.render.counting import URL_RE, count_x
-from clarion.render.text import Rendered, compose_parts
+from clarion.render.text import Fitted, compose_parts
 
 if TYPE_CHECKING:
     import requests
@@ -170,7 +171,7 @@ class XChannel:
         if self._fetch is not None:
             self._fetch.close()
 
-    def render(self, notice: Notice, ctx: RenderContext) -> dict[str, Any]:
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         langs = self.languages or ctx.languages
         parts = self._parts(notice, langs, ctx.permalink, ctx.template)
         texts = [p.text for p in parts]
@@ -198,7 +199,7 @@ class XChannel:
         }
         if len(texts) > 1:
             payload["thread"] = [{"text": t, "count": count_x(t)} for t in texts[1:]]
-        return payload
+        return Rendered.from_row(payload)
 
     def _parts(
         self,
@@ -206,7 +207,7 @@ class XChannel:
         langs: tuple[str, ...],
         permalink: str | None,
         template: str | None,
-    ) -> list[Rendered]:
+    ) -> list[Fitted]:
         return compose_parts(
             notice,
             limit=LIMIT,

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from clarion.channels.base import Channel, RenderContext
+from clarion.channels.base import Channel, RenderContext, Rendered
 from clarion.config import Config
 from clarion.desk import audit
 from clarion.desk.accounts import User
@@ -228,34 +228,36 @@ class Preview:
         return round(sum(c.cost for c in self.channels), 4)
 
 
-def _posts(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The text of a rendered payload as the operator would read it, per post."""
-    if "platforms" in payload:  # the preview channel: one per previewed platform
+def _posts(rendered: Rendered) -> list[dict[str, Any]]:
+    """What a channel will post, as the operator would read it, per post."""
+    fields = rendered.fields
+    if "platforms" in fields:  # the preview channel: one per previewed platform
         return [
             {"label": name.capitalize(), **p, "over": p["count"] > p["limit"]}
-            for name, p in payload["platforms"].items()
+            for name, p in fields["platforms"].items()
         ]
-    if "text" in payload:
-        head = payload.get("subject") or payload.get("title")
-        posts = [
-            {
-                "label": f"Subject: {head}" if head else "",
-                "text": payload["text"],
-                "count": payload.get("count"),
-                "limit": payload.get("limit"),
-            }
-        ]
-        for i, part in enumerate(payload.get("thread") or [], start=2):
-            posts.append({"label": f"Reply {i}", **part, "limit": payload.get("limit")})
-        for p in posts:
-            p["over"] = bool(p["limit"] and p["count"] and p["count"] > p["limit"])
+    if rendered.posts:
+        head = fields.get("subject") or fields.get("title")
+        limit = rendered.limit
+        posts = []
+        for i, post in enumerate(rendered.posts, start=1):
+            label = (f"Subject: {head}" if head else "") if i == 1 else f"Reply {i}"
+            posts.append(
+                {
+                    "label": label,
+                    "text": post.text,
+                    "count": post.count,
+                    "limit": limit,
+                    "over": bool(limit and post.count and post.count > limit),
+                }
+            )
         return posts
     import json
 
     return [
         {
-            "label": f"{payload.get('type', 'event')} (JSON)",
-            "text": json.dumps(payload, ensure_ascii=False, default=str)[:1200],
+            "label": f"{fields.get('type', 'event')} (JSON)",
+            "text": json.dumps(rendered.to_row(), ensure_ascii=False, default=str)[:1200],
             "count": None,
             "limit": None,
             "over": False,
@@ -302,14 +304,14 @@ def preview(
         ctx = RenderContext(
             languages=tuple(config.clarion.languages), permalink=link, template=ch_cfg.template
         )
-        payload = channel.render(notice, ctx)
+        rendered = channel.render(notice, ctx)
         out.channels.append(
             ChannelPreview(
                 name=name,
                 kind=channel.kind,
-                posts=_posts(payload),
-                cost=float(payload.get("cost", 0.0)),
-                parts=1 + len(payload.get("thread") or []),
+                posts=_posts(rendered),
+                cost=rendered.cost,
+                parts=max(1, rendered.parts),
             )
         )
     return out

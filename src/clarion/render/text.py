@@ -23,7 +23,7 @@ _LINKLIKE = regex.compile(r"^(?:https?://|www\.|@|#)")
 
 
 @dataclass(frozen=True)
-class Rendered:
+class Fitted:
     text: str
     count: int
     limit: int
@@ -122,7 +122,7 @@ def compose(
     languages: tuple[str, ...] = (),
     permalink: str | None = None,
     template: str | None = None,
-) -> Rendered:
+) -> Fitted:
     if template:
         return compose_template(
             template, notice, limit=limit, count=count, languages=languages, permalink=permalink
@@ -150,7 +150,7 @@ def compose(
         if piece != extra:
             break
     text += tail
-    return Rendered(
+    return Fitted(
         text=text,
         count=count(text),
         limit=limit,
@@ -181,7 +181,7 @@ def compose_parts(
     permalink: str | None = None,
     template: str | None = None,
     max_parts: int = 1,
-) -> list[Rendered]:
+) -> list[Fitted]:
     """The notice as a thread of up to `max_parts` numbered posts, when one post cannot hold it.
 
     The first part carries the headline and the link to the whole notice, so it stands alone;
@@ -216,7 +216,7 @@ def compose_parts(
     if texts is None:  # even the first part cannot hold the headline and the link
         return [single]
     language = single.language
-    return [Rendered(text=t, count=count(t), limit=limit, language=language) for t in texts]
+    return [Fitted(text=t, count=count(t), limit=limit, language=language) for t in texts]
 
 
 def _split(
@@ -346,7 +346,7 @@ def compose_template(
     count: Callable[[str], int],
     languages: tuple[str, ...] = (),
     permalink: str | None = None,
-) -> Rendered:
+) -> Fitted:
     """An operator's Jinja2 template (sandboxed). When the result is too long, the description
     is shortened first (cut at a word, with …); only then is the whole text cut."""
     tpl = _SANDBOX.from_string(template)
@@ -365,7 +365,7 @@ def compose_template(
     if count(text) > limit:
         text = _cut(text, limit, count)
     info = notice.info(languages)
-    return Rendered(
+    return Fitted(
         text=text,
         count=count(text),
         limit=limit,

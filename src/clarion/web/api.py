@@ -37,8 +37,8 @@ from clarion.desk.accounts import User
 from clarion.keys import ApiKey, touch, verify
 from clarion.manual import CancelIn, FollowUpError, NoticeIn, follow_up, new_alert
 from clarion.model import MsgType, Notice
+from clarion.status import channel_statuses
 from clarion.store import Store
-from clarion.store.schema import channels as channels_table
 from clarion.store.schema import deliveries, notices, threads
 from clarion.web.outputs import Filter, base_url
 from clarion.web.query import MAX_ID, NoticeFilter, ThreadId, public_error
@@ -424,24 +424,19 @@ def api_router(
 
     @router.get("/channels", response_model=list[ChannelOut], summary="Channels and their state")
     def list_channels() -> list[ChannelOut]:
-        with store.read() as conn:
-            state = {r.name: r for r in conn.execute(select(channels_table))}
-        out = []
-        for name, cfg in config.channels.items():
-            r = state.get(name)
-            out.append(
-                ChannelOut(
-                    name=name,
-                    kind=cfg.kind,
-                    enabled=cfg.enabled,
-                    state=r.state if r else ("active" if cfg.enabled else "disabled"),
-                    state_reason=r.state_reason if r else None,
-                    sent_count=int(r.sent_count or 0) if r else 0,
-                    failed_count=int(r.failed_count or 0) if r else 0,
-                    last_sent_at=r.last_sent_at if r else None,
-                )
+        return [
+            ChannelOut(
+                name=ch.name,
+                kind=ch.kind,
+                enabled=ch.enabled,
+                state=ch.state,
+                state_reason=ch.state_reason,
+                sent_count=ch.sent_count,
+                failed_count=ch.failed_count,
+                last_sent_at=ch.last_sent_at,
             )
-        return out
+            for ch in channel_statuses(store, config, datetime.now(UTC))
+        ]
 
     @router.get(
         "/deliveries",

@@ -101,7 +101,7 @@ def create_app(
 
         from clarion.web.metrics import render_metrics
 
-        return Response(render_metrics(store), media_type=CONTENT_TYPE_LATEST)
+        return Response(render_metrics(store, config), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", summary="Liveness: the web process answers and reads the database")
     def healthz() -> dict[str, str]:

@@ -46,7 +46,7 @@ from clarion.desk.accounts import Session
 from clarion.desk.templates import BUILTIN, load_template, save_template, template_names
 from clarion.manual import AreaIn, GeocodeIn, NoticeIn
 from clarion.model import Certainty, Severity, Status, Urgency
-from clarion.status import source_statuses
+from clarion.status import channel_statuses, source_statuses
 from clarion.store import Store
 from clarion.store.schema import (
     audit_log,
@@ -835,7 +835,6 @@ def _status(c: _Ctx) -> dict[str, Any]:
     """Everything the live panel shows, read in one go."""
     store, config, now = c.store, c.config, datetime.now(UTC)
     with store.read() as conn:
-        chan_rows = {r.name: r for r in conn.execute(select(channels_t))}
         recent = list(conn.execute(select(threads).order_by(threads.c.updated_at.desc()).limit(12)))
         ids = [t.id for t in recent]
         cells: dict[tuple[int, str], Any] = {}
@@ -858,42 +857,39 @@ def _status(c: _Ctx) -> dict[str, Any]:
                 .limit(50)
             )
         )
-    counts = outbox.queue_counts(store)
     chans = []
-    for name, cfg in config.channels.items():
-        row = chan_rows.get(name)
-        q = counts.get(name, {})
-        use = outbox.usage(store, name, now)
+    health = channel_statuses(store, config, now)
+    for ch in health:
         limited = next(
             (
                 d
                 for d in problems
-                if d.channel == name and d.error_kind == "rate_limited" and d.state == "retry_wait"
+                if d.channel == ch.name
+                and d.error_kind == "rate_limited"
+                and d.state == "retry_wait"
             ),
             None,
         )
-        state = row.state if row is not None else "active"
-        if not cfg.enabled:
-            state = "disabled"
+        q = ch.queue
         chans.append(
             {
-                "name": name,
-                "kind": cfg.kind,
-                "state": state,
-                "reason": row.state_reason if row is not None else None,
+                "name": ch.name,
+                "kind": ch.kind,
+                "state": ch.state,
+                "reason": ch.state_reason,
                 "rate_limited_until": limited.next_attempt_at if limited else None,
                 "waiting": q.get("pending", 0),
                 "retrying": q.get("retry_wait", 0),
                 "failed": q.get("failed", 0),
                 "sent": q.get("sent", 0),
-                "today": use.posts_today,
-                "month": use.posts_this_month,
-                "spend": use.spend_this_month,
-                "daily_cap": cfg.daily_cap,
-                "monthly_cap": cfg.monthly_cap,
-                "budget": cfg.monthly_budget,
-                "statuses": [s.value for s in cfg.statuses],
-                "followers": _followers(store, cfg),
+                "today": ch.posts_today,
+                "month": ch.posts_this_month,
+                "spend": ch.spend_this_month,
+                "daily_cap": ch.daily_cap,
+                "monthly_cap": ch.monthly_cap,
+                "budget": ch.monthly_budget,
+                "statuses": ch.statuses,
+                "followers": _followers(store, config.channels[ch.name]),
             }
         )
     srcs = []
@@ -913,7 +909,7 @@ def _status(c: _Ctx) -> dict[str, Any]:
             }
         )
     totals = {
-        state: sum(q.get(state, 0) for q in counts.values())
+        state: sum(ch.queue.get(state, 0) for ch in health)
         for state in ("pending", "sending", "retry_wait", "failed")
     }
     return {

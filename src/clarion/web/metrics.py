@@ -22,9 +22,10 @@ from prometheus_client.core import (
 )
 from sqlalchemy import ColumnElement, case, func, select
 
-from clarion.delivery import outbox
+from clarion.config import Config
+from clarion.status import channel_statuses, source_statuses
 from clarion.store import Store
-from clarion.store.schema import channels, deliveries, notices, rejected_items, sources
+from clarion.store.schema import deliveries, notices, rejected_items
 
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 
@@ -37,8 +38,9 @@ def seconds_between(store: Store, start: Any, end: Any) -> ColumnElement[float]:
 
 
 class StoreCollector:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, config: Config) -> None:
         self.store = store
+        self.config = config
 
     def _histogram(
         self, name: str, doc: str, label: str, rows: Sequence[Any]
@@ -76,13 +78,6 @@ class StoreCollector:
                 .where(deliveries.c.state == "sent")
                 .group_by(deliveries.c.channel)
             ).all()
-            by_state = conn.execute(
-                select(deliveries.c.channel, deliveries.c.state, func.count()).group_by(
-                    deliveries.c.channel, deliveries.c.state
-                )
-            ).all()
-            chans = conn.execute(select(channels)).all()
-            srcs = conn.execute(select(sources)).all()
             rejected = conn.execute(
                 select(
                     rejected_items.c.source,
@@ -117,13 +112,12 @@ class StoreCollector:
         depth = GaugeMetricFamily(
             "clarion_queue_depth", "Deliveries not yet done, by channel.", labels=["channel"]
         )
-        waiting: dict[str, int] = {}
-        for channel, state, n in by_state:
-            outcome.add_metric([channel, state], float(n))
-            if state in outbox.ACTIVE:
-                waiting[channel] = waiting.get(channel, 0) + int(n)
-        for channel, n in sorted(waiting.items()):
-            depth.add_metric([channel], float(n))
+        # The same read model as `clarion channels`, the desk and the API (clarion.status).
+        chans = channel_statuses(store, self.config, now)
+        for ch in chans:
+            for state, n in sorted(ch.queue.items()):
+                outcome.add_metric([ch.name, state], float(n))
+            depth.add_metric([ch.name], float(ch.waiting))
         yield outcome
         yield depth
         up = GaugeMetricFamily(
@@ -138,7 +132,7 @@ class StoreCollector:
         )
         for c in chans:
             up.add_metric([c.name, c.state], 1.0 if c.state == "active" else 0.0)
-            spend.add_metric([c.name], outbox.usage(store, c.name, now).spend_this_month)
+            spend.add_metric([c.name], c.spend_this_month)
         yield up
         yield spend
         failing = GaugeMetricFamily(
@@ -149,8 +143,8 @@ class StoreCollector:
             "When the source was last fetched without error.",
             labels=["source"],
         )
-        for s in srcs:
-            failing.add_metric([s.name], float(s.consecutive_failures or 0))
+        for s in source_statuses(store, self.config, sample=20):
+            failing.add_metric([s.name], float(s.consecutive_failures))
             if s.last_success_at is not None:
                 last_ok.add_metric([s.name], s.last_success_at.timestamp())
         yield failing
@@ -166,7 +160,7 @@ class StoreCollector:
         yield rejections
 
 
-def render_metrics(store: Store) -> bytes:
+def render_metrics(store: Store, config: Config) -> bytes:
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store))
+    registry.register(StoreCollector(store, config))
     return bytes(generate_latest(registry))
