@@ -101,6 +101,47 @@ def test_x_ascii_fast_path_matches_twitter_text(parts: list[str]) -> None:
     assert count_x(text) == parse_tweet(text).weightedLength
 
 
+# Text in the languages alerts are written in (accents, Greek, Cyrillic, Hebrew, Arabic,
+# Hangul jamo), with typographic punctuation, beside emoji and CJK that take twitter-text's path.
+PLAIN = st.characters(
+    codec="utf-8",
+    categories=("L", "M", "N", "P", "Zs"),
+    exclude_characters="\r",
+)
+
+
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.text(PLAIN, max_size=20),
+            st.sampled_from(["é", "…", "–", "“”", "©", "®", "😷", "👍🏽", "日本", "1️⃣", "\r\n"]),
+            URLISH,
+        ),
+        max_size=12,
+    )
+)
+def test_x_count_matches_twitter_text_on_any_text(parts: list[str]) -> None:
+    from twitter_text import parse_tweet
+
+    text = "".join(parts)
+    assert count_x(text) == parse_tweet(text).weightedLength
+
+
+def test_x_count_of_every_character_it_counts_itself() -> None:
+    """Every character the fast path takes, alone, repeated and around a link, counts as
+    twitter-text counts it."""
+    from twitter_text import parse_tweet
+
+    from clarion.render.counting import _X_PLAIN
+
+    for cp in range(0x80, 0x2040):
+        ch = chr(cp)
+        if not _X_PLAIN.fullmatch(ch) or 0xD800 <= cp <= 0xDFFF:
+            continue
+        for text in (ch, f"a{ch * 3} b", f"{ch} https://example.org/{ch}"):
+            assert count_x(text) == parse_tweet(text).weightedLength, hex(cp)
+
+
 def test_kind_specific_text() -> None:
     from google.protobuf import text_format
     from google.transit import gtfs_realtime_pb2 as rt

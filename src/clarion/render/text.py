@@ -8,6 +8,8 @@ remains: the areas, what to do (instruction), and the description, cut at a word
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +116,44 @@ def notice_link(notice: Notice, permalink: str | None) -> str | None:
     return notice.link or permalink
 
 
+# The last few compositions, so that channels of the same profile render a notice once (the
+# preview's Mastodon text and a Mastodon channel, two Mastodon accounts): keyed by the notice
+# object itself (held here, so its id cannot be reused while cached) and every other input.
+_RECENT: OrderedDict[tuple[Any, ...], tuple[Notice, Fitted]] = OrderedDict()
+_RECENT_SIZE = 64
+_RECENT_LOCK = threading.Lock()
+
+
 def compose(
+    notice: Notice,
+    *,
+    limit: int,
+    count: Callable[[str], int],
+    languages: tuple[str, ...] = (),
+    permalink: str | None = None,
+    template: str | None = None,
+) -> Fitted:
+    key = (id(notice), limit, count, tuple(languages), permalink, template)
+    with _RECENT_LOCK:
+        hit = _RECENT.get(key)
+    if hit is not None and hit[0] is notice:
+        return hit[1]
+    fitted = _compose(
+        notice,
+        limit=limit,
+        count=count,
+        languages=languages,
+        permalink=permalink,
+        template=template,
+    )
+    with _RECENT_LOCK:
+        _RECENT[key] = (notice, fitted)
+        while len(_RECENT) > _RECENT_SIZE:
+            _RECENT.popitem(last=False)
+    return fitted
+
+
+def _compose(
     notice: Notice,
     *,
     limit: int,
