@@ -429,8 +429,77 @@ def test_a_429_pauses_the_rest_of_the_batch_without_a_bucket(
         for i in range(5):
             ingest_bytes(sqlite_store, cfg, chans, demo_cap(0).replace(
                 b"MT</identifier>", f"MT-{i}</identifier>".encode()))  # fmt: skip
-        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_once()
+        # One at a time, as Matrix sends (several in flight would all be out before the 429).
+        Dispatcher(
+            sqlite_store, chans, clock=lambda: NOW, drop_expired=False, in_flight={"slow": 1}
+        ).run_once()
         close_all(chans)
         assert len(hook.script) == 4  # one request reached the platform, not five
         waiting = [d for d in rows(sqlite_store, deliveries) if d.state == "retry_wait"]
         assert len(waiting) == 5 and all(d.attempts <= 1 for d in waiting)
+
+
+def test_a_channel_sends_several_stories_at_once_but_a_storys_versions_in_turn(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded in-flight per channel: a webhook receiver gets deliveries of different stories
+    at once (here while the first is still held open), and an update of a story whose earlier
+    version is still being sent is not claimed until that one is done."""
+    import threading
+    import time
+
+    monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+    first = demo_cap(0)
+    ident = b"NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT"  # story A
+    others = [first.replace(ident, ident + f"-{i}".encode()) for i in (1, 2)]  # stories B, C
+    held_open = threading.Event()
+    release = threading.Event()
+    arrived: list[str] = []
+
+    def on_receive(_id: str) -> None:
+        body = receiver.bodies()[-1]
+        arrived.append(body["data"]["identifier"])
+        if body["data"]["identifier"] == ident.decode():
+            held_open.set()
+            release.wait(60)  # story A's alert is held open by the platform
+
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        receiver.on_receive = on_receive
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+[channels.hook]
+kind = "webhook"
+url = "{receiver.url}"
+secret = {{ env = "HOOK_SECRET" }}
+rate_limit = "off"
+[[routes]]
+channels = ["hook"]
+""")
+        chans = build_channels(cfg)
+        for body in (first, *others):
+            ingest_bytes(sqlite_store, cfg, chans, body)
+        disp = Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False)
+        assert disp.in_flight["hook"] == 8  # a webhook's default
+        batch = threading.Thread(target=disp.run_once, daemon=True)
+        batch.start()
+        try:
+            deadline = time.monotonic() + 30  # a hang detector, not a latency threshold
+            while (len(arrived) < 3 or not held_open.is_set()) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            # B and C arrived while A was held open: three in flight on one channel.
+            assert sorted(arrived) == sorted(
+                [ident.decode(), *(ident.decode() + f"-{i}" for i in (1, 2))]
+            )
+            ingest_bytes(sqlite_store, cfg, chans, demo_cap(1))  # A's update, A still sending
+            [update] = [d for d in rows(sqlite_store, deliveries) if d.version == 2]
+            assert update.state == "pending"
+            claimed = outbox.claim(sqlite_store, "another-worker", NOW, 60, 10)
+            assert claimed == []  # not while its earlier version is in flight
+        finally:
+            release.set()
+            batch.join(30)
+        assert disp.run_until_idle() == 1
+        assert arrived[-1] != ident.decode() and len(arrived) == 4  # the update, after A
+        assert [d.state for d in rows(sqlite_store, deliveries)] == ["sent"] * 4
+        close_all(chans)

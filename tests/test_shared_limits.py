@@ -96,9 +96,14 @@ rate_limit = "off"
 [channels.slow]
 kind = "preview"
 rate_limit = "2/1m"
+max_in_flight = 3
 [channels.documented]
 kind = "slack"
 webhook_url = { env = "OWN_TOKEN" }
+[channels.capped]
+kind = "preview"
+daily_cap = 10
+max_in_flight = 5
 """,
     )
     import os
@@ -109,3 +114,5 @@ webhook_url = { env = "OWN_TOKEN" }
     finally:
         del os.environ["OWN_TOKEN"]
     assert d.limiters == {"slow": (2, 60.0), "documented": (1, 1.0)}
+    # In flight at once: the config's, else the platform's; a capped channel one at a time.
+    assert d.in_flight == {"own_server": 1, "slow": 3, "documented": 1, "capped": 1}

@@ -59,6 +59,9 @@ class Settings(StrictModel):
     languages: list[str] = Field(default_factory=lambda: ["en"])
     drop_expired: bool = True
     lease_seconds: Duration = 60.0
+    # Deliveries one worker sends at once, over all its channels (each channel also has its own
+    # `max_in_flight`).
+    max_in_flight: int = Field(default=32, ge=1, le=256)
     heartbeat_seconds: Duration = 15.0
     poll_interval_min: Duration = 15.0
     per_host_gap: Duration = 1.0

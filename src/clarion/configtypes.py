@@ -130,6 +130,9 @@ class ChannelConfigBase(StrictModel):
     # The write limit to keep to, shared by every worker: "300/3h", "5/2s"; default the
     # platform's documented one; "off" for none (your own server without limits).
     rate_limit: str | None = None
+    # Deliveries sent to this channel at once, of different stories (a story's versions always
+    # go one after the other); default the platform's: 8 for webhooks, 1 elsewhere.
+    max_in_flight: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("rate_limit")
     @classmethod

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, tuple_, update
+from sqlalchemy import Connection, select
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
@@ -24,10 +24,9 @@ from clarion.delivery import outbox
 from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
 from clarion.store import Store
+from clarion.store import queries as Q
 from clarion.store.schema import (
     deliveries,
-    notice_refs,
-    notice_terms,
     notices,
     threads,
 )
@@ -166,16 +165,6 @@ class _Story:
     key: str | None = None  # a new thread's key, when not the parser's
 
 
-_PARENT_COLUMNS = (
-    notices.c.id,
-    notices.c.thread_id,
-    notices.c.branch,
-    notices.c.sent,
-    notices.c.ancestors,
-    notices.c.status,
-)
-
-
 def _find_story(
     conn: Connection, notice: Notice, scope: frozenset[str], follow: int | None
 ) -> _Story:
@@ -190,21 +179,16 @@ def _find_story(
     thread = None
     parents: list[Any] = []
     if follow is not None:
-        thread = conn.execute(select(threads).where(threads.c.id == follow)).first()
+        thread = conn.execute(Q.THREAD_BY_ID, {"thread_id": follow}).first()
     if pairs:
-        q = select(*_PARENT_COLUMNS).where(
-            tuple_(notices.c.sender, notices.c.identifier).in_(pairs)
-        )
         if thread is not None:
-            q = q.where(notices.c.thread_id == thread.id)
+            found = conn.execute(Q.REFERENCED_IN_THREAD, {"pairs": pairs, "thread_id": thread.id})
         else:
-            q = q.where(notices.c.source.in_(scope))
-        parents = list(conn.execute(q.order_by(notices.c.id)).all())
+            found = conn.execute(Q.REFERENCED_IN_SCOPE, {"pairs": pairs, "scope": sorted(scope)})
+        parents = list(found.all())
         if parents and thread is None:
             # Two stories joined by one message: it continues the newest of them.
-            thread = conn.execute(
-                select(threads).where(threads.c.id == parents[-1].thread_id)
-            ).first()
+            thread = conn.execute(Q.THREAD_BY_ID, {"thread_id": parents[-1].thread_id}).first()
             assert thread is not None  # a notice's thread row always exists
             parents = [p for p in parents if p.thread_id == thread.id]
     actual = notice.status is Status.ACTUAL
@@ -215,9 +199,7 @@ def _find_story(
         keys = {scoped_key(s, k) for s in scope for k in (own_key, notice.thread_key)}
         keys |= {own_key, notice.thread_key}
         candidates = conn.execute(
-            select(threads)
-            .where(threads.c.thread_key.in_(sorted(keys)), threads.c.source.in_(scope))
-            .order_by(threads.c.id)
+            Q.THREADS_BY_KEY, {"keys": sorted(keys), "scope": sorted(scope)}
         ).all()
         thread = next((t for t in candidates if (t.status == Status.ACTUAL.value) == actual), None)
     if thread is not None and (thread.status == Status.ACTUAL.value) != actual:
@@ -225,13 +207,7 @@ def _find_story(
     if thread is None:
         return _Story(None, [], own_key)
     if thread is not None and not pairs:
-        parents = list(
-            conn.execute(
-                select(*_PARENT_COLUMNS)
-                .where(notices.c.thread_id == thread.id, notices.c.branch == "live")
-                .order_by(notices.c.id)
-            ).all()
-        )
+        parents = list(conn.execute(Q.LIVE_IN_THREAD, {"thread_id": thread.id}).all())
     return _Story(thread, parents)
 
 
@@ -240,18 +216,9 @@ def _is_late(conn: Connection, notice: Notice, scope: frozenset[str], story: _St
     than a message it continues, arrived late (a slow index, a replay)."""
     if any(notice.sent < p.sent for p in story.parents):
         return True
-    return (
-        conn.execute(
-            select(notice_refs.c.notice_id)
-            .select_from(notice_refs.join(notices, notices.c.id == notice_refs.c.notice_id))
-            .where(
-                notice_refs.c.ref == ref_key(notice.sender, notice.identifier),
-                notices.c.source.in_(scope),
-            )
-            .limit(1)
-        ).first()
-        is not None
-    )
+    ref = ref_key(notice.sender, notice.identifier)
+    found = conn.execute(Q.REFERENCED_BY_STORED, {"ref": ref, "scope": sorted(scope)})
+    return found.first() is not None
 
 
 def _ingest_one(
@@ -276,13 +243,8 @@ def _ingest_one(
         # CAP freezes identifier+sent: the same message fetched again is the same message,
         # whichever thread it was first filed under.
         dup = conn.execute(
-            select(notices.c.id)
-            .where(
-                notices.c.source.in_(scope),
-                notices.c.sender == notice.sender,
-                notices.c.identifier == notice.identifier,
-            )
-            .limit(1)
+            Q.SAME_CAP_MESSAGE,
+            {"scope": sorted(scope), "sender": notice.sender, "identifier": notice.identifier},
         ).first()
         if dup is not None:
             result.unchanged += 1
@@ -290,9 +252,7 @@ def _ingest_one(
             return result
     if thread is not None:
         dup = conn.execute(
-            select(notices.c.id)
-            .where(notices.c.thread_id == thread.id, notices.c.content_hash == content_hash)
-            .limit(1)
+            Q.SAME_CONTENT_IN_THREAD, {"thread_id": thread.id, "content_hash": content_hash}
         ).first()
         if dup is not None:
             result.unchanged += 1
@@ -301,9 +261,7 @@ def _ingest_one(
             return result
         if edits == "ignore" and notice.kind not in CAP_KINDS:
             edited = conn.execute(
-                select(notices.c.id).where(
-                    notices.c.thread_id == thread.id, notices.c.identifier == notice.identifier
-                )
+                Q.SAME_ITEM_IN_THREAD, {"thread_id": thread.id, "identifier": notice.identifier}
             ).first()
             if edited is not None:  # the operator asked not to republish edits
                 result.unchanged += 1
@@ -326,9 +284,7 @@ def _ingest_one(
         # Without references, time orders a story: a message older than the newest one of its
         # thread arrived late (an old Statuspage update listed after "resolved") and never
         # reopens or overwrites it.
-        newest_sent = conn.execute(
-            select(func.max(notices.c.sent)).where(notices.c.thread_id == thread.id)
-        ).scalar_one()
+        newest_sent = conn.execute(Q.NEWEST_SENT_IN_THREAD, {"thread_id": thread.id}).scalar_one()
         late = newest_sent is not None and notice.sent < newest_sent
     if (
         not late
@@ -343,17 +299,18 @@ def _ingest_one(
     if thread is None:
         thread_id = _insert(
             conn,
-            insert(threads).values(
-                thread_key=thread_key,
-                source=notice.source,
-                state="active",
-                latest_version=0,
-                headline=notice.headline,
-                severity=notice.severity.value,
-                status=notice.status.value,
-                created_at=now,
-                updated_at=now,
-            ),
+            Q.INSERT_THREAD,
+            {
+                "thread_key": thread_key,
+                "source": notice.source,
+                "state": "active",
+                "latest_version": 0,
+                "headline": notice.headline,
+                "severity": notice.severity.value,
+                "status": notice.status.value,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
     else:
         thread_id = thread.id
@@ -362,49 +319,48 @@ def _ingest_one(
     closes = notice.msg_type.closes
     notice_id = _insert(
         conn,
-        insert(notices).values(
-            thread_id=thread_id,
-            version=version,
-            source=notice.source,
-            kind=notice.kind,
-            identifier=notice.identifier,
-            sender=notice.sender,
-            sent=notice.sent,
-            status=notice.status.value,
-            msg_type=notice.msg_type.value,
-            severity=notice.severity.value,
-            headline=notice.headline,
-            expires=notice.expires,
-            content_hash=content_hash,
-            data=notice.to_json_dict(),
-            original=notice.original,
-            original_content_type=notice.original_content_type,
-            signature=notice.signature.value,
-            received_at=now,
-            branch="replaced" if late else ("closed" if closes else "live"),
-            over_at=notice.over_at,
-            ancestors=ancestors,
-        ),
+        Q.INSERT_NOTICE,
+        {
+            "thread_id": thread_id,
+            "version": version,
+            "source": notice.source,
+            "kind": notice.kind,
+            "identifier": notice.identifier,
+            "sender": notice.sender,
+            "sent": notice.sent,
+            "status": notice.status.value,
+            "msg_type": notice.msg_type.value,
+            "severity": notice.severity.value,
+            "headline": notice.headline,
+            "expires": notice.expires,
+            "content_hash": content_hash,
+            "data": notice.to_json_dict(),
+            "original": notice.original,
+            "original_content_type": notice.original_content_type,
+            "signature": notice.signature.value,
+            "received_at": now,
+            "branch": "replaced" if late else ("closed" if closes else "live"),
+            "over_at": notice.over_at,
+            "ancestors": ancestors,
+        },
     )
     if refs := sorted({ref_key(r.sender, r.identifier) for r in notice.references}):
-        conn.execute(insert(notice_refs), [{"notice_id": notice_id, "ref": r} for r in refs])
+        conn.execute(Q.INSERT_NOTICE_REFS, [{"notice_id": notice_id, "ref": r} for r in refs])
     if terms := sorted(terms_for(notice)):
-        conn.execute(insert(notice_terms), [{"notice_id": notice_id, "term": t} for t in terms])
+        conn.execute(Q.INSERT_NOTICE_TERMS, [{"notice_id": notice_id, "term": t} for t in terms])
     thread_values: dict[str, object] = {"latest_version": version}
     if not late:
         # It replaces (or, a cancel or an end, closes) exactly the messages it continues;
         # other branches of the story live on.
         if parent_ids:
             conn.execute(
-                update(notices)
-                .where(notices.c.id.in_(parent_ids), notices.c.branch == "live")
-                .values(branch="closed" if closes else "replaced")
+                Q.END_PARENTS,
+                {"parent_ids": parent_ids, "new_branch": "closed" if closes else "replaced"},
             )
-        live = conn.execute(
-            select(func.count())
-            .select_from(notices)
-            .where(notices.c.thread_id == thread_id, notices.c.branch == "live")
-        ).scalar_one()
+        if thread is None:  # a new story: its one message is live unless it closes it
+            live = 0 if closes else 1
+        else:
+            live = conn.execute(Q.COUNT_LIVE_IN_THREAD, {"thread_id": thread_id}).scalar_one()
         thread_values.update(
             latest_notice_id=notice_id,
             updated_at=now,
@@ -414,7 +370,7 @@ def _ingest_one(
         )
         if not closes:  # a cancel's own headline is rarely informative
             thread_values.update(headline=notice.headline, severity=notice.severity.value)
-    conn.execute(update(threads).where(threads.c.id == thread_id).values(**thread_values))
+    conn.execute(Q.UPDATE_THREAD, {"thread_id": thread_id, **thread_values})
     result.stored.append(int(notice_id))
 
     if late:
@@ -501,9 +457,9 @@ def _ingest_one(
     return result
 
 
-def _insert(conn: Connection, stmt: Any) -> int:
+def _insert(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> int:
     """Run an INSERT and return the new row's integer primary key."""
-    key = conn.execute(stmt).inserted_primary_key
+    key = conn.execute(stmt, params).inserted_primary_key
     assert key is not None
     return int(key[0])
 

@@ -48,6 +48,8 @@ def make_dispatcher(store: Store, config: Config, channels: Mapping[str, Channel
         heartbeat_seconds=config.clarion.heartbeat_seconds,
         drop_expired=config.clarion.drop_expired,
         caps=channel_limits(config),
+        in_flight={n: c.max_in_flight for n, c in config.channels.items() if c.max_in_flight},
+        max_in_flight=config.clarion.max_in_flight,
     )
 
 

@@ -72,6 +72,9 @@ class FakeServer:
             def _any(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:  # the client died mid-request: no request at all
+                    self.close_connection = True
+                    return
                 resp = outer.handle(Request(self, body))
                 if resp is None:  # the handler killed the client or wants the socket dropped
                     self.close_connection = True

@@ -58,6 +58,9 @@ class Profile:
     rate_limit: tuple[int, float] | None = None  # (requests, per seconds)
     cost_per_post: float = 0.0
     images: bool = False  # carries the alert's images (CAP resources), with alt text
+    # Deliveries to one channel sent at once (of different stories: a story's versions always
+    # go one after the other). 1 keeps posts in the order their stories came.
+    max_in_flight: int = 1
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def check_secret(secret: str) -> bytes:
 
 class WebhookChannel:
     kind = "webhook"
-    profile = Profile(limit=None, counting=None, idempotency=True)
+    # A receiver is a server of yours: several requests at once (each signed, idempotent).
+    profile = Profile(limit=None, counting=None, idempotency=True, max_in_flight=8)
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from clarion import credentials
@@ -33,6 +34,8 @@ from clarion.routing import is_stale
 from clarion.store import Store, limits
 
 log = logging.getLogger(__name__)
+# A channel that handles a delivery faster than this sends one at a time (see `_at_once`).
+SLOW_SEND = 0.005
 
 
 SEVERE_RANK = Severity.SEVERE.rank
@@ -77,6 +80,8 @@ class Dispatcher:
         rebuild: Callable[[str], Channel] | None = None,
         credentials_check: float = 5.0,
         rate_limits: Mapping[str, tuple[int, float] | None] | None = None,
+        in_flight: Mapping[str, int] | None = None,
+        max_in_flight: int = 32,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -102,6 +107,22 @@ class Dispatcher:
             limit = (rate_limits or {}).get(name, ch.profile.rate_limit)
             if limit:
                 self.limiters[name] = limit
+        # How many deliveries each channel has in flight at once (its profile's, or the
+        # config's), and all channels together: a pool of that many senders.
+        # A channel with a cap or a budget sends one at a time: each send is checked against
+        # what was spent before it.
+        self.in_flight = {
+            name: 1
+            if name in self.caps
+            else max(1, (in_flight or {}).get(name, ch.profile.max_in_flight))
+            for name, ch in channels.items()
+        }
+        self._slots = {n: threading.BoundedSemaphore(k) for n, k in self.in_flight.items()}
+        # How long each channel's platform takes to answer a send (a moving average, seconds):
+        # one that answers within SLOW_SEND gains nothing from several sends at once (the work
+        # is this process's, not the network's), so it sends one after the other.
+        self._took: dict[str, float] = {}
+        self._senders = ThreadPoolExecutor(max_in_flight, thread_name_prefix="send")
         for ch in channels.values():
             _hand_store(ch, store)
         outbox.ensure_channels(store, {n: c.kind for n, c in channels.items()}, clock())
@@ -136,37 +157,55 @@ class Dispatcher:
         """Claim and process one batch (of `only` these channels); returns how many deliveries
         were processed."""
         self.refresh_credentials()
+        wanted = [c for c in self.channels if only is None or c in only]
         claimed = outbox.claim(
             self.store,
             self.worker,
             self.clock(),
             self.lease_seconds,
-            limit,
-            only_channels=[c for c in self.channels if only is None or c in only],
+            max([limit, *(2 * self.in_flight[c] for c in wanted if self.in_flight[c] > 1)]),
+            only_channels=wanted,
         )
         if not claimed:
             return 0
         held = [c.id for c in claimed]
+        held_lock = threading.Lock()
         stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(held, stop), daemon=True)
+        beat = threading.Thread(target=self._heartbeat, args=(held, held_lock, stop), daemon=True)
         beat.start()
+
+        def one(c: outbox.Claimed) -> None:
+            try:
+                self._process(c)
+            except Exception:  # never let one delivery stop the loop
+                log.exception("delivery %s: unexpected error", c.id, extra=delivery_fields(c))
+                now = self.clock()
+                outbox.mark_retry(
+                    self.store,
+                    c,
+                    self.worker,
+                    now,
+                    now + timedelta(seconds=backoff_delay(c.attempts)),
+                    "internal error (see the worker's log)",
+                    "retryable",
+                )
+            finally:
+                with held_lock:
+                    held.remove(c.id)
+
+        def in_slot(c: outbox.Claimed) -> None:
+            with self._slots[c.channel]:
+                one(c)
+
         try:
-            for c in claimed:
-                try:
-                    self._process(c)
-                except Exception:  # never let one delivery stop the loop
-                    log.exception("delivery %s: unexpected error", c.id, extra=delivery_fields(c))
-                    now = self.clock()
-                    outbox.mark_retry(
-                        self.store,
-                        c,
-                        self.worker,
-                        now,
-                        now + timedelta(seconds=backoff_delay(c.attempts)),
-                        "internal error (see the worker's log)",
-                        "retryable",
-                    )
-                held.remove(c.id)
+            # A claim never holds two versions of one story for one channel (the older must be
+            # done first), so what it holds may go at once, up to each channel's `in_flight`.
+            if not any(self._at_once(c.channel) for c in claimed):
+                for c in claimed:
+                    one(c)
+            else:
+                for f in [self._senders.submit(in_slot, c) for c in claimed]:
+                    f.result()
         finally:
             stop.set()
             beat.join()
@@ -229,12 +268,22 @@ class Dispatcher:
                 t.join()
             listener.close()
 
-    def _heartbeat(self, held: list[str], stop: threading.Event) -> None:
+    def _timed(self, channel: str, took: float) -> None:
+        before = self._took.get(channel)
+        self._took[channel] = took if before is None else 0.8 * before + 0.2 * took
+
+    def _at_once(self, channel: str) -> bool:
+        """Send this channel's deliveries several at once: it allows it, and it is slow to
+        answer (or not yet measured)."""
+        took = self._took.get(channel)
+        return self.in_flight[channel] > 1 and (took is None or took >= SLOW_SEND)
+
+    def _heartbeat(self, held: list[str], lock: threading.Lock, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_seconds):
+            with lock:
+                ids = list(held)
             try:
-                outbox.heartbeat(
-                    self.store, self.worker, list(held), self.clock(), self.lease_seconds
-                )
+                outbox.heartbeat(self.store, self.worker, ids, self.clock(), self.lease_seconds)
             except Exception:
                 log.exception("heartbeat failed")
 
@@ -339,7 +388,11 @@ class Dispatcher:
             checkpoint=lambda progress: outbox.checkpoint(self.store, c, self.worker, progress),
         )
         try:
-            receipt = channel.send(out)
+            sending = time.monotonic()
+            try:
+                receipt = channel.send(out)
+            finally:
+                self._timed(c.channel, time.monotonic() - sending)
         except ChannelError as exc:
             self._failed(c, exc)
             return

@@ -17,7 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, insert, not_, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    not_,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from clarion.delivery.states import ACTIVE, TERMINAL, WAITING, DeliveryState, check
@@ -27,6 +38,66 @@ from clarion.store.schema import channels, deliveries, delivery_events, notices
 
 __all__ = ["ACTIVE", "OUTBOX_CHANNEL", "TERMINAL", "WAITING", "DeliveryState"]
 OUTBOX_CHANNEL = "clarion_outbox"  # LISTEN/NOTIFY: deliveries were queued
+
+# The statements every delivery runs, built once (see clarion.store.queries): building them
+# per call cost more than the database running them.
+_d = deliveries
+_INSERT_EVENT = insert(delivery_events)
+_older = aliased(deliveries)
+
+
+def _due_query(some_channels: bool, locked: bool) -> Any:
+    q = select(_d.c.id).where(
+        or_(
+            and_(
+                _d.c.state.in_((S.PENDING, S.RETRY_WAIT)),
+                _d.c.next_attempt_at <= bindparam("now"),
+            ),
+            and_(_d.c.state == S.SENDING, _d.c.lease_expires_at < bindparam("now")),
+        ),
+        # A thread's versions go out in order on each channel: never overtake an unfinished one.
+        not_(
+            exists().where(
+                _older.c.thread_id == _d.c.thread_id,
+                _older.c.channel == _d.c.channel,
+                _older.c.version < _d.c.version,
+                _older.c.state.in_(ACTIVE),
+            )
+        ),
+        _d.c.channel.not_in(bindparam("held", expanding=True)),
+    )
+    if some_channels:
+        q = q.where(_d.c.channel.in_(bindparam("wanted", expanding=True)))
+    q = q.order_by(_d.c.next_attempt_at, _d.c.notice_id).limit(bindparam("limit"))
+    return q.with_for_update(skip_locked=True, of=_d) if locked else q
+
+
+# (only some channels, FOR UPDATE SKIP LOCKED on PostgreSQL) → the claim's first query
+_DUE = {
+    (some, locked): _due_query(some, locked) for some in (True, False) for locked in (True, False)
+}
+_CLAIMED_ROWS = (
+    select(_d, notices.c.data.label("notice_data"), notices.c.original, notices.c.ancestors)
+    .select_from(_d.join(notices, notices.c.id == _d.c.notice_id))
+    .where(_d.c.id.in_(bindparam("ids", expanding=True)))
+)
+# SET columns come from the parameters (every key that names a column); the WHERE's own
+# parameters are named apart from the columns.
+_TAKE = (
+    update(_d)
+    .where(_d.c.id.in_(bindparam("ids", expanding=True)))
+    .values(attempts=_d.c.attempts + 1)
+)
+_FINISH = update(_d).where(
+    _d.c.id == bindparam("d_id"),
+    _d.c.state == S.SENDING,
+    _d.c.lease_owner == bindparam("d_owner"),
+)
+_COUNT_SENT = (
+    update(channels)
+    .where(channels.c.name == bindparam("ch"))
+    .values(sent_count=channels.c.sent_count + 1, last_sent_at=bindparam("at"))
+)
 
 
 @dataclass(frozen=True)
@@ -63,15 +134,16 @@ def _event(
     """Record one move of a delivery (checked against `states.MOVES`: the event log never
     shows a move the state machine does not allow)."""
     conn.execute(
-        insert(delivery_events).values(
-            delivery_id=delivery_id,
-            at=now,
-            from_state=from_state,
-            to_state=check(from_state, to_state).value,
-            attempt=attempt,
-            worker=worker,
-            detail=detail,
-        )
+        _INSERT_EVENT,
+        {
+            "delivery_id": delivery_id,
+            "at": now,
+            "from_state": from_state,
+            "to_state": check(from_state, to_state).value,
+            "attempt": attempt,
+            "worker": worker,
+            "detail": detail,
+        },
     )
 
 
@@ -93,63 +165,50 @@ def claim(
     only_channels: list[str] | None = None,
 ) -> list[Claimed]:
     """Claim up to `limit` due deliveries for `worker`, oldest first."""
-    d = deliveries
-    older = aliased(deliveries)
-    due = or_(
-        and_(d.c.state.in_((S.PENDING, S.RETRY_WAIT)), d.c.next_attempt_at <= now),
-        and_(d.c.state == S.SENDING, d.c.lease_expires_at < now),
-    )
-    # A thread's versions go out in order on each channel: never overtake an unfinished one.
-    blocked = exists().where(
-        older.c.thread_id == d.c.thread_id,
-        older.c.channel == d.c.channel,
-        older.c.version < d.c.version,
-        older.c.state.in_(ACTIVE),
-    )
     with store.write() as conn:
-        held = held_channels(conn, now)
-        query = select(d.c.id).where(due, not_(blocked))
-        if held:
-            query = query.where(d.c.channel.not_in(held))
+        params: dict[str, Any] = {"now": now, "held": sorted(held_channels(conn, now))}
+        params["limit"] = limit
         if only_channels is not None:
-            query = query.where(d.c.channel.in_(only_channels))
-        query = query.order_by(d.c.next_attempt_at, d.c.notice_id).limit(limit)
-        if not store.is_sqlite:
-            query = query.with_for_update(skip_locked=True, of=d)
-        ids = [r.id for r in conn.execute(query)]
+            params["wanted"] = sorted(only_channels)
+        query = _DUE[(only_channels is not None, not store.is_sqlite)]
+        ids = [r.id for r in conn.execute(query, params)]
         if not ids:
             return []
-        rows = conn.execute(
-            select(
-                d,
-                notices.c.data.label("notice_data"),
-                notices.c.original,
-                notices.c.ancestors,
-            )
-            .select_from(d.join(notices, notices.c.id == d.c.notice_id))
-            .where(d.c.id.in_(ids))
-        ).all()
+        rows = conn.execute(_CLAIMED_ROWS, {"ids": ids}).all()
         expires = now + timedelta(seconds=lease_seconds)
+        # Every row taken in one statement, and every event in one more.
+        conn.execute(
+            _TAKE,
+            {
+                "ids": [r.id for r in rows],
+                "state": S.SENDING.value,
+                "lease_owner": worker,
+                "lease_expires_at": expires,
+                "updated_at": now,
+            },
+        )
+        conn.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "delivery_id": r.id,
+                    "at": now,
+                    "from_state": r.state,
+                    "to_state": check(r.state, S.SENDING).value,
+                    "attempt": r.attempts + 1,
+                    "worker": worker,
+                    "detail": (
+                        f"lease of {r.lease_owner} expired mid-send; outcome unknown, resending"
+                        if r.state == S.SENDING
+                        else None
+                    ),
+                }
+                for r in rows
+            ],
+        )
         out = []
         for r in rows:
             reclaimed = r.state == S.SENDING
-            conn.execute(
-                update(d)
-                .where(d.c.id == r.id)
-                .values(
-                    state=S.SENDING,
-                    lease_owner=worker,
-                    lease_expires_at=expires,
-                    attempts=r.attempts + 1,
-                    updated_at=now,
-                )
-            )
-            detail = (
-                f"lease of {r.lease_owner} expired mid-send; outcome unknown, resending"
-                if reclaimed
-                else None
-            )
-            _event(conn, r.id, now, r.state, S.SENDING, r.attempts + 1, worker, detail)
             out.append(
                 Claimed(
                     id=r.id,
@@ -219,13 +278,16 @@ def _finish(
     **values: Any,
 ) -> bool:
     res = conn.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.id == c.id,
-            deliveries.c.state == S.SENDING,
-            deliveries.c.lease_owner == worker,
-        )
-        .values(state=state, updated_at=now, lease_owner=None, lease_expires_at=None, **values)
+        _FINISH,
+        {
+            "d_id": c.id,
+            "d_owner": worker,
+            "state": str(state),
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            **values,
+        },
     )
     if res.rowcount != 1:
         return False  # the lease was lost to another worker, which now owns the outcome
@@ -258,11 +320,7 @@ def mark_sent(
             error_kind=None,
         )
         if ok:
-            conn.execute(
-                update(channels)
-                .where(channels.c.name == c.channel)
-                .values(sent_count=channels.c.sent_count + 1, last_sent_at=now)
-            )
+            conn.execute(_COUNT_SENT, {"ch": c.channel, "at": now})
         return ok
 
 
@@ -343,6 +401,8 @@ def previous_receipts(
     """(latest, first) sent delivery on this channel of the messages this one continues: a
     reply threads under its own branch of the story (an NWS segment's cancel under that
     segment, not under a sibling's post)."""
+    if c.ancestors == []:  # it continues nothing: a new story has nothing to reply under
+        return None, None
     d = deliveries
     with store.read() as conn:
         base = select(d.c.receipt_id, d.c.receipt_url, d.c.receipt).where(

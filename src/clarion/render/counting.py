@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -31,6 +32,7 @@ def count_graphemes(text: str) -> int:
     return len(regex.findall(r"\X", text))
 
 
+@functools.lru_cache(maxsize=8192)
 def count_mastodon(text: str) -> int:
     text = URL_RE.sub("x" * MASTODON_URL_LENGTH, text)
     text = REMOTE_MENTION_RE.sub(r"\1", text)
@@ -46,6 +48,7 @@ _X_PLAIN = re.compile("[\x00-\xa8\xaa-\xad\xaf-\u1fff\u2010-\u201f\u2026\u2032-\
 _X_HEAVY = re.compile("[\u1100-\u1fff\u2026]")  # weight 2 (outside the weight-1 ranges)
 
 
+@functools.lru_cache(maxsize=8192)  # compose counts the same candidate texts for every channel
 def count_x(text: str) -> int:
     if text.isascii():
         return _count_x_ascii(text)

@@ -71,13 +71,13 @@ def parse_xml(
     return root
 
 
+# True when some element lies deeper than MAX_DEPTH (evaluated by libxml2, not in Python).
+_TOO_DEEP = etree.XPath("boolean(/" + "/*" * (MAX_DEPTH + 1) + ")")
+
+
 def _check_depth(root: etree._Element, what: str) -> None:
-    stack = [(root, 1)]
-    while stack:
-        el, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise SourceError(f"{what} nests elements more than {MAX_DEPTH} deep")
-        stack.extend((child, depth + 1) for child in el)
+    if _TOO_DEEP(root):
+        raise SourceError(f"{what} nests elements more than {MAX_DEPTH} deep")
 
 
 def local_name(el: etree._Element) -> str:
@@ -95,22 +95,20 @@ def namespace(el: etree._Element) -> str:
 
 
 def children(el: etree._Element, name: str) -> list[etree._Element]:
-    """Direct children with this local name, in any namespace."""
-    return [c for c in el if isinstance(c.tag, str) and local_name(c) == name]
+    """Direct children with this local name, in any namespace (or none)."""
+    return list(el.iterchildren("{*}" + name))
 
 
 def child(el: etree._Element, name: str) -> etree._Element | None:
-    for c in el:
-        if isinstance(c.tag, str) and local_name(c) == name:
-            return c
-    return None
+    return next(el.iterchildren("{*}" + name), None)
 
 
 def text_of(el: etree._Element | None) -> str | None:
     """The element's text, stripped; None when the element is absent or empty."""
     if el is None:
         return None
-    value = "".join(el.itertext()).strip()
+    # A leaf (almost every CAP field) is its own text; mixed content, every text node within.
+    value = ("".join(el.itertext()) if len(el) else el.text or "").strip()
     return value or None
 
 

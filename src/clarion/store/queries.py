@@ -1,0 +1,104 @@
+"""Named, prebuilt statements for the hot paths (ingest, the outbox).
+
+Each is built once, with bound parameters, so SQLAlchemy compiles and caches it once instead
+of building an expression tree and a cache key per call (which cost more than SQLite running
+the statement). Call them as `conn.execute(STATEMENT, {...})`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, func, insert, select, tuple_, update
+
+from clarion.store.schema import notice_refs, notice_terms, notices, threads
+
+PARENT_COLUMNS = (
+    notices.c.id,
+    notices.c.thread_id,
+    notices.c.branch,
+    notices.c.sent,
+    notices.c.ancestors,
+    notices.c.status,
+)
+
+THREAD_BY_ID = select(threads).where(threads.c.id == bindparam("thread_id"))
+
+# The stored messages a new one references (sender, identifier), within a scope or a thread.
+REFERENCED_IN_SCOPE = (
+    select(*PARENT_COLUMNS)
+    .where(
+        tuple_(notices.c.sender, notices.c.identifier).in_(bindparam("pairs", expanding=True)),
+        notices.c.source.in_(bindparam("scope", expanding=True)),
+    )
+    .order_by(notices.c.id)
+)
+REFERENCED_IN_THREAD = (
+    select(*PARENT_COLUMNS)
+    .where(
+        tuple_(notices.c.sender, notices.c.identifier).in_(bindparam("pairs", expanding=True)),
+        notices.c.thread_id == bindparam("thread_id"),
+    )
+    .order_by(notices.c.id)
+)
+THREADS_BY_KEY = (
+    select(threads)
+    .where(
+        threads.c.thread_key.in_(bindparam("keys", expanding=True)),
+        threads.c.source.in_(bindparam("scope", expanding=True)),
+    )
+    .order_by(threads.c.id)
+)
+LIVE_IN_THREAD = (
+    select(*PARENT_COLUMNS)
+    .where(notices.c.thread_id == bindparam("thread_id"), notices.c.branch == "live")
+    .order_by(notices.c.id)
+)
+COUNT_LIVE_IN_THREAD = (
+    select(func.count())
+    .select_from(notices)
+    .where(notices.c.thread_id == bindparam("thread_id"), notices.c.branch == "live")
+)
+# A stored message of the scope already references this one: it arrived late.
+REFERENCED_BY_STORED = (
+    select(notice_refs.c.notice_id)
+    .select_from(notice_refs.join(notices, notices.c.id == notice_refs.c.notice_id))
+    .where(
+        notice_refs.c.ref == bindparam("ref"),
+        notices.c.source.in_(bindparam("scope", expanding=True)),
+    )
+    .limit(1)
+)
+SAME_CAP_MESSAGE = (
+    select(notices.c.id)
+    .where(
+        notices.c.source.in_(bindparam("scope", expanding=True)),
+        notices.c.sender == bindparam("sender"),
+        notices.c.identifier == bindparam("identifier"),
+    )
+    .limit(1)
+)
+SAME_CONTENT_IN_THREAD = (
+    select(notices.c.id)
+    .where(
+        notices.c.thread_id == bindparam("thread_id"),
+        notices.c.content_hash == bindparam("content_hash"),
+    )
+    .limit(1)
+)
+SAME_ITEM_IN_THREAD = select(notices.c.id).where(
+    notices.c.thread_id == bindparam("thread_id"),
+    notices.c.identifier == bindparam("identifier"),
+)
+NEWEST_SENT_IN_THREAD = select(func.max(notices.c.sent)).where(
+    notices.c.thread_id == bindparam("thread_id")
+)
+INSERT_THREAD = insert(threads)
+INSERT_NOTICE = insert(notices)
+INSERT_NOTICE_REFS = insert(notice_refs)
+INSERT_NOTICE_TERMS = insert(notice_terms)
+# SET columns come from the parameters given (every key but `thread_id`).
+UPDATE_THREAD = update(threads).where(threads.c.id == bindparam("thread_id"))
+END_PARENTS = (
+    update(notices)
+    .where(notices.c.id.in_(bindparam("parent_ids", expanding=True)), notices.c.branch == "live")
+    .values(branch=bindparam("new_branch"))
+)
