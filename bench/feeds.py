@@ -1,10 +1,11 @@
-"""Feed serving: requests per second for `/feeds/all.atom` with 1,000 notices stored, answered in
-full (200) and as not modified (304), beside nginx serving a static copy of the same bytes.
+"""Serving the public surface: requests per second for `/feeds/all.atom` (answered in full, 200,
+and as not modified, 304), the page `/` and a notice page, with 1,000 notices stored, beside
+nginx serving a static copy of the same bytes.
 
-Both servers run as one process on the same machine (`clarion web`: one uvicorn worker;
-nginx: `worker_processes 1`), and the same load generator (wrk, 1 thread, 16 connections)
-measures both, interleaved, so the ratio is the figure to read. The 304 runs send the ETag each
-server gave (nginx makes its own from the file's mtime and size).
+`clarion web` runs as one process, then as two (`--workers 2`); nginx as one
+(`worker_processes 1`). The same load generator (wrk, 1 thread, 16 connections) measures both,
+interleaved (nginx before and after each), so the ratio is the figure to read. The 304 runs send
+the ETag each server gave (nginx makes its own from the file's mtime and size).
 
 Needs Debian's `wrk` and `nginx` (`apt-get install wrk nginx`); says so and skips otherwise.
 
@@ -48,9 +49,11 @@ http {{
   uwsgi_temp_path {tmp}/uwsgi;
   scgi_temp_path {tmp}/scgi;
   types {{ application/atom+xml atom; }}
+  default_type text/html;
   server {{
     listen 127.0.0.1:{port};
     root {tmp}/static;
+    index index.html;
     etag on;
   }}
 }}
@@ -121,57 +124,68 @@ def main(notices: int = 1000, seconds: int = 5) -> None:
             ingest(store, cfg, channels, batch, source="bench", include_expired=True)
         store.close()
 
-        clarion_port, nginx_port = _port(), _port()
-        clarion_bin = str(Path(sys.executable).with_name("clarion"))
-        procs.append(
-            subprocess.Popen(
-                [clarion_bin, "web", "--config", str(cfg_path), "--port", str(clarion_port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, "CLARION_CONFIG": str(cfg_path)},
-            )
-        )
-        clarion_url = f"http://127.0.0.1:{clarion_port}/feeds/all.atom"
-        _wait(clarion_url, procs[-1], "clarion web")
-        first = httpx.get(clarion_url)
-        (tmp / "static/feeds").mkdir(parents=True)
-        (tmp / "static/feeds/all.atom").write_bytes(first.content)
+        nginx_port = _port()
         (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        procs.append(
-            subprocess.Popen(
-                [nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        nginx_url = f"http://127.0.0.1:{nginx_port}/feeds/all.atom"
-        _wait(nginx_url, procs[-1], "nginx")
-        static = httpx.get(nginx_url)
-        if static.content != first.content:
-            raise RuntimeError(f"nginx answered {static.status_code}, not the same bytes")
-        etags = {"clarion": first.headers["etag"], "nginx": static.headers["etag"]}
-        assert (
-            httpx.get(clarion_url, headers={"If-None-Match": etags["clarion"]}).status_code == 304
-        )
-        assert httpx.get(nginx_url, headers={"If-None-Match": etags["nginx"]}).status_code == 304
-
+        targets = [  # (what, path, the static file nginx serves, with a 304 run)
+            ("feed", "/feeds/all.atom", "feeds/all.atom", True),
+            ("page /", "/", "index.html", False),
+            ("notice page", "/notices/1", "notices/1", False),
+        ]
         rows = []
-        for label, header in (("200, full feed", False), ("304, not modified", True)):
-            c_hdr = {"If-None-Match": etags["clarion"]} if header else {}
-            n_hdr = {"If-None-Match": etags["nginx"]} if header else {}
-            n1 = wrk(nginx_url, n_hdr, seconds)
-            c = wrk(clarion_url, c_hdr, seconds)
-            n2 = wrk(nginx_url, n_hdr, seconds)
-            baseline = (n1 + n2) / 2  # nginx measured before and after: drift shows in the spread
-            rows.append((label, c, baseline, abs(n1 - n2) / baseline))
+        for workers in (1, 2):
+            clarion_port = _port()
+            clarion_bin = str(Path(sys.executable).with_name("clarion"))
+            web = subprocess.Popen(
+                [clarion_bin, "web", "--config", str(cfg_path), "--port", str(clarion_port),
+                 "--workers", str(workers)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={**os.environ, "CLARION_CONFIG": str(cfg_path)},
+            )  # fmt: skip
+            procs.append(web)
+            base = f"http://127.0.0.1:{clarion_port}"
+            _wait(base + "/healthz", web, "clarion web")
+            firsts = {path: httpx.get(base + path) for _, path, _, _ in targets}
+            if workers == 1:  # nginx serves exactly what Clarion served
+                for _, path, file, _ in targets:
+                    (tmp / "static" / file).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / "static" / file).write_bytes(firsts[path].content)
+                nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+                procs.append(
+                    subprocess.Popen(
+                        [nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+                _wait(f"http://127.0.0.1:{nginx_port}/", procs[-1], "nginx")
+            for what, path, _, with_304 in targets:
+                c_url, n_url = base + path, f"http://127.0.0.1:{nginx_port}{path}"
+                static = httpx.get(n_url)
+                if static.content != firsts[path].content:
+                    raise RuntimeError(f"nginx answered {path} with other bytes")
+                runs = [("200", {}, {})]
+                if with_304:
+                    c_tag, n_tag = firsts[path].headers["etag"], static.headers["etag"]
+                    assert httpx.get(c_url, headers={"If-None-Match": c_tag}).status_code == 304
+                    runs.append(("304", {"If-None-Match": c_tag}, {"If-None-Match": n_tag}))
+                for code, c_hdr, n_hdr in runs:
+                    n1 = wrk(n_url, n_hdr, seconds)
+                    c = wrk(c_url, c_hdr, seconds)
+                    n2 = wrk(n_url, n_hdr, seconds)
+                    baseline = (n1 + n2) / 2  # nginx before and after: drift shows in the spread
+                    label = f"{what} {code}, {workers} process" + ("es" if workers > 1 else "")
+                    rows.append((label, c, baseline, abs(n1 - n2) / baseline))
+            web.terminate()
+            web.wait(30)
+            procs.remove(web)
+        feed = firsts["/feeds/all.atom"].content
         print(
-            f"\nFeed serving: /feeds/all.atom, {notices:,} notices stored (feed of 50, "
-            f"{len(first.content):,} bytes), wrk 1 thread 16 connections {seconds}s each\n"
+            f"\nServing the public surface: {notices:,} notices stored (the feed holds 50, "
+            f"{len(feed):,} bytes), wrk 1 thread 16 connections {seconds}s each, nginx 1 process\n"
         )
-        print(f"{'':22}{'clarion req/s':>14}{'nginx req/s':>13}{'ratio':>8}{'nginx drift':>13}")
+        print(f"{'':34}{'clarion req/s':>14}{'nginx req/s':>13}{'ratio':>8}{'nginx drift':>13}")
         for label, c, n, drift in rows:
-            print(f"{label:22}{c:14,.0f}{n:13,.0f}{c / n:8.3f}{drift:13.1%}")
+            print(f"{label:34}{c:14,.0f}{n:13,.0f}{c / n:8.3f}{drift:13.1%}")
     finally:
         for p in procs:
             p.terminate()

@@ -163,3 +163,52 @@ def test_run_stops_on_sigterm_while_a_live_stream_is_open(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_web_with_several_processes_serves_each_change_from_every_one(tmp_path: Path) -> None:
+    """`clarion web --workers 2`: two processes share the port, each with its own snapshot of
+    the public pages; a notice ingested by a third process (`clarion replay`) is on every answer
+    after it, whichever process answers."""
+    from tests.conftest import FIXTURES
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CLARION_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+        "CLARION_DROP_EXPIRED": "false",
+    }
+    cap = FIXTURES / "cap" / "weather.cap"
+    subprocess.run(
+        [sys.executable, "-m", "clarion", "replay", "--include-expired", str(cap)],
+        env=env, cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clarion", "web", "--port", str(port), "--workers", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
+        url = f"http://127.0.0.1:{port}/feeds/all.json"
+        with httpx.Client() as http:  # a fresh connection each time: either process may answer
+            before = [
+                len(http.get(url, headers={"Connection": "close"}).json()["items"])
+                for _ in range(20)
+            ]
+            assert set(before) == {1}
+            other = FIXTURES / "cap" / "canada.cap"
+            subprocess.run(
+                [sys.executable, "-m", "clarion", "replay", "--include-expired", str(other)],
+                env=env, cwd=tmp_path, check=True, capture_output=True,
+            )  # fmt: skip
+            after = [
+                len(http.get(url, headers={"Connection": "close"}).json()["items"])
+                for _ in range(20)
+            ]
+            assert set(after) == {2}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -123,15 +123,13 @@ def _channels(config: Config, store=None):  # type: ignore[no-untyped-def]
     from clarion import credentials
     from clarion.channels import build_channels
     from clarion.config import validate_all
+    from clarion.runtime import build_channels_with_store
 
     try:
-        stored = credentials.load(store, credentials.keyring(config)) if store else {}
-        validate_all(config, stored)
-        built = build_channels(config, stored)
-        for channel in built.values():  # the fediverse account keeps its followers there
-            if store is not None and hasattr(channel, "use_store"):
-                channel.use_store(store)
-        return built
+        if store is not None:
+            return build_channels_with_store(config, store)
+        validate_all(config, {})
+        return build_channels(config, {})
     except ConfigError as exc:
         raise _fail(f"clarion: {exc}", 2) from None
     except credentials.CredentialError as exc:
@@ -686,16 +684,28 @@ def web(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default $CLARION_PORT or 8080).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes serving the port (default 1).")
+    ] = 1,
 ) -> None:
     """Serve the public page and feeds."""
+    import os
+
     from clarion.runtime import serve_web
 
     cfg = _config(config)
     store = _store(cfg)
     _record_config(store, cfg)
     h, p = host or cfg.clarion.host, port or cfg.clarion.port
-    typer.echo(f"Clarion is serving http://{h}:{p}/")
-    serve_web(store, cfg, h, p, _channels(cfg, store))
+    channels = _channels(cfg, store)
+    if workers > 1:  # each process reads the same config file
+        os.environ["CLARION_CONFIG"] = str(config_path(config).resolve())
+        if not config_path(config).exists():
+            os.environ.pop("CLARION_CONFIG")
+    typer.echo(
+        f"Clarion is serving http://{h}:{p}/" + (f" ({workers} processes)" if workers > 1 else "")
+    )
+    serve_web(store, cfg, h, p, channels, workers=workers)
 
 
 @app.command()

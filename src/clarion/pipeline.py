@@ -23,7 +23,7 @@ from clarion.config import Config
 from clarion.delivery import outbox
 from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
-from clarion.store import Store
+from clarion.store import Store, changes
 from clarion.store import queries as Q
 from clarion.store.schema import (
     deliveries,
@@ -344,6 +344,7 @@ def _ingest_one(
             "ancestors": ancestors,
         },
     )
+    changes.touch(conn, changes.NOTICES)  # feeds, pages and CAP documents hold it now
     if refs := sorted({ref_key(r.sender, r.identifier) for r in notice.references}):
         conn.execute(Q.INSERT_NOTICE_REFS, [{"notice_id": notice_id, "ref": r} for r in refs])
     if terms := sorted(terms_for(notice)):

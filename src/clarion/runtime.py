@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from clarion.channels import channel_limits
 from clarion.channels.base import Channel
@@ -119,16 +120,59 @@ def start_background(
 SHUTDOWN_GRACE = 5  # seconds open requests may still take after SIGTERM
 
 
+def build_channels_with_store(config: Config, store: Store) -> dict[str, Channel]:
+    """The channels, with credentials entered in the desk standing in for the config's, and
+    the fediverse account handed the store (raises ConfigError or CredentialError)."""
+    from clarion import credentials
+    from clarion.channels import build_channels
+    from clarion.config import validate_all
+
+    stored = credentials.load(store, credentials.keyring(config))
+    validate_all(config, stored)
+    built = build_channels(config, stored)
+    for channel in built.values():  # the fediverse account keeps its followers there
+        if hasattr(channel, "use_store"):
+            channel.use_store(store)
+    return built
+
+
+def web_app_from_environment() -> Any:
+    """The app of one `clarion web --workers N` process (uvicorn imports it by name in each):
+    the config from `CLARION_CONFIG`, its own connections to the database."""
+    from clarion.config import load_config
+    from clarion.store import open_store
+    from clarion.web.app import create_app
+
+    config = load_config()
+    store = open_store(config.clarion.database_url, upgrade=False)  # the parent migrated
+    return create_app(store, config, build_channels_with_store(config, store))
+
+
 def serve_web(
     store: Store,
     config: Config,
     host: str,
     port: int,
     channels: Mapping[str, Channel] | None = None,
+    workers: int = 1,
 ) -> None:
     import uvicorn
 
     from clarion.web.app import create_app
+
+    if workers > 1:
+        # Several processes share the port; each builds its own app (and snapshot of the public
+        # pages, kept current through the database: see clarion.store.changes).
+        uvicorn.run(
+            "clarion.runtime:web_app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        )
+        return
 
     # On SIGTERM uvicorn waits for open requests; the live streams (the desk's, the API's
     # /stream) never end by themselves, so shutdown waits for them a few seconds at most.

@@ -34,6 +34,7 @@ from sqlalchemy.orm import aliased
 from clarion.delivery.states import ACTIVE, TERMINAL, WAITING, DeliveryState, check
 from clarion.delivery.states import DeliveryState as S
 from clarion.store import Store
+from clarion.store.changes import POSTS, touch
 from clarion.store.schema import channels, deliveries, delivery_events, notices
 
 __all__ = ["ACTIVE", "OUTBOX_CHANNEL", "TERMINAL", "WAITING", "DeliveryState"]
@@ -133,6 +134,7 @@ def _event(
 ) -> None:
     """Record one move of a delivery (checked against `states.MOVES`: the event log never
     shows a move the state machine does not allow)."""
+    touch(conn, POSTS)  # the notice pages show each delivery's state
     conn.execute(
         _INSERT_EVENT,
         {
@@ -177,6 +179,7 @@ def claim(
         rows = conn.execute(_CLAIMED_ROWS, {"ids": ids}).all()
         expires = now + timedelta(seconds=lease_seconds)
         # Every row taken in one statement, and every event in one more.
+        touch(conn, POSTS)
         conn.execute(
             _TAKE,
             {
@@ -556,6 +559,7 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]], now: datetime, detail:
         return
     for r in rows:
         r["state"] = check(None, r.get("state", DeliveryState.PENDING)).value
+    touch(conn, POSTS)
     conn.execute(insert(deliveries), rows)
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))

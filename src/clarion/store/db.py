@@ -69,6 +69,9 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        from clarion.store.changes import Changes
+
+        self.changes = Changes(self)
 
     @property
     def is_sqlite(self) -> bool:
@@ -78,8 +81,16 @@ class Store:
     def write(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             conn = conn.execution_options(clarion_write=True)
-            with conn.begin():
-                yield conn
+            conn.info.pop("clarion_public", None)  # `info` outlives a checkout: start clean
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                touched = conn.info.pop("clarion_public", None)
+        if touched is None:
+            return
+        # Committed (an exception would have left above): what it touched is stale now.
+        self.changes.committed(touched)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -137,6 +148,7 @@ class Store:
         return sorted(inspect(self.engine).get_table_names())
 
     def close(self) -> None:
+        self.changes.close()
         self.engine.dispose()
 
 

@@ -43,8 +43,12 @@ def create_app(
         + [int(getattr(s, "max_bytes", 0)) for s in config.sources.values()]
     )
     https = (config.clarion.public_url or "").startswith("https://")
+    from clarion.web.snapshot import SnapshotMiddleware
+
     app.add_middleware(HeadAsGet)
-    app.add_middleware(SecurityMiddleware, max_body=biggest, https=https)  # outermost
+    app.add_middleware(SecurityMiddleware, max_body=biggest, https=https)
+    # Outermost: a public answer kept in memory goes out with the headers it was built with.
+    app.add_middleware(SnapshotMiddleware, store=store)
 
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
