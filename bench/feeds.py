@@ -161,7 +161,7 @@ def main(notices: int = 1000, seconds: int = 5) -> None:
             for what, path, _, with_304 in targets:
                 c_url, n_url = base + path, f"http://127.0.0.1:{nginx_port}{path}"
                 static = httpx.get(n_url)
-                if static.content != firsts[path].content:
+                if workers == 1 and static.content != firsts[path].content:
                     raise RuntimeError(f"nginx answered {path} with other bytes")
                 runs = [("200", {}, {})]
                 if with_304:

@@ -337,3 +337,34 @@ def test_every_format_publishes_the_messages_own_time(store: Store) -> None:
     [a], [r] = atom.entries, rss.entries
     assert a.updated_parsed[:3] == (2010, 8, 30) and r.published_parsed[:3] == (2010, 8, 30)
     assert "2010-08-30" in page and str((NOW + timedelta(days=5000)).year) not in page
+
+
+def test_notices_are_found_by_the_name_of_their_place(store: Store) -> None:
+    """`place`: the words of an area's, a line's or a service's name, any case, with or
+    without accents; every word must be in it. The page, the feeds and the API take it."""
+    from fastapi.testclient import TestClient
+
+    from clarion.store.terms import place_words
+    from clarion.web.app import create_app
+    from tests.conftest import fixture_bytes
+    from tests.helpers import channels_for, config, demo_cap, ingest_bytes
+
+    assert place_words("Saint-Léonard, comté d'Essex") == ["saint", "leonard", "comte", "essex"]
+    cfg = config()
+    chans = channels_for(cfg)
+    ingest_bytes(store, cfg, chans, demo_cap(0), include_expired=True)  # Lewis and Clark
+    ingest_bytes(store, cfg, chans, fixture_bytes("cap/canada.cap"), include_expired=True)
+    with TestClient(create_app(store, cfg)) as client:
+
+        def found(query: str) -> list[str]:
+            items = client.get("/feeds/all.json", params={"place": query}).json()["items"]
+            return sorted(i["title"].split(" ")[0] for i in items)
+
+        assert len(found("lewis CLARK")) == 1 and found("lewis clark") != found("essex")
+        assert found("comté d'Essex") == found("comte essex") == found("Essex") != []
+        assert found("Lewis Essex") == []  # every word must be in it
+        api = client.get("/api/v1/notices", params={"place": "Rondeau"}).json()
+        assert len(api["items"]) == 1
+        page = client.get("/", params={"place": "lewis and clark"}).text
+        assert 'name="place" value="lewis and clark"' in page  # as the reader typed it
+        assert page.count('class="notice"') == 1

@@ -61,7 +61,7 @@ def test_timeline_and_notice_page(site: str, browser: Any) -> None:
     page = browser.new_page()
     page.goto(site + "/")
     assert page.title() == "Notices · Lewis and Clark County Alerts"
-    headlines = page.locator("article.notice h2").all_inner_texts()
+    headlines = page.locator("article.notice h3").all_inner_texts()
     assert len(headlines) == 2 and any("Hurricane Warning" in h for h in headlines)
     assert page.locator("article .tag", has_text="cancelled").count() == 1
     follow = page.locator("section.follow a[rel='me']")
@@ -101,7 +101,7 @@ def test_keyboard_alone_reaches_a_notice_and_the_filters(site: str, browser: Any
             break
     page.keyboard.press("Enter")
     page.wait_for_url("**severity=extreme**")
-    headlines = page.locator("article.notice h2").all_inner_texts()
+    headlines = page.locator("article.notice h3").all_inner_texts()
     assert len(headlines) == 1 and "Hurricane Warning" in headlines[0]  # the watch is severe
     assert page.locator("select[name=severity]").input_value() == "extreme"
     # Tab on to the first notice's link and open it with Enter.
@@ -135,3 +135,24 @@ def test_dark_mode_follows_the_reader(site: str, browser: Any) -> None:
     width = mobile.evaluate("document.documentElement.scrollWidth")
     assert width <= 360  # nothing forces a sideways scroll on a small phone
     shot(mobile, "timeline-mobile")
+
+
+def test_the_api_reference_works_offline(site: str, browser: Any) -> None:
+    """/api/docs renders every operation of the OpenAPI document, in Chromium, asking nothing
+    of any other host (it used to load Swagger UI from a CDN: a blank page offline)."""
+    import httpx
+
+    elsewhere: list[str] = []
+    page = browser.new_page()
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(site) else elsewhere.append(r.url),
+    )
+    page.goto(site + "/api/docs")
+    doc = httpx.get(site + "/api/openapi.json").json()
+    operations = [(m.upper(), p) for p, ms in doc["paths"].items() for m in ms]
+    shown = page.locator("section.notice h2").all_inner_texts()
+    assert shown == [f"{m} {p}" for m, p in operations]
+    assert page.get_by_role("link", name="/api/openapi.json").count() == 1
+    assert elsewhere == []
+    shot(page, "api-reference")

@@ -169,3 +169,31 @@ def test_the_stories_migration_makes_stored_threads_linear_branches(db_url: str)
         assert receipts == [("ops", "msg-1")]
     finally:
         store.close()
+
+
+def test_the_place_migration_indexes_names_already_stored(db_url: str) -> None:
+    """Notices stored before search by name (revision 0012) get their `place:` terms."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from clarion.store.schema import notice_terms
+    from tests.helpers import channels_for, config, demo_cap, ingest_bytes
+
+    store = open_store(db_url, upgrade=False)
+    try:
+        command.upgrade(store.alembic_config(), "0012")
+        cfg = config()
+        ingest_bytes(store, cfg, channels_for(cfg), demo_cap(0))
+        with store.engine.begin() as conn:  # as a notice stored before 0013 has them: none
+            conn.execute(sa.delete(notice_terms).where(notice_terms.c.term.like("place:%")))
+        store.upgrade()
+        with store.read() as conn:
+            places = {
+                r.term
+                for r in conn.execute(
+                    sa.select(notice_terms.c.term).where(notice_terms.c.term.like("place:%"))
+                )
+            }
+        assert {"place:lewis", "place:clark", "place:central", "place:southern"} <= places
+    finally:
+        store.close()

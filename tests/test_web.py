@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from clarion.delivery.dispatcher import Dispatcher
 from clarion.store import Store
 from clarion.web.app import create_app
+from tests.conftest import fixture_bytes
 from tests.helpers import NOW, channels_for, config, demo_cap, ingest_bytes
 
 
@@ -133,11 +134,9 @@ def test_security_headers_cors_for_public_data_and_body_limits(store: Store) -> 
         feed = client.get("/feeds/all.atom")
         assert feed.headers["access-control-allow-origin"] == "*"
         assert "ETag" in feed.headers["access-control-expose-headers"]
-        docs = client.get("/api/docs")
-        assert (
-            docs.status_code == 200
-            and "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
-        )
+        docs = client.get("/api/docs")  # offline: no script, nothing from elsewhere
+        assert docs.status_code == 200
+        assert "script-src 'none'" in docs.headers["content-security-policy"]
         big = client.post("/api/v1/notices", content=b"x" * 5000)
         assert big.status_code == 413 and "over 4,096 bytes" in big.text
 
@@ -192,3 +191,53 @@ def test_a_severity_badge_only_where_it_says_something(store: Store) -> None:
     assert 'class="tag">cancelled' in page
     assert 'class="tag sev-' not in page  # the watch is cancelled; the post says no severity
     assert 'class="tag sev-' not in watch
+
+
+def test_the_page_puts_what_is_in_effect_first_in_the_publishers_words(
+    sqlite_store: Store,
+) -> None:
+    """What is in effect now leads, the most severe first; each story says its state in plain
+    words, at times in the publisher's time zone; what is over follows under Recent."""
+    from fastapi.testclient import TestClient
+
+    from clarion.web.app import create_app
+
+    cfg = config(
+        """
+[clarion]
+timezone = "America/Denver"
+drop_expired = false
+[channels.preview]
+kind = "preview"
+[[routes]]
+channels = ["preview"]
+"""
+    )
+    chans = channels_for(cfg)
+    watch = demo_cap(0).replace(b"2010-08-30T12:00:00-06:00", b"2099-07-01T18:00:00-06:00")
+
+    def alert(ident: bytes, severity: bytes) -> bytes:
+        ident_old = b"NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT"
+        return watch.replace(ident_old, ident).replace(
+            b"<severity>Severe", b"<severity>" + severity
+        )
+
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))  # over since 2010
+    ingest_bytes(sqlite_store, cfg, chans, alert(b"SEVERE-1", b"Severe"))
+    ingest_bytes(sqlite_store, cfg, chans, alert(b"EXTREME-1", b"Extreme"))
+    hurricane = fixture_bytes("cap/nws_multiple_polygons.cap").replace(
+        b"2020-08-26T12:15:00-05:00", b"2099-07-01T12:00:00-05:00"
+    )  # an Extreme warning with polygons, still in effect
+    ingest_bytes(sqlite_store, cfg, chans, hurricane)
+    with TestClient(create_app(sqlite_store, cfg)) as client:
+        page = client.get("/").text
+    now_part, recent = page.split('id="recent-h"')
+    assert 'id="now-h">In effect now' in now_part
+    assert now_part.count('class="notice"') == 3
+    assert now_part.index("sev-extreme") < now_part.index("sev-severe")  # most severe first
+    assert "In effect until Wed 1 Jul 2099, 6:00 PM MDT" in now_part  # the publisher's zone
+    # One map of the areas in effect, its text alternative naming them.
+    assert now_part.count("<svg") == 1 and "<polygon" in now_part
+    assert "<title>Map of the areas in effect now: " in now_part and "Acadia" in now_part
+    assert recent.count('class="notice"') == 1
+    assert "Over since Mon 30 Aug 2010, 12:00 PM MDT" in recent

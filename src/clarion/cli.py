@@ -172,6 +172,34 @@ def check(config: ConfigOpt = None) -> None:
 
 
 @app.command()
+def export(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A directory, or s3://bucket/prefix (default: [export] target)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the public surface (pages, feeds, CAP documents, sitemap) as static files; to
+    S3, upload only what changed."""
+    from clarion.export import export as run_export
+
+    cfg = _config(config)
+    where = target or cfg.export.target
+    if not where:
+        raise _fail("clarion: say where to export (a directory or s3://bucket/prefix)", 2)
+    store = _store(cfg)
+    try:
+        result = run_export(
+            store, cfg, where, endpoint_url=cfg.export.endpoint_url, progress=typer.echo
+        )
+    except Exception as exc:  # an unreachable store, a missing bucket, no permission
+        raise _fail(f"clarion: export to {where} failed: {exc}", 1) from None
+    typer.echo(f"{where}: {result}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def platforms() -> None:
     """List every channel and source kind this Clarion knows, with each platform's rules
     (the table in docs/configuration.md)."""

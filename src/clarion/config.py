@@ -39,6 +39,16 @@ DEFAULT_CONFIG_PATH = "clarion.toml"
 ENV_PREFIX = "CLARION_"
 
 
+def _time_zone(v: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{v!r} is not a time zone (examples: UTC, America/Denver)") from None
+    return v
+
+
 class FollowLink(StrictModel):
     """One of the publisher's official accounts, for the page's "where to follow us"."""
 
@@ -56,6 +66,9 @@ class Settings(StrictModel):
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None
     publisher_name: str = "Clarion"
+    # The publisher's time zone: the times the public page shows ("in effect until 6:00 PM
+    # MDT"); feeds and the API stay in UTC.
+    timezone: str = "UTC"
     languages: list[str] = Field(default_factory=lambda: ["en"])
     drop_expired: bool = True
     lease_seconds: Duration = 60.0
@@ -81,6 +94,11 @@ class Settings(StrictModel):
     # Fernet keys (newest first) that encrypt credentials entered in the desk; set it to allow
     # that. `clarion secrets keygen` makes one. Also CLARION_SECRET_KEYS in the environment.
     secret_keys: SecretRef | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return _time_zone(v)
 
     @field_validator("allow_networks")
     @classmethod
@@ -158,6 +176,22 @@ class ApiSettings(StrictModel):
     stream_poll: Duration = 1.0  # how often /api/v1/stream looks for new notices
 
 
+class ExportSettings(StrictModel):
+    """The `[export]` table: keep a static copy of the public surface (`clarion export`)."""
+
+    # A directory, or s3://bucket/prefix on any S3-compatible store; unset: no export.
+    target: str | None = None
+    interval: Duration = 30.0  # how often workers look for changes to export
+    endpoint_url: str | None = None  # an S3-compatible store's address (else AWS's)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("s3://") and not v.removeprefix("s3://").strip("/"):
+            raise ValueError("s3://… needs a bucket: s3://bucket or s3://bucket/prefix")
+        return v
+
+
 class DeskSettings(StrictModel):
     """The `[desk]` table: the operator's desk at /desk (accounts: `clarion users`)."""
 
@@ -179,13 +213,7 @@ class DeskSettings(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not a time zone (examples: UTC, America/Denver)") from None
-        return v
+        return _time_zone(v)
 
     def needs_approval(self, status: Status, severity: Severity) -> bool:
         if status is not Status.ACTUAL or self.approval_min_severity == "off":
@@ -198,6 +226,7 @@ class Config(StrictModel):
     clarion: Settings = Field(default_factory=lambda: Settings())
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     desk: DeskSettings = Field(default_factory=lambda: DeskSettings())
+    export: ExportSettings = Field(default_factory=lambda: ExportSettings())
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)

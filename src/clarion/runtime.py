@@ -110,11 +110,40 @@ def schedule_loop(
 def start_background(
     store: Store, config: Config, channels: Mapping[str, Channel], stop: threading.Event
 ) -> None:
-    """The threads every worker runs beside its dispatcher: source polling, desk schedule."""
-    for target in (poll_loop, schedule_loop):
+    """The threads every worker runs beside its dispatcher: source polling, desk schedule, and
+    the static export when `[export]` names a target."""
+    loops = [poll_loop, schedule_loop]
+    if config.export.target:
+        loops.append(export_loop)
+    for target in loops:
         threading.Thread(
             target=target, args=(store, config, channels, stop), daemon=True, name=target.__name__
         ).start()
+
+
+def export_loop(
+    store: Store, config: Config, channels: Mapping[str, Channel], stop: threading.Event
+) -> None:
+    """Export the public surface at start, then whenever it changed (looked at every
+    `[export] interval`). With several workers each exports: the result is the same files, and
+    only what changed is written."""
+    from clarion.export import export
+    from clarion.store.changes import KINDS
+
+    assert config.export.target is not None
+    done: tuple[Any, ...] | None = None
+    while not stop.is_set():
+        now = store.changes.version(KINDS)
+        if now != done:
+            try:
+                result = export(
+                    store, config, config.export.target, endpoint_url=config.export.endpoint_url
+                )
+                log.info("export to %s: %s", config.export.target, result)
+                done = now
+            except Exception:
+                log.exception("export to %s failed; trying again", config.export.target)
+        stop.wait(config.export.interval)
 
 
 SHUTDOWN_GRACE = 5  # seconds open requests may still take after SIGTERM

@@ -7,6 +7,7 @@ by `clarion web` and `clarion run`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -24,7 +25,7 @@ def create_app(
         title=f"{config.clarion.publisher_name} (Clarion)",
         description="Public notices: feeds, CAP documents and the REST API (`/api/v1`).",
         version="1",
-        docs_url="/api/docs",
+        docs_url=None,  # an offline reference instead of Swagger UI from a CDN (below)
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -107,6 +108,22 @@ def create_app(
 
         return Response(render_metrics(store, config), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/api/docs", response_class=Response, summary="The API's reference, as a page")
+    def api_docs(request: Request) -> Response:
+        """Every operation of the OpenAPI document, rendered here: no script, no CDN."""
+        from clarion.web.pages import TEMPLATES
+
+        return TEMPLATES.TemplateResponse(
+            request,
+            "apidocs.html",
+            {
+                "publisher": config.clarion.publisher_name,
+                "follow": [],
+                "fediverse": [],
+                **reference(app.openapi()),
+            },
+        )
+
     @app.get("/healthz", summary="Liveness: the web process answers and reads the database")
     def healthz() -> dict[str, str]:
         with store.read() as conn:
@@ -129,3 +146,50 @@ def create_app(
     app.include_router(pages_router(store, config))
 
     return app
+
+
+def reference(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the reference page shows of an OpenAPI document: each operation, its parameters
+    (their schema's type, `$ref`s named), request body types and answers."""
+
+    def type_of(schema: dict[str, Any]) -> str:
+        if "$ref" in schema:
+            return str(schema["$ref"]).rsplit("/", 1)[-1]
+        if "anyOf" in schema:
+            return " or ".join(type_of(s) for s in schema["anyOf"])
+        if schema.get("type") == "array":
+            return f"list of {type_of(schema.get('items', {}))}"
+        return str(schema.get("type", "any"))
+
+    operations = []
+    for path, methods in doc.get("paths", {}).items():
+        for method, op in methods.items():
+            operations.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "anchor": f"{method}-{path}".replace("/", "-").strip("-"),
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "parameters": [
+                        {
+                            "name": p["name"],
+                            "where": p.get("in", ""),
+                            "type": type_of(p.get("schema", {})),
+                            "required": p.get("required", False),
+                            "description": p.get("description", ""),
+                        }
+                        for p in op.get("parameters", [])
+                    ],
+                    "body": sorted((op.get("requestBody") or {}).get("content", {})),
+                    "responses": [
+                        (code, r.get("description", ""))
+                        for code, r in op.get("responses", {}).items()
+                    ],
+                }
+            )
+    return {
+        "info": doc.get("info", {}),
+        "openapi": doc.get("openapi", ""),
+        "operations": operations,
+    }

@@ -72,6 +72,14 @@ def notice_filter(
         list[str] | None, Query(description="An affected entity: id, or kind:id.")
     ] = None,
     lang: Annotated[list[str] | None, Query(description="Language: en, or en-US.")] = None,
+    place: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A place, line or service by name (its words, any case or accents): "
+            "Lewis and Clark, Glen Park, Git Operations.",
+        ),
+    ] = None,
 ) -> NoticeFilter:
     try:
         return NoticeFilter.build(
@@ -84,6 +92,7 @@ def notice_filter(
             route=route,
             entity=entity,
             lang=lang,
+            place=place,
         )
     except ValueError as exc:  # pragma: no cover - the enums are checked by FastAPI first
         raise HTTPException(422, str(exc)) from None

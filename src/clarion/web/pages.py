@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from clarion.config import Config
 from clarion.model import Severity
@@ -26,15 +27,42 @@ from clarion.web.query import NoticeFilter, ThreadId, known_source, public_error
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE = 50
+IN_EFFECT_MAX = 100  # stories listed as in effect, at most (the rest stay under Recent)
 Page = Annotated[int, Query(ge=1, le=100_000, description="Page of the timeline")]
 
 
-def _summary(r: Any, now: datetime) -> dict[str, Any]:
+def when(dt: datetime, tz: ZoneInfo) -> str:
+    """A time as a reader says it, in the publisher's zone: "Mon 30 Aug 2010, 6:00 PM MDT"."""
+    d = dt.astimezone(tz)
+    hour = d.hour % 12 or 12
+    return f"{d:%a} {d.day} {d:%b} {d.year}, {hour}:{d:%M} {'AM' if d.hour < 12 else 'PM'} {d:%Z}"
+
+
+# Inputs whose items are news, not events: never "in effect".
+NEWS_KINDS = ("feed",)
+
+
+def state_words(s: dict[str, Any], tz: ZoneInfo) -> str:
+    """A story's state in plain words: "In effect until …", "Cancelled …", "Resolved"."""
+    if s["state"] == "cancelled":
+        return f"Cancelled {when(s['updated'], tz)}"
+    if s["state"] == "ended":
+        return ("Resolved " if s["kind"] == "statuspage" else "Ended ") + when(s["updated"], tz)
+    if s["kind"] in NEWS_KINDS:
+        return ""
+    if s["expired"]:
+        return f"Over since {when(s['until'], tz)}"
+    if s["until"] is not None:
+        return f"In effect until {when(s['until'], tz)}"
+    return "In effect"
+
+
+def _summary(r: Any, now: datetime, tz: ZoneInfo | None = None) -> dict[str, Any]:
     data = r.data
     info = (data.get("infos") or [{}])[0]
     over = getattr(r, "over_at", None)  # ends when the event has one, else expires
     expired = bool(over is not None and over <= now)
-    return {
+    out = {
         "id": r.id,
         "headline": r.headline,
         "severity": r.severity,
@@ -51,7 +79,11 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
         "entities": [e.get("name") or e.get("id") for e in data.get("entities", [])][:6],
         "expired": expired,
         "until": over,
+        "kind": data.get("kind"),
     }
+    out["words"] = state_words(out, tz or ZoneInfo("UTC"))
+    out["updated_words"] = when(out["updated"], tz or ZoneInfo("UTC"))
+    return out
 
 
 def _favicon() -> bytes:
@@ -80,7 +112,10 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         for c in config.channels.values()
         if isinstance(c, ActivityPubChannelConfig) and c.enabled and base
     ]
+    tz = ZoneInfo(config.clarion.timezone)
     common = {
+        "tz": tz,
+        "when": when,
         "publisher": publisher,
         "follow": config.clarion.follow,
         "fediverse": fediverse,
@@ -103,7 +138,30 @@ def pages_router(store: Store, config: Config) -> APIRouter:
                 .offset((page - 1) * PAGE_SIZE)
                 .limit(PAGE_SIZE)
             ).all()
-        now = datetime.now(UTC)
+            now = datetime.now(UTC)
+            # What is in effect now comes first (page 1): the most severe, then the newest.
+            active: list[Any] = []
+            if page == 1:
+                active = list(
+                    conn.execute(
+                        q.where(
+                            threads.c.state == "active",
+                            notices.c.kind.not_in(NEWS_KINDS),
+                            or_(notices.c.over_at.is_(None), notices.c.over_at > now),
+                        )
+                        .order_by(threads.c.updated_at.desc())
+                        .limit(IN_EFFECT_MAX)
+                    ).all()
+                )
+        in_effect = sorted(
+            (_summary(r, now, tz) for r in active),
+            key=lambda s: (-Severity(s["severity"]).rank, -s["updated"].timestamp()),
+        )
+        shown = {s["id"] for s in in_effect}
+        # One map of every area in effect, named in words for those who cannot see it.
+        areas = [a for r in active for a in ((r.data.get("infos") or [{}])[0].get("areas") or [])]
+        names = "; ".join(dict.fromkeys(a.get("description", "") for a in areas if a))
+        in_effect_map = area_svg(areas, f"Map of the areas in effect now: {names}")
         params = flt.query_params()
         feed_query = urlencode(params, doseq=True)
 
@@ -117,7 +175,9 @@ def pages_router(store: Store, config: Config) -> APIRouter:
                 **common,
                 "title": title,
                 "scope": scope,
-                "items": [_summary(r, now) for r in rows],
+                "in_effect": in_effect,
+                "in_effect_map": in_effect_map,
+                "items": [_summary(r, now, tz) for r in rows if r.id not in shown],
                 "filter": flt,
                 "feed_query": f"?{feed_query}" if feed_query else "",
                 "total": total,
@@ -228,6 +288,45 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         return Response(
             icon, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}
         )
+
+    @router.get("/robots.txt", response_class=PlainTextResponse, include_in_schema=False)
+    def robots(request: Request) -> PlainTextResponse:
+        """Everything public may be indexed; the desk and the API's writes are not pages."""
+        base = (config.clarion.public_url or str(request.base_url)).rstrip("/")
+        return PlainTextResponse(
+            "User-agent: *\nDisallow: /desk\nDisallow: /hooks/\nAllow: /\n"
+            f"Sitemap: {base}/sitemap.xml\n"
+        )
+
+    @router.get("/sitemap.xml", include_in_schema=False)
+    def sitemap(request: Request) -> Response:
+        """The page, each source's page and each notice's page (sitemaps.org 0.9)."""
+        from xml.sax.saxutils import escape
+
+        base = (config.clarion.public_url or str(request.base_url)).rstrip("/")
+        with store.read() as conn:
+            rows = conn.execute(
+                select(threads.c.id, threads.c.updated_at)
+                .order_by(threads.c.id.desc())
+                .limit(
+                    50_000 - 1 - len(config.sources)  # a sitemap's limit
+                )
+            ).all()
+            sources = sorted({r.source for r in conn.execute(select(notices.c.source).distinct())})
+        entries = [f"<url><loc>{escape(base)}/</loc></url>"]
+        entries += [f"<url><loc>{escape(base)}/sources/{escape(s)}</loc></url>" for s in sources]
+        entries += [
+            f"<url><loc>{escape(base)}/notices/{r.id}</loc>"
+            f"<lastmod>{r.updated_at:%Y-%m-%dT%H:%M:%S}Z</lastmod></url>"
+            for r in rows
+        ]
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+            + "\n".join(entries)
+            + "\n</urlset>\n"
+        )
+        return Response(body, media_type="application/xml")
 
     @router.get(
         "/.well-known/atproto-did",

@@ -19,12 +19,16 @@ from sqlalchemy.orm import aliased
 
 from clarion.model import Severity, Status
 from clarion.store.schema import notice_terms, notices
+from clarion.store.terms import place_words
 
 # Ids in paths: positive, and within a 64-bit integer (a larger one would overflow the
 # database driver, not find nothing).
 MAX_ID = 2**63 - 1
 ThreadId = Annotated[int, Path(ge=1, le=MAX_ID, description="The notice's (thread's) id")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version of the notice")]
+
+
+MAX_PLACE_WORDS = 8  # a search of more words is cut: each is one more condition
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class NoticeFilter:
     route: tuple[str, ...] = ()
     entity: tuple[str, ...] = ()
     lang: tuple[str, ...] = ()
+    place: tuple[str, ...] = ()  # words of a place, line or service's name: every one must match
 
     @classmethod
     def build(
@@ -52,6 +57,7 @@ class NoticeFilter:
         route: Iterable[str] | None = None,
         entity: Iterable[str] | None = None,
         lang: Iterable[str] | None = None,
+        place: str | None = None,
     ) -> NoticeFilter:
         """From query parameters (each may repeat, or hold comma-separated values); a bad
         severity or status raises ValueError naming the choices."""
@@ -86,6 +92,7 @@ class NoticeFilter:
             route=many(route),
             entity=many(entity),
             lang=many(lang),
+            place=tuple(dict.fromkeys(place_words(place or "")))[:MAX_PLACE_WORDS],
         )
 
     @property
@@ -97,7 +104,10 @@ class NoticeFilter:
         out: dict[str, list[str]] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, Severity):
+            if f.name == "place":
+                if v:
+                    out["place"] = [" ".join(v)]
+            elif isinstance(v, Severity):
                 out[f.name] = [v.value]
             elif v:
                 out[f.name] = [str(x.value if isinstance(x, Status) else x) for x in v]
@@ -140,6 +150,15 @@ class NoticeFilter:
             cond.append(n.c.severity.in_(allowed))
         if self.status:
             cond.append(n.c.status.in_([s.value for s in self.status]))
+        for word in self.place:  # every word of the name, each in some area or entity
+            cond.append(
+                exists(
+                    select(notice_terms.c.notice_id).where(
+                        notice_terms.c.notice_id == n.c.id,
+                        notice_terms.c.term == f"place:{word}",
+                    )
+                )
+            )
         for prefix, values in (
             ("category", self.category),
             ("area", self.area),

@@ -2,8 +2,8 @@
 
 - Security headers on every response: no MIME sniffing, no framing (clickjacking), a strict
   referrer policy, no powerful browser features, and a Content Security Policy for pages
-  (same-origin only, no script on the public page at all; the API docs page may load Swagger UI
-  from its CDN; the desk runs its own script only). HSTS when the public URL is https.
+  (same-origin only, no script on the public page at all, nor on the API reference; the desk
+  runs its own script only). HSTS when the public URL is https.
 - Public data is public: feeds, CAP documents and the API's reads may be fetched from any web
   origin (`Access-Control-Allow-Origin: *`, without credentials).
 - Request bodies are refused past `clarion.max_request_bytes` (413), by Content-Length, or for
@@ -20,12 +20,6 @@ PAGE_CSP = (
     "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
     "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
-)
-DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data: https:; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; object-src 'none'; "
-    "base-uri 'none'; frame-ancestors 'none'"
 )
 # The desk: its own script and stylesheet only, and fetches back to itself (live panel, SSE).
 DESK_CSP = (
@@ -87,9 +81,7 @@ class SecurityMiddleware:
                 h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
                 if self.https:
                     h.setdefault("Strict-Transport-Security", "max-age=31536000")
-                if path.startswith("/api/docs"):
-                    h.setdefault("Content-Security-Policy", DOCS_CSP)
-                elif path == "/desk" or path.startswith("/desk/"):
+                if path == "/desk" or path.startswith("/desk/"):
                     h.setdefault("Content-Security-Policy", DESK_CSP)
                 else:
                     h.setdefault("Content-Security-Policy", PAGE_CSP)

@@ -37,6 +37,7 @@ _CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"^/notices/\d+$"), (NOTICES, POSTS)),
     (re.compile(r"^/sources/[^/]+$"), (NOTICES,)),
     (re.compile(r"^/publishers/[^/]+$"), (NOTICES,)),
+    (re.compile(r"^/(robots\.txt|sitemap\.xml|favicon\.ico)$"), (NOTICES,)),
 ]
 # Headers an entry keeps and a 304 repeats (RFC 9110 §15.4.5): validators and caching.
 _NOT_MODIFIED_KEEPS = {b"etag", b"cache-control", b"last-modified", b"link", b"vary", b"date"}
