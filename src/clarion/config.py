@@ -69,6 +69,8 @@ class Settings(StrictModel):
     # The publisher's time zone: the times the public page shows ("in effect until 6:00 PM
     # MDT"); feeds and the API stay in UTC.
     timezone: str = "UTC"
+    # The public page's language: "en", or a language Clarion has a catalogue for ("fr").
+    page_language: str = "en"
     languages: list[str] = Field(default_factory=lambda: ["en"])
     drop_expired: bool = True
     lease_seconds: Duration = 60.0
@@ -99,6 +101,15 @@ class Settings(StrictModel):
     @classmethod
     def _zone(cls, v: str) -> str:
         return _time_zone(v)
+
+    @field_validator("page_language")
+    @classmethod
+    def _page_language(cls, v: str) -> str:
+        from clarion.web.i18n import LANGUAGES
+
+        if v not in LANGUAGES:
+            raise ValueError(f"{v!r}: the page speaks {', '.join(LANGUAGES)}")
+        return v
 
     @field_validator("allow_networks")
     @classmethod
@@ -199,7 +210,9 @@ class DeskSettings(StrictModel):
     # Actual notices at or above this severity need a second person (role approver) to approve
     # them before they go out; "off" lets editors send alone. The author never approves.
     approval_min_severity: Severity | Literal["off"] = Severity.UNKNOWN
-    timezone: str = "UTC"  # the desk's clock: scheduled sending and every time it shows
+    timezone: str = "UTC"
+    # The public page's language: "en", or a language Clarion has a catalogue for ("fr").
+    page_language: str = "en"  # the desk's clock: scheduled sending and every time it shows
     session_lifetime: Duration = 12 * 3600.0
     login_max_failures: int = Field(default=5, ge=1)  # per user name and per address…
     login_window: Duration = 15 * 60.0  # …within this window; then logins wait

@@ -580,15 +580,22 @@ def api_router(
     @router.post(
         "/notices/{thread_id}/update",
         response_model=ThreadOut,
-        responses={**WRITE_RESPONSES, 404: {"description": "No such notice"}},
+        responses={
+            **WRITE_RESPONSES,
+            404: {"description": "No such notice"},
+            409: {
+                "description": "The update's status is not its story's (an Actual story is "
+                "never updated by a Test or Exercise message, nor the other way round)"
+            },
+        },
         summary="Publish an update of a notice (write scope)",
     )
     def update_notice(request: Request, thread_id: ThreadId, body: NoticeIn, key: Writer) -> Any:
         previous = _latest(thread_id)
         try:
             notice = follow_up(config, previous, MsgType.UPDATE, body)
-        except FollowUpError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except FollowUpError as exc:  # a valid request that conflicts with the story
+            raise HTTPException(409, str(exc)) from None
         held = _held(request, key, "update", body, thread_id, previous)
         if held is not None:
             return held

@@ -6,6 +6,8 @@ notice with every version, a map of its areas, what it affects, and where it was
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,42 +24,77 @@ from clarion.model import Severity
 from clarion.store import Store
 from clarion.store.schema import deliveries, notices, threads
 from clarion.web.areamap import area_svg
+from clarion.web.i18n import date_formatter, label_for, translations
 from clarion.web.outputs import Filter
 from clarion.web.query import NoticeFilter, ThreadId, known_source, public_error
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+@functools.cache
+def templates_for(language: str) -> Jinja2Templates:
+    """The page's templates in `language` (see clarion.web.i18n)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    templates = Jinja2Templates(env=env)
+    t = translations(language)
+    templates.env.install_gettext_translations(t, newstyle=True)  # type: ignore[attr-defined]
+    templates.env.globals.update(
+        label=label_for(t),
+        parse_time=datetime.fromisoformat,
+        page_language=language,
+        when=date_formatter(language),
+    )
+    return templates
+
+
+# The English templates, for pages that are not the public's (the API reference uses them).
+TEMPLATES = templates_for("en")
 PAGE_SIZE = 50
 IN_EFFECT_MAX = 100  # stories listed as in effect, at most (the rest stay under Recent)
 Page = Annotated[int, Query(ge=1, le=100_000, description="Page of the timeline")]
-
-
-def when(dt: datetime, tz: ZoneInfo) -> str:
-    """A time as a reader says it, in the publisher's zone: "Mon 30 Aug 2010, 6:00 PM MDT"."""
-    d = dt.astimezone(tz)
-    hour = d.hour % 12 or 12
-    return f"{d:%a} {d.day} {d:%b} {d.year}, {hour}:{d:%M} {'AM' if d.hour < 12 else 'PM'} {d:%Z}"
 
 
 # Inputs whose items are news, not events: never "in effect".
 NEWS_KINDS = ("feed",)
 
 
-def state_words(s: dict[str, Any], tz: ZoneInfo) -> str:
-    """A story's state in plain words: "In effect until …", "Cancelled …", "Resolved"."""
+Words = tuple[ZoneInfo, Callable[[datetime, ZoneInfo], str], Callable[..., str]]
+
+
+def state_words(s: dict[str, Any], words: Words) -> str:
+    """A story's state in plain words: "In effect until …", "Cancelled …", "Resolved …"."""
+    tz, when, _ = words
     if s["state"] == "cancelled":
-        return f"Cancelled {when(s['updated'], tz)}"
+        return _("Cancelled %(when)s", when=when(s["updated"], tz))
     if s["state"] == "ended":
-        return ("Resolved " if s["kind"] == "statuspage" else "Ended ") + when(s["updated"], tz)
+        if s["kind"] == "statuspage":
+            return _("Resolved %(when)s", when=when(s["updated"], tz))
+        return _("Ended %(when)s", when=when(s["updated"], tz))
     if s["kind"] in NEWS_KINDS:
         return ""
     if s["expired"]:
-        return f"Over since {when(s['until'], tz)}"
+        return _("Over since %(when)s", when=when(s["until"], tz))
     if s["until"] is not None:
-        return f"In effect until {when(s['until'], tz)}"
-    return "In effect"
+        return _("In effect until %(when)s", when=when(s["until"], tz))
+    return _("In effect")
 
 
-def _summary(r: Any, now: datetime, tz: ZoneInfo | None = None) -> dict[str, Any]:
+def _words(config: Config) -> Words:
+    language = config.clarion.page_language
+    t = translations(language)
+
+    def gettext(message: str, **values: Any) -> str:
+        text = t.gettext(message)
+        return text % values if values else text
+
+    return ZoneInfo(config.clarion.timezone), date_formatter(language), gettext
+
+
+def _summary(r: Any, now: datetime, words: Words) -> dict[str, Any]:
     data = r.data
     info = (data.get("infos") or [{}])[0]
     over = getattr(r, "over_at", None)  # ends when the event has one, else expires
@@ -81,8 +118,8 @@ def _summary(r: Any, now: datetime, tz: ZoneInfo | None = None) -> dict[str, Any
         "until": over,
         "kind": data.get("kind"),
     }
-    out["words"] = state_words(out, tz or ZoneInfo("UTC"))
-    out["updated_words"] = when(out["updated"], tz or ZoneInfo("UTC"))
+    out["words"] = state_words(out, words)
+    out["updated_words"] = words[1](out["updated"], words[0])
     return out
 
 
@@ -112,10 +149,11 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         for c in config.channels.values()
         if isinstance(c, ActivityPubChannelConfig) and c.enabled and base
     ]
-    tz = ZoneInfo(config.clarion.timezone)
+    words = _words(config)
+    tz, _ = words[0], words[2]
+    TEMPLATES = templates_for(config.clarion.page_language)
     common = {
         "tz": tz,
-        "when": when,
         "publisher": publisher,
         "follow": config.clarion.follow,
         "fediverse": fediverse,
@@ -154,14 +192,14 @@ def pages_router(store: Store, config: Config) -> APIRouter:
                     ).all()
                 )
         in_effect = sorted(
-            (_summary(r, now, tz) for r in active),
+            (_summary(r, now, words) for r in active),
             key=lambda s: (-Severity(s["severity"]).rank, -s["updated"].timestamp()),
         )
         shown = {s["id"] for s in in_effect}
         # One map of every area in effect, named in words for those who cannot see it.
         areas = [a for r in active for a in ((r.data.get("infos") or [{}])[0].get("areas") or [])]
         names = "; ".join(dict.fromkeys(a.get("description", "") for a in areas if a))
-        in_effect_map = area_svg(areas, f"Map of the areas in effect now: {names}")
+        in_effect_map = area_svg(areas, _("Map of the areas in effect now: %(names)s", names=names))
         params = flt.query_params()
         feed_query = urlencode(params, doseq=True)
 
@@ -177,7 +215,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
                 "scope": scope,
                 "in_effect": in_effect,
                 "in_effect_map": in_effect_map,
-                "items": [_summary(r, now, tz) for r in rows if r.id not in shown],
+                "items": [_summary(r, now, words) for r in rows if r.id not in shown],
                 "filter": flt,
                 "feed_query": f"?{feed_query}" if feed_query else "",
                 "total": total,
@@ -191,7 +229,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         "/", response_class=HTMLResponse, summary="The public page: every notice, newest first"
     )
     def index(request: Request, flt: Filter, page: Page = 1) -> Response:
-        return timeline(request, flt, page, "Notices", "")
+        return timeline(request, flt, page, _("Notices"), "")
 
     @router.get(
         "/sources/{name}",
@@ -203,7 +241,9 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         if not known_source(store, config, name):
             raise HTTPException(404, f"No source named {name!r}")
         f = NoticeFilter(**{**flt.__dict__, "source": (name,)})
-        return timeline(request, f, page, f"Notices from {name}", f"/sources/{quote(name)}")
+        return timeline(
+            request, f, page, _("Notices from %(name)s", name=name), f"/sources/{quote(name)}"
+        )
 
     @router.get(
         "/publishers/{sender:path}", response_class=HTMLResponse, summary="One publisher's notices"
@@ -219,7 +259,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
             info = (row.data.get("infos") or [{}])[0]
             name = info.get("sender_name") or sender
         scope = f"/publishers/{quote(sender, safe='')}"
-        return timeline(request, f, page, f"Notices from {name}", scope)
+        return timeline(request, f, page, _("Notices from %(name)s", name=name), scope)
 
     @router.get(
         "/notices/{thread_id}",
@@ -265,7 +305,10 @@ def pages_router(store: Store, config: Config) -> APIRouter:
             maps = []
             for info in v.data.get("infos") or []:
                 areas = info.get("areas") or []
-                label = "Map of the area: " + "; ".join(a.get("description", "") for a in areas)
+                label = _(
+                    "Map of the area: %(names)s",
+                    names="; ".join(a.get("description", "") for a in areas),
+                )
                 maps.append(area_svg(areas, label))
             shown.append((v, v.data, by_notice.get(v.id, []), maps))
         return TEMPLATES.TemplateResponse(

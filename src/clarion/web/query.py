@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 from clarion.model import Severity, Status
 from clarion.store.schema import notice_terms, notices
 from clarion.store.terms import place_words
+from clarion.web.i18n import N_
 
 # Ids in paths: positive, and within a 64-bit integer (a larger one would overflow the
 # database driver, not find nothing).
@@ -185,19 +186,19 @@ class NoticeFilter:
 # platform's own message can hold the channel's configuration (a webhook URL with its token)
 # and is for operators only (the desk, `clarion status`).
 PUBLIC_ERRORS = {
-    "retryable": "the platform did not answer; retrying",
-    "rate_limited": "the platform asked to wait; retrying",
-    "auth": "the channel's credential needs renewing",
-    "permanent": "the platform refused the post",
-    "ambiguous": "unknown whether it was posted; an operator is checking",
-    "over_limit": "waiting for the channel's cap or budget",
+    "retryable": N_("the platform did not answer; retrying"),
+    "rate_limited": N_("the platform asked to wait; retrying"),
+    "auth": N_("the channel's credential needs renewing"),
+    "permanent": N_("the platform refused the post"),
+    "ambiguous": N_("unknown whether it was posted; an operator is checking"),
+    "over_limit": N_("waiting for the channel's cap or budget"),
 }
 
 
 def public_error(kind: str | None, state: str) -> str | None:
     if state in ("sent", "superseded", "cancelled") or kind is None:
         return None
-    return PUBLIC_ERRORS.get(kind, "not posted yet")
+    return PUBLIC_ERRORS.get(kind, N_("not posted yet"))
 
 
 def known_source(store: Any, config: Any, name: str) -> bool:
