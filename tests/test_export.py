@@ -31,8 +31,11 @@ public_url = "https://alerts.example.org"
 drop_expired = false
 [channels.preview]
 kind = "preview"
+[channels.fedi]
+kind = "activitypub"
+username = "alerts"
 [[routes]]
-channels = ["preview"]
+channels = ["preview", "fedi"]
 """
 
 
@@ -45,14 +48,24 @@ def _site(store: Store, steps: int = 2):  # type: ignore[no-untyped-def]
 
 
 def test_the_export_is_what_the_server_serves(sqlite_store: Store, tmp_path: Path) -> None:
+    from clarion.delivery.dispatcher import Dispatcher
+
     cfg = _site(sqlite_store)
+    chans = channels_for(cfg)
+    for ch in chans.values():  # the fediverse account keeps its followers in the store
+        if hasattr(ch, "use_store"):
+            ch.use_store(sqlite_store)
+    Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
     out = tmp_path / "site"
     first = export(sqlite_store, cfg, str(out))
     manifest = json.loads((out / MANIFEST).read_text())
-    assert sorted(manifest) == sorted(public_urls(sqlite_store)) and first.failed == []
+    assert sorted(manifest) == sorted(public_urls(sqlite_store, cfg)) and first.failed == []
     assert {"/", "/notices/1", "/notices/1/v2.cap", "/feeds/all.atom", "/sitemap.xml"} <= set(
         manifest
     )
+    # The fediverse account's documents that are the same for every reader.
+    assert {"/ap/alerts/outbox", "/ap/alerts/notes/1", "/nodeinfo/2.1"} <= set(manifest)
+    assert manifest["/ap/alerts/notes/1"]["file"] == "ap/alerts/notes/1.json"
     with TestClient(create_app(sqlite_store, cfg), base_url="https://alerts.example.org") as c:
         for url, item in manifest.items():
             served = c.get(url)
@@ -164,7 +177,7 @@ def test_to_s3_only_what_changed_is_uploaded(sqlite_store: Store, s3: str) -> No
     cfg = _site(sqlite_store)
     client = boto3.client("s3", endpoint_url=s3)
     first = export(sqlite_store, cfg, "s3://alerts/site", endpoint_url=s3)
-    urls = public_urls(sqlite_store)
+    urls = public_urls(sqlite_store, cfg)
     assert first.written == len(urls) and first.failed == []
     page = client.get_object(Bucket="alerts", Key="site/notices/1")
     assert page["ContentType"].startswith("text/html")

@@ -3,7 +3,11 @@ survive when the Clarion server does not (behind any web server, CDN or object s
 
 What is exported (`public_urls`): the page `/`, each source's page, each notice's page and its
 CAP documents (the latest and every version), every feed (all, per source, CAP index),
-`/robots.txt`, `/sitemap.xml` and `/favicon.ico`. Each is asked of the app itself, in this
+`/robots.txt`, `/sitemap.xml` and `/favicon.ico`; and of each fediverse account (an
+`activitypub` channel) what is the same for every reader: its outbox, followers and following
+collections, each Note it posted, and NodeInfo. Not the actor document itself (`/ap/NAME`
+answers a browser and a server differently) nor WebFinger (answered by query): a static copy
+can be read, not followed. Each is asked of the app itself, in this
 process, exactly as a reader would ask the server, so the files are the server's bytes.
 
 Targets:
@@ -56,7 +60,7 @@ class Exported:
         )
 
 
-def public_urls(store: Store) -> list[str]:
+def public_urls(store: Store, config: Config | None = None) -> list[str]:
     """Every URL of the public surface, in a stable order."""
     urls = ["/", "/robots.txt", "/sitemap.xml", "/favicon.ico", "/feeds/cap.atom"]
     urls += [f"/feeds/all.{f}" for f in FEEDS]
@@ -77,6 +81,32 @@ def public_urls(store: Store) -> list[str]:
             seen.add(thread_id)
             urls += [f"/notices/{thread_id}", f"/notices/{thread_id}.cap"]
         urls.append(f"/notices/{thread_id}/v{version}.cap")
+    urls += _fediverse_urls(store, config) if config is not None else []
+    return urls
+
+
+def _fediverse_urls(store: Store, config: Config) -> list[str]:
+    from clarion.channels.activitypub import ActivityPubChannelConfig
+    from clarion.store.schema import deliveries
+
+    accounts = {
+        name: c.username
+        for name, c in config.channels.items()
+        if isinstance(c, ActivityPubChannelConfig) and c.enabled
+    }
+    if not accounts or not config.clarion.public_url:
+        return []
+    urls = ["/.well-known/nodeinfo", "/nodeinfo/2.1"]
+    with store.read() as conn:
+        for channel, username in sorted(accounts.items()):
+            urls += [f"/ap/{username}/{c}" for c in ("outbox", "followers", "following")]
+            posted = conn.execute(
+                select(deliveries.c.thread_id)
+                .where(deliveries.c.channel == channel, deliveries.c.state == "sent")
+                .distinct()
+                .order_by(deliveries.c.thread_id)
+            )
+            urls += [f"/ap/{username}/notes/{r.thread_id}" for r in posted]
     return urls
 
 
@@ -85,6 +115,8 @@ def file_for(url: str) -> str:
     path = url.lstrip("/")
     if not path:
         return "index.html"
+    if path.startswith("ap/") or path == "nodeinfo/2.1":
+        return path + ".json"  # JSON documents, served as such by any web server
     if path.startswith(("notices/", "sources/")) and "." not in path.rsplit("/", 1)[-1]:
         return f"{path}/index.html"  # a page whose URL is also a folder (its CAP versions)
     return path
@@ -164,7 +196,7 @@ def export(
     base = config.clarion.public_url or f"http://{config.clarion.host}:{config.clarion.port}"
     host = urlsplit(base).netloc
     app = create_app(store, config)
-    urls = public_urls(store)
+    urls = public_urls(store, config)
     if progress:
         progress(f"exporting {len(urls)} URLs to {target}")
     pages = fetch_all(app, urls, host)
