@@ -144,3 +144,24 @@ def test_nothing_is_kept_while_changes_may_be_missed(sqlite_store: Store) -> Non
         with statements(sqlite_store) as seen:
             assert client.get("/feeds/all.atom").status_code == 200
         assert seen != []
+
+
+def test_the_snapshot_is_bounded_in_bytes() -> None:
+    """Every filter spelling is an entry (strangers choose them): the bytes held are capped,
+    the least recently used going first, and no single answer takes more than an eighth."""
+    from clarion.web.snapshot import Entry, Snapshot
+
+    snap = Snapshot(size=1000, max_bytes=8000)
+
+    def entry(n: int) -> Entry:
+        return Entry(200, [], b"x" * n, b'"e"', None, (), 0.0)
+
+    for i in range(20):
+        snap.put(("h", "/feeds/all.atom", f"area=z{i}"), entry(900))
+    assert snap.bytes <= 8000 and len(snap.entries) == 8
+    assert snap.get(("h", "/feeds/all.atom", "area=z19")) is not None
+    assert snap.get(("h", "/feeds/all.atom", "area=z0")) is None  # the oldest went first
+    snap.put(("h", "/", ""), entry(1001))  # over an eighth: answered, not kept
+    assert snap.get(("h", "/", "")) is None
+    snap.put(("h", "/feeds/all.atom", "area=z19"), entry(100))  # replaced, counted once
+    assert snap.bytes == 7 * 900 + 100

@@ -55,10 +55,14 @@ class Entry:
 
 
 class Snapshot:
-    """A bounded LRU of public answers."""
+    """An LRU of public answers, bounded in entries and in bytes: every filter spelling a
+    stranger can send is an entry (a feed of 150 kB each), so the bytes are what must be
+    capped."""
 
-    def __init__(self, size: int = 2048) -> None:
+    def __init__(self, size: int = 4096, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.lock = threading.Lock()
         self.entries: OrderedDict[tuple[str, str, str], Entry] = OrderedDict()
         self.hits = 0
@@ -72,11 +76,17 @@ class Snapshot:
             return entry
 
     def put(self, key: tuple[str, str, str], entry: Entry) -> None:
+        if len(entry.body) > self.max_bytes // 8:  # one answer may not crowd out the rest
+            return
         with self.lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old.body)
             self.entries[key] = entry
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            self.bytes += len(entry.body)
+            while len(self.entries) > self.size or self.bytes > self.max_bytes:
+                _, gone = self.entries.popitem(last=False)
+                self.bytes -= len(gone.body)
 
 
 def _kinds(path: str) -> tuple[str, ...] | None:
@@ -94,9 +104,14 @@ def _normal_query(raw: bytes) -> str:
 
 
 class SnapshotMiddleware:
-    def __init__(self, app: ASGIApp, *, store: Store, max_age: float = 30.0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, store: Store, by_host: bool = True, max_age: float = 30.0
+    ) -> None:
         self.app = app
         self.store = store
+        # Without a configured public URL the answers name the host they were asked on; with
+        # one they do not, and any Host a client sends is the same entry.
+        self.by_host = by_host
         self.max_age = max_age
         self.snapshot = Snapshot()
 
@@ -111,7 +126,7 @@ class SnapshotMiddleware:
             await self.app(scope, receive, send)
             return
         key = (
-            headers.get(b"host", b"").decode("latin-1"),
+            headers.get(b"host", b"").decode("latin-1") if self.by_host else "",
             scope["path"],
             _normal_query(scope.get("query_string", b"")),
         )
