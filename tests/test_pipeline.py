@@ -278,3 +278,75 @@ def test_a_test_message_never_changes_an_actual_story(store: Store) -> None:
     ingest_bytes(store, cfg, chans, drill)
     ts = rows(store, threads, order=threads.c.id)
     assert [(t.status, t.state) for t in ts] == [("actual", "active"), ("exercise", "cancelled")]
+
+
+def test_ingest_looks_stored_messages_up_by_index_not_by_reading_the_source(
+    sqlite_store: Store,
+) -> None:
+    """Every lookup the ingest makes (the message itself, what it references, what references
+    it) is an index search on its key. SQLite's planner without statistics preferred the
+    (source, branch) index and read every notice of the source for each message ingested, and
+    cannot search an index for a row-value IN list: ingest slowed as the table grew."""
+    from sqlalchemy import event
+
+    cfg = config()
+    chans = channels_for(cfg)
+    selects: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and not many:
+            selects.append((statement, params))
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", record)
+    try:
+        for i in range(3):  # an alert, its update (references), its cancel (references)
+            ingest_bytes(sqlite_store, cfg, chans, demo_cap(i))
+    finally:
+        event.remove(sqlite_store.engine, "before_cursor_execute", record)
+    looked_up = [s for s in selects if "FROM notices" in s[0] or "FROM notice_refs" in s[0]]
+    assert any("notices.sender = ?" in s for s, _ in looked_up)  # the references were looked up
+    with sqlite_store.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for statement, params in looked_up:
+            plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
+            for step in plan:
+                assert not step.startswith(("SCAN notices", "SCAN notice_refs")), (statement, plan)
+                assert "ix_notices_source_branch (source=?)" not in step, (statement, plan)
+
+
+@pytest.mark.postgres
+def test_a_poll_wakes_the_workers_once_when_it_commits(tmp_path: Any) -> None:
+    """One NOTIFY for the outbox per ingest transaction, however many notices it queues
+    (it sent one per notice), and a listener hears it after the commit."""
+    import psycopg
+    from sqlalchemy import event
+
+    from clarion.delivery.outbox import OUTBOX_CHANNEL
+    from clarion.store import open_store
+    from tests.conftest import pg_schema_url
+
+    for url in pg_schema_url():
+        store = open_store(url)
+        cfg = config()
+        chans = channels_for(cfg)
+        notifies: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            if statement.startswith("NOTIFY"):
+                notifies.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", record)
+        dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as listener:
+            listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            batch = [n for i in range(3) for n in parse_cap(demo_cap(i))]
+            r = ingest(store, cfg, chans, batch, source="nws", now=NOW)
+            assert r.deliveries == 6 and notifies == [f"NOTIFY {OUTBOX_CHANNEL}"]
+            heard = list(listener.notifies(timeout=5, stop_after=1))
+            assert [n.channel for n in heard] == [OUTBOX_CHANNEL]
+            # the next transaction wakes them again
+            other = demo_cap(0).replace(b"</identifier>", b"-OTHER</identifier>", 1)
+            assert ingest_bytes(store, cfg, chans, other).deliveries == 2
+            assert len(notifies) == 2
+        store.close()

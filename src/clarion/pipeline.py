@@ -181,11 +181,16 @@ def _find_story(
     if follow is not None:
         thread = conn.execute(Q.THREAD_BY_ID, {"thread_id": follow}).first()
     if pairs:
-        if thread is not None:
-            found = conn.execute(Q.REFERENCED_IN_THREAD, {"pairs": pairs, "thread_id": thread.id})
-        else:
-            found = conn.execute(Q.REFERENCED_IN_SCOPE, {"pairs": pairs, "scope": sorted(scope)})
-        parents = list(found.all())
+        where: dict[str, Any] = (
+            {"thread_id": thread.id} if thread is not None else {"scope": sorted(scope)}
+        )
+        statement = Q.REFERENCED_IN_THREAD if thread is not None else Q.REFERENCED_IN_SCOPE
+        found = {
+            row.id: row
+            for sender, identifier in dict.fromkeys(pairs)
+            for row in conn.execute(statement, where | {"sender": sender, "identifier": identifier})
+        }
+        parents = [found[i] for i in sorted(found)]
         if parents and thread is None:
             # Two stories joined by one message: it continues the newest of them.
             thread = conn.execute(Q.THREAD_BY_ID, {"thread_id": parents[-1].thread_id}).first()
@@ -217,8 +222,7 @@ def _is_late(conn: Connection, notice: Notice, scope: frozenset[str], story: _St
     if any(notice.sent < p.sent for p in story.parents):
         return True
     ref = ref_key(notice.sender, notice.identifier)
-    found = conn.execute(Q.REFERENCED_BY_STORED, {"ref": ref, "scope": sorted(scope)})
-    return found.first() is not None
+    return any(row.source in scope for row in conn.execute(Q.REFERENCING, {"ref": ref}))
 
 
 def _ingest_one(

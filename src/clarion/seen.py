@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import insert, select, update
 
 from clarion.model import Notice
 from clarion.sources.base import Rejected
@@ -65,10 +65,9 @@ def sort_items(
             known.update(
                 (r.item, r.content_hash)
                 for r in conn.execute(
+                    # Not a row-value IN list: SQLite reads the whole table for those.
                     select(seen_items.c.item, seen_items.c.content_hash).where(
-                        tuple_(seen_items.c.source, seen_items.c.item).in_(
-                            [(source, x) for x in chunk]
-                        )
+                        seen_items.c.source == source, seen_items.c.item.in_(chunk)
                     )
                 )
             )

@@ -526,8 +526,7 @@ def operator_retry(store: Store, delivery_id: str, now: datetime, who: str) -> s
         _event(
             conn, delivery_id, now, r.state, S.PENDING, r.attempts, None, f"retry asked by {who}"
         )
-        if conn.dialect.name == "postgresql":
-            conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+        _wake_workers(conn)
     return None
 
 
@@ -552,6 +551,18 @@ def operator_cancel(store: Store, delivery_id: str, now: datetime, who: str) -> 
     return None
 
 
+def _wake_workers(conn: Connection) -> None:
+    """On PostgreSQL, wake idle workers when this transaction commits: once per transaction
+    (NOTIFY is sent at commit anyway, and a poll's hundred notices sent a hundred)."""
+    if conn.dialect.name != "postgresql":
+        return
+    transaction = conn.get_transaction()
+    if transaction is not None and conn.info.get("clarion_outbox_woken") is transaction:
+        return
+    conn.info["clarion_outbox_woken"] = transaction  # the object itself: a new one each time
+    conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+
+
 def enqueue(conn: Connection, rows: list[dict[str, Any]], now: datetime, detail: str) -> None:
     """Queue new deliveries (state `pending`) in the ingest's transaction, with their first
     events; on PostgreSQL, idle workers are woken when it commits."""
@@ -561,8 +572,7 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]], now: datetime, detail:
         r["state"] = check(None, r.get("state", DeliveryState.PENDING)).value
     touch(conn, POSTS)
     conn.execute(insert(deliveries), rows)
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+    _wake_workers(conn)
     conn.execute(  # one round trip for every first event
         insert(delivery_events),
         [

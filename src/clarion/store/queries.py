@@ -7,7 +7,7 @@ the statement). Call them as `conn.execute(STATEMENT, {...})`.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from clarion.store.schema import notice_refs, notice_terms, notices, threads
 
@@ -22,22 +22,18 @@ PARENT_COLUMNS = (
 
 THREAD_BY_ID = select(threads).where(threads.c.id == bindparam("thread_id"))
 
-# The stored messages a new one references (sender, identifier), within a scope or a thread.
-REFERENCED_IN_SCOPE = (
-    select(*PARENT_COLUMNS)
-    .where(
-        tuple_(notices.c.sender, notices.c.identifier).in_(bindparam("pairs", expanding=True)),
-        notices.c.source.in_(bindparam("scope", expanding=True)),
-    )
-    .order_by(notices.c.id)
+# The stored message a new one references (sender, identifier), within a scope or a thread.
+# One statement per reference, not a row-value IN list: SQLite cannot search an index for
+# `(sender, identifier) IN (VALUES ...)` and read the whole table instead.
+REFERENCED_IN_SCOPE = select(*PARENT_COLUMNS).where(
+    notices.c.sender == bindparam("sender"),
+    notices.c.identifier == bindparam("identifier"),
+    notices.c.source.in_(bindparam("scope", expanding=True)),
 )
-REFERENCED_IN_THREAD = (
-    select(*PARENT_COLUMNS)
-    .where(
-        tuple_(notices.c.sender, notices.c.identifier).in_(bindparam("pairs", expanding=True)),
-        notices.c.thread_id == bindparam("thread_id"),
-    )
-    .order_by(notices.c.id)
+REFERENCED_IN_THREAD = select(*PARENT_COLUMNS).where(
+    notices.c.sender == bindparam("sender"),
+    notices.c.identifier == bindparam("identifier"),
+    notices.c.thread_id == bindparam("thread_id"),
 )
 THREADS_BY_KEY = (
     select(threads)
@@ -57,15 +53,13 @@ COUNT_LIVE_IN_THREAD = (
     .select_from(notices)
     .where(notices.c.thread_id == bindparam("thread_id"), notices.c.branch == "live")
 )
-# A stored message of the scope already references this one: it arrived late.
-REFERENCED_BY_STORED = (
-    select(notice_refs.c.notice_id)
+# The stored messages that reference this one, with their source (the caller keeps those of
+# its scope): filtering on the source in SQL made SQLite's planner read the notices of the
+# source through its (source, branch) index instead of the few references by key.
+REFERENCING = (
+    select(notice_refs.c.notice_id, notices.c.source)
     .select_from(notice_refs.join(notices, notices.c.id == notice_refs.c.notice_id))
-    .where(
-        notice_refs.c.ref == bindparam("ref"),
-        notices.c.source.in_(bindparam("scope", expanding=True)),
-    )
-    .limit(1)
+    .where(notice_refs.c.ref == bindparam("ref"))
 )
 SAME_CAP_MESSAGE = (
     select(notices.c.id)

@@ -134,7 +134,7 @@ notices = Table(
     Column("ancestors", JSON),
     UniqueConstraint("thread_id", "version"),
     UniqueConstraint("thread_id", "content_hash"),
-    Index("ix_notices_sender_identifier", "sender", "identifier"),
+    Index("ix_notices_sender_identifier_source", "sender", "identifier", "source"),
     Index("ix_notices_received_at", "received_at"),
     Index("ix_notices_source_branch", "source", "branch"),
 )
