@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -315,8 +316,15 @@ def test_ingest_looks_stored_messages_up_by_index_not_by_reading_the_source(
                 assert "ix_notices_source_branch (source=?)" not in step, (statement, plan)
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    from tests.conftest import pg_schema_url
+
+    yield from pg_schema_url()
+
+
 @pytest.mark.postgres
-def test_a_poll_wakes_the_workers_once_when_it_commits(tmp_path: Any) -> None:
+def test_a_poll_wakes_the_workers_once_when_it_commits(pg_url: str) -> None:
     """One NOTIFY for the outbox per ingest transaction, however many notices it queues
     (it sent one per notice), and a listener hears it after the commit."""
     import psycopg
@@ -324,29 +332,27 @@ def test_a_poll_wakes_the_workers_once_when_it_commits(tmp_path: Any) -> None:
 
     from clarion.delivery.outbox import OUTBOX_CHANNEL
     from clarion.store import open_store
-    from tests.conftest import pg_schema_url
 
-    for url in pg_schema_url():
-        store = open_store(url)
-        cfg = config()
-        chans = channels_for(cfg)
-        notifies: list[str] = []
+    store = open_store(pg_url)
+    cfg = config()
+    chans = channels_for(cfg)
+    notifies: list[str] = []
 
-        def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-            if statement.startswith("NOTIFY"):
-                notifies.append(statement)
+    def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.startswith("NOTIFY"):
+            notifies.append(statement)
 
-        event.listen(store.engine, "before_cursor_execute", record)
-        dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(dsn, autocommit=True) as listener:
-            listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
-            batch = [n for i in range(3) for n in parse_cap(demo_cap(i))]
-            r = ingest(store, cfg, chans, batch, source="nws", now=NOW)
-            assert r.deliveries == 6 and notifies == [f"NOTIFY {OUTBOX_CHANNEL}"]
-            heard = list(listener.notifies(timeout=5, stop_after=1))
-            assert [n.channel for n in heard] == [OUTBOX_CHANNEL]
-            # the next transaction wakes them again
-            other = demo_cap(0).replace(b"</identifier>", b"-OTHER</identifier>", 1)
-            assert ingest_bytes(store, cfg, chans, other).deliveries == 2
-            assert len(notifies) == 2
-        store.close()
+    event.listen(store.engine, "before_cursor_execute", record)
+    dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        batch = [n for i in range(3) for n in parse_cap(demo_cap(i))]
+        r = ingest(store, cfg, chans, batch, source="nws", now=NOW)
+        assert r.deliveries == 6 and notifies == [f"NOTIFY {OUTBOX_CHANNEL}"]
+        heard = list(listener.notifies(timeout=5, stop_after=1))
+        assert [n.channel for n in heard] == [OUTBOX_CHANNEL]
+        # the next transaction wakes them again
+        other = demo_cap(0).replace(b"</identifier>", b"-OTHER</identifier>", 1)
+        assert ingest_bytes(store, cfg, chans, other).deliveries == 2
+        assert len(notifies) == 2
+    store.close()
