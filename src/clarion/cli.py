@@ -1071,3 +1071,41 @@ def fediverse_reject(
 ) -> None:
     """Refuse a follow request held for approval."""
     _fedi_decide(name, actor, False, config)
+
+
+subscriptions_app = typer.Typer(
+    help="People subscribed on the public page (Web Push, e-mail): keys, counts.",
+    no_args_is_help=True,
+)
+app.add_typer(subscriptions_app, name="subscriptions")
+
+
+@subscriptions_app.command("keys")
+def subscriptions_keys() -> None:
+    """Print a new VAPID private key for a webpush channel's `vapid_private_key` (keep it in
+    an env var or a file; changing it later invalidates every browser's subscription)."""
+    from clarion.subscriptions.webpush import Vapid, new_private_key
+
+    key = new_private_key()
+    typer.echo(key)
+    typer.echo(
+        f"# its public key (what browsers are given): {Vapid(key, 'mailto:x@x.x').public_key}",
+        err=True,
+    )
+
+
+@subscriptions_app.command("count")
+def subscriptions_count(config: ConfigOpt = None) -> None:
+    """How many people are subscribed, by kind and state, and what they follow most (never
+    who they are)."""
+    from clarion.subscriptions import registry as subscribers
+
+    c = subscribers.counts(_store(_config(config)))
+    if not c["by_kind"]:
+        typer.echo("Nobody has subscribed yet.")
+        return
+    for (kind, state), n in sorted(c["by_kind"].items()):
+        typer.echo(f"{kind:8} {state:8} {n}")
+    typer.echo(f"following a point on the map: {c['points']}")
+    for term, n in c["by_term"][:20]:
+        typer.echo(f"  {n:6}  {term}")

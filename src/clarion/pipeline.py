@@ -31,6 +31,7 @@ from clarion.store.schema import (
     threads,
 )
 from clarion.store.terms import terms_for
+from clarion.subscriptions import matching as subscription_matching
 
 log = logging.getLogger(__name__)
 OUTBOX_CHANNEL = outbox.OUTBOX_CHANNEL  # where it always was, for callers
@@ -426,6 +427,11 @@ def _ingest_one(
             before.setdefault(ch, set()).add(st)
     for channel_name in routed:
         channel = channels[channel_name]
+        audience = getattr(channel, "subscription_kind", None)
+        if audience is not None and not subscription_matching.reach(
+            conn, notice, notice_id, thread_id, channel_name, audience
+        ):
+            continue  # a subscriber channel, and nobody who subscribed follows this story
         ctx = RenderContext(
             languages=tuple(config.clarion.languages),
             permalink=permalink(config, int(thread_id)),

@@ -36,6 +36,7 @@ CHANNEL_KINDS: tuple[str, ...] = (
     "matrix",
     "email",
     "webhook",
+    "webpush",
     "apprise",
 )
 SOURCE_KINDS: tuple[str, ...] = ("cap", "nws", "feed", "gtfsrt", "statuspage", "push")

@@ -453,3 +453,79 @@ fediverse_remote_keys = Table(
     Column("public_key", Text, nullable=False),
     Column("fetched_at", UTCDateTime, nullable=False),
 )
+
+
+# --- Direct subscriptions (Web Push, e-mail) ---------------------------------------------------
+# What a subscriber is, kept to what delivery needs (docs/subscriptions.md): where to send
+# (a push endpoint and its two keys, or an address), what they asked for, and the secret of
+# their management link, stored only as its SHA-256.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # webpush | email
+    Column("state", String(16), nullable=False),  # pending | active | paused
+    Column("address", Text, nullable=False),  # the push endpoint, or the e-mail address
+    Column("address_key", String(64), nullable=False, index=True),  # SHA-256 of it, folded
+    Column("p256dh", String(128)),  # the browser's public key (base64url), Web Push only
+    Column("auth", String(64)),  # its authentication secret (base64url), Web Push only
+    Column("interests", JSON, nullable=False),  # what they asked for, as they asked it
+    Column("min_severity", String(16)),
+    Column("sources", JSON),  # None: every source
+    Column("languages", JSON),  # None: every language
+    Column("confirm_hash", String(64)),  # e-mail: SHA-256 of the confirmation link's secret
+    Column("confirm_sent_at", UTCDateTime),
+    Column("paused_reason", Text),
+    Column("failures", Integer, nullable=False, default=0),  # consecutive
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime),
+    Column("last_sent_at", UTCDateTime),
+)
+
+# One row per term of each interest: an interest matches a notice when all its terms are among
+# the notice's terms (`notice_terms`), `needed` of them.
+subscription_terms = Table(
+    "subscription_terms",
+    metadata,
+    Column("subscription_id", BigInteger, ForeignKey("subscriptions.id"), primary_key=True),
+    Column("interest", Integer, primary_key=True),
+    Column("term", String(255), primary_key=True),
+    Column("needed", Integer, nullable=False),
+    Index("ix_subscription_terms_term", "term", "subscription_id"),
+)
+
+# A point (the browser's location, or a click on the map), matched against alert polygons.
+subscription_points = Table(
+    "subscription_points",
+    metadata,
+    Column("subscription_id", BigInteger, ForeignKey("subscriptions.id"), primary_key=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Index("ix_subscription_points_lat_lon", "lat", "lon"),
+)
+
+# Who a story reaches on a subscriber channel, fixed as its versions are ingested: an update or
+# a cancellation goes to exactly these.
+subscription_reach = Table(
+    "subscription_reach",
+    metadata,
+    Column("thread_id", BigInteger, ForeignKey("threads.id"), primary_key=True),
+    Column("channel", String(64), primary_key=True),
+    Column("subscription_id", BigInteger, ForeignKey("subscriptions.id"), primary_key=True),
+    Column("notice_id", BigInteger, nullable=False),  # the version that first reached them
+    Index("ix_subscription_reach_subscription_id", "subscription_id"),
+)
+
+# Each subscriber a delivery has been sent to (or found gone): a retry of the delivery goes only
+# to the others, and a subscriber never gets one version twice.
+subscription_sends = Table(
+    "subscription_sends",
+    metadata,
+    Column("delivery_id", String(36), ForeignKey("deliveries.id"), primary_key=True),
+    Column("subscription_id", BigInteger, primary_key=True),
+    Column("state", String(16), nullable=False),  # sent | gone | refused
+    Column("at", UTCDateTime, nullable=False),
+    Column("detail", Text),
+)

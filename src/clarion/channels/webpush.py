@@ -1,0 +1,268 @@
+"""Web Push to the people who subscribed on the public page (RFC 8030, 8291, 8292).
+
+One outbox row per notice carries the message; at send time it goes to every subscriber the
+story reaches on this channel (`subscription_reach`, fixed at ingest), each encrypted for their
+browser and sent to their push service, many at once. Each subscriber reached is recorded
+(`subscription_sends`) as it goes, so a retry of the delivery goes only to those not reached
+yet and nobody gets one version twice. `Topic` is the story's, so an update replaces the
+alert at the push service and on the screen; `Urgency: high` for Extreme and Severe; `TTL`
+until the notice is over. A push service that says the subscription is gone (404, 410): it is
+removed. One that asks to slow down (429): its remaining subscribers wait for the delivery's
+retry, the others are sent to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field, field_validator
+
+from clarion.channels.base import (
+    ChannelConnector,
+    ChannelError,
+    Deps,
+    ErrorKind,
+    Outgoing,
+    Profile,
+    Receipt,
+    RenderContext,
+    Rendered,
+)
+from clarion.channels.http import retry_after_seconds
+from clarion.configtypes import ChannelConfigBase, ConfigError, Duration, SecretRef
+from clarion.model import MsgType, Notice, Severity
+from clarion.render.counting import count_graphemes
+from clarion.render.text import compose, headline
+
+log = logging.getLogger(__name__)
+
+BODY_LIMIT = 600  # graphemes: a notification shows a few lines; the link has the rest
+PAGE = 1000  # subscribers read, sent to and recorded at a time
+
+
+class WebPushChannelConfig(ChannelConfigBase):
+    """Web Push to the people subscribed on the public page, by area, line or service."""
+
+    kind: Literal["webpush"]
+    vapid_private_key: SecretRef  # `clarion subscriptions keys` makes one
+    subject: str = Field(pattern=r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$")  # who to contact
+    concurrency: int = Field(default=32, ge=1, le=256)  # messages in flight at once
+    default_ttl: Duration = 86400.0  # how long a push service keeps a message with no expiry
+    timeout: Duration = 10.0
+
+    _check_subject = field_validator("subject")(lambda v: v.strip())
+
+
+def _urgency(notice_severity: str, msg_type: str) -> str:
+    if msg_type in (MsgType.CANCEL.value, MsgType.END.value):
+        return "normal"
+    return (
+        "high" if notice_severity in (Severity.EXTREME.value, Severity.SEVERE.value) else "normal"
+    )
+
+
+class WebPushChannel:
+    kind = "webpush"
+    subscription_kind = "webpush"  # ingest fixes each story's reach among these subscribers
+    profile = Profile(limit=BODY_LIMIT, counting="graphemes", idempotency=True, edit=True)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        vapid: Any,
+        http: httpx.Client,
+        concurrency: int = 32,
+        default_ttl: float = 86400.0,
+        languages: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.vapid = vapid
+        self.concurrency = concurrency
+        self.default_ttl = default_ttl
+        self.languages = languages
+        self._http = http
+        self._store: Any = None
+
+    def use_store(self, store: Any) -> None:
+        """The dispatcher hands over its store (subscribers live there)."""
+        self._store = store
+
+    def close(self) -> None:
+        self._http.close()
+
+    def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
+        from clarion.subscriptions.webpush import topic
+
+        languages = self.languages or ctx.languages
+        r = compose(
+            notice,
+            limit=BODY_LIMIT,
+            count=count_graphemes,
+            languages=languages,
+            permalink=None,
+            template=ctx.template,
+        )
+        title = headline(notice, languages)
+        body = r.text
+        if body.startswith(title):
+            body = body[len(title) :].lstrip()
+        return Rendered.from_row(
+            {
+                "text": r.text,
+                "count": r.count,
+                "limit": BODY_LIMIT,
+                "language": r.language,
+                "push": {
+                    "title": title[:200],
+                    "body": body,
+                    "url": ctx.permalink,
+                    "tag": topic(self.name, ctx.thread_id or 0),
+                    "type": notice.msg_type.value,
+                    "severity": notice.severity.value,
+                    "sent": notice.sent.isoformat(),
+                    "expires": notice.expires.isoformat() if notice.expires else None,
+                },
+                "story": ctx.thread_id,
+            }
+        )
+
+    def _ttl(self, push: dict[str, Any], now: datetime) -> int:
+        expires = push.get("expires")
+        if not expires:
+            return int(self.default_ttl)
+        left = (datetime.fromisoformat(expires) - now).total_seconds()
+        return int(max(60, min(left, 28 * 86400)))
+
+    def _send_one(
+        self, sub: Any, body: bytes, headers: dict[str, str]
+    ) -> tuple[str, str | None, float | None]:
+        """(outcome, detail, retry_after): sent | gone | refused | slow | failed."""
+        from clarion.subscriptions.webpush import encrypt
+
+        try:
+            content = encrypt(body, sub.p256dh, sub.auth)
+            auth = self.vapid.authorization(sub.address)
+        except ValueError as exc:
+            return "refused", f"cannot encrypt for it: {exc}", None
+        try:
+            resp = self._http.post(
+                sub.address,
+                content=content,
+                headers={
+                    **headers,
+                    "Authorization": auth,
+                    "Content-Encoding": "aes128gcm",
+                    "Content-Type": "application/octet-stream",
+                },
+            )
+        except httpx.HTTPError as exc:
+            return "failed", f"{type(exc).__name__}: {exc}", None
+        code = resp.status_code
+        if 200 <= code < 300:
+            return "sent", None, None
+        if code in (404, 410):
+            return "gone", f"HTTP {code}", None
+        if code == 429:
+            return "slow", "HTTP 429", retry_after_seconds(resp.headers.get("retry-after"))
+        if code >= 500:
+            return "failed", f"HTTP {code}", retry_after_seconds(resp.headers.get("retry-after"))
+        return "refused", f"HTTP {code}: {resp.text[:200]}", None
+
+    def send(self, out: Outgoing) -> Receipt:
+        from clarion.subscriptions import registry
+
+        if self._store is None:
+            raise RuntimeError(f"channel {self.name}: subscribers need the database handed to it")
+        push = dict(out.payload["push"])
+        story = int(out.payload.get("story") or 0)
+        now = datetime.now(UTC)
+        body = json.dumps(push, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {
+            "TTL": str(self._ttl(push, now)),
+            "Topic": str(push["tag"]),
+            "Urgency": _urgency(str(push["severity"]), str(push["type"])),
+        }
+        totals: dict[str, int] = defaultdict(int)
+        slow_hosts: dict[str, float | None] = {}
+        failed = 0
+        after = 0
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            while True:
+                batch = registry.recipients(self._store, story, self.name, out.id, after, PAGE)
+                if not batch:
+                    break
+                after = batch[-1].id
+                todo = [s for s in batch if urlsplit(s.address).netloc not in slow_hosts]
+                outcomes = list(pool.map(lambda s: self._send_one(s, body, headers), todo))
+                done: list[tuple[int, str, str | None]] = []
+                for sub, (outcome, detail, retry) in zip(todo, outcomes, strict=True):
+                    totals[outcome] += 1
+                    if outcome in ("sent", "gone", "refused"):
+                        done.append((sub.id, outcome, detail))
+                    elif outcome == "slow":
+                        slow_hosts[urlsplit(sub.address).netloc] = retry
+                    else:
+                        failed += 1
+                registry.record_sends(self._store, out.id, done, datetime.now(UTC))
+        if slow_hosts or failed:
+            waiting = registry.recipients_left(self._store, story, self.name, out.id)
+            retry = max((r for r in slow_hosts.values() if r), default=None)
+            # Retryable, not rate-limited: one push service's 429 must not pause the channel
+            # (every other story's subscribers on every other push service).
+            raise ChannelError(
+                ErrorKind.RETRYABLE,
+                f"{waiting} subscriber(s) not reached yet ({failed} failed, "
+                f"{len(slow_hosts)} push service(s) asked to slow down); "
+                f"{totals['sent']} reached this time",
+                retry_after=retry,
+            )
+        return Receipt(
+            post_id=out.id,
+            extra={k: v for k, v in totals.items() if v},
+        )
+
+
+def _build(cfg: WebPushChannelConfig, deps: Deps) -> WebPushChannel:
+    from clarion.subscriptions.webpush import Vapid
+
+    key = deps.secret("vapid_private_key", cfg.vapid_private_key)
+    try:
+        vapid = Vapid(key, cfg.subject)
+    except ValueError as exc:
+        raise ConfigError([f"channels.{deps.name}.vapid_private_key: {exc}"]) from None
+    return WebPushChannel(
+        deps.name,
+        vapid=vapid,
+        # Push endpoints come from strangers' browsers: guarded like webhooks.
+        http=deps.guarded(cfg.timeout),
+        concurrency=cfg.concurrency,
+        default_ttl=cfg.default_ttl,
+        languages=deps.languages,
+    )
+
+
+def _offline(thread_parts: int) -> WebPushChannel:
+    from clarion.subscriptions.webpush import Vapid, new_private_key
+
+    return WebPushChannel(
+        "webpush",
+        vapid=Vapid(new_private_key(), "mailto:preview@clarion.invalid"),
+        http=httpx.Client(),
+    )
+
+
+CONNECTOR = ChannelConnector(
+    kind="webpush",
+    config=WebPushChannelConfig,
+    profile=WebPushChannel.profile,
+    build=_build,
+    offline=_offline,
+)
