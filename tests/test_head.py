@@ -42,6 +42,8 @@ SAMPLES = {
     "token": "0",
     "draft_id": "1",
     "delivery_id": "x",
+    "secret": "not-a-confirmation-secret",
+    "key": "not-an-unsubscribe-key",
 }
 STREAMS = {"/api/v1/stream", "/desk/events"}  # never end by themselves: headers only, at once
 

@@ -265,6 +265,14 @@ class Config(StrictModel):
                 f"channels.{fedi[0]}: an ActivityPub account needs clarion.public_url (the "
                 "address other servers reach it at)"
             )
+        for n, c in self.channels.items():
+            if (c.kind == "webpush" or getattr(c, "subscribers", False)) and not (
+                self.clarion.public_url
+            ):
+                problems.append(
+                    f"channels.{n}: subscriptions need clarion.public_url (people subscribe on "
+                    "the public page, and every message links back to it)"
+                )
         names = [getattr(self.channels[n], "username", "") for n in fedi]
         if len(set(names)) != len(names):
             problems.append("channels: two ActivityPub channels have the same username")

@@ -9,12 +9,13 @@ a crash mid-send the dispatcher flags the delivery rather than mailing it twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clarion.channels.base import (
     ChannelConnector,
@@ -32,6 +33,7 @@ from clarion.configtypes import ChannelConfigBase, Duration, SecretRef
 from clarion.model import Notice
 from clarion.render.counting import count_graphemes
 from clarion.render.text import compose, headline
+from clarion.subscriptions.fanout import Outcome, fan_out
 
 if TYPE_CHECKING:
     import aiosmtplib
@@ -49,9 +51,21 @@ class EmailChannelConfig(ChannelConfigBase):
     username: str | None = None
     password: SecretRef | None = None
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    recipients: list[str] = Field(min_length=1)
+    recipients: list[str] = Field(default_factory=list)
+    # Instead of fixed recipients: the people who subscribed on the public page (each gets
+    # their own mail, with a one-click unsubscribe), confirmed by a link first.
+    subscribers: bool = False
     unsubscribe: str | None = None  # "mailto:…" or an https URL, for List-Unsubscribe
     timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _someone(self) -> EmailChannelConfig:
+        if bool(self.recipients) == self.subscribers:
+            raise ValueError(
+                "give either `recipients` (fixed addresses) or `subscribers = true` (the "
+                "people who subscribe on the public page), one of the two"
+            )
+        return self
 
 
 LIMIT = 20_000
@@ -75,8 +89,14 @@ class EmailChannel:
         unsubscribe: str | None = None,
         timeout: float = 30.0,
         languages: tuple[str, ...] = (),
+        subscribers: bool = False,
+        public_url: str | None = None,
     ) -> None:
         self.name = name
+        # Subscriber mode: ingest fixes each story's reach among e-mail subscribers.
+        self.subscription_kind = "email" if subscribers else None
+        self.public_url = (public_url or "").rstrip("/")
+        self._store: Any = None
         self.host, self.port = host, port
         self.sender = sender
         self.recipients = recipients
@@ -86,6 +106,10 @@ class EmailChannel:
         self.timeout = timeout
         self.languages = languages
         self.domain = sender.rpartition("@")[2] or "clarion.invalid"
+
+    def use_store(self, store: Any) -> None:
+        """The dispatcher hands over its store (subscribers live there)."""
+        self._store = store
 
     def close(self) -> None:
         pass
@@ -112,33 +136,83 @@ class EmailChannel:
                 "headline": headline(notice),
                 "count": r.count,
                 "limit": LIMIT,
+                **({"story": ctx.thread_id} if self.subscription_kind else {}),
             }
         )
 
-    def message_id(self, delivery_id: str) -> str:
-        return f"<{delivery_id}@{self.domain}>"
-
-    def build(self, out: Outgoing) -> EmailMessage:
+    def build(self, out: Outgoing, sub: Any = None) -> EmailMessage:
+        """The message; `sub`: one subscriber's own copy (to them alone, threaded with the
+        copies of the story's earlier versions they got, with their one-click unsubscribe,
+        RFC 8058)."""
         p = out.payload
         msg = EmailMessage()
         msg["From"] = self.sender
-        msg["To"] = ", ".join(self.recipients)
+        msg["To"] = sub.address if sub is not None else ", ".join(self.recipients)
         msg["Subject"] = str(p["subject"])
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = self.message_id(out.id)
+        own = f".{sub.id}" if sub is not None else ""
+        msg["Message-ID"] = f"<{out.id}{own}@{self.domain}>"
         if out.previous is not None:
-            msg["In-Reply-To"] = out.previous.post_id
-            refs = [r.post_id for r in (out.root, out.previous) if r is not None]
-            msg["References"] = " ".join(dict.fromkeys(refs))
-        if self.unsubscribe:
+            earlier = [r.post_id for r in (out.root, out.previous) if r is not None]
+            if sub is not None:  # subscriber mode records the delivery id as the post id
+                earlier = [f"<{d}{own}@{self.domain}>" for d in earlier]
+            msg["In-Reply-To"] = earlier[-1]
+            msg["References"] = " ".join(dict.fromkeys(earlier))
+        text, page = str(p["text"]), str(p["html"])
+        if sub is not None:
+            link = f"{self.public_url}/subscriptions/unsubscribe/{sub.unsubscribe_key}"
+            msg["List-Unsubscribe"] = f"<{link}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            text += f"\n\n-- \nStop these alerts: {link}\n"
+            page += f'<hr><p><a href="{html.escape(link)}">Stop these alerts</a></p>'
+        elif self.unsubscribe:
             msg["List-Unsubscribe"] = f"<{self.unsubscribe}>"
         if p.get("language"):
             msg["Content-Language"] = str(p["language"])
-        msg.set_content(str(p["text"]))
-        msg.add_alternative(f"<!doctype html><html><body>{p['html']}</body></html>", subtype="html")
+        msg.set_content(text)
+        msg.add_alternative(f"<!doctype html><html><body>{page}</body></html>", subtype="html")
         return msg
 
+    async def _send_page(self, out: Outgoing, page: list[Any]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.security == "tls",
+            start_tls=self.security == "starttls",
+            timeout=self.timeout,
+        )
+        try:
+            await smtp.connect()
+            if self.username:
+                await smtp.login(self.username, self.password or "")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return [Outcome("failed", f"SMTP {self.host}: {exc}")] * len(page)
+        try:
+            for sub in page:
+                try:
+                    await smtp.send_message(self.build(out, sub))
+                    outcomes.append(Outcome("sent"))
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    outcomes.append(Outcome("refused", f"refused: {exc}"))
+                except aiosmtplib.SMTPResponseException as exc:
+                    state = "refused" if exc.code >= 500 else "failed"
+                    outcomes.append(Outcome(state, f"SMTP {exc.code} {exc.message}"))
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    # The session is gone: this one and the rest wait for the retry.
+                    rest = len(page) - len(outcomes)
+                    outcomes += [Outcome("failed", f"SMTP {self.host}: {exc}")] * rest
+                    break
+        finally:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await smtp.quit()
+        return outcomes
+
     def send(self, out: Outgoing) -> Receipt:
+        if self.subscription_kind:
+            return fan_out(
+                self._store, out, self.name, lambda page: asyncio.run(self._send_page(out, page))
+            )
         msg = self.build(out)
         try:
             asyncio.run(
@@ -194,6 +268,8 @@ def _build(cfg: EmailChannelConfig, deps: Deps) -> EmailChannel:
         unsubscribe=cfg.unsubscribe,
         timeout=cfg.timeout,
         languages=deps.languages,
+        subscribers=cfg.subscribers,
+        public_url=deps.public_url,
     )
 
 

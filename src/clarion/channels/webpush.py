@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,9 +25,7 @@ from pydantic import Field, field_validator
 
 from clarion.channels.base import (
     ChannelConnector,
-    ChannelError,
     Deps,
-    ErrorKind,
     Outgoing,
     Profile,
     Receipt,
@@ -40,11 +37,11 @@ from clarion.configtypes import ChannelConfigBase, ConfigError, Duration, Secret
 from clarion.model import MsgType, Notice, Severity
 from clarion.render.counting import count_graphemes
 from clarion.render.text import compose, headline
+from clarion.subscriptions.fanout import Outcome, fan_out
 
 log = logging.getLogger(__name__)
 
 BODY_LIMIT = 600  # graphemes: a notification shows a few lines; the link has the rest
-PAGE = 1000  # subscribers read, sent to and recorded at a time
 
 
 class WebPushChannelConfig(ChannelConfigBase):
@@ -141,17 +138,14 @@ class WebPushChannel:
         left = (datetime.fromisoformat(expires) - now).total_seconds()
         return int(max(60, min(left, 28 * 86400)))
 
-    def _send_one(
-        self, sub: Any, body: bytes, headers: dict[str, str]
-    ) -> tuple[str, str | None, float | None]:
-        """(outcome, detail, retry_after): sent | gone | refused | slow | failed."""
+    def _send_one(self, sub: Any, body: bytes, headers: dict[str, str]) -> Outcome:
         from clarion.subscriptions.webpush import encrypt
 
         try:
             content = encrypt(body, sub.p256dh, sub.auth)
             auth = self.vapid.authorization(sub.address)
         except ValueError as exc:
-            return "refused", f"cannot encrypt for it: {exc}", None
+            return Outcome("refused", f"cannot encrypt for it: {exc}")
         try:
             resp = self._http.post(
                 sub.address,
@@ -164,70 +158,40 @@ class WebPushChannel:
                 },
             )
         except httpx.HTTPError as exc:
-            return "failed", f"{type(exc).__name__}: {exc}", None
+            return Outcome("failed", f"{type(exc).__name__}: {exc}")
         code = resp.status_code
         if 200 <= code < 300:
-            return "sent", None, None
+            return Outcome("sent")
         if code in (404, 410):
-            return "gone", f"HTTP {code}", None
+            return Outcome("gone", f"HTTP {code}")
+        retry = retry_after_seconds(resp.headers.get("retry-after"))
         if code == 429:
-            return "slow", "HTTP 429", retry_after_seconds(resp.headers.get("retry-after"))
+            return Outcome("later", "HTTP 429 (slow down)", retry)
         if code >= 500:
-            return "failed", f"HTTP {code}", retry_after_seconds(resp.headers.get("retry-after"))
-        return "refused", f"HTTP {code}: {resp.text[:200]}", None
+            return Outcome("failed", f"HTTP {code}", retry)
+        return Outcome("refused", f"HTTP {code}: {resp.text[:200]}")
 
     def send(self, out: Outgoing) -> Receipt:
-        from clarion.subscriptions import registry
-
-        if self._store is None:
-            raise RuntimeError(f"channel {self.name}: subscribers need the database handed to it")
         push = dict(out.payload["push"])
-        story = int(out.payload.get("story") or 0)
-        now = datetime.now(UTC)
         body = json.dumps(push, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
-            "TTL": str(self._ttl(push, now)),
+            "TTL": str(self._ttl(push, datetime.now(UTC))),
             "Topic": str(push["tag"]),
             "Urgency": _urgency(str(push["severity"]), str(push["type"])),
         }
-        totals: dict[str, int] = defaultdict(int)
-        slow_hosts: dict[str, float | None] = {}
-        failed = 0
-        after = 0
+        slow: set[str] = set()  # push services that said 429: left for the retry
+
+        def one(sub: Any) -> Outcome:
+            host = urlsplit(sub.address).netloc
+            if host in slow:
+                return Outcome("later", f"{host} asked to slow down")
+            outcome = self._send_one(sub, body, headers)
+            if outcome.state == "later":
+                slow.add(host)
+            return outcome
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            while True:
-                batch = registry.recipients(self._store, story, self.name, out.id, after, PAGE)
-                if not batch:
-                    break
-                after = batch[-1].id
-                todo = [s for s in batch if urlsplit(s.address).netloc not in slow_hosts]
-                outcomes = list(pool.map(lambda s: self._send_one(s, body, headers), todo))
-                done: list[tuple[int, str, str | None]] = []
-                for sub, (outcome, detail, retry) in zip(todo, outcomes, strict=True):
-                    totals[outcome] += 1
-                    if outcome in ("sent", "gone", "refused"):
-                        done.append((sub.id, outcome, detail))
-                    elif outcome == "slow":
-                        slow_hosts[urlsplit(sub.address).netloc] = retry
-                    else:
-                        failed += 1
-                registry.record_sends(self._store, out.id, done, datetime.now(UTC))
-        if slow_hosts or failed:
-            waiting = registry.recipients_left(self._store, story, self.name, out.id)
-            retry = max((r for r in slow_hosts.values() if r), default=None)
-            # Retryable, not rate-limited: one push service's 429 must not pause the channel
-            # (every other story's subscribers on every other push service).
-            raise ChannelError(
-                ErrorKind.RETRYABLE,
-                f"{waiting} subscriber(s) not reached yet ({failed} failed, "
-                f"{len(slow_hosts)} push service(s) asked to slow down); "
-                f"{totals['sent']} reached this time",
-                retry_after=retry,
-            )
-        return Receipt(
-            post_id=out.id,
-            extra={k: v for k, v in totals.items() if v},
-        )
+            return fan_out(self._store, out, self.name, lambda page: list(pool.map(one, page)))
 
 
 def _build(cfg: WebPushChannelConfig, deps: Deps) -> WebPushChannel:

@@ -464,6 +464,9 @@ subscriptions = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("token_hash", String(64), nullable=False, unique=True),
+    # The one-click unsubscribe link's secret (RFC 8058), in every mail: kept as it is, since
+    # each mail must carry it; it can do nothing but unsubscribe.
+    Column("unsubscribe_key", String(64), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),  # webpush | email
     Column("state", String(16), nullable=False),  # pending | active | paused
     Column("address", Text, nullable=False),  # the push endpoint, or the e-mail address

@@ -113,6 +113,7 @@ def create(
         sub_id = conn.execute(
             insert(subscriptions).values(
                 token_hash=digest(token),
+                unsubscribe_key=secrets.token_urlsafe(24),
                 kind=kind,
                 state="active" if kind == "webpush" else "pending",
                 address=address.strip(),
@@ -193,12 +194,17 @@ def set_paused(store: Store, token: str, paused: bool, now: datetime) -> bool:
 
 def remove(store: Store, token: str) -> bool:
     """Unsubscribe: everything about the subscriber is deleted; the link stops working."""
+    return _remove_where(store, subscriptions.c.token_hash == digest(token))
+
+
+def remove_by_unsubscribe_key(store: Store, key: str) -> bool:
+    """The one-click unsubscribe of a mail's `List-Unsubscribe` (RFC 8058)."""
+    return _remove_where(store, subscriptions.c.unsubscribe_key == key)
+
+
+def _remove_where(store: Store, condition: Any) -> bool:
     with store.write() as conn:
-        ids = list(
-            conn.execute(
-                select(subscriptions.c.id).where(subscriptions.c.token_hash == digest(token))
-            ).scalars()
-        )
+        ids = list(conn.execute(select(subscriptions.c.id).where(condition)).scalars())
         remove_ids(conn, ids)
     return bool(ids)
 
@@ -310,6 +316,7 @@ def _not_yet(story: int, channel: str, delivery_id: str) -> Any:
             subscriptions.c.address,
             subscriptions.c.p256dh,
             subscriptions.c.auth,
+            subscriptions.c.unsubscribe_key,
         )
         .join(subscription_reach, subscription_reach.c.subscription_id == subscriptions.c.id)
         .where(

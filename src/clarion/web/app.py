@@ -142,6 +142,9 @@ def create_app(
         install_desk(app, store, config, channels)
 
     from clarion.web.pages import pages_router
+    from clarion.web.subscribe import subscribe_router
+
+    app.include_router(subscribe_router(store, config))
 
     app.include_router(pages_router(store, config))
 

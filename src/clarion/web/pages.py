@@ -159,6 +159,10 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         "fediverse": fediverse,
         "sources": sorted(config.sources),
         "severities": [s.value for s in Severity if s is not Severity.UNKNOWN],
+        "subscribe": any(
+            c.enabled and (c.kind == "webpush" or getattr(c, "subscribers", False))
+            for c in config.channels.values()
+        ),
     }
 
     def timeline(

@@ -27,6 +27,11 @@ DESK_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+# The subscribe form: its own script (the one place the public page has any), which registers the
+# service worker and sends the browser's push subscription back here.
+SUBSCRIBE_CSP = PAGE_CSP.replace(
+    "script-src 'none'", "script-src 'self'; connect-src 'self'; worker-src 'self'"
+)
 OPEN_PREFIXES = ("/feeds/", "/notices/", "/api/v1/", "/.well-known/")
 
 
@@ -77,12 +82,19 @@ class SecurityMiddleware:
                 h.setdefault("X-Content-Type-Options", "nosniff")
                 h.setdefault("X-Frame-Options", "DENY")
                 h.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-                h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+                h.setdefault(
+                    "Permissions-Policy",
+                    "camera=(), microphone=(), geolocation=(self)"
+                    if path == "/subscribe"
+                    else "camera=(), microphone=(), geolocation=()",
+                )
                 h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
                 if self.https:
                     h.setdefault("Strict-Transport-Security", "max-age=31536000")
                 if path == "/desk" or path.startswith("/desk/"):
                     h.setdefault("Content-Security-Policy", DESK_CSP)
+                elif path == "/subscribe":
+                    h.setdefault("Content-Security-Policy", SUBSCRIBE_CSP)
                 else:
                     h.setdefault("Content-Security-Policy", PAGE_CSP)
                 if path.startswith(OPEN_PREFIXES) or path == "/api/openapi.json":

@@ -22,6 +22,7 @@ def upgrade() -> None:
         "subscriptions",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("unsubscribe_key", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("address", sa.Text(), nullable=False),
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column("last_sent_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_subscriptions"),
         sa.UniqueConstraint("token_hash", name="uq_subscriptions_token_hash"),
+        sa.UniqueConstraint("unsubscribe_key", name="uq_subscriptions_unsubscribe_key"),
     )
     op.create_index("ix_subscriptions_address_key", "subscriptions", ["address_key"])
     op.create_table(

@@ -1,0 +1,64 @@
+"""Sending one delivery to every subscriber its story reaches on a channel, a page at a time,
+recording each one reached as it goes: a retry of the delivery (after a crash, a failure, a
+push service's 429) goes only to the rest, so nobody gets one version twice (but for a page
+being sent at the moment the process dies: its subscribers may get it again, once)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Receipt
+from clarion.subscriptions import registry
+
+PAGE = 1000
+FINAL = ("sent", "gone", "refused")  # recorded: never tried again for this delivery
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # sent | gone | refused (final) | failed | later (tried again on retry)
+    detail: str | None = None
+    retry_after: float | None = None
+
+
+def fan_out(
+    store: Any,
+    out: Outgoing,
+    channel: str,
+    send_page: Callable[[list[Any]], list[Outcome]],
+    page: int = PAGE,
+) -> Receipt:
+    if store is None:
+        raise RuntimeError(f"channel {channel}: subscribers need the database handed to it")
+    story = int(out.payload.get("story") or 0)
+    totals: Counter[str] = Counter()
+    retry: float | None = None
+    after = 0
+    first_problem: str | None = None
+    while batch := registry.recipients(store, story, channel, out.id, after, page):
+        after = batch[-1].id
+        outcomes = send_page(batch)
+        assert len(outcomes) == len(batch)
+        done = []
+        for sub, o in zip(batch, outcomes, strict=True):
+            totals[o.state] += 1
+            if o.state in FINAL:
+                done.append((sub.id, o.state, o.detail))
+            elif first_problem is None:
+                first_problem = o.detail
+            if o.retry_after is not None:
+                retry = max(retry or 0.0, o.retry_after)
+        registry.record_sends(store, out.id, done, datetime.now(UTC))
+    waiting = totals["failed"] + totals["later"]
+    if waiting:
+        raise ChannelError(
+            ErrorKind.RETRYABLE,
+            f"{waiting} subscriber(s) not reached yet, {totals['sent']} reached this time "
+            f"(first problem: {first_problem})",
+            retry_after=retry,
+        )
+    return Receipt(post_id=out.id, extra={k: v for k, v in sorted(totals.items()) if v})

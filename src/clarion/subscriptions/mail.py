@@ -1,0 +1,50 @@
+"""The one mail Clarion sends to an address that has not confirmed anything: the confirmation
+link. It carries no text from the request (a stranger's address typed in the form must not
+become a way to mail them words of someone else's choosing), and at most one goes to an
+address a day (`registry.CONFIRMATION_EVERY`)."""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+
+def confirmation(
+    sender: str, to: str, publisher: str, confirm_url: str, manage_url: str
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = f"Confirm: alerts from {publisher}"[:200]
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(
+        f"Someone, probably you, asked for alerts from {publisher} to be sent to this address.\n\n"
+        f"To start them, open this link and press Confirm:\n{confirm_url}\n\n"
+        "If it was not you, do nothing: without the confirmation nothing is sent, and this "
+        "address is forgotten within a day.\n\n"
+        f"Once confirmed, this link changes or stops them at any time:\n{manage_url}\n"
+    )
+    return msg
+
+
+def send(cfg: Any, password: str | None, msg: EmailMessage) -> None:
+    """Through the SMTP server of the e-mail channel that has `subscribers = true`; raises
+    aiosmtplib's errors or OSError."""
+    import aiosmtplib
+
+    asyncio.run(
+        aiosmtplib.send(
+            msg,
+            hostname=cfg.host,
+            port=cfg.port,
+            username=cfg.username,
+            password=password,
+            use_tls=cfg.security == "tls",
+            start_tls=cfg.security == "starttls",
+            timeout=cfg.timeout,
+        )
+    )

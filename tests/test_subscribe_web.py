@@ -1,0 +1,309 @@
+"""Subscribing from the public page: e-mail with double opt-in through a real SMTP server
+(aiosmtpd), the confirmation link followed, alerts mailed one per subscriber with RFC 8058
+one-click unsubscribe and threading; Web Push subscriptions posted by the page's script; the
+management link; and what a stranger may not do (floods, huge or hostile requests)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+
+from clarion.channels import build_channels
+from clarion.delivery.dispatcher import Dispatcher
+from clarion.store import Store
+from clarion.store.schema import subscriptions
+from clarion.subscriptions.webpush import new_private_key
+from clarion.web.app import create_app
+from tests.fakes.push_service import PushService
+from tests.helpers import config, count, demo_cap, ingest_bytes, rows
+
+ALERT_AT = datetime(2010, 8, 30, 11, 0, tzinfo=UTC)
+UPDATE_AT = datetime(2010, 8, 30, 16, 30, tzinfo=UTC)
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse: set[str] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def site(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("VAPID_KEY", new_private_key())
+    cfg = config(f"""
+[clarion]
+public_url = "https://alerts.example.org"
+publisher_name = "Great Falls Weather"
+[channels.mail]
+kind = "email"
+host = "127.0.0.1"
+port = {port}
+security = "none"
+sender = "alerts@example.org"
+subscribers = true
+[channels.push]
+kind = "webpush"
+vapid_private_key = {{ env = "VAPID_KEY" }}
+subject = "mailto:ops@example.org"
+[[routes]]
+channels = ["mail", "push"]
+""")
+    chans = build_channels(cfg)
+
+    class Site:
+        store = sqlite_store
+        mailbox = box
+        channels = chans
+
+        def __init__(self) -> None:
+            self.cfg = cfg
+
+        def ingest(self, n: int, at: datetime) -> Any:
+            r = ingest_bytes(sqlite_store, cfg, chans, demo_cap(n), now=at)
+            Dispatcher(sqlite_store, chans, clock=lambda: at).run_until_idle()
+            return r
+
+    try:
+        with TestClient(create_app(sqlite_store, cfg)) as client:
+            s = Site()
+            s.client = client  # type: ignore[attr-defined]
+            yield s
+    finally:
+        controller.stop()
+        for c in chans.values():
+            c.close()
+
+
+def link(text: str, path: str) -> str:
+    m = re.search(
+        rf"https://alerts\.example\.org({re.escape(path)}(?!confirm/|unsubscribe/)[A-Za-z0-9_\-]+)",
+        text,
+    )
+    assert m, text
+    return m.group(1)
+
+
+def test_the_form_works_without_script_and_its_page_may_run_only_its_own(site: Any) -> None:
+    r = site.client.get("/subscribe")
+    assert r.status_code == 200
+    assert 'name="email"' in r.text and 'action="/subscribe"' in r.text
+    assert 'id="push" hidden' in r.text  # shown by the script only, where a browser can push
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+    assert "geolocation=(self)" in r.headers["permissions-policy"]
+    assert site.client.head("/subscribe").status_code == 200
+    # Everywhere else on the public page: no script at all, no location.
+    home = site.client.get("/")
+    assert "script-src 'none'" in home.headers["content-security-policy"]
+    assert 'href="/subscribe"' in home.text
+    sw = site.client.get("/sw.js")
+    assert sw.headers["content-type"].startswith("text/javascript")
+    assert "showNotification" in sw.text
+
+
+def test_email_double_opt_in_then_alerts_threaded_with_one_click_unsubscribe(site: Any) -> None:
+    r = site.client.post(
+        "/subscribe",
+        data={"email": "reader@example.net", "places": "Lewis and Clark, Zzyzx Road"},
+    )
+    assert r.status_code == 202 and "confirmation link" in r.text
+    [mail] = site.mailbox.messages
+    assert mail["To"] == "reader@example.net"
+    body = mail.get_content()
+    assert "Zzyzx" not in body  # nothing the requester typed goes to the address
+    confirm = link(body, "/subscriptions/confirm/")
+    manage = link(body, "/subscriptions/")
+    # Nothing is sent before the link is followed and Confirm pressed.
+    assert site.ingest(0, ALERT_AT).deliveries == 0
+    page = site.client.get(confirm)  # what a mail scanner does: changes nothing
+    assert page.status_code == 200 and f'action="{confirm}"' in page.text
+    assert rows(site.store, subscriptions)[0].state == "pending"
+    assert site.client.post(confirm).status_code == 200
+    assert rows(site.store, subscriptions)[0].state == "active"
+    assert site.client.post(confirm).status_code == 404  # used once
+
+    # The story's update reaches the subscriber who now follows it.
+    site.ingest(1, UPDATE_AT)
+    [_, alert] = site.mailbox.messages
+    assert alert["To"] == "reader@example.net"
+    assert alert["Subject"].startswith("Flash Flood Watch")
+    unsubscribe = alert["List-Unsubscribe"].strip("<>")
+    assert alert["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert unsubscribe in alert.get_body(("plain",)).get_content()
+    # Its cancel is threaded under it, for this subscriber.
+    site.ingest(2, datetime(2010, 8, 30, 20, 30, tzinfo=UTC))
+    cancel = site.mailbox.messages[-1]
+    assert cancel["In-Reply-To"] == alert["Message-ID"]
+
+    manage_page = site.client.get(manage)
+    assert "reader@example.net" in manage_page.text and "lewis" in manage_page.text.lower()
+    assert manage_page.headers["cache-control"] == "no-store"
+    # RFC 8058: the mail client POSTs "List-Unsubscribe=One-Click" to the link.
+    path = unsubscribe.removeprefix("https://alerts.example.org")
+    r = site.client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200
+    assert count(site.store, subscriptions) == 0
+    assert site.client.get(manage).status_code == 404
+
+
+def test_one_confirmation_mail_per_address_a_day_and_the_same_answer(site: Any) -> None:
+    for _ in range(3):
+        r = site.client.post("/subscribe", data={"email": "Victim@Example.net", "areas": "MTZ014"})
+        assert r.status_code == 202
+    r = site.client.post("/subscribe", data={"email": "victim@example.net", "areas": "MTZ014"})
+    assert r.status_code == 202
+    assert len(site.mailbox.messages) == 1
+
+
+def test_a_bouncing_address_is_paused(site: Any) -> None:
+    site.client.post("/subscribe", data={"email": "gone@example.net", "areas": "MTZ014"})
+    confirm = link(site.mailbox.messages[0].get_content(), "/subscriptions/confirm/")
+    site.client.post(confirm)
+    site.mailbox.refuse.add("gone@example.net")
+    from clarion.store.schema import subscription_sends
+    from clarion.subscriptions import registry
+
+    # Three distinct stories, each refused.
+    for i in range(registry.PAUSE_AFTER):
+        other = demo_cap(0).replace(b"</identifier>", f"-{i}</identifier>".encode(), 1)
+        ingest_bytes(site.store, site.cfg, site.channels, other, now=ALERT_AT)
+        Dispatcher(site.store, site.channels, clock=lambda: ALERT_AT).run_until_idle()
+    [sub] = rows(site.store, subscriptions)
+    assert sub.state == "paused" and "550" in (sub.paused_reason or "")
+    assert count(site.store, subscription_sends, subscription_sends.c.state == "refused") == 3
+
+
+def test_a_browser_subscribes_and_manages_its_notifications(site: Any) -> None:
+    with PushService() as push:
+        browser = push.subscribe()
+        r = site.client.post(
+            "/subscribe",
+            json={
+                "kind": "webpush",
+                "subscription": browser.as_json(),
+                "interests": {"point": [46.5891, -112.0391], "min_severity": "severe"},
+            },
+        )
+        assert r.status_code == 201, r.text
+        manage = r.json()["manage"].removeprefix("https://alerts.example.org")
+        page = site.client.get(manage)
+        assert "browser" in page.text and "Active" in page.text
+        assert (
+            site.client.post(manage, data={"action": "pause"}, follow_redirects=False).status_code
+            == 303
+        )
+        assert "Paused" in site.client.get(manage).text
+        assert (
+            site.client.post(manage, data={"action": "resume"}, follow_redirects=False).status_code
+            == 303
+        )
+        r = site.client.post(
+            manage, data={"action": "change", "areas": "MTZ014"}, follow_redirects=False
+        )
+        assert r.status_code == 303
+        [sub] = rows(site.store, subscriptions)
+        assert sub.interests["areas"] == ["MTZ014"] and sub.min_severity is None
+        site.ingest(0, ALERT_AT)
+        assert [m["payload"]["type"] for m in browser.got] == ["alert"]
+        site.client.post(manage, data={"action": "unsubscribe"})
+        assert site.client.get(manage).status_code == 404
+        assert count(site.store, subscriptions) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (
+            {
+                "kind": "webpush",
+                "subscription": {
+                    "endpoint": "http://10.0.0.1/push",
+                    "keys": {"p256dh": "x", "auth": "y"},
+                },
+                "interests": {"areas": ["MTZ014"]},
+            },
+            "endpoint",
+        ),
+        (
+            {
+                "kind": "email",
+                "email": "a@example.net",
+                "interests": {"areas": [f"A{i}" for i in range(1000)]},
+            },
+            "at most 50",
+        ),
+        (
+            {
+                "kind": "email",
+                "email": "a@example.net",
+                "interests": {"polygon": [[0, 0], [1, 1], [1, 0]]},
+            },
+            "Extra inputs",
+        ),
+        ({"kind": "email", "email": "a@example.net", "interests": {}}, "Choose what to follow"),
+        (
+            {"kind": "email", "email": "not an address", "interests": {"areas": ["MTZ014"]}},
+            "not an e-mail",
+        ),
+        ({"kind": "sms", "interests": {"areas": ["MTZ014"]}}, "kind"),
+        ([1, 2, 3], "JSON object"),
+    ],
+)
+def test_hostile_subscriptions_are_refused_with_a_reason(site: Any, body: Any, why: str) -> None:
+    r = site.client.post("/subscribe", json=body)
+    assert r.status_code == 422 and why in r.json()["detail"]
+    assert count(site.store, subscriptions) == 0 and site.mailbox.messages == []
+
+
+def test_subscribing_is_limited_per_client(site: Any) -> None:
+    from clarion.web.subscribe import PER_HOUR
+
+    for i in range(PER_HOUR):
+        r = site.client.post(
+            "/subscribe",
+            json={
+                "kind": "email",
+                "email": f"p{i}@example.net",
+                "interests": {"areas": ["MTZ014"]},
+            },
+        )
+        assert r.status_code == 202
+    r = site.client.post(
+        "/subscribe",
+        json={"kind": "email", "email": "more@example.net", "interests": {"areas": ["MTZ014"]}},
+    )
+    assert r.status_code == 429 and r.headers["retry-after"] == "3600"
+    assert site.client.post(
+        "/subscribe", content=b"x" * 20_000, headers={"Content-Type": "application/json"}
+    ).status_code in (413, 429)
