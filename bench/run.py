@@ -110,8 +110,21 @@ def main() -> int:
     ap.add_argument("--notices", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=100, help="notices per poll (one transaction)")
     ap.add_argument(
+        "--subscribers", type=int, default=100_000, help="Web Push subscribers of one alert"
+    )
+    ap.add_argument(
         "--only",
-        choices=["ingest", "parsers", "push", "feeds", "dispatch", "lanes", "memory", "api"],
+        choices=[
+            "ingest",
+            "parsers",
+            "push",
+            "feeds",
+            "dispatch",
+            "lanes",
+            "memory",
+            "api",
+            "subscriptions",
+        ],
         default=None,
     )
     args = ap.parse_args()
@@ -135,6 +148,10 @@ def main() -> int:
         import lanes
 
         lanes.main()
+    if args.only in (None, "subscriptions"):
+        import subscriptions
+
+        subscriptions.main(args.subscribers)
     if args.only in (None, "api"):
         import api
 

@@ -307,3 +307,32 @@ def test_subscribing_is_limited_per_client(site: Any) -> None:
     assert site.client.post(
         "/subscribe", content=b"x" * 20_000, headers={"Content-Type": "application/json"}
     ).status_code in (413, 429)
+
+
+def test_the_desk_counts_subscribers_and_each_deliverys_reach_never_who(site: Any) -> None:
+    from clarion.desk import accounts
+    from tests.helpers import desk_login
+
+    with PushService() as push:
+        for _ in range(2):
+            site.client.post(
+                "/subscribe",
+                json={
+                    "kind": "webpush",
+                    "subscription": push.subscribe().as_json(),
+                    "interests": {"areas": ["MTZ014"]},
+                },
+            )
+        site.client.post("/subscribe", data={"email": "who@example.net", "places": "Lewis"})
+        site.ingest(0, ALERT_AT)
+    accounts.add_user(site.store, "ops", "a long enough password", "viewer", ALERT_AT, by="test")
+    # The desk's cookies are Secure: it is reached over https (as its public URL says).
+    desk = TestClient(create_app(site.store, site.cfg), base_url="https://alerts.example.org")
+    assert desk_login(desk, "ops", "a long enough password").status_code == 303
+    home = desk.get("/desk").text
+    assert "Subscribers" in home and "area:mtz014: 2" in home
+    cells = re.findall(r"<td>(\d+)</td>", home.split('class="subscribers"')[1].split("</table>")[0])
+    assert cells == ["2", "0", "0", "0", "0", "1"]  # push: 2 active; e-mail: 1 waiting
+    assert "who@example.net" not in home
+    thread = desk.get("/desk/threads/1").text
+    assert "subscribers: 2 reached" in thread

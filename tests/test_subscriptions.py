@@ -273,3 +273,21 @@ def test_unsubscribing_deletes_the_subscriber_and_the_link_stops_working(
     assert count(sqlite_store, subscriptions) == 0
     stored = json.dumps([dict(r._mapping) for r in rows(sqlite_store, subscriptions)])
     assert created.token not in stored
+
+
+def test_an_address_never_confirmed_is_forgotten_after_a_day(sqlite_store: Store) -> None:
+    from datetime import timedelta
+
+    first = registry.create(
+        sqlite_store, "email", "a@example.net", Interests(areas=["X"]), ALERT_AT
+    )
+    assert first.confirm is not None
+    again = registry.create(
+        sqlite_store, "email", "a@example.net", Interests(areas=["X"]), ALERT_AT
+    )
+    assert again.confirm is None  # one confirmation mail a day
+    later = ALERT_AT + timedelta(days=1, minutes=1)
+    third = registry.create(sqlite_store, "email", "b@example.net", Interests(areas=["X"]), later)
+    assert [r.address for r in rows(sqlite_store, subscriptions)] == ["b@example.net"]
+    assert third.confirm is not None
+    assert registry.confirm(sqlite_store, first.confirm, later) is None

@@ -100,6 +100,14 @@ def create(
             ).scalars()
             remove_ids(conn, list(old))
         else:
+            # Addresses never confirmed are forgotten after a day (everyone's, as they come).
+            stale = conn.execute(
+                select(subscriptions.c.id).where(
+                    subscriptions.c.state == "pending",
+                    subscriptions.c.created_at < now - CONFIRMATION_EVERY,
+                )
+            ).scalars()
+            remove_ids(conn, list(stale))
             recent = conn.execute(
                 select(func.count())
                 .select_from(subscriptions)

@@ -920,8 +920,21 @@ def _status(c: _Ctx) -> dict[str, Any]:
         "channel_names": list(config.channels),
         "problems": problems,
         "totals": totals,
+        "subscribers": _subscribers(store, config),
         "plain_error": lambda d: plain_error(d.error_kind, d.last_error, d.next_attempt_at, c.fmt),
     }
+
+
+def _subscribers(store: Store, config: Config) -> dict[str, Any] | None:
+    """People subscribed on the public page: how many, by kind and state, and what they
+    follow most (never who). None when no channel offers subscriptions."""
+    if not any(
+        ch.kind == "webpush" or getattr(ch, "subscribers", False) for ch in config.channels.values()
+    ):
+        return None
+    from clarion.subscriptions import registry as subscribers
+
+    return subscribers.counts(store)
 
 
 def _followers(store: Store, cfg: Any) -> dict[str, Any] | None:
@@ -985,6 +998,9 @@ def _thread(c: _Ctx, thread_id: int) -> dict[str, Any]:
             )
         )
     matrix: dict[tuple[str, int], Any] = {(d.channel, d.version): d for d in rows}
+    from clarion.subscriptions import registry as subscribers
+
+    reach = subscribers.reach_of(c.store, [d.id for d in rows])
     chans = list(dict.fromkeys([*c.config.channels, *(d.channel for d in rows)]))
     return {
         "t": t,
@@ -993,6 +1009,7 @@ def _thread(c: _Ctx, thread_id: int) -> dict[str, Any]:
         "chans": [ch for ch in chans if any(k[0] == ch for k in matrix)],
         "events": events,
         "authored": authored,
+        "reach": reach,
         "plain_error": lambda d: plain_error(d.error_kind, d.last_error, d.next_attempt_at, c.fmt),
     }
 

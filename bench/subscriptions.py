@@ -1,0 +1,229 @@
+"""Subscriptions benchmark: one alert to N Web Push subscribers (default 100,000), all matching
+it by area code, against a loopback push receiver (uvicorn, its own process, answering 201).
+
+1. Queue: the ingest of the alert (match every subscriber, fix the story's reach, one outbox
+   row), on SQLite and on PostgreSQL.
+2. Deliver: one worker's dispatcher sending it (each message encrypted for its subscriber,
+   RFC 8291, VAPID-signed, `concurrency` 32 in flight), beside the receiver's own throughput: a
+   bare httpx loop with the same 32 threads posting bodies of the same size, unencrypted.
+
+    .venv/bin/python bench/run.py --only subscriptions [--subscribers N]
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clarion.channels import build_channels  # noqa: E402
+from clarion.config import parse_config  # noqa: E402
+from clarion.pipeline import ingest  # noqa: E402
+from clarion.runtime import make_dispatcher  # noqa: E402
+from clarion.sources.cap import parse_cap  # noqa: E402
+from clarion.store import open_store  # noqa: E402
+from clarion.store.schema import subscription_terms, subscriptions  # noqa: E402
+from clarion.subscriptions.webpush import new_private_key  # noqa: E402
+
+PG_URL = os.environ.get(
+    "CLARION_BENCH_PG_URL",
+    os.environ.get("CLARION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+)
+RECEIVER = textwrap.dedent(
+    """
+    import json, sys
+    count = 0
+    async def app(scope, receive, send):
+        global count
+        if scope["type"] != "http":
+            return
+        while True:
+            m = await receive()
+            if not m.get("more_body"):
+                break
+        if scope["path"] == "/stats":
+            status, out = 200, json.dumps({"count": count}).encode()
+        elif scope["path"] == "/reset":
+            count, status, out = 0, 200, b"{}"
+        else:
+            count += 1
+            status, out = 201, b""
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": out})
+    import uvicorn
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
+    """
+)
+CONCURRENCY = 32
+
+
+def _receiver() -> tuple[subprocess.Popen[bytes], str]:
+    from dispatch import _port
+
+    port = _port()
+    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{url}/stats", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("the receiver did not start")
+
+
+def _keys(n: int) -> list[tuple[str, str]]:
+    """Browser keys (a pool: generating 100,000 P-256 pairs would measure the generator)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    out = []
+    for _ in range(n):
+        pub = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        )
+        b64 = base64.urlsafe_b64encode(pub).rstrip(b"=").decode()
+        out.append((b64, base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()))
+    return out
+
+
+def _subscribers(store, url: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    keys = _keys(100)
+    with store.write() as conn:
+        for start in range(0, n, 5000):
+            rows = [
+                {
+                    "id": i + 1,
+                    "token_hash": f"{i:064x}",
+                    "unsubscribe_key": f"u{i}",
+                    "kind": "webpush",
+                    "state": "active",
+                    "address": f"{url}/push/{i}",
+                    "address_key": f"{i:064x}",
+                    "p256dh": keys[i % 100][0],
+                    "auth": keys[i % 100][1],
+                    "interests": {"areas": ["MTZ014"]},
+                    "failures": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(start, min(n, start + 5000))
+            ]
+            conn.execute(sa.insert(subscriptions), rows)
+            conn.execute(
+                sa.insert(subscription_terms),
+                [
+                    {"subscription_id": r["id"], "interest": 0, "term": "area:mtz014", "needed": 1}
+                    for r in rows
+                ],
+            )
+
+
+def _bare(url: str, n: int, size: int) -> float:
+    body = secrets.token_bytes(size)
+    with httpx.Client() as client:
+
+        def one(i: int) -> None:
+            r = client.post(f"{url}/push/{i}", content=body, headers={"TTL": "60"})
+            assert r.status_code == 201
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(one, range(n)))
+        return n / (time.perf_counter() - start)
+
+
+def run(db_url: str, url: str, n: int) -> tuple[float, float, int]:
+    os.environ["BENCH_VAPID"] = new_private_key()
+    cfg = parse_config(
+        f"""
+[clarion]
+database_url = "{db_url}"
+public_url = "https://alerts.example.org"
+drop_expired = false
+allow_networks = ["127.0.0.0/8"]
+[channels.push]
+kind = "webpush"
+vapid_private_key = {{ env = "BENCH_VAPID" }}
+subject = "mailto:bench@example.org"
+concurrency = {CONCURRENCY}
+[[routes]]
+channels = ["push"]
+""",
+        environ={},
+    )
+    store = open_store(db_url)
+    chans = build_channels(cfg)
+    _subscribers(store, url, n)
+    from clarion.demo import DATA, STEPS
+
+    alert = parse_cap((DATA / STEPS[0][0]).read_bytes())
+    start = time.perf_counter()
+    r = ingest(store, cfg, chans, alert, source="bench", include_expired=True)
+    queued = time.perf_counter() - start
+    assert r.deliveries == 1
+    httpx.post(f"{url}/reset")
+    with store.read() as conn:
+        payload = conn.execute(sa.text("select payload from deliveries")).scalar_one()
+    size = len(str(payload)) // 2 + 103  # about the encrypted body's size
+    start = time.perf_counter()
+    make_dispatcher(store, cfg, chans).run_until_idle()  # the worker's own (from the config)
+    sent = time.perf_counter() - start
+    got = httpx.get(f"{url}/stats").json()["count"]
+    assert got == n, f"{got} of {n} arrived"
+    for c in chans.values():
+        c.close()
+    store.close()
+    return queued, n / sent, size
+
+
+def main(n: int = 100_000) -> None:
+    proc, url = _receiver()
+    try:
+        tmp = tempfile.mkdtemp()
+        print(f"\nOne alert to {n:,} Web Push subscribers (all matching it), one worker\n")
+        print(f"{'':40}{'queued in':>12}{'delivered/s':>14}{'vs receiver':>13}")
+        rows = [("SQLite", f"sqlite:///{tmp}/s.db")]
+        try:
+            engine = sa.create_engine(PG_URL)
+            with engine.connect() as conn:
+                conn.execute(sa.text("select 1"))
+                conn.execute(sa.text("commit"))
+                conn.execute(sa.text("drop schema if exists bench_subs cascade"))
+                conn.execute(sa.text("create schema bench_subs"))
+                conn.execute(sa.text("commit"))
+            engine.dispose()
+            sep = "&" if "?" in PG_URL else "?"
+            rows.append(("PostgreSQL", f"{PG_URL}{sep}options=-csearch_path%3Dbench_subs"))
+        except Exception as exc:
+            print(f"(PostgreSQL skipped: {exc})")
+        for name, db in rows:
+            queued, rate, size = run(db, url, n)
+            baseline = _bare(url, min(n, 20_000), size)
+            print(f"{name:40}{queued:>10.2f} s{rate:>14,.0f}{rate / baseline:>13.3f}")
+            alone = "  receiver alone (bare httpx, 32 threads)"
+            print(f"{alone:40}{'':>12}{baseline:>14,.0f}{1:>13.3f}")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
