@@ -309,3 +309,61 @@ def test_an_image_too_large_for_the_platform_is_shrunk_to_fit() -> None:
     assert len(data) <= 1_000_000 and mime == "image/jpeg"
     assert check_image(data) == "image/jpeg"  # still a real, decodable image
     assert fit_image(JPEG, "image/jpeg", 1_000_000) == (JPEG, "image/jpeg")
+
+
+def test_the_alert_card_is_drawn_and_posted_first_with_alt_text_in_words(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel with `alert_card = true` posts the card (the areas' shapes, headline, severity,
+    times) as its first image, its alt text saying in words what it shows; only alerts with
+    shapes get one, and channels without the option none."""
+    import io
+
+    from PIL import Image as PILImage
+
+    monkeypatch.setenv("B_PASS", FakePds.PASSWORD)
+    hurricane = fixture_bytes("cap/nws_multiple_polygons.cap")
+    with FakePds() as pds:
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+publisher_name = "NWS Lake Charles"
+timezone = "America/Chicago"
+[channels.sky]
+kind = "bluesky"
+handle = "{FakePds.HANDLE}"
+app_password = {{ env = "B_PASS" }}
+service = "{pds.url}"
+alert_card = true
+card_thumbnail = false
+[[routes]]
+channels = ["sky"]
+""")
+        chans = build_channels(cfg)
+        ingest_bytes(sqlite_store, cfg, chans, hurricane, include_expired=True)
+        ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))  # no polygon: no card
+        Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False).run_until_idle()
+        close_all(chans)
+        posts = sorted(pds.posts.values(), key=lambda p: p["value"]["createdAt"])
+    with_card = [
+        p for p in posts if p["value"].get("embed", {}).get("$type") == "app.bsky.embed.images"
+    ]
+    assert len(posts) == 2 and len(with_card) == 1
+    [image] = with_card[0]["value"]["embed"]["images"]
+    alt = image["alt"]
+    # (its first post here: the update is worded, and drawn, as a new alert)
+    assert alt.startswith("Map of 2 areas under this extreme alert: Acadia.")
+    assert "Hurricane Warning" in alt and "In effect until Wed 26 Aug 2020, 12:15 CDT" in alt
+    data = pds.blobs[image["image"]["ref"]["$link"]]
+    with PILImage.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG" and img.size == (1200, 675)
+        band = img.convert("RGB").getpixel((5, 5))
+        area = img.convert("RGB").getpixel((900, 350))  # inside Acadia's shape
+    assert band == (124, 0, 32)  # Extreme's colour
+    assert area != (246, 246, 246)  # the shape is drawn, not the empty map
+
+
+def test_no_card_unless_asked() -> None:
+    from clarion.channels.bluesky import BlueskyChannelConfig
+
+    assert BlueskyChannelConfig.model_fields["alert_card"].default is False

@@ -54,6 +54,8 @@ def build_channels(
             public_url=config.clarion.public_url,
             allow=allow,
             stored=dict((stored or {}).get(name, {})),
+            publisher=config.clarion.publisher_name,
+            timezone=config.clarion.timezone,
         )
         try:
             built[name] = connectors[cfg.kind].build(cfg, deps)

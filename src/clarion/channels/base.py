@@ -261,6 +261,14 @@ class Deps:
     public_url: str | None
     allow: tuple[Any, ...]  # networks that may be reached although not public
     stored: Mapping[str, str]  # this channel's credentials stored from the desk (decrypted)
+    publisher: str = ""  # the publisher's name, for the alert card
+    timezone: str = "UTC"  # the publisher's time zone, for the alert card's times
+
+    def card(self) -> tuple[Any, str]:
+        """What the alert card needs beyond the notice: (time zone, publisher)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone), self.publisher
 
     def secret(self, key: str, ref: object) -> str:
         from clarion.configtypes import ConfigError, SecretRef

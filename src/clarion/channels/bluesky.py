@@ -70,6 +70,9 @@ class BlueskyChannelConfig(Threadable):
     app_password: SecretRef
     service: str = "https://bsky.social"
     images: bool = True  # attach the alert's images (CAP resources), with alt text
+    # Attach the alert card first: the areas' map, headline, severity and times, drawn by
+    # Clarion (docs/subscriptions.md), for alerts with shapes. Needs `images`.
+    alert_card: bool = False
     card_thumbnail: bool = True  # the link card's image: the linked page's og:image
     timeout: Duration = 20.0
 
@@ -166,6 +169,7 @@ class BlueskyChannel:
         languages: tuple[str, ...] = (),
         images: bool = True,
         fetch: httpx.Client | None = None,
+        card: Any = None,
         thread_parts: int = 1,
         card_thumbnail: bool = True,
     ) -> None:
@@ -182,6 +186,7 @@ class BlueskyChannel:
         # Images come from URIs the publisher put in the alert (an SSRF guard: issue 7).
         self.images = images
         self.card_thumbnail = card_thumbnail
+        self._card = card  # (time zone, publisher) for the alert card, or None
         self._fetch = (
             (fetch or guarded_client(timeout=timeout, follow_redirects=True, max_redirects=5))
             if images or card_thumbnail
@@ -375,7 +380,13 @@ class BlueskyChannel:
             return []
         out: list[dict[str, Any]] = []
         for image in fetch_images(
-            self._fetch, notice, self.languages, limit=4, max_bytes=1_000_000, who=self.name
+            self._fetch,
+            notice,
+            self.languages,
+            limit=4,
+            max_bytes=1_000_000,
+            who=self.name,
+            card=self._card,
         ):
             try:
                 blob = self._upload(image.data, image.mime_type)
@@ -454,6 +465,7 @@ def _build(cfg: BlueskyChannelConfig, deps: Deps) -> BlueskyChannel:
         timeout=cfg.timeout,
         languages=deps.languages,
         images=cfg.images,
+        card=deps.card() if cfg.alert_card else None,
         thread_parts=cfg.thread_parts,
         card_thumbnail=cfg.card_thumbnail,
         fetch=deps.fetcher(cfg.timeout, cfg.images or cfg.card_thumbnail),

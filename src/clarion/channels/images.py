@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -105,11 +106,25 @@ def fetch_images(
     limit: int,
     max_bytes: int,
     who: str,
+    card: tuple[Any, str] | None = None,
 ) -> list[Image]:
+    """The images to attach: the alert card first when `card` is (time zone, publisher) and
+    the notice has shapes, then its CAP resources, `limit` in all."""
     info = notice.info(languages)
     if info is None:
         return []
     out: list[Image] = []
+    if card is not None:
+        from clarion.render.card import alert_card
+
+        tz, publisher = card
+        try:
+            drawn = alert_card(notice, languages, tz, publisher)
+            if drawn is not None:
+                data, mime = fit_image(drawn.data, "image/png", max_bytes)
+                out.append(Image(data, mime, drawn.alt))
+        except (ValueError, OSError) as exc:
+            log.warning("%s: the alert card was left out: %s", who, exc)
     for res in info.resources:
         if len(out) == limit or not res.uri or not res.mime_type.startswith("image/"):
             continue

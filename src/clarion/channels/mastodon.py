@@ -58,6 +58,9 @@ class MastodonChannelConfig(Threadable):
     on_cancel: Literal["reply", "reply_and_edit", "reply_and_delete"] = "reply"
     edit_on_update: bool = False  # edit the post in place instead of replying
     images: bool = True  # attach the alert's images (CAP resources), their descriptions as alt text
+    # Attach the alert card first: the areas' map, headline, severity and times, drawn by
+    # Clarion (docs/subscriptions.md), for alerts with shapes. Needs `images`.
+    alert_card: bool = False
     timeout: Duration = 20.0
 
     _check_url = field_validator("instance")(http_url)
@@ -110,6 +113,7 @@ class MastodonChannel:
         session: requests.Session | None = None,
         images: bool = True,
         fetch: httpx.Client | None = None,
+        card: Any = None,
         thread_parts: int = 1,
         template: str | None = None,
     ) -> None:
@@ -122,6 +126,7 @@ class MastodonChannel:
         self.edit_on_update = edit_on_update
         # Images are fetched from the URIs the publisher put in the alert (through the SSRF
         # guard: build_channels passes one that knows clarion.allow_networks).
+        self._card = card  # (time zone, publisher) for the alert card, or None
         self._fetch = (
             (fetch or guarded_client(timeout=timeout, follow_redirects=True)) if images else None
         )
@@ -260,6 +265,7 @@ class MastodonChannel:
             limit=MAX_IMAGES,
             max_bytes=MAX_IMAGE_BYTES,
             who=self.name,
+            card=self._card,
         ):
             try:
                 media = self._call(
@@ -356,6 +362,7 @@ def _build(cfg: MastodonChannelConfig, deps: Deps) -> MastodonChannel:
         timeout=cfg.timeout,
         languages=deps.languages,
         images=cfg.images,
+        card=deps.card() if cfg.alert_card else None,
         thread_parts=cfg.thread_parts,
         template=cfg.template,
         fetch=deps.fetcher(cfg.timeout, cfg.images),

@@ -48,6 +48,9 @@ class MatrixChannelConfig(ChannelConfigBase):
     token: SecretRef
     edit_on_update: bool = False
     images: bool = True  # the alert's images as m.image events, descriptions as their body
+    # Attach the alert card first: the areas' map, headline, severity and times, drawn by
+    # Clarion (docs/subscriptions.md), for alerts with shapes. Needs `images`.
+    alert_card: bool = False
     timeout: Duration = 15.0
 
     _check_url = field_validator("homeserver")(http_url)
@@ -78,8 +81,10 @@ class MatrixChannel(HttpChannel):
         http: httpx.Client | None = None,
         images: bool = True,
         fetch: httpx.Client | None = None,
+        card: Any = None,
     ) -> None:
         # Images come from URIs the publisher put in the alert: through the SSRF guard.
+        self._card = card  # (time zone, publisher) for the alert card, or None
         self._fetch = (
             (fetch or guarded_client(timeout=timeout, follow_redirects=True)) if images else None
         )
@@ -154,6 +159,7 @@ class MatrixChannel(HttpChannel):
             limit=MAX_IMAGES,
             max_bytes=MAX_IMAGE_BYTES,
             who=self.name,
+            card=self._card,
         )
         for i, image in enumerate(images):
             try:
@@ -216,6 +222,7 @@ def _build(cfg: MatrixChannelConfig, deps: Deps) -> MatrixChannel:
         timeout=cfg.timeout,
         languages=deps.languages,
         images=cfg.images,
+        card=deps.card() if cfg.alert_card else None,
         fetch=deps.fetcher(cfg.timeout, cfg.images),
     )
 

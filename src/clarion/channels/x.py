@@ -67,6 +67,9 @@ class XChannelConfig(Threadable):
     cost_per_post_with_url: float | None = Field(default=None, ge=0)
     link_policy: Literal["keep", "drop_when_costly"] = "keep"
     images: bool = True  # attach the alert's images (CAP resources), with alt text
+    # Attach the alert card first: the areas' map, headline, severity and times, drawn by
+    # Clarion (docs/subscriptions.md), for alerts with shapes. Needs `images`.
+    alert_card: bool = False
     timeout: Duration = 20.0
 
     def default_daily_cap(self) -> int | None:
@@ -133,6 +136,7 @@ class XChannel:
         thread_parts: int = 1,
         images: bool = True,
         fetch: httpx.Client | None = None,
+        card: Any = None,
     ) -> None:
         self.name = name
         self.thread_parts = thread_parts
@@ -142,6 +146,7 @@ class XChannel:
             consumer_key, consumer_secret, access_token, access_token_secret
         ).apply_auth()
         # Images come from URIs the publisher put in the alert (through the SSRF guard).
+        self._card = card  # (time zone, publisher) for the alert card, or None
         self._fetch = (
             (fetch or guarded_client(timeout=timeout, follow_redirects=True)) if images else None
         )
@@ -244,6 +249,7 @@ class XChannel:
             limit=MAX_IMAGES,
             max_bytes=MAX_IMAGE_BYTES,
             who=self.name,
+            card=self._card,
         ):
             try:
                 resp = self.client.session.post(
@@ -315,6 +321,7 @@ def _build(cfg: XChannelConfig, deps: Deps) -> XChannel:
         languages=deps.languages,
         thread_parts=cfg.thread_parts,
         images=cfg.images,
+        card=deps.card() if cfg.alert_card else None,
         fetch=deps.fetcher(cfg.timeout, cfg.images),
     )
 
