@@ -26,7 +26,15 @@ STEPS = [
 
 
 def demo_config(db: Path) -> Config:
+    from clarion.channels.webpush import WebPushChannelConfig
+    from clarion.configtypes import SecretRef
+    from clarion.subscriptions.webpush import new_private_key
+
     port = int(os.environ.get("CLARION_PORT", "8080"))
+    vapid = db.with_name(db.name + ".vapid-key")  # the demo's own push identity, made once
+    if not vapid.exists():
+        vapid.write_text(new_private_key())
+        vapid.chmod(0o600)
     return Config(
         clarion=Settings(
             database_url=f"sqlite:///{db}",
@@ -44,8 +52,15 @@ def demo_config(db: Path) -> Config:
                 username="alerts",
                 summary="Alerts from the Clarion demo, straight from the publisher.",
             ),
+            # People subscribe at /subscribe to notifications in their browser (this needs
+            # the browser's own push service, on the internet).
+            "push": WebPushChannelConfig(
+                kind="webpush",
+                vapid_private_key=SecretRef(file=vapid),
+                subject="mailto:demo@clarion.invalid",
+            ),
         },
-        routes=[RouteRule(name="everything", channels=["preview", "fediverse"])],
+        routes=[RouteRule(name="everything", channels=["preview", "fediverse", "push"])],
     )
 
 
@@ -97,6 +112,7 @@ def run_demo(db: Path, *, serve: bool = True, echo: Callable[[str], None] = prin
             f"  feeds                {base}/feeds/all.atom  .rss  .json  {base}/feeds/cap.atom\n"
             f"  the API              {base}/api/v1/notices  (reference: {base}/api/docs)\n"
             f"  metrics              {base}/metrics\n"
+            f"  subscribe            {base}/subscribe  (notifications in your browser)\n"
             f"  fediverse account    @alerts@127.0.0.1:{config.clarion.port}  "
             f"(actor {base}/ap/alerts, WebFinger {base}/.well-known/webfinger)\n"
             f"  the operator's desk  {base}/desk  (log in as demo-editor to write a notice and "
