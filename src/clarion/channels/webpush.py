@@ -42,6 +42,7 @@ from clarion.subscriptions.fanout import Outcome, fan_out
 log = logging.getLogger(__name__)
 
 BODY_LIMIT = 600  # graphemes: a notification shows a few lines; the link has the rest
+TITLE_LIMIT = 100  # characters: what a notification's title shows on a phone, about
 
 
 class WebPushChannelConfig(ChannelConfigBase):
@@ -107,10 +108,15 @@ class WebPushChannel:
             permalink=None,
             template=ctx.template,
         )
-        title = headline(notice, languages)
-        body = r.text
-        if body.startswith(title):
-            body = body[len(title) :].lstrip()
+        # The title is the text's first line (as an e-mail's subject), short enough for a
+        # notification; the body the rest (all of it when the first line had to be cut).
+        first, _, rest = r.text.partition("\n")
+        title, body = first.strip(), rest.strip()
+        if not title:
+            title = headline(notice, languages)
+        if len(title) > TITLE_LIMIT:
+            cut = title[: TITLE_LIMIT - 1].rsplit(" ", 1)[0].rstrip(" ,;:.")
+            title, body = cut + "…", r.text
         return Rendered.from_row(
             {
                 "text": r.text,
@@ -118,7 +124,7 @@ class WebPushChannel:
                 "limit": BODY_LIMIT,
                 "language": r.language,
                 "push": {
-                    "title": title[:200],
+                    "title": title,
                     "body": body,
                     "url": ctx.permalink,
                     "tag": topic(self.name, ctx.thread_id or 0),
