@@ -367,3 +367,36 @@ def test_no_card_unless_asked() -> None:
     from clarion.channels.bluesky import BlueskyChannelConfig
 
     assert BlueskyChannelConfig.model_fields["alert_card"].default is False
+
+
+def test_a_notice_page_links_its_alert_card_for_link_previews(sqlite_store: Store) -> None:
+    """A notice's address shared on a platform unfurls with its alert card (Open Graph), served
+    at /notices/N/card.png; a notice without shapes has neither."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image as PILImage
+
+    from clarion.web.app import create_app
+
+    cfg = config('[clarion]\npublic_url = "https://alerts.example.org"\n')
+    hurricane = fixture_bytes("cap/nws_multiple_polygons.cap")
+    ingest_bytes(sqlite_store, cfg, {}, hurricane, include_expired=True)
+    ingest_bytes(sqlite_store, cfg, {}, demo_cap(0))
+    with TestClient(create_app(sqlite_store, cfg)) as client:
+        page = client.get("/notices/1").text
+        assert (
+            '<meta property="og:image" content="https://alerts.example.org/notices/1/card.png">'
+            in page
+        )
+        assert 'og:image:alt" content="Map of the area: Acadia' in page
+        card = client.get("/notices/1/card.png")
+        assert card.status_code == 200 and card.headers["content-type"] == "image/png"
+        with PILImage.open(io.BytesIO(card.content)) as img:
+            assert img.size == (1200, 675)
+        head = client.head("/notices/1/card.png")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == card.headers["content-length"]
+        assert "og:image" not in client.get("/notices/2").text
+        assert client.get("/notices/2/card.png").status_code == 404
+        assert client.get("/notices/99/card.png").status_code == 404

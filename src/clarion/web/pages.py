@@ -21,6 +21,7 @@ from sqlalchemy import func, or_, select
 
 from clarion.config import Config
 from clarion.model import Severity
+from clarion.render.shapes import rings_of
 from clarion.store import Store
 from clarion.store.schema import deliveries, notices, threads
 from clarion.web.areamap import area_svg
@@ -315,11 +316,25 @@ def pages_router(store: Store, config: Config) -> APIRouter:
                 )
                 maps.append(area_svg(areas, label))
             shown.append((v, v.data, by_notice.get(v.id, []), maps))
+        # Link previews (a notice's address shared on a platform) show its alert card.
+        latest_areas = [
+            a for info in (versions[0].data.get("infos") or [])[:1] for a in info.get("areas") or []
+        ]
+        card_url = card_alt = None
+        if rings_of(latest_areas):
+            site = (config.clarion.public_url or str(request.base_url)).rstrip("/")
+            card_url = f"{site}/notices/{thread_id}/card.png"
+            card_alt = _(
+                "Map of the area: %(names)s",
+                names="; ".join(a.get("description", "") for a in latest_areas),
+            )
         return TEMPLATES.TemplateResponse(
             request,
             "thread.html",
             {
                 **common,
+                "card_url": card_url,
+                "card_alt": card_alt,
                 "thread": thread,
                 "versions": shown,
                 "live": live,
@@ -329,6 +344,35 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         )
 
     icon = _favicon()
+
+    @router.get(
+        "/notices/{thread_id}/card.png",
+        responses={
+            200: {"content": {"image/png": {}}},
+            404: {"description": "No such notice, or no shapes to draw"},
+        },
+        response_class=Response,
+        summary="A notice's alert card: its areas drawn with headline, severity and times (PNG)",
+    )
+    def card(thread_id: ThreadId) -> Response:
+        from clarion.model import Notice
+        from clarion.render.card import alert_card
+
+        with store.read() as conn:
+            row = conn.execute(
+                select(notices.c.data)
+                .select_from(threads.join(notices, notices.c.id == threads.c.latest_notice_id))
+                .where(threads.c.id == thread_id)
+            ).first()
+        if row is None:
+            raise HTTPException(404, "No such notice")
+        notice = Notice.model_validate(row.data)
+        drawn = alert_card(notice, tuple(config.clarion.languages), tz, publisher)
+        if drawn is None:
+            raise HTTPException(404, "This notice has no area shapes to draw")
+        return Response(
+            drawn.data, media_type="image/png", headers={"Cache-Control": "public, max-age=60"}
+        )
 
     @router.get("/favicon.ico", summary="The page's icon", include_in_schema=False)
     def favicon() -> Response:

@@ -35,6 +35,7 @@ _CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"^/feeds/.+"), (NOTICES,)),
     (re.compile(r"^/notices/\d+(/v\d+)?\.cap$"), (NOTICES,)),
     (re.compile(r"^/notices/\d+$"), (NOTICES, POSTS)),
+    (re.compile(r"^/notices/\d+/card\.png$"), (NOTICES,)),
     (re.compile(r"^/sources/[^/]+$"), (NOTICES,)),
     (re.compile(r"^/publishers/[^/]+$"), (NOTICES,)),
     (re.compile(r"^/(robots\.txt|sitemap\.xml|favicon\.ico)$"), (NOTICES,)),
