@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -80,11 +79,19 @@ class Changes:
 
     @staticmethod
     def _restamp(path: Path) -> None:
+        """Set the stamp's modification time to now, to the nanosecond (given explicitly, so
+        the file system's clock tick does not matter): readers compare it by `stat` alone.
+        One system call; writing and renaming a new file each time cost a tenth of a
+        delivery's time on SQLite (one per commit that moves a delivery)."""
+        now = time.time_ns()
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-            os.write(fd, str(time.time_ns()).encode())
-            os.close(fd)
-            os.replace(tmp, path)  # a new inode: readers see it by `stat` alone
+            os.utime(path, ns=(now, now))
+        except FileNotFoundError:
+            try:
+                path.touch()
+                os.utime(path, ns=(now, now))
+            except OSError as exc:
+                log.warning("cannot mark %s changed: %s", path, exc)
         except OSError as exc:  # a read-only directory: other processes will not hear of it
             log.warning("cannot mark %s changed: %s", path, exc)
 
