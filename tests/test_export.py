@@ -23,7 +23,7 @@ from clarion.config import ConfigError, parse_config
 from clarion.export import MANIFEST, export, public_urls
 from clarion.store import Store
 from clarion.web.app import create_app
-from tests.helpers import NOW, channels_for, config, demo_cap, ingest_bytes
+from tests.helpers import NOW, channels_for, config, demo_cap, fixture_bytes, ingest_bytes
 
 CONFIG = """
 [clarion]
@@ -52,6 +52,8 @@ def test_the_export_is_what_the_server_serves(sqlite_store: Store, tmp_path: Pat
 
     cfg = _site(sqlite_store)
     chans = channels_for(cfg)
+    hurricane = fixture_bytes("cap/nws_multiple_polygons.cap")  # has shapes: an alert card
+    ingest_bytes(sqlite_store, cfg, chans, hurricane, now=NOW, include_expired=True)
     for ch in chans.values():  # the fediverse account keeps its followers in the store
         if hasattr(ch, "use_store"):
             ch.use_store(sqlite_store)
@@ -63,6 +65,7 @@ def test_the_export_is_what_the_server_serves(sqlite_store: Store, tmp_path: Pat
     assert {"/", "/notices/1", "/notices/1/v2.cap", "/feeds/all.atom", "/sitemap.xml"} <= set(
         manifest
     )
+    assert "/notices/2/card.png" in manifest and "/notices/1/card.png" not in manifest
     # The fediverse account's documents that are the same for every reader.
     assert {"/ap/alerts/outbox", "/ap/alerts/notes/1", "/nodeinfo/2.1"} <= set(manifest)
     assert manifest["/ap/alerts/notes/1"]["file"] == "ap/alerts/notes/1.json"

@@ -81,8 +81,28 @@ def public_urls(store: Store, config: Config | None = None) -> list[str]:
             seen.add(thread_id)
             urls += [f"/notices/{thread_id}", f"/notices/{thread_id}.cap"]
         urls.append(f"/notices/{thread_id}/v{version}.cap")
+    urls += _cards(store)
     urls += _fediverse_urls(store, config) if config is not None else []
     return urls
+
+
+def _cards(store: Store) -> list[str]:
+    """The alert cards of the notices whose newest version has shapes to draw (their pages
+    name them for link previews)."""
+    from clarion.render.shapes import rings_of
+    from clarion.store.schema import threads
+
+    out = []
+    with store.read() as conn:
+        for r in conn.execute(
+            select(threads.c.id, notices.c.data)
+            .select_from(threads.join(notices, notices.c.id == threads.c.latest_notice_id))
+            .order_by(threads.c.id)
+        ):
+            infos = r.data.get("infos") or []
+            if infos and rings_of(infos[0].get("areas") or []):
+                out.append(f"/notices/{r.id}/card.png")
+    return out
 
 
 def _fediverse_urls(store: Store, config: Config) -> list[str]:
