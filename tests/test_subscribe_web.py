@@ -336,3 +336,61 @@ def test_the_desk_counts_subscribers_and_each_deliverys_reach_never_who(site: An
     assert "who@example.net" not in home
     thread = desk.get("/desk/threads/1").text
     assert "subscribers: 2 reached" in thread
+
+
+def test_an_editor_sends_a_test_to_their_own_subscription_only(site: Any) -> None:
+    from clarion.desk import accounts
+    from tests.helpers import desk_login
+
+    with PushService() as push:
+        mine, theirs = push.subscribe(), push.subscribe()
+        links = []
+        for b in (mine, theirs):
+            r = site.client.post(
+                "/subscribe",
+                json={
+                    "kind": "webpush",
+                    "subscription": b.as_json(),
+                    "interests": {"areas": ["MTZ014"]},
+                },
+            )
+            links.append(r.json()["manage"])
+        accounts.add_user(site.store, "ed", "a long enough password", "editor", ALERT_AT, by="t")
+        accounts.add_user(site.store, "vi", "a long enough password", "viewer", ALERT_AT, by="t")
+        desk = TestClient(create_app(site.store, site.cfg), base_url="https://alerts.example.org")
+        desk_login(desk, "ed", "a long enough password")
+        home = desk.get("/desk").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', home).group(1)
+        r = desk.post("/desk/subscriptions/test", data={"csrf": csrf, "link": links[0]})
+        assert r.status_code == 200 and "Test sent." in r.text
+        assert [m["payload"]["type"] for m in mine.got] == ["test"] and theirs.got == []
+        r = desk.post("/desk/subscriptions/test", data={"csrf": csrf, "link": "https://x/y"})
+        assert "not a subscription" in r.text and len(mine.got) == 1
+        viewer = TestClient(create_app(site.store, site.cfg), base_url="https://alerts.example.org")
+        desk_login(viewer, "vi", "a long enough password")
+        vhome = viewer.get("/desk").text
+        assert "/desk/subscriptions/test" not in vhome
+        vcsrf = re.search(r'name="csrf" value="([^"]+)"', vhome).group(1)
+        r = viewer.post("/desk/subscriptions/test", data={"csrf": vcsrf, "link": links[0]})
+        assert r.status_code == 403 and len(mine.got) == 1
+
+
+def test_a_test_mail_to_ones_own_email_subscription(site: Any) -> None:
+    from clarion.desk import accounts
+    from tests.helpers import desk_login
+
+    site.client.post("/subscribe", data={"email": "me@example.net", "areas": "MTZ014"})
+    body = site.mailbox.messages[0].get_content()
+    site.client.post(link(body, "/subscriptions/confirm/"))
+    manage = "https://alerts.example.org" + link(body, "/subscriptions/")
+    accounts.add_user(site.store, "ed", "a long enough password", "editor", ALERT_AT, by="t")
+    desk = TestClient(create_app(site.store, site.cfg), base_url="https://alerts.example.org")
+    desk_login(desk, "ed", "a long enough password")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', desk.get("/desk").text).group(1)
+    assert (
+        "Test sent."
+        in desk.post("/desk/subscriptions/test", data={"csrf": csrf, "link": manage}).text
+    )
+    test = site.mailbox.messages[-1]
+    assert test["To"] == "me@example.net" and test["Subject"].startswith("Test from")
+    assert test["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

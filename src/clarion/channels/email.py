@@ -173,6 +173,36 @@ class EmailChannel:
         msg.add_alternative(f"<!doctype html><html><body>{page}</body></html>", subtype="html")
         return msg
 
+    def send_test(self, sub: Any, title: str, body: str, url: str | None) -> str | None:
+        """One test mail to one subscriber (the desk's "test my subscription"); None when the
+        server took it, else what went wrong."""
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = sub.address
+        msg["Subject"] = title
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Auto-Submitted"] = "auto-generated"
+        link = f"{self.public_url}/subscriptions/unsubscribe/{sub.unsubscribe_key}"
+        msg["List-Unsubscribe"] = f"<{link}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg.set_content(f"{body}\n\n{url or ''}\n\n-- \nStop these alerts: {link}\n")
+        try:
+            asyncio.run(
+                aiosmtplib.send(
+                    msg,
+                    hostname=self.host,
+                    port=self.port,
+                    username=self.username,
+                    password=self.password,
+                    use_tls=self.security == "tls",
+                    start_tls=self.security == "starttls",
+                    timeout=self.timeout,
+                )
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return f"SMTP {self.host}: {exc}"
+        return None
+
     async def _send_page(self, out: Outgoing, page: list[Any]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         smtp = aiosmtplib.SMTP(

@@ -177,6 +177,22 @@ class WebPushChannel:
             return Outcome("failed", f"HTTP {code}", retry)
         return Outcome("refused", f"HTTP {code}: {resp.text[:200]}")
 
+    def send_test(self, sub: Any, title: str, body: str, url: str | None) -> str | None:
+        """One test message to one subscriber (the desk's "test my subscription"), outside
+        any story; None when the push service took it, else what went wrong."""
+        payload = {
+            "title": title,
+            "body": body,
+            "url": url,
+            "tag": "test",
+            "type": "test",
+            "severity": "unknown",
+        }
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"TTL": "3600", "Topic": "test", "Urgency": "normal"}
+        outcome = self._send_one(sub, data, headers)
+        return None if outcome.state == "sent" else f"{outcome.state}: {outcome.detail}"
+
     def send(self, out: Outgoing) -> Receipt:
         push = dict(out.payload["push"])
         body = json.dumps(push, ensure_ascii=False, separators=(",", ":")).encode()

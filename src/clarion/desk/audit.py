@@ -40,6 +40,7 @@ ACTIONS = (
     "config_change",
     "api_publish",
     "api_key_trusted",
+    "subscription_test",
 )
 
 

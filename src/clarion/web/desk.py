@@ -544,6 +544,47 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         sep = "&" if "?" in back else "?"
         return RedirectResponse(back + (f"{sep}error={quote(why)}" if why else ""), status_code=303)
 
+    @router.post("/subscriptions/test")
+    async def subscription_test(request: Request) -> Response:
+        s, form = await posted(request, "editor")
+        return await run_in_threadpool(subscription_test_work, request, s, form)
+
+    def subscription_test_work(request: Request, s: Session, form: FormData) -> Response:
+        """A test message to one subscription only: the operator's own, named by its
+        management link (which only its owner has). Nothing is queued, nobody else gets it."""
+        from clarion.subscriptions import registry as subscribers
+
+        link = str(form.get("link") or "").strip()
+        token = link.rstrip("/").rsplit("/", 1)[-1][:100]
+        row = subscribers.by_token(store, token) if token else None
+        why: str | None = None
+        if row is None:
+            why = "That is not a subscription's management link."
+        elif row.state != "active":
+            why = f"That subscription is {row.state}, not active."
+        else:
+            channel = next(
+                (c for c in the_channels().values()
+                 if getattr(c, "subscription_kind", None) == row.kind),
+                None,
+            )  # fmt: skip
+            if channel is None:
+                why = f"No channel sends to {row.kind} subscribers."
+            else:
+                why = channel.send_test(  # type: ignore[attr-defined]
+                    row,
+                    f"Test from {config.clarion.publisher_name}",
+                    "This is a test of your alerts. Nothing is happening.",
+                    (config.clarion.public_url or "").rstrip("/") + "/",
+                )
+                audit.log(
+                    store, now(), s.user.username, "subscription_test",
+                    target=f"{row.kind} subscription", detail=why or "sent",
+                    ip=client_ip(request),
+                )  # fmt: skip
+        note = f"error={quote(why)}" if why else "message=" + quote("Test sent.")
+        return RedirectResponse(f"{PREFIX}?{note}", status_code=303)
+
     @router.post("/channels/{name}/resume")
     async def channel_resume(request: Request, name: str) -> Response:
         s, _form = await posted(request, "admin")
