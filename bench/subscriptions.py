@@ -6,6 +6,8 @@ it by area code, against a loopback push receiver (uvicorn, its own process, ans
 2. Deliver: one worker's dispatcher sending it (each message encrypted for its subscriber,
    RFC 8291, VAPID-signed, `concurrency` 32 in flight), beside the receiver's own throughput: a
    bare httpx loop with the same 32 threads posting bodies of the same size, unencrypted.
+3. Shared: on PostgreSQL, the same alert (queued in parts of 5,000) delivered by 1 and by 4
+   `clarion worker` processes, the wall time from their start to the last arrival.
 
     .venv/bin/python bench/run.py --only subscriptions [--subscribers N]
 """
@@ -194,6 +196,99 @@ channels = ["push"]
     return queued, n / sent, size
 
 
+def _pg_url(schema: str) -> str | None:
+    try:
+        engine = sa.create_engine(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
+            conn.execute(sa.text(f"create schema {schema}"))
+        engine.dispose()
+    except Exception as exc:
+        print(f"(PostgreSQL skipped: {exc})")
+        return None
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+def shared(url: str, n: int) -> None:
+    """1 and 4 `clarion worker` processes delivering one alert's parts, on PostgreSQL."""
+    import uuid
+
+    db = _pg_url("bench_subs_shared")
+    if db is None:
+        return
+    tmp = Path(tempfile.mkdtemp())
+    os.environ["BENCH_VAPID"] = new_private_key()
+    cfg_path = tmp / "clarion.toml"
+    cfg_path.write_text(
+        f"""
+[clarion]
+database_url = "{db}"
+public_url = "https://alerts.example.org"
+drop_expired = false
+allow_networks = ["127.0.0.0/8"]
+[channels.push]
+kind = "webpush"
+vapid_private_key = {{ env = "BENCH_VAPID" }}
+subject = "mailto:bench@example.org"
+concurrency = {CONCURRENCY}
+part_size = 5000
+[[routes]]
+channels = ["push"]
+"""
+    )
+    cfg = parse_config(cfg_path.read_text(), environ={})
+    store = open_store(db)
+    chans = build_channels(cfg)
+    _subscribers(store, url, n)
+    from clarion.demo import DATA, STEPS
+
+    clarion = str(Path(sys.executable).with_name("clarion"))
+    times: dict[int, float] = {}
+    for workers in (1, 4):
+        doc = (
+            (DATA / STEPS[0][0])
+            .read_bytes()
+            .replace(b"</identifier>", f"-{uuid.uuid4().hex[:8]}</identifier>".encode(), 1)
+        )
+        r = ingest(
+            store, cfg, chans, parse_cap(doc), source=f"bench{workers}", include_expired=True
+        )
+        httpx.post(f"{url}/reset")
+        start = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [clarion, "worker", "--config", str(cfg_path)],
+                env=dict(os.environ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(workers)
+        ]
+        try:
+            while httpx.get(f"{url}/stats").json()["count"] < n:
+                if time.perf_counter() - start > 1200:
+                    raise RuntimeError("not delivered in 20 minutes")
+                time.sleep(0.1)
+            times[workers] = time.perf_counter() - start
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(10)
+        assert httpx.get(f"{url}/stats").json()["count"] == n, "a message arrived twice"
+        print(f"  {r.deliveries} parts; {workers} worker(s): {times[workers]:.1f} s")
+    for c in chans.values():
+        c.close()
+    store.close()
+    print(
+        f"\nThe same alert to {n:,} subscribers in parts of 5,000, PostgreSQL, `clarion worker`s\n"
+    )
+    print(f"{'':40}{'seconds':>10}{'delivered/s':>14}{'speed-up':>10}")
+    for w, secs in times.items():
+        print(f"{f'{w} worker(s)':40}{secs:>10.1f}{n / secs:>14,.0f}{times[1] / secs:>10.2f}")
+
+
 def main(n: int = 100_000) -> None:
     proc, url = _receiver()
     try:
@@ -220,6 +315,8 @@ def main(n: int = 100_000) -> None:
             print(f"{name:40}{queued:>10.2f} s{rate:>14,.0f}{rate / baseline:>13.3f}")
             alone = "  receiver alone (bare httpx, 32 threads)"
             print(f"{alone:40}{'':>12}{baseline:>14,.0f}{1:>13.3f}")
+        if len(rows) > 1:
+            shared(url, n)
     finally:
         proc.terminate()
         proc.wait()

@@ -291,3 +291,80 @@ def test_an_address_never_confirmed_is_forgotten_after_a_day(sqlite_store: Store
     assert [r.address for r in rows(sqlite_store, subscriptions)] == ["b@example.net"]
     assert third.confirm is not None
     assert registry.confirm(sqlite_store, first.confirm, later) is None
+
+
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    from clarion.store import open_store
+    from tests.conftest import pg_schema_url
+
+    for url in pg_schema_url():
+        s = open_store(url)
+        yield s
+        s.close()
+
+
+@pytest.mark.postgres
+def test_several_workers_share_one_alerts_fan_out(
+    pg_store: Store, push: PushService, vapid_key: str, built: list[Any]
+) -> None:
+    """A story reaching more subscribers than `part_size` is queued in parts; two workers
+    send them at the same time (each one message at a time here, so two requests at once at
+    the push service mean two workers), and every subscriber gets the alert exactly once."""
+    import threading
+    import time
+
+    from clarion.store.schema import deliveries, delivery_events
+
+    cfg = config(PUSH_CONFIG.replace("concurrency = 4", "concurrency = 1\npart_size = 2"))
+    browsers = [push.subscribe() for _ in range(6)]
+    for b in browsers:
+        subscribe(pg_store, b, areas=["MTZ014"])
+    r = ingest_bytes(pg_store, cfg, build(cfg, built), step(0), now=ALERT_AT)
+    assert r.deliveries == 3  # 6 subscribers, 2 a part
+
+    lock = threading.Condition()
+    state = {"now": 0, "most": 0}
+    plain = push.handle
+
+    def two_at_once(req: Any) -> Any:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            lock.notify_all()
+            lock.wait_for(lambda: state["most"] >= 2, timeout=10)  # the other worker's request
+        try:
+            return plain(req)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    push.server.handle = two_at_once  # type: ignore[method-assign]
+    workers = [
+        Dispatcher(pg_store, build(cfg, built), clock=lambda: ALERT_AT, worker=f"w{i}")
+        for i in (1, 2)
+    ]
+
+    def done() -> bool:
+        return {d.state for d in rows(pg_store, deliveries)} == {"sent"}
+
+    def work(w: Dispatcher) -> None:
+        # As `run_forever` does, without its idle wait: a claim that finds the parts locked
+        # by the other worker's claim (for the milliseconds it lasts) comes back.
+        deadline = time.monotonic() + 30
+        while not done() and time.monotonic() < deadline:
+            w.run_once()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert state["most"] >= 2
+    assert [len(b.got) for b in browsers] == [1] * 6 and push.rejected == []
+    parts = rows(pg_store, deliveries)
+    assert sorted(d.part for d in parts) == [0, 1, 2] and {d.state for d in parts} == {"sent"}
+    senders = {e.worker for e in rows(pg_store, delivery_events) if e.to_state == "sending"}
+    assert senders == {"w1", "w2"}
+    reached = registry.reach_of(pg_store, [d.id for d in parts])
+    assert sorted(r["sent"] for r in reached.values()) == [2, 2, 2]

@@ -3,7 +3,8 @@
 For each notice: find its thread (following CAP references through what is already stored),
 skip it if this exact content is already stored, store it as the thread's next version, choose
 its channels, render it for each, supersede older deliveries of the thread that have not gone
-out yet, and insert one outbox row per channel. Either all of that commits or none of it does:
+out yet, and insert one outbox row per channel (a large fan-out to subscribers: several, its
+parts). Either all of that commits or none of it does:
 nothing is sent that was not first recorded, and nothing recorded is lost.
 """
 
@@ -428,10 +429,16 @@ def _ingest_one(
     for channel_name in routed:
         channel = channels[channel_name]
         audience = getattr(channel, "subscription_kind", None)
-        if audience is not None and not subscription_matching.reach(
-            conn, notice, notice_id, thread_id, channel_name, audience
-        ):
-            continue  # a subscriber channel, and nobody who subscribed follows this story
+        parts = 1
+        if audience is not None:
+            reached = subscription_matching.reach(
+                conn, notice, notice_id, thread_id, channel_name, audience
+            )
+            if not reached:
+                continue  # a subscriber channel, and nobody who subscribed follows this story
+            # Queued in parts, so that several workers share a large fan-out.
+            part_size = int(getattr(channel, "part_size", 0) or reached)
+            parts = -(-reached // part_size)
         ctx = RenderContext(
             languages=tuple(config.clarion.languages),
             permalink=permalink(config, int(thread_id)),
@@ -445,23 +452,26 @@ def _ingest_one(
             rendered = channel.render(notice, ctx).replace(as_new=channel.render(as_new, ctx))
         else:  # nothing of the story was, or will be, posted there first
             rendered = channel.render(as_new, ctx).replace(as_new=True)
-        new_deliveries.append(
-            {
-                "id": str(uuid.uuid4()),
-                "notice_id": notice_id,
-                "thread_id": thread_id,
-                "channel": channel_name,
-                "version": version,
-                "msg_type": notice.msg_type.value,
-                "payload": rendered.to_row(),
-                "cost": rendered.cost,
-                "severity_rank": notice.severity.rank,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        row = rendered.to_row()
+        for part in range(parts):
+            new_deliveries.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "notice_id": notice_id,
+                    "thread_id": thread_id,
+                    "channel": channel_name,
+                    "part": part,
+                    "version": version,
+                    "msg_type": notice.msg_type.value,
+                    "payload": {**row, "part": [part, parts]} if parts > 1 else row,
+                    "cost": rendered.cost,
+                    "severity_rank": notice.severity.rank,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
     if new_deliveries:  # one round trip each for the outbox rows and their first audit rows
         outbox.enqueue(conn, new_deliveries, now, f"queued {notice.msg_type.value} v{version}")
         result.deliveries += len(new_deliveries)

@@ -55,6 +55,7 @@ class EmailChannelConfig(ChannelConfigBase):
     # Instead of fixed recipients: the people who subscribed on the public page (each gets
     # their own mail, with a one-click unsubscribe), confirmed by a link first.
     subscribers: bool = False
+    part_size: int = Field(default=5000, ge=1, le=1_000_000)  # subscribers per outbox row
     unsubscribe: str | None = None  # "mailto:…" or an https URL, for List-Unsubscribe
     timeout: Duration = 30.0
 
@@ -91,11 +92,13 @@ class EmailChannel:
         languages: tuple[str, ...] = (),
         subscribers: bool = False,
         public_url: str | None = None,
+        part_size: int = 5000,
     ) -> None:
         self.name = name
         # Subscriber mode: ingest fixes each story's reach among e-mail subscribers.
         self.subscription_kind = "email" if subscribers else None
         self.public_url = (public_url or "").rstrip("/")
+        self.part_size = part_size
         self._store: Any = None
         self.host, self.port = host, port
         self.sender = sender
@@ -150,12 +153,15 @@ class EmailChannel:
         msg["To"] = sub.address if sub is not None else ", ".join(self.recipients)
         msg["Subject"] = str(p["subject"])
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        own = f".{sub.id}" if sub is not None else ""
-        msg["Message-ID"] = f"<{out.id}{own}@{self.domain}>"
+        if sub is None:
+            msg["Message-ID"] = f"<{out.id}@{self.domain}>"
+        else:  # the story's version, for this subscriber (see `subscriptions.fanout`)
+            story = int(out.payload.get("story") or 0)
+            msg["Message-ID"] = f"<s{story}.v{out.notice.version}.{sub.id}@{self.domain}>"
         if out.previous is not None:
             earlier = [r.post_id for r in (out.root, out.previous) if r is not None]
-            if sub is not None:  # subscriber mode records the delivery id as the post id
-                earlier = [f"<{d}{own}@{self.domain}>" for d in earlier]
+            if sub is not None:  # subscriber mode records the story's version as the post id
+                earlier = [f"<{v}.{sub.id}@{self.domain}>" for v in earlier]
             msg["In-Reply-To"] = earlier[-1]
             msg["References"] = " ".join(dict.fromkeys(earlier))
         text, page = str(p["text"]), str(p["html"])
@@ -300,6 +306,7 @@ def _build(cfg: EmailChannelConfig, deps: Deps) -> EmailChannel:
         languages=deps.languages,
         subscribers=cfg.subscribers,
         public_url=deps.public_url,
+        part_size=cfg.part_size,
     )
 
 

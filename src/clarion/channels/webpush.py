@@ -1,14 +1,15 @@
 """Web Push to the people who subscribed on the public page (RFC 8030, 8291, 8292).
 
-One outbox row per notice carries the message; at send time it goes to every subscriber the
-story reaches on this channel (`subscription_reach`, fixed at ingest), each encrypted for their
-browser and sent to their push service, many at once. Each subscriber reached is recorded
-(`subscription_sends`) as it goes, so a retry of the delivery goes only to those not reached
-yet and nobody gets one version twice. `Topic` is the story's, so an update replaces the
-alert at the push service and on the screen; `Urgency: high` for Extreme and Severe; `TTL`
-until the notice is over. A push service that says the subscription is gone (404, 410): it is
-removed. One that asks to slow down (429): its remaining subscribers wait for the delivery's
-retry, the others are sent to.
+An outbox row per notice (or, for a story reaching more than `part_size` subscribers, per part
+of them, which several workers share) carries the message; at send time it goes to the
+subscribers the story reaches on this channel (`subscription_reach`, fixed at ingest), each
+encrypted for their browser and sent to their push service, many at once. Each subscriber
+reached is recorded (`subscription_sends`) as it goes, so a retry of the delivery goes only to
+those not reached yet and nobody gets one version twice. `Topic` is the story's, so an update
+replaces the alert at the push service and on the screen; `Urgency: high` for Extreme and
+Severe; `TTL` until the notice is over. A push service that says the subscription is gone (404,
+410): it is removed. One that asks to slow down (429): its remaining subscribers wait for the
+delivery's retry, the others are sent to.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class WebPushChannelConfig(ChannelConfigBase):
     vapid_private_key: SecretRef  # `clarion subscriptions keys` makes one
     subject: str = Field(pattern=r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$")  # who to contact
     concurrency: int = Field(default=32, ge=1, le=256)  # messages in flight at once
+    # A story reaching more subscribers than this is queued in parts that several workers
+    # share (each part still sends `concurrency` at once).
+    part_size: int = Field(default=5000, ge=1, le=1_000_000)
     default_ttl: Duration = 86400.0  # how long a push service keeps a message with no expiry
     timeout: Duration = 10.0
 
@@ -79,11 +83,13 @@ class WebPushChannel:
         http: httpx.Client,
         concurrency: int = 32,
         default_ttl: float = 86400.0,
+        part_size: int = 5000,
         languages: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.vapid = vapid
         self.concurrency = concurrency
+        self.part_size = part_size
         self.default_ttl = default_ttl
         self.languages = languages
         self._http = http
@@ -231,6 +237,7 @@ def _build(cfg: WebPushChannelConfig, deps: Deps) -> WebPushChannel:
         http=deps.guarded(cfg.timeout),
         concurrency=cfg.concurrency,
         default_ttl=cfg.default_ttl,
+        part_size=cfg.part_size,
         languages=deps.languages,
     )
 

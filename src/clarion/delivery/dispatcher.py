@@ -118,6 +118,13 @@ class Dispatcher:
             for name, ch in channels.items()
         }
         self._slots = {n: threading.BoundedSemaphore(k) for n, k in self.in_flight.items()}
+        # Channels that send to subscribers: a claim takes as many of their deliveries (a
+        # large fan-out's parts) as it can send at once, and leaves the rest to other workers.
+        self._fan_out = {
+            name: self.in_flight[name]
+            for name, ch in channels.items()
+            if getattr(ch, "subscription_kind", None)
+        }
         # How long each channel's platform takes to answer a send (a moving average, seconds):
         # one that answers within SLOW_SEND gains nothing from several sends at once (the work
         # is this process's, not the network's), so it sends one after the other.
@@ -165,6 +172,8 @@ class Dispatcher:
             self.lease_seconds,
             max([limit, *(2 * self.in_flight[c] for c in wanted if self.in_flight[c] > 1)]),
             only_channels=wanted,
+            # A fan-out's parts: one per claim (per slot), the rest for other workers.
+            at_most=self._fan_out,
         )
         if not claimed:
             return 0

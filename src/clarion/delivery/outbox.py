@@ -13,6 +13,7 @@ Every function that changes a row also appends a `delivery_events` row: the audi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,7 +49,7 @@ _older = aliased(deliveries)
 
 
 def _due_query(some_channels: bool, locked: bool) -> Any:
-    q = select(_d.c.id).where(
+    q = select(_d.c.id, _d.c.channel).where(
         or_(
             and_(
                 _d.c.state.in_((S.PENDING, S.RETRY_WAIT)),
@@ -165,15 +166,28 @@ def claim(
     lease_seconds: float,
     limit: int = 10,
     only_channels: list[str] | None = None,
+    at_most: Mapping[str, int] | None = None,
 ) -> list[Claimed]:
-    """Claim up to `limit` due deliveries for `worker`, oldest first."""
+    """Claim up to `limit` due deliveries for `worker`, oldest first; of a channel named in
+    `at_most`, no more than that many (the parts of a fan-out are left for other workers)."""
     with store.write() as conn:
         params: dict[str, Any] = {"now": now, "held": sorted(held_channels(conn, now))}
         params["limit"] = limit
         if only_channels is not None:
             params["wanted"] = sorted(only_channels)
         query = _DUE[(only_channels is not None, not store.is_sqlite)]
-        ids = [r.id for r in conn.execute(query, params)]
+        due = conn.execute(query, params).all()
+        if at_most:
+            taken: dict[str, int] = {}
+            kept = []
+            for r in due:
+                cap = at_most.get(r.channel)
+                if cap is not None and taken.get(r.channel, 0) >= cap:
+                    continue  # not taken (on PostgreSQL its row lock ends with this commit)
+                taken[r.channel] = taken.get(r.channel, 0) + 1
+                kept.append(r)
+            due = kept
+        ids = [r.id for r in due]
         if not ids:
             return []
         rows = conn.execute(_CLAIMED_ROWS, {"ids": ids}).all()

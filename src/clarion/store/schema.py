@@ -227,7 +227,10 @@ deliveries = Table(
     # What the platform charges for this post (X bills per post), for budgets and reports.
     Column("cost", Float, nullable=False, default=0.0),
     Column("severity_rank", Integer, nullable=False, default=0),
-    UniqueConstraint("notice_id", "channel"),
+    # A fan-out to many subscribers is queued in parts (one row each, sent by whichever
+    # workers claim them); every other delivery is part 0, its notice's only row there.
+    Column("part", Integer, nullable=False, default=0, server_default="0"),
+    UniqueConstraint("notice_id", "channel", "part"),
     Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
     Index("ix_deliveries_thread_id_channel", "thread_id", "channel"),
 )

@@ -35,11 +35,13 @@ def fan_out(
     if store is None:
         raise RuntimeError(f"channel {channel}: subscribers need the database handed to it")
     story = int(out.payload.get("story") or 0)
+    part = out.payload.get("part")  # [k, n]: this row sends to the subscribers numbered k mod n
+    share = (int(part[0]), int(part[1])) if part else None
     totals: Counter[str] = Counter()
     retry: float | None = None
     after = 0
     first_problem: str | None = None
-    while batch := registry.recipients(store, story, channel, out.id, after, page):
+    while batch := registry.recipients(store, story, channel, out.id, after, page, share):
         after = batch[-1].id
         outcomes = send_page(batch)
         assert len(outcomes) == len(batch)
@@ -61,4 +63,7 @@ def fan_out(
             f"(first problem: {first_problem})",
             retry_after=retry,
         )
-    return Receipt(post_id=out.id, extra={k: v for k, v in sorted(totals.items()) if v})
+    # The story's version, not the delivery (one of several parts): what a later version's
+    # mail refers to (`In-Reply-To`), whichever part carried it to that subscriber.
+    post_id = f"s{story}.v{out.notice.version}"
+    return Receipt(post_id=post_id, extra={k: v for k, v in sorted(totals.items()) if v})

@@ -314,11 +314,13 @@ def reach_of(store: Store, delivery_ids: list[str]) -> dict[str, dict[str, int]]
     return out
 
 
-def _not_yet(story: int, channel: str, delivery_id: str) -> Any:
+def _not_yet(
+    story: int, channel: str, delivery_id: str, part: tuple[int, int] | None = None
+) -> Any:
     done = select(subscription_sends.c.subscription_id).where(
         subscription_sends.c.delivery_id == delivery_id
     )
-    return (
+    q = (
         select(
             subscriptions.c.id,
             subscriptions.c.address,
@@ -334,16 +336,25 @@ def _not_yet(story: int, channel: str, delivery_id: str) -> Any:
             subscriptions.c.id.not_in(done),
         )
     )
+    if part is not None and part[1] > 1:  # this part's share: by subscriber number
+        q = q.where(subscriptions.c.id % part[1] == part[0])
+    return q
 
 
 def recipients(
-    store: Store, story: int, channel: str, delivery_id: str, after: int, limit: int
+    store: Store,
+    story: int,
+    channel: str,
+    delivery_id: str,
+    after: int,
+    limit: int,
+    part: tuple[int, int] | None = None,
 ) -> list[Any]:
     """The next `limit` subscribers (by id, after `after`) the story reaches on `channel` that
     this delivery has not reached yet (and that are still active)."""
     with store.read() as conn:
         q = (
-            _not_yet(story, channel, delivery_id)
+            _not_yet(story, channel, delivery_id, part)
             .where(subscriptions.c.id > after)
             .order_by(subscriptions.c.id)
             .limit(limit)
@@ -351,7 +362,9 @@ def recipients(
         return list(conn.execute(q).all())
 
 
-def recipients_left(store: Store, story: int, channel: str, delivery_id: str) -> int:
+def recipients_left(
+    store: Store, story: int, channel: str, delivery_id: str, part: tuple[int, int] | None = None
+) -> int:
     with store.read() as conn:
-        q = select(func.count()).select_from(_not_yet(story, channel, delivery_id).subquery())
+        q = select(func.count()).select_from(_not_yet(story, channel, delivery_id, part).subquery())
         return int(conn.execute(q).scalar_one())

@@ -1038,10 +1038,23 @@ def _thread(c: _Ctx, thread_id: int) -> dict[str, Any]:
                 .order_by(drafts_t.c.id)
             )
         )
-    matrix: dict[tuple[str, int], Any] = {(d.channel, d.version): d for d in rows}
     from clarion.subscriptions import registry as subscribers
 
-    reach = subscribers.reach_of(c.store, [d.id for d in rows])
+    by_delivery = subscribers.reach_of(c.store, [d.id for d in rows])
+    # A fan-out to subscribers may be in parts: a cell shows the part least done, and the
+    # subscribers reached by all of them.
+    matrix: dict[tuple[str, int], Any] = {}
+    reach: dict[tuple[str, int], dict[str, int]] = {}
+    parts: dict[tuple[str, int], int] = {}
+    for d in rows:
+        key = (d.channel, d.version)
+        shown = matrix.get(key)
+        if shown is None or (shown.state == "sent" and d.state != "sent"):
+            matrix[key] = d
+        parts[key] = parts.get(key, 0) + 1
+        for state, n in by_delivery.get(d.id, {}).items():
+            cell = reach.setdefault(key, {})
+            cell[state] = cell.get(state, 0) + n
     chans = list(dict.fromkeys([*c.config.channels, *(d.channel for d in rows)]))
     return {
         "t": t,
@@ -1051,6 +1064,7 @@ def _thread(c: _Ctx, thread_id: int) -> dict[str, Any]:
         "events": events,
         "authored": authored,
         "reach": reach,
+        "parts": parts,
         "plain_error": lambda d: plain_error(d.error_kind, d.last_error, d.next_attempt_at, c.fmt),
     }
 

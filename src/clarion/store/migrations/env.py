@@ -10,6 +10,20 @@ config = context.config
 
 
 def run(connection: Connection) -> None:
+    raw = connection.connection.driver_connection if connection.dialect.name == "sqlite" else None
+    if raw is not None:
+        # A table rebuild (batch mode) drops the old table: with foreign keys on, SQLite would
+        # refuse (rows of other tables reference it). Off for the migration, outside any
+        # transaction (where SQLite ignores the pragma), back on after.
+        raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate(connection)
+    finally:
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
