@@ -180,10 +180,10 @@ channels = ["push"]
     start = time.perf_counter()
     r = ingest(store, cfg, chans, alert, source="bench", include_expired=True)
     queued = time.perf_counter() - start
-    assert r.deliveries == 1
+    assert r.deliveries == -(-n // 5000), r.deliveries  # in parts of 5,000 (the default)
     httpx.post(f"{url}/reset")
     with store.read() as conn:
-        payload = conn.execute(sa.text("select payload from deliveries")).scalar_one()
+        payload = conn.execute(sa.text("select payload from deliveries limit 1")).scalar_one()
     size = len(str(payload)) // 2 + 103  # about the encrypted body's size
     start = time.perf_counter()
     make_dispatcher(store, cfg, chans).run_until_idle()  # the worker's own (from the config)

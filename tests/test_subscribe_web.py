@@ -394,3 +394,89 @@ def test_a_test_mail_to_ones_own_email_subscription(site: Any) -> None:
     test = site.mailbox.messages[-1]
     assert test["To"] == "me@example.net" and test["Subject"].startswith("Test from")
     assert test["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_a_point_follows_the_publishers_areas_it_lies_in(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most NWS alerts name zones without a polygon: with the publisher's area shapes
+    (`[subscriptions] areas`), a subscriber's point follows the zones it lies in, and such an
+    alert reaches them; a point elsewhere, and the same point without the shapes, do not."""
+    from clarion.subscriptions.webpush import new_private_key as key
+    from tests.conftest import FIXTURES
+
+    monkeypatch.setenv("VAPID_KEY", key())
+    base = """
+[clarion]
+public_url = "https://alerts.example.org"
+[channels.push]
+kind = "webpush"
+vapid_private_key = { env = "VAPID_KEY" }
+subject = "mailto:ops@example.org"
+[[routes]]
+channels = ["push"]
+"""
+    areas = FIXTURES / "areas" / "montana-zones.geojson"
+    with_areas = config(base + f'[subscriptions]\nareas = "{areas}"\n')
+    chans = build_channels(with_areas)
+    with PushService() as push, TestClient(create_app(sqlite_store, with_areas)) as client:
+        helena, bozeman = push.subscribe(), push.subscribe()
+        for b, point in ((helena, [46.5891, -112.0391]), (bozeman, [45.677, -111.0429])):
+            r = client.post(
+                "/subscribe",
+                json={
+                    "kind": "webpush",
+                    "subscription": b.as_json(),
+                    "interests": {"point": point},
+                },
+            )
+            assert r.status_code == 201
+        manage = r.json()["manage"].removeprefix("https://alerts.example.org")
+        assert "Gallatin Valley" in client.get(manage).text  # where the point is, in words
+        ingest_bytes(sqlite_store, with_areas, chans, demo_cap(0), now=ALERT_AT)  # MTZ014
+        Dispatcher(sqlite_store, chans, clock=lambda: ALERT_AT).run_until_idle()
+        assert len(helena.got) == 1 and bozeman.got == []
+    for c in chans.values():
+        c.close()
+
+
+def test_unusable_area_shapes_are_a_clear_error_at_start(
+    sqlite_store: Store, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clarion.config import ConfigError
+    from clarion.subscriptions.webpush import new_private_key as key
+
+    monkeypatch.setenv("VAPID_KEY", key())
+    bad = tmp_path / "areas.geojson"
+    for text, why in [
+        ("not json", "not JSON"),
+        ('{"type": "Feature"}', "FeatureCollection"),
+        (
+            '{"type": "FeatureCollection", "features": [{"properties": {}, "geometry": '
+            '{"type": "Point", "coordinates": [0, 0]}}]}',
+            "no 'code' property",
+        ),
+        (
+            '{"type": "FeatureCollection", "features": [{"properties": {"code": "X"}, "geometry": '
+            '{"type": "Point", "coordinates": [0, 0]}}]}',
+            "not a polygon",
+        ),
+        (
+            '{"type": "FeatureCollection", "features": [{"properties": {"code": "X"}, "geometry": '
+            '{"type": "Polygon", "coordinates": [[[0, 500], [1, 500], [1, 501], [0, 500]]]}}]}',
+            "not longitude, latitude",
+        ),
+    ]:
+        bad.write_text(text)
+        cfg = config(f"""
+[clarion]
+public_url = "https://alerts.example.org"
+[channels.push]
+kind = "webpush"
+vapid_private_key = {{ env = "VAPID_KEY" }}
+subject = "mailto:ops@example.org"
+[subscriptions]
+areas = "{bad}"
+""")
+        with pytest.raises(ConfigError, match=why):
+            create_app(sqlite_store, cfg)

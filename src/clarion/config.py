@@ -203,6 +203,18 @@ class ExportSettings(StrictModel):
         return v
 
 
+class SubscriptionSettings(StrictModel):
+    """The `[subscriptions]` table: what people who subscribe on the public page can follow
+    beyond the alerts' own shapes (docs/subscriptions.md)."""
+
+    # A GeoJSON FeatureCollection of the areas your alerts name by code (NWS zones, counties,
+    # transit districts…): a subscriber's point then also follows the codes of the areas it
+    # lies in, so alerts that name areas without drawing a polygon reach them.
+    areas: Path | None = None
+    area_code_property: str = "code"  # the feature property that holds the area's code
+    area_name_property: str = "name"  # …and its name, shown to the subscriber
+
+
 class DeskSettings(StrictModel):
     """The `[desk]` table: the operator's desk at /desk (accounts: `clarion users`)."""
 
@@ -240,6 +252,7 @@ class Config(StrictModel):
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     desk: DeskSettings = Field(default_factory=lambda: DeskSettings())
     export: ExportSettings = Field(default_factory=lambda: ExportSettings())
+    subscriptions: SubscriptionSettings = Field(default_factory=lambda: SubscriptionSettings())
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)

@@ -47,12 +47,23 @@ class Created:
     confirm: str | None  # e-mail: the confirmation link's secret, if a mail is to be sent now
 
 
-def _write_interests(conn: Connection, sub_id: int, interests: Interests) -> None:
+def _write_interests(
+    conn: Connection, sub_id: int, interests: Interests, point_codes: Iterable[str] = ()
+) -> None:
+    """Its terms and point; `point_codes`: the codes of the publisher's areas the point lies
+    in (`subscriptions.areas`), followed as if asked for by code."""
     conn.execute(delete(subscription_terms).where(subscription_terms.c.subscription_id == sub_id))
     conn.execute(delete(subscription_points).where(subscription_points.c.subscription_id == sub_id))
+    interests_terms = interests.terms()
+    asked = {tuple(t) for t in interests_terms}
+    interests_terms += [
+        [f"area:{c.lower()}"]
+        for c in dict.fromkeys(point_codes)
+        if (f"area:{c.lower()}",) not in asked
+    ]
     rows = [
         {"subscription_id": sub_id, "interest": i, "term": t, "needed": len(terms)}
-        for i, terms in enumerate(interests.terms())
+        for i, terms in enumerate(interests_terms)
         for t in terms
     ]
     if not rows and interests.point is None and interests.sources:
@@ -82,6 +93,7 @@ def create(
     *,
     p256dh: str | None = None,
     auth: str | None = None,
+    point_codes: Iterable[str] = (),
 ) -> Created:
     """A new subscription. Web Push is active at once (the browser asked the person); e-mail
     waits for its confirmation link, and a confirmation is mailed to an address at most once a
@@ -138,7 +150,7 @@ def create(
             )
         ).inserted_primary_key
         assert sub_id is not None
-        _write_interests(conn, int(sub_id[0]), interests)
+        _write_interests(conn, int(sub_id[0]), interests, point_codes)
     return Created(int(sub_id[0]), token, confirm)
 
 
@@ -165,7 +177,9 @@ def confirm(store: Store, secret: str, now: datetime) -> Any | None:
         return row
 
 
-def change(store: Store, token: str, interests: Interests, now: datetime) -> bool:
+def change(
+    store: Store, token: str, interests: Interests, now: datetime, point_codes: Iterable[str] = ()
+) -> bool:
     with store.write() as conn:
         row = conn.execute(
             select(subscriptions.c.id).where(subscriptions.c.token_hash == digest(token))
@@ -177,7 +191,7 @@ def change(store: Store, token: str, interests: Interests, now: datetime) -> boo
             .where(subscriptions.c.id == row.id)
             .values(updated_at=now, **_columns(interests))
         )
-        _write_interests(conn, row.id, interests)
+        _write_interests(conn, row.id, interests, point_codes)
     return True
 
 

@@ -108,6 +108,25 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
         except ValueError as exc:
             log.error("web push subscriptions are off: the VAPID key cannot be read (%s)", exc)
             push_cfg = None
+    area_index = None
+    if config.subscriptions.areas is not None:
+        from clarion.configtypes import ConfigError
+        from clarion.subscriptions.areas import AreasError, load
+
+        try:
+            area_index = load(
+                config.subscriptions.areas,
+                config.subscriptions.area_code_property,
+                config.subscriptions.area_name_property,
+            )
+        except AreasError as exc:
+            raise ConfigError([f"subscriptions.areas: {exc}"]) from None
+
+    def codes_at(interests: Interests) -> list[str]:
+        if area_index is None or interests.point is None:
+            return []
+        return [a.code for a in area_index.at(*interests.point)]
+
     common = {
         "publisher": config.clarion.publisher_name,
         "follow": config.clarion.follow,
@@ -156,7 +175,9 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
 
         assert mail_cfg is not None
         now = datetime.now(UTC)
-        created = registry.create(store, "email", address, interests, now)
+        created = registry.create(
+            store, "email", address, interests, now, point_codes=codes_at(interests)
+        )
         if created.confirm is not None:
             msg = mail.confirmation(
                 mail_cfg.sender,
@@ -240,6 +261,7 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
                     datetime.now(UTC),
                     p256dh=p256dh,
                     auth=auth,
+                    point_codes=codes_at(interests),
                 )
                 return JSONResponse(
                     {"manage": f"{base}/subscriptions/{created.token}"}, status_code=201
@@ -332,11 +354,16 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
                 404,
             )
         interests = Interests.model_validate(row.interests)
+        described = interests.describe()
+        if area_index is not None and interests.point is not None:
+            names = [a.name for a in area_index.at(*interests.point)]
+            if names:
+                described += " (" + ", ".join(names) + ")"
         return page(
             request,
             "manage.html",
             sub=row,
-            described=interests.describe(),
+            described=described,
             values=_form_values(interests),
             token=token,
             problem=None,
@@ -383,7 +410,7 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
                     token=token,
                     problem=str(exc),
                 )
-            registry.change(store, token, interests, now)
+            registry.change(store, token, interests, now, point_codes=codes_at(interests))
         return Response(status_code=303, headers={"Location": f"/subscriptions/{token}"})
 
     @router.get("/sw.js", summary="The service worker that shows this publisher's notifications")
