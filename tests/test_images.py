@@ -400,3 +400,35 @@ def test_a_notice_page_links_its_alert_card_for_link_previews(sqlite_store: Stor
         assert "og:image" not in client.get("/notices/2").text
         assert client.get("/notices/2/card.png").status_code == 404
         assert client.get("/notices/99/card.png").status_code == 404
+
+
+def test_the_fediverse_note_links_the_alert_card_with_its_alt_text() -> None:
+    from clarion.channels.base import RenderContext
+    from clarion.sources.cap import parse_cap
+
+    cfg = config("""
+[clarion]
+public_url = "https://alerts.example.org"
+timezone = "America/Chicago"
+[channels.fedi]
+kind = "activitypub"
+username = "alerts"
+alert_card = true
+[channels.plain]
+kind = "activitypub"
+username = "plain"
+""")
+    chans = build_channels(cfg)
+    [hurricane] = parse_cap(fixture_bytes("cap/nws_multiple_polygons.cap"))
+    ctx = RenderContext(
+        languages=("en",), permalink="https://alerts.example.org/notices/7", thread_id=7
+    )
+    note = chans["fedi"].render(hurricane, ctx).fields["object"]
+    first = note["attachment"][0]
+    assert first["url"] == "https://alerts.example.org/notices/7/card.png"
+    assert first["mediaType"] == "image/png" and first["name"].startswith("Map of 2 areas")
+    assert "12:15 CDT" in first["name"]
+    assert "attachment" not in chans["plain"].render(hurricane, ctx).fields["object"]
+    [watch] = parse_cap(demo_cap(0))  # no shapes: no card
+    assert "attachment" not in chans["fedi"].render(watch, ctx).fields["object"]
+    close_all(chans)

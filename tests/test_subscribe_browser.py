@@ -23,6 +23,7 @@ from clarion.store.schema import subscriptions
 from clarion.subscriptions.webpush import new_private_key
 from clarion.web.app import create_app
 from tests.browser import chromium, require_chromium, serve, shot
+from tests.conftest import FIXTURES
 from tests.fakes.push_service import PushService
 from tests.helpers import config, demo_cap, ingest_bytes, rows
 from tests.test_subscribe_web import ALERT_AT, Mailbox
@@ -59,6 +60,8 @@ vapid_private_key = {{ env = "VAPID_KEY" }}
 subject = "mailto:ops@example.org"
 [[routes]]
 channels = ["mail", "push"]
+[subscriptions]
+areas = "{FIXTURES / "areas" / "montana-zones.geojson"}"
 """)
     chans = build_channels(cfg)
     try:
@@ -127,6 +130,12 @@ def test_with_script_the_browser_subscribes_and_is_pushed_an_alert(site: Any, br
     page.goto(site["url"] + "/subscribe")
     assert page.locator("#push").is_visible()
     page.get_by_label("Area codes").fill("MTZ014")
+    # A click on the map of the publisher's areas chooses the point: the middle of the
+    # MTZ014 rectangle (46.2–47.3 N, 113.0–111.6 W) is about 46.75 N, 112.3 W.
+    page.locator("svg.pick polygon").first.click()
+    lat = float(page.locator("input[name=lat]").input_value())
+    lon = float(page.locator("input[name=lon]").input_value())
+    assert abs(lat - 46.75) < 0.05 and abs(lon + 112.3) < 0.05, (lat, lon)
     page.get_by_role("button", name="Use my location").click()
     # (not `wait_for_function`: it evaluates a string, which the page's CSP rightly refuses)
     expect(page.locator("input[name=lat]")).to_have_value("46.5891")

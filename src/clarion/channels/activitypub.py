@@ -51,6 +51,7 @@ class ActivityPubChannelConfig(ChannelConfigBase):
     on_cancel: Literal["edit", "delete"] = "edit"  # edit the post to say CANCELLED, or delete it
     hashtags: list[str] = Field(default_factory=list)
     drop_inbox_after: Duration = 7 * 86400.0  # an inbox failing this long is dropped, reported
+    alert_card: bool = False  # attach the alert card (served at /notices/N/card.png) first
     timeout: Duration = 15.0
 
     _check_icon = field_validator("icon")(lambda v: http_url(v) if v is not None else v)
@@ -82,8 +83,10 @@ class ActivityPubChannel:
         on_cancel: str = "edit",
         drop_after: float = 7 * 86400.0,
         languages: tuple[str, ...] = (),
+        card: Any = None,
     ) -> None:
         self.name = name
+        self._card = card  # (time zone, publisher) for the alert card's alt text, or None
         self.username = username
         self.base = base.rstrip("/")
         self.hashtags = list(hashtags or [])
@@ -117,6 +120,11 @@ class ActivityPubChannel:
         permalink = ctx.permalink or self.base + "/"
         thread = ctx.thread_id or 0
         languages = self.languages or ctx.languages
+        card = None
+        if self._card is not None and thread:
+            from clarion.render.card import card_alt
+
+            card = card_alt(notice, languages, self._card[0])
         obj = note(
             notice,
             base=self.base,
@@ -125,6 +133,7 @@ class ActivityPubChannel:
             permalink=permalink,
             languages=languages,
             hashtags=self.hashtags,
+            card=card,
         )
         if notice.msg_type is MsgType.ALERT:
             kind = "Create"
@@ -208,6 +217,7 @@ def _build(cfg: ActivityPubChannelConfig, deps: Deps) -> ActivityPubChannel:
         on_cancel=cfg.on_cancel,
         drop_after=cfg.drop_inbox_after,
         languages=deps.languages,
+        card=deps.card() if cfg.alert_card else None,
     )
 
 

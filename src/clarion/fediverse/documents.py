@@ -160,6 +160,7 @@ def note(
     languages: tuple[str, ...],
     hashtags: list[str],
     cancelled_text: bool = False,
+    card: str | None = None,
 ) -> dict[str, Any]:
     """The Note a notice is (one per thread: its updates edit it, so Mastodon shows the edit).
     Test and Exercise notices carry a content warning, so no one takes them for real."""
@@ -199,6 +200,8 @@ def note(
         for r in (info.resources if info is not None else [])
         if r.uri and r.uri.startswith("https://") and r.mime_type.startswith("image/")
     ][:4]
+    if card is not None:  # the alert card, served by Clarion: its alt text
+        images = [(f"{base}/notices/{thread}/card.png", "image/png", card), *images][:4]
     if images:
         doc["attachment"] = [
             {"type": "Document", "mediaType": mime, "url": uri, "name": alt}

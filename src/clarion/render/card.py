@@ -163,10 +163,29 @@ def alert_card(
     draw.text((36, HEIGHT - 36), publisher, font=foot, fill=(60, 60, 60), anchor="lm")
     out = io.BytesIO()
     img.save(out, "PNG", optimize=True)
+    return Card(out.getvalue(), _alt(notice, len(rings), names, title, when))
+
+
+def _alt(notice: Notice, shapes: int, names: list[str], title: str, when: str) -> str:
     where = "; ".join(dict.fromkeys(names)) or "the alert's area"
     alt = (
-        f"Map of {len(rings)} area{'s' if len(rings) != 1 else ''} under this "
+        f"Map of {shapes} area{'s' if shapes != 1 else ''} under this "
         f"{notice.severity.value} {KIND.get(notice.msg_type, '').lower() or 'notice'}: {where}. "
         f"{title}. {when}."
     )
-    return Card(out.getvalue(), alt[:1000])
+    return alt[:1000]
+
+
+def card_alt(
+    notice: Notice, languages: tuple[str, ...] = (), tz: ZoneInfo | None = None
+) -> str | None:
+    """The card's alt text without drawing it (for a document that links the card by URL);
+    None when the notice has no card."""
+    info = notice.info(languages)
+    areas = [a.model_dump(mode="json") for a in (info.areas if info else [])]
+    rings = rings_of(areas)
+    if not rings:
+        return None
+    title = (info.headline if info else None) or (info.event if info else "") or ""
+    names = [a["description"] for a in areas if a.get("description")]
+    return _alt(notice, len(rings), names, title, _when(notice, tz or ZoneInfo("UTC")))

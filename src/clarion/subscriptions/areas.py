@@ -92,3 +92,47 @@ def load(path: Path, code_property: str = "code", name_property: str = "name") -
         areas.append(Area(str(code).strip(), str(props.get(name_property) or code)))
         shapes.append(geom)
     return AreaIndex(areas, shapes)
+
+
+MAP_WIDTH, MAP_HEIGHT, MAP_PAD = 640.0, 420.0, 10.0
+MAP_MAX_AREAS = 5000  # more than this is not a map a person can click on
+
+
+def area_map(index: AreaIndex, label: str) -> str | None:
+    """An SVG of the publisher's areas (each with its name as a tooltip), in the page map's
+    projection (equirectangular, scaled by the cosine of the middle latitude), carrying what a
+    script needs to turn a click into a latitude and longitude. None when there are too many
+    areas to draw."""
+    import shapely
+    from markupsafe import escape
+
+    if len(index) > MAP_MAX_AREAS:
+        return None
+    west, south, east, north = shapely.total_bounds(index.shapes)
+    kx = math.cos(math.radians((south + north) / 2))
+    span_x = max((east - west) * kx, 1e-6)
+    span_y = max(north - south, 1e-6)
+    scale = min((MAP_WIDTH - 2 * MAP_PAD) / span_x, (MAP_HEIGHT - 2 * MAP_PAD) / span_y)
+    off_x = (MAP_WIDTH - span_x * scale) / 2
+    off_y = (MAP_HEIGHT - span_y * scale) / 2
+    tolerance = 0.5 / scale  # half a pixel
+    shapes = []
+    for area, geom in zip(index.areas, index.shapes, strict=True):
+        simple = shapely.simplify(geom, tolerance, preserve_topology=True)
+        polys = getattr(simple, "geoms", [simple])
+        for poly in polys:
+            if poly.geom_type != "Polygon" or poly.is_empty:
+                continue
+            pts = " ".join(
+                f"{off_x + (x - west) * kx * scale:.1f},{off_y + (north - y) * scale:.1f}"
+                for x, y in poly.exterior.coords
+            )
+            shapes.append(f'<polygon points="{pts}"><title>{escape(area.name)}</title></polygon>')
+    return (
+        f'<svg class="areamap pick" viewBox="0 0 {MAP_WIDTH:g} {MAP_HEIGHT:g}" '
+        f'width="{MAP_WIDTH:g}" height="{MAP_HEIGHT:g}" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg" data-west="{west!r}" data-north="{north!r}" '
+        f'data-kx="{kx!r}" data-scale="{scale!r}" data-offx="{off_x!r}" data-offy="{off_y!r}">'
+        f"<title>{escape(label)}</title>{''.join(shapes)}"
+        f'<circle id="picked" r="5" cx="-10" cy="-10"/></svg>'
+    )

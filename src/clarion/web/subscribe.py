@@ -122,6 +122,18 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
         except AreasError as exc:
             raise ConfigError([f"subscriptions.areas: {exc}"]) from None
 
+    area_svg: str | None = None
+    if area_index is not None:
+        from markupsafe import Markup
+
+        from clarion.subscriptions.areas import area_map
+
+        drawn = area_map(
+            area_index,
+            N_("Map of the areas you can follow; with script, a click on it chooses the point"),
+        )
+        area_svg = Markup(drawn) if drawn else None
+
     def codes_at(interests: Interests) -> list[str]:
         if area_index is None or interests.point is None:
             return []
@@ -137,6 +149,7 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
         "offers_push": push_cfg is not None,
         "offers_email": mail_cfg is not None,
         "vapid_public": vapid_public,
+        "area_svg": area_svg,
     }
 
     def page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
@@ -362,6 +375,7 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
         return page(
             request,
             "manage.html",
+            area_svg=None,  # the management page runs no script: no map to click
             sub=row,
             described=described,
             values=_form_values(interests),
@@ -404,6 +418,7 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
                     request,
                     "manage.html",
                     422,
+                    area_svg=None,
                     sub=row,
                     described=Interests.model_validate(row.interests).describe(),
                     values=dict(form),

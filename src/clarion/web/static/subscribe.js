@@ -17,6 +17,22 @@
       }, (e) => { out.textContent = e.message; });
     });
   }
+  // A click on the map of our areas chooses the point (the map's projection is in its data).
+  const map = document.querySelector("svg.pick");
+  if (map) {
+    map.addEventListener("click", (e) => {
+      const p = map.createSVGPoint();
+      p.x = e.clientX; p.y = e.clientY;
+      const at = p.matrixTransform(map.getScreenCTM().inverse());
+      const d = map.dataset;
+      const lon = Number(d.west) + (at.x - Number(d.offx)) / (Number(d.kx) * Number(d.scale));
+      const lat = Number(d.north) - (at.y - Number(d.offy)) / Number(d.scale);
+      form.elements.lat.value = lat.toFixed(4);
+      form.elements.lon.value = lon.toFixed(4);
+      const dot = document.getElementById("picked");
+      dot.setAttribute("cx", at.x); dot.setAttribute("cy", at.y);
+    });
+  }
   if (!box || !("serviceWorker" in navigator) || !("PushManager" in window)) return;
   box.hidden = false;
   const list = (v) => (v || "").split(/[,;\n]+/).map((s) => s.trim()).filter(Boolean);
