@@ -188,6 +188,7 @@ def test_a_point_in_the_polygon_gets_the_alert_its_update_replaces_it_then_its_c
         first = b.got[0]["payload"]
         assert first["title"].startswith("Flash Flood Watch")
         assert first["url"].startswith("https://alerts.example.org/notices/")
+        assert first["image"] == first["url"] + "/card.png"  # it has a polygon: its card
     # Severe: `Urgency: high`, wakes the device; the cancel (Minor) does not.
     assert [m["urgency"] for m in inside.got] == ["high", "high", "normal"]
     assert outside.got == [] and too_mild.got == []

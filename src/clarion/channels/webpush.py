@@ -123,6 +123,15 @@ class WebPushChannel:
         if len(title) > TITLE_LIMIT:
             cut = title[: TITLE_LIMIT - 1].rsplit(" ", 1)[0].rstrip(" ,;:.")
             title, body = cut + "…", r.text
+        from clarion.render.card import card_alt
+
+        # An alert with shapes: its card as the notification's image (browsers that show
+        # images fetch it from the notice's page; the alt text is the body's own words).
+        image = (
+            f"{ctx.permalink}/card.png"
+            if ctx.permalink and card_alt(notice, languages) is not None
+            else None
+        )
         return Rendered.from_row(
             {
                 "text": r.text,
@@ -130,6 +139,7 @@ class WebPushChannel:
                 "limit": BODY_LIMIT,
                 "language": r.language,
                 "push": {
+                    **({"image": image} if image else {}),
                     "title": title,
                     "body": body,
                     "url": ctx.permalink,

@@ -108,7 +108,7 @@ def area_map(index: AreaIndex, label: str) -> str | None:
 
     if len(index) > MAP_MAX_AREAS:
         return None
-    west, south, east, north = shapely.total_bounds(index.shapes)
+    west, south, east, north = (float(v) for v in shapely.total_bounds(index.shapes))
     kx = math.cos(math.radians((south + north) / 2))
     span_x = max((east - west) * kx, 1e-6)
     span_y = max(north - south, 1e-6)

@@ -6,6 +6,7 @@ self.addEventListener("push", (event) => {
   const title = m.title || "Alert";
   event.waitUntil(self.registration.showNotification(title, {
     body: m.body || "",
+    image: m.image || undefined,
     tag: m.tag || undefined,
     renotify: Boolean(m.tag),
     requireInteraction: m.severity === "extreme" || m.severity === "severe",
