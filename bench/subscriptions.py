@@ -189,7 +189,16 @@ channels = ["push"]
     make_dispatcher(store, cfg, chans).run_until_idle()  # the worker's own (from the config)
     sent = time.perf_counter() - start
     got = httpx.get(f"{url}/stats").json()["count"]
-    assert got == n, f"{got} of {n} arrived"
+    with store.read() as conn:
+        recorded = dict(
+            conn.execute(
+                sa.text("select state, count(*) from subscription_sends group by state")
+            ).all()
+        )
+    # Every subscriber once: reached, or (the answer lost) not sent again; none twice.
+    assert got <= n and sum(recorded.values()) == n, (got, recorded)
+    if recorded.get("unknown"):
+        print(f"  ({recorded['unknown']} answer(s) lost in transit, not sent again)")
     for c in chans.values():
         c.close()
     store.close()

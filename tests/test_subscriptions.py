@@ -369,3 +369,26 @@ def test_several_workers_share_one_alerts_fan_out(
     assert senders == {"w1", "w2"}
     reached = registry.reach_of(pg_store, [d.id for d in parts])
     assert sorted(r["sent"] for r in reached.values()) == [2, 2, 2]
+
+
+def test_a_push_whose_answer_is_lost_is_not_sent_again(
+    sqlite_store: Store, push: PushService, vapid_key: str, built: list[Any]
+) -> None:
+    """The connection breaks after the request went out (the push service may have it): that
+    subscriber is recorded as unknown and not sent the same version again; a refused
+    connection, which never reached it, is retried."""
+    from clarion.store.schema import deliveries
+
+    cfg = config(PUSH_CONFIG)
+    chans = build(cfg, built)
+    lost, fine = push.subscribe(), push.subscribe()
+    for b in (lost, fine):
+        subscribe(sqlite_store, b, areas=["MTZ014"])
+    path = lost.endpoint.removeprefix(push.server.url)
+    push.script[path] = [None]  # type: ignore[list-item]  # read the request, then hang up
+    ingest_bytes(sqlite_store, cfg, chans, step(0), now=ALERT_AT)
+    Dispatcher(sqlite_store, chans, clock=lambda: ALERT_AT).run_until_idle()
+    [d] = rows(sqlite_store, deliveries)
+    assert d.state == "sent" and len(fine.got) == 1 and lost.got == []
+    assert registry.reach_of(sqlite_store, [d.id]) == {d.id: {"sent": 1, "unknown": 1}}
+    assert push.script[path] == []  # asked once, never again

@@ -235,9 +235,12 @@ class EmailChannel:
                     state = "refused" if exc.code >= 500 else "failed"
                     outcomes.append(Outcome(state, f"SMTP {exc.code} {exc.message}"))
                 except (aiosmtplib.SMTPException, OSError) as exc:
-                    # The session is gone: this one and the rest wait for the retry.
+                    # The session broke mid-message: the server may have taken this one (its
+                    # reply to DATA is what says so), which is not sent again; the rest wait
+                    # for the retry.
+                    outcomes.append(Outcome("unknown", f"SMTP {self.host}: {exc}"))
                     rest = len(page) - len(outcomes)
-                    outcomes += [Outcome("failed", f"SMTP {self.host}: {exc}")] * rest
+                    outcomes += [Outcome("failed", f"SMTP {self.host}: session broke")] * rest
                     break
         finally:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):

@@ -179,8 +179,17 @@ class WebPushChannel:
                     "Content-Type": "application/octet-stream",
                 },
             )
-        except httpx.HTTPError as exc:
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+            httpx.PoolTimeout,
+            httpx.WriteError,
+        ) as exc:
+            # The request never reached the push service whole: safe to send again.
             return Outcome("failed", f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:
+            # Sent, but the answer was lost: it may have arrived (see fanout.FINAL).
+            return Outcome("unknown", f"{type(exc).__name__}: {exc}")
         code = resp.status_code
         if 200 <= code < 300:
             return Outcome("sent")

@@ -15,12 +15,16 @@ from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Receipt
 from clarion.subscriptions import registry
 
 PAGE = 1000
-FINAL = ("sent", "gone", "refused")  # recorded: never tried again for this delivery
+# Recorded: never tried again for this delivery. `unknown`: the request went out and its answer
+# was lost (the connection broke while reading it): it may have arrived, and sending it again
+# could show it twice, so it is not retried (at most once, as the outbox does for platforms
+# without an idempotency key).
+FINAL = ("sent", "gone", "refused", "unknown")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # sent | gone | refused (final) | failed | later (tried again on retry)
+    state: str  # sent | gone | refused | unknown (final) | failed | later (tried on retry)
     detail: str | None = None
     retry_after: float | None = None
 
