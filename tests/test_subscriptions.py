@@ -111,6 +111,14 @@ def test_interests_are_bounded_and_strict() -> None:
     assert Interests(sources=["nws"]).follows_something()
     i = Interests(areas=["MTZ014"], places=["Lewis and Clark"], point=(46.58912345, -112.0391))
     assert i.point == (46.58912, -112.0391)  # a metre is all delivery needs
+    # A transit stop is followed by the term GTFS-realtime alerts carry for it.
+    from clarion.model import Entity, Notice
+    from clarion.store.terms import terms_for
+
+    stop = Interests(stops=["70011"]).terms()
+    assert stop == [["entity:stop:70011"]]
+    affected = Notice.model_construct(infos=[], entities=[Entity(kind="stop", id="70011")])
+    assert stop[0][0] in terms_for(affected)
     assert sorted(map(sorted, i.terms())) == [
         ["area:mtz014"],
         ["place:and", "place:clark", "place:lewis"],
@@ -392,3 +400,38 @@ def test_a_push_whose_answer_is_lost_is_not_sent_again(
     assert d.state == "sent" and len(fine.got) == 1 and lost.got == []
     assert registry.reach_of(sqlite_store, [d.id]) == {d.id: {"sent": 1, "unknown": 1}}
     assert push.script[path] == []  # asked once, never again
+
+
+def test_at_most_so_many_at_once_to_one_push_service(
+    sqlite_store: Store, push: PushService, vapid_key: str, built: list[Any]
+) -> None:
+    import threading
+
+    cfg = config(PUSH_CONFIG.replace("concurrency = 4", "concurrency = 8\nper_push_service = 2"))
+    browsers = [push.subscribe() for _ in range(12)]
+    for b in browsers:
+        subscribe(sqlite_store, b, areas=["MTZ014"])
+    lock = threading.Condition()
+    state = {"now": 0, "most": 0}
+    plain = push.handle
+
+    def counted(req: Any) -> Any:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            # Hold each request until a third could arrive (or a moment has passed): with
+            # eight senders and no per-service limit, it would (checked: 3 at once without).
+            lock.wait_for(lambda: state["now"] > 2, timeout=0.2)
+        try:
+            return plain(req)
+        finally:
+            with lock:
+                state["now"] -= 1
+                lock.notify_all()
+
+    push.server.handle = counted  # type: ignore[method-assign]
+    chans = build(cfg, built)
+    ingest_bytes(sqlite_store, cfg, chans, step(0), now=ALERT_AT)
+    Dispatcher(sqlite_store, chans, clock=lambda: ALERT_AT).run_until_idle()
+    assert [len(b.got) for b in browsers] == [1] * 12
+    assert state["most"] == 2

@@ -14,8 +14,10 @@ delivery's retry, the others are sent to.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -53,6 +55,9 @@ class WebPushChannelConfig(ChannelConfigBase):
     vapid_private_key: SecretRef  # `clarion subscriptions keys` makes one
     subject: str = Field(pattern=r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$")  # who to contact
     concurrency: int = Field(default=32, ge=1, le=256)  # messages in flight at once
+    # …of which at most this many to one push service (FCM, Mozilla, Apple: most subscribers
+    # share a few); default: no separate limit.
+    per_push_service: int | None = Field(default=None, ge=1, le=256)
     # A story reaching more subscribers than this is queued in parts that several workers
     # share (each part still sends `concurrency` at once).
     part_size: int = Field(default=5000, ge=1, le=1_000_000)
@@ -84,12 +89,14 @@ class WebPushChannel:
         concurrency: int = 32,
         default_ttl: float = 86400.0,
         part_size: int = 5000,
+        per_push_service: int | None = None,
         languages: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.vapid = vapid
         self.concurrency = concurrency
         self.part_size = part_size
+        self.per_push_service = per_push_service
         self.default_ttl = default_ttl
         self.languages = languages
         self._http = http
@@ -227,12 +234,21 @@ class WebPushChannel:
             "Urgency": _urgency(str(push["severity"]), str(push["type"])),
         }
         slow: set[str] = set()  # push services that said 429: left for the retry
+        lanes: dict[str, threading.BoundedSemaphore] = {}
+        lanes_lock = threading.Lock()
+
+        def lane(host: str) -> Any:
+            if self.per_push_service is None:
+                return contextlib.nullcontext()
+            with lanes_lock:
+                return lanes.setdefault(host, threading.BoundedSemaphore(self.per_push_service))
 
         def one(sub: Any) -> Outcome:
             host = urlsplit(sub.address).netloc
             if host in slow:
                 return Outcome("later", f"{host} asked to slow down")
-            outcome = self._send_one(sub, body, headers)
+            with lane(host):
+                outcome = self._send_one(sub, body, headers)
             if outcome.state == "later":
                 slow.add(host)
             return outcome
@@ -257,6 +273,7 @@ def _build(cfg: WebPushChannelConfig, deps: Deps) -> WebPushChannel:
         concurrency=cfg.concurrency,
         default_ttl=cfg.default_ttl,
         part_size=cfg.part_size,
+        per_push_service=cfg.per_push_service,
         languages=deps.languages,
     )
 

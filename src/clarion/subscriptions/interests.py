@@ -1,11 +1,11 @@
 """What a subscriber follows, as they asked for it, bounded; and the terms it matches on.
 
-An *interest* is a set of terms that must all be among a notice's terms (`store.terms`): an
-area code (`area:030013` for SAME, `area:mtz009` for UGC), the words of a place, line or
-service's name (`place:cascade` + `place:county`), a route (`route:a`), a status component
-(`entity:component:abc`). A subscription matches when any of its interests does, or when its
-point lies in one of the notice's polygons or circles; then its severity floor, sources and
-languages are checked.
+An *interest* is a set of terms that must all be among a notice's terms (`store.terms`): an area
+code (`area:030013` for SAME, `area:mtz009` for UGC), the words of a place, line or service's
+name (`place:cascade` + `place:county`), a route (`route:a`), a stop (`entity:stop:70011`), a
+status component (`entity:component:abc`). A subscription matches when any of its interests
+does, or when its point lies in one of the notice's polygons or circles; then its severity
+floor, sources and languages are checked.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Interests(BaseModel):
     areas: list[Item] = Field(default_factory=list, max_length=MAX_ITEMS)  # codes: SAME, UGC, FIPS
     places: list[Item] = Field(default_factory=list, max_length=MAX_ITEMS)  # names
     routes: list[Item] = Field(default_factory=list, max_length=MAX_ITEMS)
+    stops: list[Item] = Field(default_factory=list, max_length=MAX_ITEMS)  # transit stop ids
     components: list[Item] = Field(default_factory=list, max_length=MAX_ITEMS)
     point: tuple[float, float] | None = None  # (lat, lon)
     sources: list[Item] | None = Field(default=None, max_length=MAX_SOURCES)
@@ -73,6 +74,7 @@ class Interests(BaseModel):
         out += [[f"area:{a.lower()}"] for a in self.areas]
         out += [[f"place:{w}" for w in dict.fromkeys(place_words(p))] for p in self.places]
         out += [[f"route:{r.lower()}"] for r in self.routes]
+        out += [[f"entity:stop:{x.lower()}"] for x in self.stops]
         out += [[f"entity:component:{c.lower()}"] for c in self.components]
         unique: dict[tuple[str, ...], list[str]] = {}
         for t in out:
@@ -91,6 +93,7 @@ class Interests(BaseModel):
         parts += [f"area {a}" for a in self.areas]
         parts += list(self.places)
         parts += [f"line {r}" for r in self.routes]
+        parts += [f"stop {x}" for x in self.stops]
         parts += [f"service {c}" for c in self.components]
         if self.point is not None:
             parts.append(f"the point {self.point[0]:.4f}, {self.point[1]:.4f}")

@@ -42,8 +42,11 @@
       areas: list(f.get("areas")).flatMap((a) => a.split(/\s+/)),
       places: list(f.get("places")),
       routes: list(f.get("routes")),
+      stops: list(f.get("stops")),
       components: list(f.get("components")),
     };
+    const langs = list(f.get("languages")).flatMap((x) => x.split(/\s+/));
+    if (langs.length) i.languages = langs;
     const lat = f.get("lat"), lon = f.get("lon");
     if (lat && lon) i.point = [Number(lat), Number(lon)];
     const sources = f.getAll("sources").filter(Boolean);
