@@ -251,7 +251,11 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         )
 
     @router.get(
-        "/publishers/{sender:path}", response_class=HTMLResponse, summary="One publisher's notices"
+        "/publishers/{sender:path}",
+        response_class=HTMLResponse,
+        # A sender with a line break matches no route (found by schemathesis).
+        responses={404: {"description": "No such path"}},
+        summary="One publisher's notices",
     )
     def publisher_page(request: Request, sender: str, flt: Filter, page: Page = 1) -> Response:
         f = NoticeFilter(**{**flt.__dict__, "publisher": (sender,)})
