@@ -33,6 +33,7 @@ UPDATE_AT = datetime(2010, 8, 30, 16, 30, tzinfo=UTC)
 class Mailbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.envelope_senders: list[str] = []
         self.refuse: set[str] = set()
 
     async def handle_RCPT(
@@ -45,6 +46,7 @@ class Mailbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        self.envelope_senders.append(envelope.mail_from)
         return "250 Message accepted for delivery"
 
 
@@ -68,6 +70,7 @@ port = {port}
 security = "none"
 sender = "alerts@example.org"
 subscribers = true
+verp = true
 [channels.push]
 kind = "webpush"
 vapid_private_key = {{ env = "VAPID_KEY" }}
@@ -480,3 +483,69 @@ areas = "{bad}"
 """)
         with pytest.raises(ConfigError, match=why):
             create_app(sqlite_store, cfg)
+
+
+DSN = """From: MAILER-DAEMON@mx.example.net
+To: <{to}>
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+This is the mail system at host mx.example.net. The mail could not be delivered.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+Arrival-Date: Mon, 30 Aug 2010 11:00:05 +0000
+
+Final-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822;{recipient}
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected
+
+--b--
+"""
+
+
+def test_a_bounce_that_comes_back_later_pauses_the_address(site: Any, tmp_path: Any) -> None:
+    """RFC 3464 bounces piped to `clarion subscriptions bounce`: the mails' envelope sender
+    carries each subscriber's key (VERP), so a hard bounce pauses exactly that subscription;
+    a delay changes nothing; without the key, the DSN's Final-Recipient names it."""
+    from typer.testing import CliRunner
+
+    from clarion.cli import app
+
+    for who in ("gone@example.net", "other@example.net"):
+        site.client.post("/subscribe", data={"email": who, "areas": "MTZ014"})
+        site.client.post(link(site.mailbox.messages[-1].get_content(), "/subscriptions/confirm/"))
+    site.ingest(0, ALERT_AT)
+    by_address = {r.address: r for r in rows(site.store, subscriptions)}
+    gone = by_address["gone@example.net"]
+    assert f"alerts+b-{gone.unsubscribe_key}@example.org" in site.mailbox.envelope_senders
+
+    cfg_file = tmp_path / "clarion.toml"
+    cfg_file.write_text(f'[clarion]\ndatabase_url = "{site.store.engine.url}"\n')
+
+    def bounce(to: str, recipient: str, action: str, status: str) -> str:
+        raw = DSN.format(to=to, recipient=recipient, action=action, status=status)
+        r = CliRunner().invoke(
+            app, ["subscriptions", "bounce", "--config", str(cfg_file)], input=raw.encode()
+        )
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    verp = f"alerts+b-{gone.unsubscribe_key}@example.org"
+    assert "nothing changed" in bounce(verp, "gone@example.net", "delayed", "4.4.1")
+    assert {r.state for r in rows(site.store, subscriptions)} == {"active"}
+    assert "paused 1" in bounce(verp, "gone@example.net", "failed", "5.1.1")
+    states = {r.address: (r.state, r.paused_reason) for r in rows(site.store, subscriptions)}
+    assert states["gone@example.net"] == ("paused", "the address bounced (5.1.1)")
+    assert states["other@example.net"][0] == "active"
+    # No key in the address it came back to: the DSN's own recipient names the subscriber.
+    assert "paused 1" in bounce("alerts@example.org", "other@example.net", "failed", "5.2.1")
+    assert "no subscriber" in bounce("alerts@example.org", "nobody@example.net", "failed", "5.1.1")

@@ -1109,3 +1109,21 @@ def subscriptions_count(config: ConfigOpt = None) -> None:
     typer.echo(f"following a point on the map: {c['points']}")
     for term, n in c["by_term"][:20]:
         typer.echo(f"  {n:6}  {term}")
+
+
+@subscriptions_app.command("bounce")
+def subscriptions_bounce(config: ConfigOpt = None) -> None:
+    """Read one bounce (a delivery status notification) on standard input and pause the
+    e-mail subscription it is about, if the failure is permanent. For a mail server's pipe:
+    route the `verp` bounce address (sender+b-…@) to this command."""
+    from datetime import UTC, datetime
+
+    from clarion.subscriptions import bounces
+
+    raw = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
+    try:
+        bounce = bounces.read(raw)
+    except ValueError as exc:
+        typer.echo(f"not read: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(bounces.apply(_store(_config(config)), bounce, datetime.now(UTC)))

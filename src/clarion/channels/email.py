@@ -56,6 +56,10 @@ class EmailChannelConfig(ChannelConfigBase):
     # their own mail, with a one-click unsubscribe), confirmed by a link first.
     subscribers: bool = False
     part_size: int = Field(default=5000, ge=1, le=1_000_000)  # subscribers per outbox row
+    # With `subscribers`: each mail's envelope sender is `sender` with `+b-` and the
+    # subscriber's key added (VERP), so a bounce that comes back later names who bounced; route
+    # that address's mail to `clarion subscriptions bounce` (docs/subscriptions.md).
+    verp: bool = False
     unsubscribe: str | None = None  # "mailto:…" or an https URL, for List-Unsubscribe
     timeout: Duration = 30.0
 
@@ -93,12 +97,14 @@ class EmailChannel:
         subscribers: bool = False,
         public_url: str | None = None,
         part_size: int = 5000,
+        verp: bool = False,
     ) -> None:
         self.name = name
         # Subscriber mode: ingest fixes each story's reach among e-mail subscribers.
         self.subscription_kind = "email" if subscribers else None
         self.public_url = (public_url or "").rstrip("/")
         self.part_size = part_size
+        self.verp = verp
         self._store: Any = None
         self.host, self.port = host, port
         self.sender = sender
@@ -179,6 +185,14 @@ class EmailChannel:
         msg.add_alternative(f"<!doctype html><html><body>{page}</body></html>", subtype="html")
         return msg
 
+    def bounce_address(self, key: str) -> str:
+        """The envelope sender of a subscriber's mail: with `verp`, `local+b-KEY@domain`
+        (bounces come back naming them); else the sender."""
+        local, _, domain = self.sender.rpartition("@")
+        if not self.verp or len(local) + 3 + len(key) > 64:  # RFC 5321's local-part limit
+            return self.sender
+        return f"{local}+b-{key}@{domain}"
+
     def send_test(self, sub: Any, title: str, body: str, url: str | None) -> str | None:
         """One test mail to one subscriber (the desk's "test my subscription"); None when the
         server took it, else what went wrong."""
@@ -227,7 +241,9 @@ class EmailChannel:
         try:
             for sub in page:
                 try:
-                    await smtp.send_message(self.build(out, sub))
+                    await smtp.send_message(
+                        self.build(out, sub), sender=self.bounce_address(sub.unsubscribe_key)
+                    )
                     outcomes.append(Outcome("sent"))
                 except aiosmtplib.SMTPRecipientsRefused as exc:
                     outcomes.append(Outcome("refused", f"refused: {exc}"))
@@ -310,6 +326,7 @@ def _build(cfg: EmailChannelConfig, deps: Deps) -> EmailChannel:
         subscribers=cfg.subscribers,
         public_url=deps.public_url,
         part_size=cfg.part_size,
+        verp=cfg.verp,
     )
 
 
