@@ -432,3 +432,39 @@ username = "plain"
     [watch] = parse_cap(demo_cap(0))  # no shapes: no card
     assert "attachment" not in chans["fedi"].render(watch, ctx).fields["object"]
     close_all(chans)
+
+
+def test_slack_and_discord_show_the_alert_card_by_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clarion.channels.base import RenderContext
+    from clarion.sources.cap import parse_cap
+
+    monkeypatch.setenv("HOOK", "https://hooks.example.invalid/x")
+    cfg = config("""
+[clarion]
+public_url = "https://alerts.example.org"
+[channels.slack]
+kind = "slack"
+webhook_url = { env = "HOOK" }
+alert_card = true
+[channels.discord]
+kind = "discord"
+webhook_url = { env = "HOOK" }
+alert_card = true
+[channels.plain]
+kind = "slack"
+webhook_url = { env = "HOOK" }
+""")
+    chans = build_channels(cfg)
+    [hurricane] = parse_cap(fixture_bytes("cap/nws_multiple_polygons.cap"))
+    ctx = RenderContext(
+        languages=("en",), permalink="https://alerts.example.org/notices/7", thread_id=7
+    )
+    card = "https://alerts.example.org/notices/7/card.png"
+    blocks = chans["slack"].render(hurricane, ctx).fields["blocks"]
+    [image] = [b for b in blocks if b["type"] == "image"]
+    assert image["image_url"] == card and image["alt_text"].startswith("Map of 2 areas")
+    embed = chans["discord"].render(hurricane, ctx).fields["embeds"][0]
+    assert embed["image"]["url"] == card
+    plain = chans["plain"].render(hurricane, ctx).fields["blocks"]
+    assert not [b for b in plain if b["type"] == "image"]
+    close_all(chans)

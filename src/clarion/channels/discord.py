@@ -36,7 +36,7 @@ from clarion.channels.http import (
     request,
     retry_after_seconds,
 )
-from clarion.channels.images import image_resources
+from clarion.channels.images import image_resources, with_card
 from clarion.configtypes import ChannelConfigBase, Duration, SecretRef
 from clarion.model import Notice, Severity
 from clarion.render.counting import count_graphemes
@@ -48,6 +48,9 @@ class DiscordChannelConfig(ChannelConfigBase):
 
     kind: Literal["discord"]
     webhook_url: SecretRef
+    # Show the alert card first (Clarion serves it; the platform fetches it by URL), for
+    # alerts with shapes.
+    alert_card: bool = False
     edit_on_update: bool = False
     timeout: Duration = 15.0
 
@@ -87,8 +90,10 @@ class DiscordChannel(HttpChannel):
         timeout: float = 15.0,
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
+        card: Any = None,
     ) -> None:
         super().__init__(name, timeout=timeout, languages=languages, http=http)
+        self._card = card  # (time zone, publisher) for the alert card, or None
         self.url = webhook_url.rstrip("/")
         self.edit_on_update = edit_on_update
 
@@ -110,7 +115,10 @@ class DiscordChannel(HttpChannel):
         info = notice.info(self.languages or ctx.languages)
         if info is not None and info.sender_name:
             embed["author"] = {"name": info.sender_name[:256]}
-        images = image_resources(notice, self.languages or ctx.languages, 1)
+        langs = self.languages or ctx.languages
+        images = with_card(
+            image_resources(notice, langs, 1), notice, langs, ctx.permalink, self._card, 1
+        )
         if images:
             uri, alt = images[0]
             embed["image"] = {"url": uri}
@@ -189,6 +197,7 @@ def _build(cfg: DiscordChannelConfig, deps: Deps) -> DiscordChannel:
         edit_on_update=cfg.edit_on_update,
         timeout=cfg.timeout,
         languages=deps.languages,
+        card=deps.card() if cfg.alert_card else None,
     )
 
 

@@ -42,6 +42,27 @@ def image_resources(
     return found[:limit]
 
 
+def with_card(
+    resources: list[tuple[str, str]],
+    notice: Notice,
+    languages: tuple[str, ...],
+    permalink: str | None,
+    card: tuple[Any, str] | None,
+    limit: int,
+) -> list[tuple[str, str]]:
+    """For platforms that fetch images by URL: the alert card first (Clarion serves it at the
+    notice's address + `/card.png`) when `card` is (time zone, publisher) and the notice has
+    shapes, then the resources."""
+    if card is None or not permalink:
+        return resources[:limit]
+    from clarion.render.card import card_alt
+
+    alt = card_alt(notice, languages, card[0])
+    if alt is None:
+        return resources[:limit]
+    return [(f"{permalink}/card.png", alt), *resources][:limit]
+
+
 # Pillow's names for the formats platforms take, and their MIME types.
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 MAX_PIXELS = 40_000_000  # an image that decodes larger than this is a decompression bomb

@@ -23,7 +23,7 @@ from clarion.channels.base import (
     Rendered,
 )
 from clarion.channels.http import HttpChannel, classify_http, request, retry_after_seconds
-from clarion.channels.images import image_resources
+from clarion.channels.images import image_resources, with_card
 from clarion.configtypes import ChannelConfigBase, Duration, SecretRef
 from clarion.model import Notice
 
@@ -33,6 +33,9 @@ class SlackChannelConfig(ChannelConfigBase):
 
     kind: Literal["slack"]
     webhook_url: SecretRef
+    # Show the alert card first (Clarion serves it; the platform fetches it by URL), for
+    # alerts with shapes.
+    alert_card: bool = False
     timeout: Duration = 15.0
 
 
@@ -64,8 +67,10 @@ class SlackChannel(HttpChannel):
         timeout: float = 15.0,
         languages: tuple[str, ...] = (),
         http: httpx.Client | None = None,
+        card: Any = None,
     ) -> None:
         super().__init__(name, timeout=timeout, languages=languages, http=http)
+        self._card = card  # (time zone, publisher) for the alert card, or None
         self.url = webhook_url
 
     def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
@@ -82,7 +87,11 @@ class SlackChannel(HttpChannel):
                 }
             )
         # Slack fetches the image itself; `alt_text` is required (at most 2,000 characters).
-        for uri, alt in image_resources(notice, self.languages or ctx.languages, 4):
+        langs = self.languages or ctx.languages
+        shown = with_card(
+            image_resources(notice, langs, 4), notice, langs, ctx.permalink, self._card, 4
+        )
+        for uri, alt in shown:
             blocks.append({"type": "image", "image_url": uri, "alt_text": (alt or "image")[:2000]})
         return Rendered.from_row(
             {
@@ -119,6 +128,7 @@ def _build(cfg: SlackChannelConfig, deps: Deps) -> SlackChannel:
         deps.secret("webhook_url", cfg.webhook_url),
         timeout=cfg.timeout,
         languages=deps.languages,
+        card=deps.card() if cfg.alert_card else None,
     )
 
 
