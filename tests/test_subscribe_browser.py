@@ -24,25 +24,19 @@ from clarion.subscriptions.webpush import new_private_key
 from clarion.web.app import create_app
 from tests.browser import chromium, require_chromium, serve, shot
 from tests.conftest import FIXTURES
+from tests.fakes.mailbox import smtp_server
 from tests.fakes.push_service import PushService
 from tests.helpers import config, demo_cap, ingest_bytes, rows
-from tests.test_subscribe_web import ALERT_AT, Mailbox
+from tests.test_subscribe_web import ALERT_AT
 
 require_chromium()
 
 
 @pytest.fixture
 def site(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import socket
-
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
+    server = smtp_server()
+    box = server.__enter__()
+    port = box.port
     monkeypatch.setenv("VAPID_KEY", new_private_key())
     cfg = config(f"""
 [clarion]
@@ -75,7 +69,7 @@ areas = "{FIXTURES / "areas" / "montana-zones.geojson"}"
                 "store": sqlite_store,
             }
     finally:
-        controller.stop()
+        server.__exit__(None, None, None)
         for c in chans.values():
             c.close()
 

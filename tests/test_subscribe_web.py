@@ -6,15 +6,11 @@ management link; and what a stranger may not do (floods, huge or hostile request
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
 from clarion.channels import build_channels
@@ -23,6 +19,7 @@ from clarion.store import Store
 from clarion.store.schema import subscriptions
 from clarion.subscriptions.webpush import new_private_key
 from clarion.web.app import create_app
+from tests.fakes.mailbox import smtp_server
 from tests.fakes.push_service import PushService
 from tests.helpers import config, count, demo_cap, ingest_bytes, rows
 
@@ -30,34 +27,11 @@ ALERT_AT = datetime(2010, 8, 30, 11, 0, tzinfo=UTC)
 UPDATE_AT = datetime(2010, 8, 30, 16, 30, tzinfo=UTC)
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.envelope_senders: list[str] = []
-        self.refuse: set[str] = set()
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 No such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        self.envelope_senders.append(envelope.mail_from)
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def site(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
+    server = smtp_server()
+    box = server.__enter__()
+    port = box.port
     monkeypatch.setenv("VAPID_KEY", new_private_key())
     cfg = config(f"""
 [clarion]
@@ -99,7 +73,7 @@ channels = ["mail", "push"]
             s.client = client  # type: ignore[attr-defined]
             yield s
     finally:
-        controller.stop()
+        server.__exit__(None, None, None)
         for c in chans.values():
             c.close()
 

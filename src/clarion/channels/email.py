@@ -76,6 +76,31 @@ class EmailChannelConfig(ChannelConfigBase):
 LIMIT = 20_000
 
 
+def deliver(
+    msg: EmailMessage,
+    *,
+    host: str,
+    port: int,
+    username: str | None,
+    password: str | None,
+    security: str,
+    timeout: float,
+) -> None:
+    """One message, in an SMTP session of its own; raises aiosmtplib's errors or OSError."""
+    asyncio.run(
+        aiosmtplib.send(
+            msg,
+            hostname=host,
+            port=port,
+            username=username,
+            password=password,
+            use_tls=security == "tls",
+            start_tls=security == "starttls",
+            timeout=timeout,
+        )
+    )
+
+
 class EmailChannel:
     kind = "email"
     profile = Profile(limit=LIMIT, counting="graphemes", threads=True)
@@ -185,6 +210,17 @@ class EmailChannel:
         msg.add_alternative(f"<!doctype html><html><body>{page}</body></html>", subtype="html")
         return msg
 
+    def _deliver(self, msg: EmailMessage) -> None:
+        deliver(
+            msg,
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            security=self.security,
+            timeout=self.timeout,
+        )
+
     def bounce_address(self, key: str) -> str:
         """The envelope sender of a subscriber's mail: with `verp`, `local+b-KEY@domain`
         (bounces come back naming them); else the sender."""
@@ -207,18 +243,7 @@ class EmailChannel:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(f"{body}\n\n{url or ''}\n\n-- \nStop these alerts: {link}\n")
         try:
-            asyncio.run(
-                aiosmtplib.send(
-                    msg,
-                    hostname=self.host,
-                    port=self.port,
-                    username=self.username,
-                    password=self.password,
-                    use_tls=self.security == "tls",
-                    start_tls=self.security == "starttls",
-                    timeout=self.timeout,
-                )
-            )
+            self._deliver(msg)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return f"SMTP {self.host}: {exc}"
         return None
@@ -270,18 +295,7 @@ class EmailChannel:
             )
         msg = self.build(out)
         try:
-            asyncio.run(
-                aiosmtplib.send(
-                    msg,
-                    hostname=self.host,
-                    port=self.port,
-                    username=self.username,
-                    password=self.password,
-                    use_tls=self.security == "tls",
-                    start_tls=self.security == "starttls",
-                    timeout=self.timeout,
-                )
-            )
+            self._deliver(msg)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise ChannelError(
                 ErrorKind.AUTH, f"SMTP {self.host} refused the login: {exc}"

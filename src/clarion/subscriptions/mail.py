@@ -5,7 +5,6 @@ address a day (`registry.CONFIRMATION_EVERY`)."""
 
 from __future__ import annotations
 
-import asyncio
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -34,17 +33,14 @@ def confirmation(
 def send(cfg: Any, password: str | None, msg: EmailMessage) -> None:
     """Through the SMTP server of the e-mail channel that has `subscribers = true`; raises
     aiosmtplib's errors or OSError."""
-    import aiosmtplib
+    from clarion.channels.email import deliver
 
-    asyncio.run(
-        aiosmtplib.send(
-            msg,
-            hostname=cfg.host,
-            port=cfg.port,
-            username=cfg.username,
-            password=password,
-            use_tls=cfg.security == "tls",
-            start_tls=cfg.security == "starttls",
-            timeout=cfg.timeout,
-        )
+    deliver(
+        msg,
+        host=cfg.host,
+        port=cfg.port,
+        username=cfg.username,
+        password=password,
+        security=cfg.security,
+        timeout=cfg.timeout,
     )
