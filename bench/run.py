@@ -80,11 +80,16 @@ def documents(n: int) -> list[bytes]:
 
 
 def bench_lxml(docs: list[bytes]) -> float:
+    """lxml parsing the documents: the best of three passes (one pass varied 9,000–17,000/s
+    between runs here, which made the ratio move more than any change to ingest)."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    start = time.perf_counter()
-    for d in docs:
-        etree.fromstring(d, parser)
-    return len(docs) / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for d in docs:
+            etree.fromstring(d, parser)
+        best = max(best, len(docs) / (time.perf_counter() - start))
+    return best
 
 
 def bench_ingest(docs: list[bytes], url: str, batch: int) -> float:

@@ -67,6 +67,33 @@ class IngestResult:
         return self
 
 
+@dataclass
+class _Writes:
+    """Rows an ingest writes that it does not read back at once: written in one statement each
+    when the poll ends (one round trip for a hundred notices' outbox rows instead of two per
+    notice), or earlier, before anything reads them (`flush`).
+
+    The one read of references before then, "does a stored message reference this one?"
+    (`_is_late`), also looks here.
+    """
+
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    refs: list[dict[str, Any]] = field(default_factory=list)
+    ref_sources: dict[str, set[str]] = field(default_factory=dict)  # ref → sources citing it
+    terms: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, conn: Connection, now: datetime) -> None:
+        if self.refs:
+            conn.execute(Q.INSERT_NOTICE_REFS, self.refs)
+        if self.terms:
+            conn.execute(Q.INSERT_NOTICE_TERMS, self.terms)
+        if self.deliveries:
+            outbox.enqueue(conn, self.deliveries, now, self.details)
+        self.deliveries, self.details, self.refs, self.terms = [], [], [], []
+        self.ref_sources.clear()
+
+
 def permalink(config: Config, thread_id: int) -> str:
     base = config.clarion.public_url or f"http://{config.clarion.host}:{config.clarion.port}"
     return f"{base.rstrip('/')}/notices/{thread_id}"
@@ -131,6 +158,7 @@ def ingest(
     now = now or datetime.now(UTC)
     result = IngestResult()
     scope = story_scope(config, source)
+    writes = _Writes()
     with store.write() as conn:
         # Oldest first: a poll that lists an alert and its update posts them in that order.
         for notice in sorted(items, key=lambda n: n.sent):
@@ -148,7 +176,9 @@ def ingest(
                 scope=scope,
                 follow=follow,
                 max_age=max_age,
+                writes=writes,
             )
+        writes.flush(conn, now)
         if within is not None:
             within(conn, result)
     if result.stored and config.clarion.websub_hub:
@@ -183,10 +213,10 @@ def _find_story(
     if follow is not None:
         thread = conn.execute(Q.THREAD_BY_ID, {"thread_id": follow}).first()
     if pairs:
-        where: dict[str, Any] = (
-            {"thread_id": thread.id} if thread is not None else {"scope": sorted(scope)}
-        )
-        statement = Q.REFERENCED_IN_THREAD if thread is not None else Q.REFERENCED_IN_SCOPE
+        if thread is not None:
+            statement, where = Q.REFERENCED_IN_THREAD, {"thread_id": thread.id}
+        else:
+            statement, where = Q.in_scope(Q.REFERENCED_IN_SCOPE, Q.REFERENCED_IN_SOURCE, scope)
         found = {
             row.id: row
             for sender, identifier in dict.fromkeys(pairs)
@@ -218,12 +248,16 @@ def _find_story(
     return _Story(thread, parents)
 
 
-def _is_late(conn: Connection, notice: Notice, scope: frozenset[str], story: _Story) -> bool:
+def _is_late(
+    conn: Connection, notice: Notice, scope: frozenset[str], story: _Story, writes: _Writes
+) -> bool:
     """A CAP message that a stored message of its scope already references, or that is older
     than a message it continues, arrived late (a slow index, a replay)."""
     if any(notice.sent < p.sent for p in story.parents):
         return True
     ref = ref_key(notice.sender, notice.identifier)
+    if writes.ref_sources.get(ref, set()) & scope:
+        return True
     return any(row.source in scope for row in conn.execute(Q.REFERENCING, {"ref": ref}))
 
 
@@ -239,7 +273,26 @@ def _ingest_one(
     scope: frozenset[str] | None = None,
     follow: int | None = None,
     max_age: float | None = None,
+    writes: _Writes | None = None,
 ) -> IngestResult:
+    if writes is None:  # written when this one message is done
+        writes = _Writes()
+        try:
+            return _ingest_one(
+                conn,
+                config,
+                channels,
+                notice,
+                now,
+                include_expired,
+                edits,
+                scope=scope,
+                follow=follow,
+                max_age=max_age,
+                writes=writes,
+            )
+        finally:
+            writes.flush(conn, now)
     result = IngestResult()
     scope = scope if scope is not None else frozenset({notice.source})
     story = _find_story(conn, notice, scope, follow)
@@ -248,9 +301,9 @@ def _ingest_one(
     if notice.kind in CAP_KINDS:
         # CAP freezes identifier+sent: the same message fetched again is the same message,
         # whichever thread it was first filed under.
+        statement, where = Q.in_scope(Q.SAME_CAP_MESSAGE, Q.SAME_CAP_MESSAGE_IN_SOURCE, scope)
         dup = conn.execute(
-            Q.SAME_CAP_MESSAGE,
-            {"scope": sorted(scope), "sender": notice.sender, "identifier": notice.identifier},
+            statement, where | {"sender": notice.sender, "identifier": notice.identifier}
         ).first()
         if dup is not None:
             result.unchanged += 1
@@ -285,7 +338,7 @@ def _ingest_one(
     if notice.kind in CAP_KINDS and notice.msg_type is not MsgType.END:
         # CAP says itself what a message does. One that newer news already replaced arrived
         # late: keep it, but never post it over what replaced it.
-        late = _is_late(conn, notice, scope, story)
+        late = _is_late(conn, notice, scope, story, writes)
     elif thread is not None and notice.msg_type is not MsgType.END and not notice.sent_estimated:
         # Without references, time orders a story: a message older than the newest one of its
         # thread arrived late (an old Statuspage update listed after "resolved") and never
@@ -351,10 +404,10 @@ def _ingest_one(
         },
     )
     changes.touch(conn, changes.NOTICES)  # feeds, pages and CAP documents hold it now
-    if refs := sorted({ref_key(r.sender, r.identifier) for r in notice.references}):
-        conn.execute(Q.INSERT_NOTICE_REFS, [{"notice_id": notice_id, "ref": r} for r in refs])
-    if terms := sorted(terms_for(notice)):
-        conn.execute(Q.INSERT_NOTICE_TERMS, [{"notice_id": notice_id, "term": t} for t in terms])
+    for r in sorted({ref_key(r.sender, r.identifier) for r in notice.references}):
+        writes.refs.append({"notice_id": notice_id, "ref": r})
+        writes.ref_sources.setdefault(r, set()).add(notice.source)
+    writes.terms += [{"notice_id": notice_id, "term": t} for t in sorted(terms_for(notice))]
     thread_values: dict[str, object] = {"latest_version": version}
     if not late:
         # It replaces (or, a cancel or an end, closes) exactly the messages it continues;
@@ -407,6 +460,14 @@ def _ingest_one(
         return result
     new_deliveries: list[dict[str, Any]] = []
     routed = [name for name in route(notice, config) if name in channels]
+    if (
+        parent_ids
+        or ancestors
+        or any(getattr(channels[name], "subscription_kind", None) for name in routed)
+    ):
+        # What follows reads the outbox rows of earlier messages (which may be this poll's)
+        # and this message's terms (matched against subscriptions): write them first.
+        writes.flush(conn, now)
     if parent_ids:
         for channel_name in routed:
             result.superseded += outbox.supersede(conn, parent_ids, channel_name, version, now)
@@ -472,8 +533,9 @@ def _ingest_one(
                     "updated_at": now,
                 }
             )
-    if new_deliveries:  # one round trip each for the outbox rows and their first audit rows
-        outbox.enqueue(conn, new_deliveries, now, f"queued {notice.msg_type.value} v{version}")
+    if new_deliveries:  # queued with the rest of the poll's (`_Writes`)
+        writes.deliveries += new_deliveries
+        writes.details += [f"queued {notice.msg_type.value} v{version}"] * len(new_deliveries)
         result.deliveries += len(new_deliveries)
     return result
 
@@ -519,6 +581,7 @@ def end_branches(
     now = now or datetime.now(UTC)
     result = IngestResult()
     scope = story_scope(config, source)
+    writes = _Writes()
     with store.write() as conn:
         for notice_id in sorted(notice_ids):
             row = conn.execute(
@@ -547,7 +610,10 @@ def end_branches(
                     "original_content_type": None,
                 }
             )
-            one = _ingest_one(conn, config, channels, ended, now, include_expired=True, scope=scope)
+            one = _ingest_one(
+                conn, config, channels, ended, now, include_expired=True, scope=scope, writes=writes
+            )
             result += one
             result.ended += len(one.stored)
+        writes.flush(conn, now)
     return result

@@ -6,6 +6,7 @@ shows, per platform, the text that would go out and its length as that platform 
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from clarion.channels.base import (
@@ -33,6 +34,7 @@ class PreviewChannelConfig(ChannelConfigBase):
 PREVIEWED = ("x", "mastodon", "bluesky")
 
 
+@functools.cache  # the previewed platforms' profiles are fixed: read them once
 def _previewed() -> dict[str, tuple[int, str]]:
     from clarion import registry
 

@@ -577,11 +577,16 @@ def _wake_workers(conn: Connection) -> None:
     conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
 
 
-def enqueue(conn: Connection, rows: list[dict[str, Any]], now: datetime, detail: str) -> None:
+def enqueue(
+    conn: Connection, rows: list[dict[str, Any]], now: datetime, detail: str | list[str]
+) -> None:
     """Queue new deliveries (state `pending`) in the ingest's transaction, with their first
-    events; on PostgreSQL, idle workers are woken when it commits."""
+    events (`detail`: one for all, or one per row); on PostgreSQL, idle workers are woken
+    when it commits."""
     if not rows:
         return
+    details = [detail] * len(rows) if isinstance(detail, str) else detail
+    assert len(details) == len(rows)
     for r in rows:
         r["state"] = check(None, r.get("state", DeliveryState.PENDING)).value
     touch(conn, POSTS)
@@ -597,9 +602,9 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]], now: datetime, detail:
                 "to_state": r["state"],
                 "attempt": 0,
                 "worker": None,
-                "detail": f"{detail} for {r['channel']}",
+                "detail": f"{d} for {r['channel']}",
             }
-            for r in rows
+            for r, d in zip(rows, details, strict=True)
         ],
     )
 

@@ -22,6 +22,7 @@ from clarion.model import Info, MsgType, Notice, Status
 
 ELLIPSIS = "…"
 _LINKLIKE = regex.compile(r"^(?:https?://|www\.|@|#)")
+_GRAPHEME = regex.compile(r"\X")
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,27 @@ def _cut(text: str, room: int, count: Callable[[str], int]) -> str:
     """
     if count(text) <= room:
         return text
-    graphemes = regex.findall(r"\X", text)
     budget = room - _unit(count, ELLIPSIS)
-    used, n = 0, 0
-    for g in graphemes:
-        used += _unit(count, g)
-        if used > budget:
-            break
-        n += 1
-    words = "".join(graphemes[:n]).split(" ")
-    if n < len(graphemes):  # the last word is partial
+    # Graphemes are read only as far as the budget goes: a long description is split into
+    # graphemes up to the cut, not to its end (that split cost more than the rest of a render).
+    head = text[: max(budget, 0) + 1]
+    if head.isascii() and "\r" not in head and _ascii_units_are_one(count):
+        # Each ASCII character (but CR) is one grapheme of weight 1 for this counter.
+        kept_text = text[: max(budget, 0)]
+        partial = len(text) > len(kept_text)
+    else:
+        kept: list[str] = []
+        used, partial = 0, False
+        for match in _GRAPHEME.finditer(text):
+            g = match.group()
+            used += _unit(count, g)
+            if used > budget:
+                partial = True
+                break
+            kept.append(g)
+        kept_text = "".join(kept)
+    words = kept_text.split(" ")
+    if partial:  # the last word is partial
         if len(words) > 1:
             words.pop()  # never end on half a word
         elif _LINKLIKE.match(words[0]):
@@ -97,7 +109,7 @@ def _cut(text: str, room: int, count: Callable[[str], int]) -> str:
         elif _LINKLIKE.match(words[0]):
             return ""  # half a link is worse than none: the post's own link follows anyway
         else:  # one long word: shorten it grapheme by grapheme
-            g = regex.findall(r"\X", words[0])
+            g = _GRAPHEME.findall(words[0])
             words = ["".join(g[:-1])] if len(g) > 1 else []
     return ""
 
@@ -110,6 +122,12 @@ def cut(text: str, room: int, count: Callable[[str], int]) -> str:
 @functools.lru_cache(maxsize=4096)
 def _unit(count: Callable[[str], int], grapheme: str) -> int:
     return count(grapheme)
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_units_are_one(count: Callable[[str], int]) -> bool:
+    """Whether this counter weighs every printable ASCII character, tab and newline as 1."""
+    return all(_unit(count, chr(c)) == 1 for c in (9, 10, *range(32, 127)))
 
 
 def notice_link(notice: Notice, permalink: str | None) -> str | None:

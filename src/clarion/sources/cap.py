@@ -48,7 +48,15 @@ from clarion.sources.base import (
     conditional_get,
 )
 from clarion.sources.capsig import verify_cap
-from clarion.sources.xmlsafe import child, child_text, children, local_name, parse_xml, text_of
+from clarion.sources.xmlsafe import (
+    Kids,
+    child,
+    child_text,
+    children,
+    local_name,
+    parse_xml,
+    text_of,
+)
 
 
 class CapSourceConfig(SourceConfigBase):
@@ -86,18 +94,25 @@ def _time(value: str | None, field: str, where: str) -> datetime | None:
     return aware_time(value, f"{where}: <{field}>")
 
 
-def _required(el: etree._Element, name: str, where: str) -> str:
-    value = child_text(el, name)
+def _required(el: Kids, name: str, where: str) -> str:
+    value = el.text(name)
     if value is None:
         raise SourceError(f"{where}: required element <{name}> is missing or empty")
     return value
 
 
-def _pairs(el: etree._Element, name: str) -> list[NameValue]:
+def _pairs(el: Kids, name: str) -> list[NameValue]:
     out = []
-    for pair in children(el, name):
-        key = child_text(pair, "valueName")
-        value = child_text(pair, "value")
+    for pair in el.all(name):
+        # A pair's first <valueName> and first <value>, read in one pass over its children.
+        found: dict[str, str | None] = {}
+        for c in pair:
+            tag = c.tag
+            if isinstance(tag, str):
+                local = tag.rpartition("}")[2]
+                if local in ("valueName", "value") and local not in found:
+                    found[local] = text_of(c)
+        key, value = found.get("valueName"), found.get("value")
         if key is not None and value is not None:
             out.append(NameValue(name=key, value=value))
     return out
@@ -138,63 +153,66 @@ def _circle(text: str, where: str) -> Circle:
 
 
 def _area(el: etree._Element, where: str) -> Area:
-    altitude = child_text(el, "altitude")
-    ceiling = child_text(el, "ceiling")
+    k = Kids(el)
+    altitude = k.text("altitude")
+    ceiling = k.text("ceiling")
     try:
         alt = float(altitude) if altitude else None
         ceil = float(ceiling) if ceiling else None
     except ValueError:
         raise SourceError(f"{where}: <altitude>/<ceiling> is not a number") from None
     return Area(
-        description=_required(el, "areaDesc", where),
-        polygons=[_polygon(t, where) for p in children(el, "polygon") if (t := text_of(p))],
-        circles=[_circle(t, where) for c in children(el, "circle") if (t := text_of(c))],
-        geocodes=_pairs(el, "geocode"),
+        description=_required(k, "areaDesc", where),
+        polygons=[_polygon(t, where) for p in k.all("polygon") if (t := text_of(p))],
+        circles=[_circle(t, where) for c in k.all("circle") if (t := text_of(c))],
+        geocodes=_pairs(k, "geocode"),
         altitude=alt,
         ceiling=ceil,
     )
 
 
 def _resource(el: etree._Element, where: str) -> Resource:
-    size = child_text(el, "size")
+    k = Kids(el)
+    size = k.text("size")
     try:
         size_value = int(size) if size else None
     except ValueError:
         raise SourceError(f"{where}: <resource> <size> {size!r} is not a number") from None
     return Resource(
-        description=_required(el, "resourceDesc", where),
-        mime_type=_required(el, "mimeType", where),
-        uri=child_text(el, "uri"),
+        description=_required(k, "resourceDesc", where),
+        mime_type=_required(k, "mimeType", where),
+        uri=k.text("uri"),
         size=size_value,
-        digest=child_text(el, "digest"),
+        digest=k.text("digest"),
     )
 
 
 def _info(el: etree._Element, where: str) -> Info:
-    language = child_text(el, "language") or "en-US"
+    k = Kids(el)
+    language = k.text("language") or "en-US"
     where = f"{where} (info {language})"
     return Info(
         language=language,
-        categories=[t for c in children(el, "category") if (t := text_of(c))],
-        event=child_text(el, "event") or "",
-        response_types=[t for c in children(el, "responseType") if (t := text_of(c))],
-        urgency=_enum(child_text(el, "urgency"), Urgency, "urgency", where),
-        severity=_enum(child_text(el, "severity"), Severity, "severity", where),
-        certainty=_cap_certainty(child_text(el, "certainty"), where),
-        audience=child_text(el, "audience"),
-        event_codes=_pairs(el, "eventCode"),
-        effective=_time(child_text(el, "effective"), "effective", where),
-        onset=_time(child_text(el, "onset"), "onset", where),
-        expires=_time(child_text(el, "expires"), "expires", where),
-        sender_name=child_text(el, "senderName"),
-        headline=child_text(el, "headline"),
-        description=child_text(el, "description"),
-        instruction=child_text(el, "instruction"),
-        web=child_text(el, "web"),
-        contact=child_text(el, "contact"),
-        parameters=_pairs(el, "parameter"),
-        resources=[_resource(r, where) for r in children(el, "resource")],
-        areas=[_area(a, where) for a in children(el, "area")],
+        categories=[t for c in k.all("category") if (t := text_of(c))],
+        event=k.text("event") or "",
+        response_types=[t for c in k.all("responseType") if (t := text_of(c))],
+        urgency=_enum(k.text("urgency"), Urgency, "urgency", where),
+        severity=_enum(k.text("severity"), Severity, "severity", where),
+        certainty=_cap_certainty(k.text("certainty"), where),
+        audience=k.text("audience"),
+        event_codes=_pairs(k, "eventCode"),
+        effective=_time(k.text("effective"), "effective", where),
+        onset=_time(k.text("onset"), "onset", where),
+        expires=_time(k.text("expires"), "expires", where),
+        sender_name=k.text("senderName"),
+        headline=k.text("headline"),
+        description=k.text("description"),
+        instruction=k.text("instruction"),
+        web=k.text("web"),
+        contact=k.text("contact"),
+        parameters=_pairs(k, "parameter"),
+        resources=[_resource(r, where) for r in k.all("resource")],
+        areas=[_area(a, where) for a in k.all("area")],
     )
 
 
@@ -212,18 +230,19 @@ def thread_key_for(sender: str, identifier: str) -> str:
 
 def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> Notice:
     """Turn one CAP `<alert>` element into a Notice, checking what CAP requires."""
-    identifier = _required(el, "identifier", where)
+    k = Kids(el)
+    identifier = _required(k, "identifier", where)
     where = f"{where} [{identifier}]"
-    sender = _required(el, "sender", where)
-    sent = _time(_required(el, "sent", where), "sent", where)
+    sender = _required(k, "sender", where)
+    sent = _time(_required(k, "sent", where), "sent", where)
     assert sent is not None
-    status = _enum(child_text(el, "status"), Status, "status", where)
-    msg_type = _enum(child_text(el, "msgType"), MsgType, "msgType", where)
+    status = _enum(k.text("status"), Status, "status", where)
+    msg_type = _enum(k.text("msgType"), MsgType, "msgType", where)
     if msg_type not in CAP_MSG_TYPES:
         raise SourceError(f"{where}: <msgType> is {msg_type.value!r}, which CAP does not have")
-    scope = _required(el, "scope", where)
+    scope = _required(k, "scope", where)
     references: list[Reference] = []
-    ref_el = child(el, "references")
+    ref_el = k.first("references")
     if ref_el is not None:
         ref_text = text_of(ref_el)
         if ref_text is None:
@@ -243,7 +262,7 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
     if references:
         oldest = oldest_reference(references)
         thread = thread_key_for(oldest.sender, oldest.identifier)
-    infos = [_info(i, where) for i in children(el, "info")]
+    infos = [_info(i, where) for i in k.all("info")]
     web = next((i.web for i in infos if i.web), None)
     return Notice(
         kind="cap",
@@ -254,9 +273,9 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
         msg_type=msg_type,
         scope=scope.lower(),
         references=references,
-        note=child_text(el, "note"),
-        codes=[t for c in children(el, "code") if (t := text_of(c))],
-        incidents=(child_text(el, "incidents") or "").split(),
+        note=k.text("note"),
+        codes=[t for c in k.all("code") if (t := text_of(c))],
+        incidents=(k.text("incidents") or "").split(),
         infos=infos,
         thread_key=thread,
         link=web,

@@ -114,3 +114,31 @@ def text_of(el: etree._Element | None) -> str | None:
 
 def child_text(el: etree._Element, name: str) -> str | None:
     return text_of(child(el, name))
+
+
+class Kids:
+    """An element's direct children by local name (any namespace or none), read in one pass.
+
+    A CAP <info> is read field by field: twenty lookups that each scanned its children cost
+    more than libxml2 parsing the whole document; this reads them once.
+    """
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self, el: etree._Element) -> None:
+        by_name: dict[str, list[etree._Element]] = {}
+        for c in el:
+            tag = c.tag
+            if isinstance(tag, str):  # not a comment or processing instruction
+                by_name.setdefault(tag.rpartition("}")[2], []).append(c)
+        self._by_name = by_name
+
+    def all(self, name: str) -> list[etree._Element]:
+        return self._by_name.get(name, [])
+
+    def first(self, name: str) -> etree._Element | None:
+        found = self._by_name.get(name)
+        return found[0] if found else None
+
+    def text(self, name: str) -> str | None:
+        return text_of(self.first(name))
