@@ -149,3 +149,20 @@ def test_cuts_never_split_a_link_mention_or_hashtag(words: list[str], limit: int
         token = token.removesuffix("…")
         if token.startswith(("http", "www.", "@", "#")):
             assert token in whole, token  # whole, or not there at all
+
+
+@given(
+    text=st.lists(
+        st.one_of(
+            st.sampled_from(["\r\n", "\r", "\n", "\u00ad", "é", "ß"]),
+            st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=8),
+        ),
+        max_size=30,
+    ).map("".join)
+)
+def test_the_counters_shortcut_below_combining_marks_counts_graphemes(text: str) -> None:
+    """Below U+0300 every character is its own grapheme but CR LF: the shortcut that skips the
+    grapheme scan there agrees with the scan."""
+    import regex
+
+    assert count_graphemes(text) == len(regex.findall(r"\X", text))

@@ -26,10 +26,15 @@ MASTODON_URL_LENGTH = 23
 X_URL_LENGTH = 23
 
 
+_GRAPHEME = regex.compile(r"\X")
+
+
 def count_graphemes(text: str) -> int:
-    if text.isascii():  # every ASCII character is a grapheme, except CR LF which is one
+    # Below U+0300 (where combining marks begin) every character is a grapheme, except CR LF,
+    # which is one: French, Spanish or German text is counted without a grapheme scan.
+    if text.isascii() or max(text) < "\u0300":
         return len(text) - text.count("\r\n")
-    return len(regex.findall(r"\X", text))
+    return len(_GRAPHEME.findall(text))
 
 
 @functools.lru_cache(maxsize=8192)
