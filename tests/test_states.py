@@ -68,3 +68,20 @@ def test_connectors_stay_in_their_layer() -> None:
                     if name.startswith(forbidden):
                         found.append(f"{path.relative_to(SRC)}:{node.lineno} imports {name}")
     assert found == []
+
+
+def test_web_handlers_write_no_sql() -> None:
+    """SQL lives with the store (`clarion.store.public`, `.desk`, `.receipts` and the domain
+    modules' named functions): nothing in `web/` imports SQLAlchemy or the tables."""
+    found = []
+    for path in (SRC / "web").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.startswith(("sqlalchemy", "clarion.store.schema", "clarion.store.db")):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno} imports {name}")
+    assert found == []

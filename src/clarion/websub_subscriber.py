@@ -91,6 +91,26 @@ def ensure_subscription(
     return str(values["state"])
 
 
+def subscription(store: Store, source: str) -> Any:
+    """The source's WebSub subscription row, or None."""
+    with store.read() as conn:
+        return conn.execute(select(websub).where(websub.c.source == source)).first()
+
+
+def update_subscription(store: Store, source: str, **values: Any) -> None:
+    """Record what the hub said (a verification, a denial)."""
+    with store.write() as conn:
+        conn.execute(update(websub).where(websub.c.source == source).values(**values))
+
+
+def count_received(store: Store, source: str) -> None:
+    """One more content delivery from the hub."""
+    with store.write() as conn:
+        conn.execute(
+            update(websub).where(websub.c.source == source).values(received=websub.c.received + 1)
+        )
+
+
 def active_lease(store: Store, source: str, now: datetime) -> bool:
     with store.read() as conn:
         row = conn.execute(select(websub).where(websub.c.source == source)).first()

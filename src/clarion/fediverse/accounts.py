@@ -181,14 +181,24 @@ def inbox_ok(store: Store, username: str, inbox: str) -> None:
         )
 
 
-def cached_key(store: Store, key_id: str) -> str | None:
+def cached_key(store: Store, key_id: str) -> tuple[str, str] | None:
+    """(public PEM, owner actor) of a remote key fetched before, or None."""
     with store.read() as conn:
         r = conn.execute(
-            select(fediverse_remote_keys.c.public_key).where(
+            select(fediverse_remote_keys.c.public_key, fediverse_remote_keys.c.actor).where(
                 fediverse_remote_keys.c.key_id == key_id
             )
         ).first()
-    return r.public_key if r is not None else None
+    return (r.public_key, r.actor) if r is not None else None
+
+
+def key_created_at(store: Store, username: str) -> datetime:
+    """When the account's key pair was made (its actor's `published`)."""
+    with store.read() as conn:
+        created: datetime = conn.execute(
+            select(fediverse_keys.c.created_at).where(fediverse_keys.c.username == username)
+        ).scalar_one()
+    return created
 
 
 def cache_key(store: Store, key_id: str, actor: str, public_key: str, now: datetime) -> None:

@@ -26,7 +26,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import func, select
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,8 +37,7 @@ from clarion.keys import ApiKey, touch, verify
 from clarion.manual import CancelIn, FollowUpError, NoticeIn, follow_up, new_alert
 from clarion.model import MsgType, Notice
 from clarion.status import channel_statuses
-from clarion.store import Store
-from clarion.store.schema import deliveries, notices, threads
+from clarion.store import Store, public
 from clarion.web.outputs import Filter, base_url
 from clarion.web.query import MAX_ID, NoticeFilter, ThreadId, public_error
 
@@ -266,9 +264,7 @@ def _threads_out(conn: Any, rows: Sequence[Any], base: str) -> list[ThreadOut]:
     if not ids:
         return []
     versions: dict[int, list[VersionOut]] = {i: [] for i in ids}
-    for n in conn.execute(
-        select(notices).where(notices.c.thread_id.in_(ids)).order_by(notices.c.version)
-    ):
+    for n in public.versions(conn, ids):
         versions[n.thread_id].append(
             VersionOut(
                 id=n.id,
@@ -286,11 +282,7 @@ def _threads_out(conn: Any, rows: Sequence[Any], base: str) -> list[ThreadOut]:
             )
         )
     sent: dict[int, list[DeliveryOut]] = {i: [] for i in ids}
-    for d in conn.execute(
-        select(deliveries)
-        .where(deliveries.c.thread_id.in_(ids))
-        .order_by(deliveries.c.version, deliveries.c.channel)
-    ):
+    for d in public.deliveries_of(conn, ids):
         sent[d.thread_id].append(_delivery(d))
     return [
         ThreadOut(
@@ -359,7 +351,7 @@ def api_router(
     the_channels = lazy_channels(config, channels)
 
     def thread_or_404(conn: Any, thread_id: int) -> Any:
-        row = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
+        row = public.thread(conn, thread_id)
         if row is None:
             raise HTTPException(404, f"no notice {thread_id}")
         return row
@@ -379,13 +371,7 @@ def api_router(
         and every delivery. Filters match a thread when any of its versions matches."""
         after = cursor
         with store.read() as conn:
-            q = select(threads)
-            if not flt.empty:
-                matching = select(notices.c.thread_id).where(*flt.where())
-                q = q.where(threads.c.id.in_(matching))
-            if after is not None:
-                q = q.where(threads.c.id < after)
-            rows = conn.execute(q.order_by(threads.c.id.desc()).limit(limit + 1)).all()
+            rows = public.threads_before(conn, flt.where(), after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
             items = _threads_out(conn, rows, base_url(config, request))
@@ -450,17 +436,8 @@ def api_router(
         limit: Annotated[int, Query(ge=1, le=100)] = 50,
     ) -> DeliveryPage:
         after = cursor
-        q = select(deliveries)
-        if channel:
-            q = q.where(deliveries.c.channel == channel)
-        if state:
-            q = q.where(deliveries.c.state == state)
-        if after is not None:
-            q = q.where(deliveries.c.notice_id < after)
         with store.read() as conn:
-            rows = conn.execute(
-                q.order_by(deliveries.c.notice_id.desc(), deliveries.c.channel).limit(limit + 1)
-            ).all()
+            rows = public.deliveries_before(conn, channel, state, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         # A page ends between notices, never inside one: its other deliveries follow.
@@ -541,9 +518,7 @@ def api_router(
         if not result.stored:
             raise HTTPException(409, "nothing new: this notice says what its thread already says")
         with store.read() as conn:
-            thread_id = conn.execute(
-                select(notices.c.thread_id).where(notices.c.id == result.stored[0])
-            ).scalar_one()
+            thread_id = public.thread_of_notice(conn, result.stored[0])
             row = thread_or_404(conn, thread_id)
             return _threads_out(conn, [row], base_url(config, request))[0]
 
@@ -559,9 +534,7 @@ def api_router(
                 )
             if thread.state != "active":
                 raise HTTPException(409, f"notice {thread_id} is already {thread.state}")
-            n = conn.execute(
-                select(notices.c.data).where(notices.c.id == thread.latest_notice_id)
-            ).scalar_one()
+            n = public.notice_data(conn, thread.latest_notice_id)
         return Notice.model_validate(n)
 
     @router.post(
@@ -658,26 +631,11 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     def newest() -> int:
         with store.read() as conn:
-            return int(conn.execute(select(func.max(notices.c.id))).scalar() or 0)
+            return public.newest_notice_id(conn)
 
     def since(last: int) -> list[Any]:
         with store.read() as conn:
-            return list(
-                conn.execute(
-                    select(
-                        notices.c.id,
-                        notices.c.thread_id,
-                        notices.c.version,
-                        notices.c.msg_type,
-                        notices.c.headline,
-                        notices.c.severity,
-                        notices.c.data,
-                    )
-                    .where(notices.c.id > last, *flt.where())
-                    .order_by(notices.c.id)
-                    .limit(100)
-                )
-            )
+            return public.notices_after(conn, last, flt.where(), 100)
 
     last = after if after is not None else await asyncio.to_thread(newest)
     yield b": connected\nretry: 3000\n\n"

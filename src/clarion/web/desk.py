@@ -33,7 +33,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -47,23 +46,8 @@ from clarion.desk.templates import BUILTIN, load_template, save_template, templa
 from clarion.manual import AreaIn, GeocodeIn, NoticeIn
 from clarion.model import Certainty, Severity, Status, Urgency
 from clarion.status import channel_statuses, source_statuses
-from clarion.store import Store
-from clarion.store.schema import (
-    audit_log,
-    deliveries,
-    delivery_events,
-    notices,
-    threads,
-)
-from clarion.store.schema import (
-    channels as channels_t,
-)
-from clarion.store.schema import (
-    drafts as drafts_t,
-)
-from clarion.store.schema import (
-    sources as sources_t,
-)
+from clarion.store import Store, public
+from clarion.store import desk as desk_reads
 
 PREFIX = "/desk"
 COOKIE = "clarion_desk"
@@ -157,13 +141,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         pending = 0
         if s is not None:
             with store.read() as conn:
-                pending = int(
-                    conn.execute(
-                        select(func.count())
-                        .select_from(drafts_t)
-                        .where(drafts_t.c.state == "awaiting_approval")
-                    ).scalar_one()
-                )
+                pending = desk_reads.awaiting_approval(conn)
         resp = TEMPLATES.TemplateResponse(
             request,
             template,
@@ -308,7 +286,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         thread = None
         if thread_id is not None:
             with store.read() as conn:
-                thread = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
+                thread = public.thread(conn, thread_id)
         resp = page(
             request,
             "desk/compose.html",
@@ -469,9 +447,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         thread_id = d.thread_id
         if d.notice_id is not None:
             with store.read() as conn:
-                thread_id = conn.execute(
-                    select(notices.c.thread_id).where(notices.c.id == d.notice_id)
-                ).scalar_one()
+                thread_id = public.thread_of_notice(conn, d.notice_id)
         return page(
             request, "desk/draft.html", s, d=d, preview=pv, error=error, thread_id=thread_id
         )
@@ -679,7 +655,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         flt = audit_filter(request)
         rows = audit.entries(store, flt, limit=500)
         with store.read() as conn:
-            actors = [r[0] for r in conn.execute(select(audit_log.c.actor).distinct())]
+            actors = desk_reads.audit_actors(conn)
         return page(
             request,
             "desk/audit.html",
@@ -876,28 +852,8 @@ def _status(c: _Ctx) -> dict[str, Any]:
     """Everything the live panel shows, read in one go."""
     store, config, now = c.store, c.config, datetime.now(UTC)
     with store.read() as conn:
-        recent = list(conn.execute(select(threads).order_by(threads.c.updated_at.desc()).limit(12)))
-        ids = [t.id for t in recent]
-        cells: dict[tuple[int, str], Any] = {}
-        if ids:
-            for d in conn.execute(
-                select(deliveries)
-                .where(deliveries.c.thread_id.in_(ids))
-                .order_by(deliveries.c.version)
-            ):
-                cells[(d.thread_id, d.channel)] = d  # the newest version's wins
-        problems = list(
-            conn.execute(
-                select(deliveries, threads.c.headline)
-                .select_from(deliveries.join(threads, threads.c.id == deliveries.c.thread_id))
-                .where(
-                    (deliveries.c.state.in_(("retry_wait", "failed")))
-                    | ((deliveries.c.state == "pending") & deliveries.c.error_kind.is_not(None))
-                )
-                .order_by(deliveries.c.updated_at.desc())
-                .limit(50)
-            )
-        )
+        panel = desk_reads.live_panel(conn)
+    recent, cells, problems = panel["recent"], panel["cells"], panel["problems"]
     chans = []
     health = channel_statuses(store, config, now)
     for ch in health:
@@ -995,49 +951,11 @@ def _followers(store: Store, cfg: Any) -> dict[str, Any] | None:
 
 def _thread(c: _Ctx, thread_id: int) -> dict[str, Any]:
     with c.store.read() as conn:
-        t = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
-        if t is None:
-            raise HTTPException(404, f"There is no notice {thread_id}.")
-        versions = list(
-            conn.execute(
-                select(
-                    notices.c.id,
-                    notices.c.version,
-                    notices.c.msg_type,
-                    notices.c.status,
-                    notices.c.headline,
-                    notices.c.severity,
-                    notices.c.received_at,
-                )
-                .where(notices.c.thread_id == thread_id)
-                .order_by(notices.c.version)
-            )
-        )
-        rows = list(
-            conn.execute(
-                select(deliveries)
-                .where(deliveries.c.thread_id == thread_id)
-                .order_by(deliveries.c.version)
-            )
-        )
-        events = list(
-            conn.execute(
-                select(delivery_events)
-                .where(delivery_events.c.delivery_id.in_([d.id for d in rows] or [""]))
-                .order_by(delivery_events.c.id.desc())
-                .limit(100)
-            )
-        )
-        authored = list(
-            conn.execute(
-                select(drafts_t)
-                .where(
-                    (drafts_t.c.thread_id == thread_id)
-                    | drafts_t.c.notice_id.in_([v.id for v in versions] or [0])
-                )
-                .order_by(drafts_t.c.id)
-            )
-        )
+        found = desk_reads.story(conn, thread_id)
+    if found is None:
+        raise HTTPException(404, f"There is no notice {thread_id}.")
+    t, versions, rows = found["t"], found["versions"], found["rows"]
+    events, authored = found["events"], found["authored"]
     from clarion.subscriptions import registry as subscribers
 
     by_delivery = subscribers.reach_of(c.store, [d.id for d in rows])
@@ -1075,24 +993,11 @@ async def _changes(store: Store, request: Request, poll: float) -> AsyncIterator
 
     def fingerprint() -> tuple[Any, ...]:
         with store.read() as conn:
-            return (
-                conn.execute(select(func.max(notices.c.id))).scalar(),
-                conn.execute(select(func.max(delivery_events.c.id))).scalar(),
-                conn.execute(select(func.max(audit_log.c.id))).scalar(),
-                tuple(conn.execute(select(channels_t.c.name, channels_t.c.state)).all()),
-                conn.execute(select(func.max(sources_t.c.last_polled_at))).scalar(),
-            )
+            return desk_reads.fingerprint(conn)
 
     def new_notices(after: int) -> list[Any]:
         with store.read() as conn:
-            return list(
-                conn.execute(
-                    select(notices.c.id, notices.c.thread_id, notices.c.headline, notices.c.status)
-                    .where(notices.c.id > after)
-                    .order_by(notices.c.id)
-                    .limit(20)
-                )
-            )
+            return desk_reads.notices_after(conn, after)
 
     last = await asyncio.to_thread(fingerprint)
     yield b": connected\nretry: 3000\n\n"

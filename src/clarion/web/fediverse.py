@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy import func, select
 
 from clarion import __version__, safejson
 from clarion.channels.activitypub import ActivityPubChannelConfig
@@ -40,7 +39,7 @@ from clarion.fediverse.documents import (
 from clarion.fediverse.signatures import SignatureError, verify
 from clarion.net import TooLarge
 from clarion.store import Store
-from clarion.store.schema import deliveries, notices
+from clarion.store import public as reads
 
 log = logging.getLogger(__name__)
 AP_TYPES = ("application/activity+json", "application/ld+json")
@@ -96,7 +95,7 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
     @router.get("/nodeinfo/2.1")
     def ni() -> Response:
         with store.read() as conn:
-            posts = conn.execute(select(func.count()).select_from(notices)).scalar_one()
+            posts = reads.notice_count(conn)
         doc = nodeinfo(__version__, len(accts), int(posts), config.clarion.publisher_name)
         return _json(
             doc,
@@ -106,12 +105,7 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
     def actor_doc(username: str) -> dict[str, Any]:
         _, cfg = account(username)
         _, public = accounts.keypair(store, username, now())
-        with store.read() as conn:
-            from clarion.store.schema import fediverse_keys
-
-            created = conn.execute(
-                select(fediverse_keys.c.created_at).where(fediverse_keys.c.username == username)
-            ).scalar_one()
+        created = accounts.key_created_at(store, username)
         return actor(
             base,
             username,
@@ -134,14 +128,7 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
 
     def sent_notes(channel: str, limit: int) -> list[Any]:
         with store.read() as conn:
-            return list(
-                conn.execute(
-                    select(deliveries.c.payload, deliveries.c.receipt, deliveries.c.sent_at)
-                    .where(deliveries.c.channel == channel, deliveries.c.state == "sent")
-                    .order_by(deliveries.c.sent_at.desc())
-                    .limit(limit)
-                )
-            )
+            return reads.sent_on(conn, channel, limit)
 
     @router.get("/ap/{username}/outbox")
     def outbox(username: str) -> Response:
@@ -166,11 +153,7 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
         with store.read() as conn:
             # One Note (one Create) per story: its updates and cancel edit that Note, they are
             # not items of their own.
-            total = conn.execute(
-                select(func.count(func.distinct(deliveries.c.thread_id))).where(
-                    deliveries.c.channel == channel, deliveries.c.state == "sent"
-                )
-            ).scalar_one()
+            total = reads.stories_sent_on(conn, channel)
         return _json(collection(f"{me}/outbox", int(total), items))
 
     @router.get("/ap/{username}/followers")
@@ -188,21 +171,12 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
     def get_note(username: str, thread: int) -> Response:
         channel, _ = account(username)
         with store.read() as conn:
-            r = conn.execute(
-                select(deliveries.c.payload)
-                .where(
-                    deliveries.c.channel == channel,
-                    deliveries.c.thread_id == thread,
-                    deliveries.c.state == "sent",
-                )
-                .order_by(deliveries.c.version.desc())
-                .limit(1)
-            ).first()
-        if r is None:
+            payload = reads.last_sent_payload(conn, channel, thread)
+        if payload is None:
             raise HTTPException(404, "no such note")
-        if r.payload.get("activity") == "Delete":
-            return _json({"id": r.payload["object"]["id"], "type": "Tombstone"}, status=410)
-        return _json({"@context": "https://www.w3.org/ns/activitystreams", **r.payload["object"]})
+        if payload.get("activity") == "Delete":
+            return _json({"id": payload["object"]["id"], "type": "Tombstone"}, status=410)
+        return _json({"@context": "https://www.w3.org/ns/activitystreams", **payload["object"]})
 
     # --- Inbox ---------------------------------------------------------------------------------
 
@@ -231,13 +205,7 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
         if not refresh:
             cached = accounts.cached_key(store, key_id)
             if cached is not None:
-                with store.read() as conn:
-                    from clarion.store.schema import fediverse_remote_keys as rk
-
-                    owner = conn.execute(
-                        select(rk.c.actor).where(rk.c.key_id == key_id)
-                    ).scalar_one()
-                return cached, owner
+                return cached
         doc = fetch(key_id.split("#", 1)[0], username)
         pem = _key_in(doc, key_id)
         if pem is None:

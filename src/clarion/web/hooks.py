@@ -21,8 +21,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from standardwebhooks.webhooks import Webhook
 from starlette.concurrency import run_in_threadpool
 
@@ -31,8 +29,7 @@ from clarion.config import Config
 from clarion.pipeline import ingest
 from clarion.sources.base import SourceError
 from clarion.sources.push import PushBatch, PushNotice, PushSourceConfig, parse_push
-from clarion.store import Store
-from clarion.store.schema import push_receipts
+from clarion.store import Store, receipts
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +140,7 @@ def hooks_router(store: Store, config: Config, channels: Mapping[str, Channel]) 
             webhook_id = verify_signature(verifiers[source], body, headers, time.time())
         except SignatureError as exc:
             return _error(401, f"signature refused: {exc}")
-        with store.read() as conn:
-            seen = conn.execute(
-                select(push_receipts.c.webhook_id).where(
-                    push_receipts.c.source == source, push_receipts.c.webhook_id == webhook_id
-                )
-            ).first()
-        if seen is not None:
+        if receipts.seen(store, source, webhook_id):
             return JSONResponse({"status": "duplicate", "webhook_id": webhook_id})
         try:
             notices = parse_push(
@@ -158,15 +149,7 @@ def hooks_router(store: Store, config: Config, channels: Mapping[str, Channel]) 
         except SourceError as exc:
             return _error(422, str(exc))
         result = ingest(store, config, channels, notices, source=source)
-        try:
-            with store.write() as conn:
-                conn.execute(
-                    insert(push_receipts).values(
-                        webhook_id=webhook_id, source=source, received_at=datetime.now(UTC)
-                    )
-                )
-        except IntegrityError:
-            pass  # the same delivery raced in twice; ingest already deduplicated its content
+        receipts.record(store, source, webhook_id, datetime.now(UTC))
         return JSONResponse(
             {
                 "status": "accepted",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -20,21 +20,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from sqlalchemy import ColumnElement, case, func, select
 
 from clarion.config import Config
 from clarion.status import channel_statuses, source_statuses
-from clarion.store import Store
-from clarion.store.schema import deliveries, notices, rejected_items
+from clarion.store import Store, public
 
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
-
-
-def seconds_between(store: Store, start: Any, end: Any) -> ColumnElement[float]:
-    """`end - start` in seconds, on SQLite and on PostgreSQL."""
-    if store.is_sqlite:
-        return (func.julianday(end) - func.julianday(start)) * 86400.0
-    return cast(ColumnElement[float], func.extract("epoch", end - start))
 
 
 class StoreCollector:
@@ -54,37 +45,12 @@ class StoreCollector:
             h.add_metric([r.key], cumulative, sum_value=float(r.total or 0.0))
         return h
 
-    def _buckets(self, latency: ColumnElement[float]) -> list[Any]:
-        cols: list[Any] = [
-            func.sum(case((latency <= b, 1), else_=0)).label(f"le_{i}")
-            for i, b in enumerate(BUCKETS)
-        ]
-        return [*cols, func.count().label("n"), func.sum(latency).label("total")]
-
     def collect(self) -> Iterator[Metric]:
         store = self.store
         now = datetime.now(UTC)
         with store.read() as conn:
-            ingest_latency = seconds_between(store, notices.c.sent, notices.c.received_at)
-            ingested = conn.execute(
-                select(notices.c.source.label("key"), *self._buckets(ingest_latency)).group_by(
-                    notices.c.source
-                )
-            ).all()
-            delivered_latency = seconds_between(store, notices.c.sent, deliveries.c.sent_at)
-            delivered = conn.execute(
-                select(deliveries.c.channel.label("key"), *self._buckets(delivered_latency))
-                .select_from(deliveries.join(notices, notices.c.id == deliveries.c.notice_id))
-                .where(deliveries.c.state == "sent")
-                .group_by(deliveries.c.channel)
-            ).all()
-            rejected = conn.execute(
-                select(
-                    rejected_items.c.source,
-                    rejected_items.c.reason,
-                    func.sum(rejected_items.c.count),
-                ).group_by(rejected_items.c.source, rejected_items.c.reason)
-            ).all()
+            ingested, delivered = public.latency_histograms(conn, BUCKETS)
+            rejected = public.rejections(conn)
         yield self._histogram(
             "clarion_ingest_latency_seconds",
             "From the time a notice says it was sent to when Clarion stored it.",

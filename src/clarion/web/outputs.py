@@ -19,12 +19,10 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from sqlalchemy import func, select
 
 from clarion.config import Config
 from clarion.model import Notice, Severity, Status
-from clarion.store import Store
-from clarion.store.schema import notices
+from clarion.store import Store, public
 from clarion.web.capdoc import CAP_CONTENT_TYPE, cap_document, cap_identity, serve_original
 from clarion.web.feeds import FORMATS, FeedMeta, item_from_row
 from clarion.web.query import NoticeFilter, ThreadId, Version, known_source
@@ -157,13 +155,7 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
         render, media_type = FORMATS[fmt]
         where = flt.where()
         with store.read() as conn:
-            newest, total, last = conn.execute(
-                select(
-                    func.max(notices.c.id),
-                    func.count(notices.c.id),
-                    func.max(notices.c.received_at),
-                ).where(*where)
-            ).one()
+            newest, total, last = public.feed_state(conn, where)
             base = base_url(config, request)
             digest = hashlib.sha256(
                 f"{fmt}|{flt.key()}|{newest}|{total}|{publisher}|{hub}|{base}".encode()
@@ -181,20 +173,7 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
             cached = rendered.get(etag)
             if cached is not None:  # the same feed, already rendered by this process
                 return Response(cached, media_type=media_type, headers=headers)
-            rows = conn.execute(
-                select(
-                    notices.c.id,
-                    notices.c.thread_id,
-                    notices.c.version,
-                    notices.c.msg_type,
-                    notices.c.headline,
-                    notices.c.received_at,
-                    notices.c.data,
-                )
-                .where(*where)
-                .order_by(notices.c.id.desc())
-                .limit(FEED_SIZE)
-            ).all()
+            rows = public.feed_items(conn, where, FEED_SIZE)
         meta = FeedMeta(title=title, base_url=base, self_url=self_url, html_url=f"{base}/", hub=hub)
         body = render(meta, [item_from_row(r, base) for r in rows])
         rendered.put(etag, body)
@@ -244,17 +223,7 @@ def outputs_router(store: Store, config: Config) -> APIRouter:
 
     def cap_response(request: Request, thread_id: int, version: int | None) -> Response:
         with store.read() as conn:
-            rows = conn.execute(
-                select(
-                    notices.c.version,
-                    notices.c.data,
-                    notices.c.original,
-                    notices.c.received_at,
-                    notices.c.content_hash,
-                )
-                .where(notices.c.thread_id == thread_id)
-                .order_by(notices.c.version)
-            ).all()
+            rows = public.cap_versions(conn, thread_id)
         if version is None and rows:
             version = rows[-1].version
         chosen = [r for r in rows if r.version == version]

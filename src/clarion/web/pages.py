@@ -17,13 +17,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, or_, select
 
 from clarion.config import Config
 from clarion.model import Severity
 from clarion.render.shapes import rings_of
-from clarion.store import Store
-from clarion.store.schema import deliveries, notices, threads
+from clarion.store import Store, public
 from clarion.web.areamap import area_svg
 from clarion.web.i18n import date_formatter, label_for, translations
 from clarion.web.outputs import Filter
@@ -169,33 +167,18 @@ def pages_router(store: Store, config: Config) -> APIRouter:
     def timeline(
         request: Request, flt: NoticeFilter, page: int, title: str, scope: str
     ) -> Response:
+        now = datetime.now(UTC)
         with store.read() as conn:
-            q = select(threads, notices.c.data, notices.c.over_at).select_from(
-                threads.join(notices, notices.c.id == threads.c.latest_notice_id)
-            )
-            if not flt.empty:
-                q = q.where(threads.c.id.in_(select(notices.c.thread_id).where(*flt.where())))
-            total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
-            rows = conn.execute(
-                q.order_by(threads.c.updated_at.desc(), threads.c.id.desc())
-                .offset((page - 1) * PAGE_SIZE)
-                .limit(PAGE_SIZE)
-            ).all()
-            now = datetime.now(UTC)
             # What is in effect now comes first (page 1): the most severe, then the newest.
-            active: list[Any] = []
-            if page == 1:
-                active = list(
-                    conn.execute(
-                        q.where(
-                            threads.c.state == "active",
-                            notices.c.kind.not_in(NEWS_KINDS),
-                            or_(notices.c.over_at.is_(None), notices.c.over_at > now),
-                        )
-                        .order_by(threads.c.updated_at.desc())
-                        .limit(IN_EFFECT_MAX)
-                    ).all()
-                )
+            total, rows, active = public.timeline(
+                conn,
+                flt.where(),
+                offset=(page - 1) * PAGE_SIZE,
+                limit=PAGE_SIZE,
+                in_effect=IN_EFFECT_MAX if page == 1 else 0,
+                now=now,
+                news_kinds=NEWS_KINDS,
+            )
         in_effect = sorted(
             (_summary(r, now, words) for r in active),
             key=lambda s: (-Severity(s["severity"]).rank, -s["updated"].timestamp()),
@@ -260,12 +243,10 @@ def pages_router(store: Store, config: Config) -> APIRouter:
     def publisher_page(request: Request, sender: str, flt: Filter, page: Page = 1) -> Response:
         f = NoticeFilter(**{**flt.__dict__, "publisher": (sender,)})
         with store.read() as conn:
-            row = conn.execute(
-                select(notices.c.data).where(notices.c.sender == sender).limit(1)
-            ).first()
+            sample = public.publisher_sample(conn, sender)
         name = sender
-        if row is not None:
-            info = (row.data.get("infos") or [{}])[0]
+        if sample is not None:
+            info = (sample.get("infos") or [{}])[0]
             name = info.get("sender_name") or sender
         scope = f"/publishers/{quote(sender, safe='')}"
         return timeline(request, f, page, _("Notices from %(name)s", name=name), scope)
@@ -278,26 +259,11 @@ def pages_router(store: Store, config: Config) -> APIRouter:
     )
     def thread_page(request: Request, thread_id: ThreadId) -> Response:
         with store.read() as conn:
-            thread = conn.execute(select(threads).where(threads.c.id == thread_id)).first()
+            thread = public.thread(conn, thread_id)
             if thread is None:
                 raise HTTPException(404, "No such notice")
-            versions = conn.execute(
-                select(notices)
-                .where(notices.c.thread_id == thread_id)
-                .order_by(notices.c.version.desc())
-            ).all()
-            sent = conn.execute(
-                select(
-                    deliveries.c.notice_id,
-                    deliveries.c.channel,
-                    deliveries.c.state,
-                    deliveries.c.receipt_url,
-                    deliveries.c.payload,
-                    deliveries.c.error_kind,
-                )
-                .where(deliveries.c.thread_id == thread_id)
-                .order_by(deliveries.c.channel)
-            ).all()
+            versions = public.versions(conn, [thread_id], newest_first=True)
+            sent = public.where_posted(conn, thread_id)
         by_notice: dict[int, list[Any]] = {}
         for d in sent:
             by_notice.setdefault(d.notice_id, []).append(d)
@@ -363,14 +329,10 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         from clarion.render.card import alert_card
 
         with store.read() as conn:
-            row = conn.execute(
-                select(notices.c.data)
-                .select_from(threads.join(notices, notices.c.id == threads.c.latest_notice_id))
-                .where(threads.c.id == thread_id)
-            ).first()
-        if row is None:
+            data = public.latest_data(conn, thread_id)
+        if data is None:
             raise HTTPException(404, "No such notice")
-        notice = Notice.model_validate(row.data)
+        notice = Notice.model_validate(data)
         drawn = alert_card(notice, tuple(config.clarion.languages), tz, publisher)
         if drawn is None:
             raise HTTPException(404, "This notice has no area shapes to draw")
@@ -400,14 +362,7 @@ def pages_router(store: Store, config: Config) -> APIRouter:
 
         base = (config.clarion.public_url or str(request.base_url)).rstrip("/")
         with store.read() as conn:
-            rows = conn.execute(
-                select(threads.c.id, threads.c.updated_at)
-                .order_by(threads.c.id.desc())
-                .limit(
-                    50_000 - 1 - len(config.sources)  # a sitemap's limit
-                )
-            ).all()
-            sources = sorted({r.source for r in conn.execute(select(notices.c.source).distinct())})
+            rows, sources = public.sitemap(conn, 50_000 - 1 - len(config.sources))  # its limit
         entries = [f"<url><loc>{escape(base)}/</loc></url>"]
         entries += [f"<url><loc>{escape(base)}/sources/{escape(s)}</loc></url>" for s in sources]
         entries += [

@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from sqlalchemy import select, update
 from starlette.concurrency import run_in_threadpool
 
 from clarion.channels.base import Channel
@@ -28,7 +27,7 @@ from clarion.sources.base import Rejected, SourceError
 from clarion.sources.feed import FeedSourceConfig, parse_feed
 from clarion.sources.websub import callback_token, signature_ok
 from clarion.store import Store
-from clarion.store.schema import websub
+from clarion.websub_subscriber import count_received, subscription, update_subscription
 
 log = logging.getLogger(__name__)
 MAX_LEASE = 366 * 86400
@@ -38,8 +37,7 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
     router = APIRouter()
 
     def _row(source: str) -> Any:
-        with store.read() as conn:
-            return conn.execute(select(websub).where(websub.c.source == source)).first()
+        return subscription(store, source)
 
     @router.get(
         "/websub/{source}/{token}",
@@ -64,14 +62,12 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             return PlainTextResponse("no such subscription", status_code=404)
         now = datetime.now(UTC)
         if mode == "denied":
-            with store.write() as conn:
-                conn.execute(
-                    update(websub)
-                    .where(websub.c.source == source)
-                    .values(
-                        state="denied", last_error=f"hub denied: {q.get('hub.reason', 'no reason')}"
-                    )
-                )
+            update_subscription(
+                store,
+                source,
+                state="denied",
+                last_error=f"hub denied: {q.get('hub.reason', 'no reason')}",
+            )
             return PlainTextResponse("ok")
         if mode != "subscribe" or row.state not in ("requested", "active"):
             return PlainTextResponse("not requested", status_code=404)
@@ -79,18 +75,15 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
         if not raw_lease.isdigit() or len(raw_lease) > 12:
             return PlainTextResponse("bad hub.lease_seconds", status_code=400)
         lease = min(int(raw_lease), MAX_LEASE)  # renewed before it runs out in any case
-        with store.write() as conn:
-            conn.execute(
-                update(websub)
-                .where(websub.c.source == source)
-                .values(
-                    state="active",
-                    verified_at=now,
-                    lease_seconds=lease or None,
-                    lease_expires_at=now + timedelta(seconds=lease) if lease else None,
-                    last_error=None,
-                )
-            )
+        update_subscription(
+            store,
+            source,
+            state="active",
+            verified_at=now,
+            lease_seconds=lease or None,
+            lease_expires_at=now + timedelta(seconds=lease) if lease else None,
+            last_error=None,
+        )
         return PlainTextResponse(q.get("hub.challenge", ""))
 
     @router.post(
@@ -163,12 +156,7 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             edits=cfg.on_edit,
             max_age=cfg.max_age,
         )
-        with store.write() as conn:
-            conn.execute(
-                update(websub)
-                .where(websub.c.source == source)
-                .values(received=websub.c.received + 1)
-            )
+        count_received(store, source)
         return Response(status_code=202)
 
     return router
