@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -503,3 +504,63 @@ channels = ["hook"]
         assert arrived[-1] != ident.decode() and len(arrived) == 4  # the update, after A
         assert [d.state for d in rows(sqlite_store, deliveries)] == ["sent"] * 4
         close_all(chans)
+
+
+@pytest.mark.parametrize(("platform_takes", "third_batch"), [(0.001, "alone"), (0.05, "at once")])
+def test_a_channel_is_timed_on_sends_made_alone_and_fast_platforms_go_one_at_a_time(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, platform_takes: float, third_batch: str
+) -> None:
+    """Sends made at once slow each other down (the receiver and this process share the
+    cores), so only a send made alone times the platform: the first batch goes at once
+    (unmeasured), the second sends one delivery alone first, and from then on a platform
+    that answers within SLOW_SEND gets one send after the other, a slow one several at once.
+    (The platform's time is a fake clock that each request advances: no timing here.)"""
+    import threading
+    import types
+
+    from clarion.delivery import dispatcher as dispatcher_module
+
+    clock = [1000.0]
+    fake_time = types.SimpleNamespace(monotonic=lambda: clock[0])
+    monkeypatch.setattr(dispatcher_module, "time", fake_time)
+    monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+    ident = b"NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT"
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        cfg = config(f"""
+[clarion]
+drop_expired = false
+[channels.hook]
+kind = "webhook"
+url = "{receiver.url}"
+secret = {{ env = "HOOK_SECRET" }}
+rate_limit = "off"
+[[routes]]
+channels = ["hook"]
+""")
+        chans = build_channels(cfg)
+        for i in range(48):  # three claims of 16 (twice the webhook's 8 in flight)
+            ingest_bytes(sqlite_store, cfg, chans, demo_cap(0).replace(ident, ident + b"-%d" % i))
+        hook = chans["hook"]
+        real_send = hook.send
+        lock = threading.Lock()
+        batch: list[str] = []
+
+        def send(out: Any) -> Any:
+            alone = threading.current_thread() is threading.main_thread()
+            with lock:
+                batch.append("alone" if alone else "at once")
+                clock[0] += platform_takes  # what the platform took, as the dispatcher sees it
+            return real_send(out)
+
+        monkeypatch.setattr(hook, "send", send)
+        disp = Dispatcher(sqlite_store, chans, clock=lambda: NOW, drop_expired=False)
+        seen = []
+        for _ in range(3):
+            batch.clear()
+            assert disp.run_once() == 16
+            seen.append(list(batch))
+        close_all(chans)
+        assert len(receiver.bodies()) == 48
+    assert seen[0] == ["at once"] * 16  # not yet measured
+    assert seen[1] == ["alone"] + ["at once"] * 15  # one timed alone, the rest at once
+    assert seen[2] == [third_batch] * 16
