@@ -21,7 +21,6 @@ from clarion.channels import build_channels
 from clarion.channels.base import Outgoing, close_all
 from clarion.delivery import outbox
 from clarion.delivery.dispatcher import Dispatcher
-from clarion.model import Notice
 from clarion.store import Store
 from clarion.store.schema import channels as channels_table
 from tests.conftest import WEBHOOK_SECRET
@@ -328,7 +327,7 @@ def test_crash_mid_send(h, sqlite_store: Store) -> None:
     harness, cfg, chans, disp, clock = h
     ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
     [c] = outbox.claim(sqlite_store, "doomed", clock.now, 60)
-    notice = Notice.model_validate({**c.notice_data, "original": c.original})
+    notice = c.notice()
     chans["ch"].send(Outgoing(c.id, notice, c.payload, None, None, c.attempts))
     assert len(harness.posts()) == 1
     clock.now += timedelta(seconds=61)
@@ -467,7 +466,7 @@ def test_a_crash_after_a_whole_thread_went_out(th, sqlite_store: Store) -> None:
     harness, cfg, chans, disp, clock = th
     ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
     [c] = outbox.claim(sqlite_store, "doomed", clock.now, 60)
-    notice = Notice.model_validate({**c.notice_data, "original": c.original})
+    notice = c.notice()
     chans["ch"].send(Outgoing(c.id, notice, c.payload, None, None, c.attempts))
     assert len(harness.posts()) == 3
     clock.now += timedelta(seconds=61)

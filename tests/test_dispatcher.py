@@ -279,10 +279,9 @@ def test_resend_after_crash_does_not_double_post(store, mastodon, receiver, monk
     ingest_bytes(store, cfg, chans, demo_cap(0))
     claimed = outbox.claim(store, "doomed", clock.now, 60)
     from clarion.channels.base import Outgoing
-    from clarion.model import Notice
 
     for c in claimed:  # the doomed worker sends each one, then dies before recording
-        notice = Notice.model_validate(c.notice_data)
+        notice = c.notice()
         chans[c.channel].send(Outgoing(c.id, notice, c.payload, None, None, c.attempts))
     assert len(mastodon.statuses) == 1 and len(receiver.received) == 1
     clock.advance(61)

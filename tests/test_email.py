@@ -18,7 +18,6 @@ from clarion.channels import build_channels
 from clarion.channels.base import Outgoing, close_all
 from clarion.delivery import outbox
 from clarion.delivery.dispatcher import Dispatcher
-from clarion.model import Notice
 from clarion.store import Store
 from clarion.store.schema import channels as channels_table
 from tests.helpers import NOW, config, deliveries, demo_cap, ingest_bytes, rows
@@ -148,7 +147,7 @@ def test_crash_mid_send_is_flagged_not_mailed_twice(smtp, sqlite_store: Store) -
     disp = Dispatcher(sqlite_store, chans, worker="w2", clock=lambda: clock[0])
     ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
     [c] = outbox.claim(sqlite_store, "doomed", NOW, 60)
-    notice = Notice.model_validate({**c.notice_data, "original": c.original})
+    notice = c.notice()
     chans["mail"].send(Outgoing(c.id, notice, c.payload, None, None, c.attempts))
     clock[0] = NOW + timedelta(seconds=61)
     disp.run_until_idle()

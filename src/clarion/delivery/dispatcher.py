@@ -29,7 +29,7 @@ from clarion.channels.base import (
 from clarion.delivery import outbox
 from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
 from clarion.logs import delivery_fields
-from clarion.model import MsgType, Notice, Severity
+from clarion.model import MsgType, Severity
 from clarion.routing import is_stale
 from clarion.store import Store, limits
 
@@ -325,7 +325,7 @@ class Dispatcher:
 
     def _process(self, c: outbox.Claimed) -> None:
         channel = self.channels[c.channel]
-        notice = Notice.model_validate({**c.notice_data, "original": c.original})
+        notice = c.notice()
         now = self.clock()
         if c.reclaimed and not channel.profile.idempotency:
             # No idempotency key on this platform: a resend could post twice. Flag, never repeat.

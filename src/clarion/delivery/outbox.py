@@ -20,8 +20,10 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Text,
     and_,
     bindparam,
+    cast,
     exists,
     insert,
     not_,
@@ -34,6 +36,7 @@ from sqlalchemy.orm import aliased
 
 from clarion.delivery.states import ACTIVE, TERMINAL, WAITING, DeliveryState, check
 from clarion.delivery.states import DeliveryState as S
+from clarion.model import Notice
 from clarion.store import Store
 from clarion.store.changes import POSTS, touch
 from clarion.store.schema import channels, deliveries, delivery_events, notices
@@ -79,7 +82,14 @@ _DUE = {
     (some, locked): _due_query(some, locked) for some in (True, False) for locked in (True, False)
 }
 _CLAIMED_ROWS = (
-    select(_d, notices.c.data.label("notice_data"), notices.c.original, notices.c.ancestors)
+    select(
+        _d,
+        # The notice as its JSON text: the worker validates it straight from JSON (pydantic's
+        # own parser), instead of the driver decoding it and pydantic validating the dict.
+        cast(notices.c.data, Text).label("notice_json"),
+        notices.c.original,
+        notices.c.ancestors,
+    )
     .select_from(_d.join(notices, notices.c.id == _d.c.notice_id))
     .where(_d.c.id.in_(bindparam("ids", expanding=True)))
 )
@@ -112,7 +122,7 @@ class Claimed:
     msg_type: str
     payload: dict[str, Any]
     attempts: int  # including this one
-    notice_data: dict[str, Any]
+    notice_json: str  # the stored notice (Notice.model_validate_json reads it)
     original: bytes | None
     reclaimed: bool  # the previous attempt's worker died mid-send: the outcome is unknown
     cost: float = 0.0
@@ -121,6 +131,12 @@ class Claimed:
     progress: dict[str, Any] | None = None
     # The notices this one continues (None: stored before branches, a linear thread).
     ancestors: list[int] | None = None
+
+    def notice(self) -> Notice:
+        """The notice being delivered, with its original bytes."""
+        return Notice.model_validate_json(self.notice_json).model_copy(
+            update={"original": self.original}
+        )
 
 
 def _event(
@@ -236,7 +252,7 @@ def claim(
                     msg_type=r.msg_type,
                     payload=r.payload,
                     attempts=r.attempts + 1,
-                    notice_data=r.notice_data,
+                    notice_json=r.notice_json,
                     original=r.original,
                     reclaimed=reclaimed,
                     cost=float(r.cost or 0.0),
