@@ -277,22 +277,21 @@ def _ingest_one(
 ) -> IngestResult:
     if writes is None:  # written when this one message is done
         writes = _Writes()
-        try:
-            return _ingest_one(
-                conn,
-                config,
-                channels,
-                notice,
-                now,
-                include_expired,
-                edits,
-                scope=scope,
-                follow=follow,
-                max_age=max_age,
-                writes=writes,
-            )
-        finally:
-            writes.flush(conn, now)
+        one = _ingest_one(
+            conn,
+            config,
+            channels,
+            notice,
+            now,
+            include_expired,
+            edits,
+            scope=scope,
+            follow=follow,
+            max_age=max_age,
+            writes=writes,
+        )
+        writes.flush(conn, now)  # not after an error: the transaction is undone then
+        return one
     result = IngestResult()
     scope = scope if scope is not None else frozenset({notice.source})
     story = _find_story(conn, notice, scope, follow)
