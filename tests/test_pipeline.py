@@ -232,6 +232,14 @@ def test_one_poll_is_ingested_oldest_first(store: Store) -> None:
     assert len(r.stored) == 3 and r.out_of_order == 0
     ns = rows(store, notices, order=notices.c.version)
     assert [n.msg_type for n in ns] == ["alert", "update", "cancel"]
+    # A poll's outbox rows are written when it ends, yet each message superseded the one
+    # before it, queued in the same poll, on every channel: only the cancel waits to go.
+    ds = rows(store, deliveries)
+    by_version: dict[int, set[str]] = {}
+    for d in ds:
+        by_version.setdefault(d.version, set()).add(d.state)
+    assert by_version == {1: {"superseded"}, 2: {"superseded"}, 3: {"pending"}}
+    assert r.superseded == len(ds) - len([d for d in ds if d.version == 3]) > 0
 
 
 def test_edits_can_be_ignored(store: Store) -> None:
