@@ -236,9 +236,19 @@ def _find_story(
     if thread is None:
         keys = {scoped_key(s, k) for s in scope for k in (own_key, notice.thread_key)}
         keys |= {own_key, notice.thread_key}
-        candidates = conn.execute(
-            Q.THREADS_BY_KEY, {"keys": sorted(keys), "scope": sorted(scope)}
-        ).all()
+        ordered = sorted(keys)
+        if len(scope) == 1 and len(ordered) <= 2:
+            statement, where = (
+                Q.THREADS_BY_TWO_KEYS_IN_SOURCE,
+                {
+                    "key1": ordered[0],
+                    "key2": ordered[-1],
+                    "source": next(iter(scope)),
+                },
+            )
+        else:
+            statement, where = Q.THREADS_BY_KEY, {"keys": ordered, "scope": sorted(scope)}
+        candidates = conn.execute(statement, where).all()
         thread = next((t for t in candidates if (t.status == Status.ACTUAL.value) == actual), None)
     if thread is not None and (thread.status == Status.ACTUAL.value) != actual:
         thread = None

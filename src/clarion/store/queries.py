@@ -53,6 +53,16 @@ THREADS_BY_KEY = (
     )
     .order_by(threads.c.id)
 )
+# The same for one source and at most two keys (the key and its source-scoped form: almost
+# every message), without expanding lists: on PostgreSQL the expanding form was 0.76 ms.
+THREADS_BY_TWO_KEYS_IN_SOURCE = (
+    select(threads)
+    .where(
+        threads.c.thread_key.in_([bindparam("key1"), bindparam("key2")]),
+        threads.c.source == bindparam("source"),
+    )
+    .order_by(threads.c.id)
+)
 LIVE_IN_THREAD = (
     select(*PARENT_COLUMNS)
     .where(notices.c.thread_id == bindparam("thread_id"), notices.c.branch == "live")
