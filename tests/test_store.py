@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -255,33 +253,3 @@ def test_the_parts_migration_keeps_deliveries_and_their_history(db_url: str) -> 
             )  # fmt: skip
     finally:
         store.close()
-
-
-def test_insert_rows_stores_every_row_across_statements(store: Store) -> None:
-    """A poll's rows go in as multi-row INSERTs of bounded size: every row lands, in as many
-    statements as the bound needs (here 2,000 two-value rows: five statements of 450 at most),
-    with the columns' Python defaults filled in."""
-    from sqlalchemy import event, func, select
-
-    from clarion.store.db import insert_rows
-    from clarion.store.schema import sources
-
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO SOURCES"):
-            statements.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        with store.write() as conn:
-            insert_rows(conn, sources, [{"name": f"s{i}", "kind": "feed"} for i in range(2000)])
-            insert_rows(conn, sources, [])
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
-    assert len(statements) == 5
-    with store.read() as conn:
-        n, failures = conn.execute(
-            select(func.count(), func.sum(sources.c.consecutive_failures))
-        ).one()
-    assert (n, failures) == (2000, 0)

@@ -26,11 +26,8 @@ from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
 from clarion.store import Store, changes
 from clarion.store import queries as Q
-from clarion.store.db import insert_rows
 from clarion.store.schema import (
     deliveries,
-    notice_refs,
-    notice_terms,
     notices,
     threads,
 )
@@ -87,8 +84,10 @@ class _Writes:
     terms: list[dict[str, Any]] = field(default_factory=list)
 
     def flush(self, conn: Connection, now: datetime) -> None:
-        insert_rows(conn, notice_refs, self.refs)
-        insert_rows(conn, notice_terms, self.terms)
+        if self.refs:
+            conn.execute(Q.INSERT_NOTICE_REFS, self.refs)
+        if self.terms:
+            conn.execute(Q.INSERT_NOTICE_TERMS, self.terms)
         if self.deliveries:
             outbox.enqueue(conn, self.deliveries, now, self.details)
         self.deliveries, self.details, self.refs, self.terms = [], [], [], []

@@ -39,7 +39,6 @@ from clarion.delivery.states import DeliveryState as S
 from clarion.model import Notice
 from clarion.store import Store
 from clarion.store.changes import POSTS, touch
-from clarion.store.db import insert_rows
 from clarion.store.schema import channels, deliveries, delivery_events, notices
 
 __all__ = ["ACTIVE", "OUTBOX_CHANNEL", "TERMINAL", "WAITING", "DeliveryState"]
@@ -221,9 +220,8 @@ def claim(
                 "updated_at": now,
             },
         )
-        insert_rows(
-            conn,
-            delivery_events,
+        conn.execute(
+            _INSERT_EVENT,
             [
                 {
                     "delivery_id": r.id,
@@ -608,11 +606,10 @@ def enqueue(
     for r in rows:
         r["state"] = check(None, r.get("state", DeliveryState.PENDING)).value
     touch(conn, POSTS)
-    insert_rows(conn, deliveries, rows)
+    conn.execute(insert(deliveries), rows)
     _wake_workers(conn)
-    insert_rows(  # one round trip for every first event
-        conn,
-        delivery_events,
+    conn.execute(  # one round trip for every first event
+        insert(delivery_events),
         [
             {
                 "delivery_id": r["id"],

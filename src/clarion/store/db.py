@@ -18,7 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -57,18 +57,6 @@ def _sqlite_setup(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
-
-
-def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (all with the same keys) in as few statements as hold them, each a
-    multi-row VALUES of up to 900 bound values (under the 999 of SQLite before 3.32). An
-    executemany sent PostgreSQL one statement per row: a poll's terms alone cost 1.9 ms a
-    notice."""
-    if not rows:
-        return
-    per = max(1, 900 // len(rows[0]))
-    for start in range(0, len(rows), per):
-        conn.execute(insert(table).values(rows[start : start + per]))
 
 
 # pg_advisory_lock key for migrations: any constant, the same in every Clarion process.

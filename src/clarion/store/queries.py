@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 
-from clarion.store.schema import notice_refs, notices, threads
+from clarion.store.schema import notice_refs, notice_terms, notices, threads
 
 PARENT_COLUMNS = (
     notices.c.id,
@@ -125,6 +125,8 @@ NEWEST_SENT_IN_THREAD = select(func.max(notices.c.sent)).where(
 )
 INSERT_THREAD = insert(threads)
 INSERT_NOTICE = insert(notices)
+INSERT_NOTICE_REFS = insert(notice_refs)
+INSERT_NOTICE_TERMS = insert(notice_terms)
 # SET columns come from the parameters given (every key but `thread_id`).
 UPDATE_THREAD = update(threads).where(threads.c.id == bindparam("thread_id"))
 END_PARENTS = (
