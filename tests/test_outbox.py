@@ -107,3 +107,47 @@ def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
     assert errors == []
     all_ids = [i for ids in got.values() for i in ids]
     assert len(all_ids) == 60 and len(set(all_ids)) == 60
+
+
+def test_a_claim_reads_the_due_queue_in_order_and_stops_at_its_limit(sqlite_store: Store) -> None:
+    """Each state's due deliveries are read by walking the (state, next_attempt_at) index in
+    order, to the claim's limit: one query over every state, ordered across them, read and
+    sorted the whole backlog on every claim (an OR of two index searches, then a sort), so a
+    claim slowed as the queue grew. The claim still takes the oldest first, whatever the state."""
+    from typing import Any
+
+    from sqlalchemy import event
+
+    cfg = config()
+    chans = channels_for(cfg)
+    ident = b"NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT"
+    for i in range(6):
+        ingest_bytes(sqlite_store, cfg, chans, demo_cap(0).replace(ident, ident + b"-%d" % i))
+    due: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        if "NOT (EXISTS" in statement:
+            due.append((statement, params))
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", record)
+    try:
+        first = outbox.claim(sqlite_store, "w1", NOW, 60, limit=2)
+    finally:
+        event.remove(sqlite_store.engine, "before_cursor_execute", record)
+    with sqlite_store.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for statement, params in due:
+            plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
+            assert any(
+                "USING INDEX ix_deliveries_state_next_attempt_at (state=?" in p for p in plan
+            )
+            assert not any(
+                "MULTI-INDEX OR" in p or p == "USE TEMP B-TREE FOR ORDER BY" for p in plan
+            )
+    # Oldest first across states: a delivery whose lease ran out (sending) is older than the
+    # pending ones queued after it, and is taken back first.
+    later = NOW + timedelta(seconds=120)
+    again = outbox.claim(sqlite_store, "w2", later, 60, limit=3)
+    assert [c.id for c in again][:2] == [c.id for c in first]
+    assert all(c.reclaimed for c in again[:2]) and not again[2].reclaimed

@@ -27,7 +27,6 @@ from sqlalchemy import (
     exists,
     insert,
     not_,
-    or_,
     select,
     text,
     update,
@@ -51,15 +50,20 @@ _INSERT_EVENT = insert(delivery_events)
 _older = aliased(deliveries)
 
 
-def _due_query(some_channels: bool, locked: bool) -> Any:
-    q = select(_d.c.id, _d.c.channel).where(
-        or_(
-            and_(
-                _d.c.state.in_((S.PENDING, S.RETRY_WAIT)),
-                _d.c.next_attempt_at <= bindparam("now"),
-            ),
-            and_(_d.c.state == S.SENDING, _d.c.lease_expires_at < bindparam("now")),
-        ),
+def _due_query(state: S, some_channels: bool, locked: bool) -> Any:
+    """Deliveries in `state` that are due (waiting ones whose time came; `sending` ones whose
+    lease ran out), oldest first, as many as `limit`.
+
+    One state per query, so that the database walks the (state, next_attempt_at) index in
+    order and stops at `limit`: one query for every state, ordered across them, read and
+    sorted every due delivery (and checked each one's older versions) on every claim — 9 ms a
+    claim with 800 queued, growing with the backlog."""
+    if state is S.SENDING:
+        due = and_(_d.c.state == state.value, _d.c.lease_expires_at < bindparam("now"))
+    else:
+        due = and_(_d.c.state == state.value, _d.c.next_attempt_at <= bindparam("now"))
+    q = select(_d.c.id, _d.c.channel, _d.c.next_attempt_at, _d.c.notice_id).where(
+        due,
         # A thread's versions go out in order on each channel: never overtake an unfinished one.
         not_(
             exists().where(
@@ -77,9 +81,14 @@ def _due_query(some_channels: bool, locked: bool) -> Any:
     return q.with_for_update(skip_locked=True, of=_d) if locked else q
 
 
-# (only some channels, FOR UPDATE SKIP LOCKED on PostgreSQL) → the claim's first query
+# (only some channels, FOR UPDATE SKIP LOCKED on PostgreSQL) → the claim's first queries, one
+# per state a due delivery can be in
 _DUE = {
-    (some, locked): _due_query(some, locked) for some in (True, False) for locked in (True, False)
+    (some, locked): [
+        _due_query(state, some, locked) for state in (S.PENDING, S.RETRY_WAIT, S.SENDING)
+    ]
+    for some in (True, False)
+    for locked in (True, False)
 }
 _CLAIMED_ROWS = (
     select(
@@ -191,8 +200,13 @@ def claim(
         params["limit"] = limit
         if only_channels is not None:
             params["wanted"] = sorted(only_channels)
-        query = _DUE[(only_channels is not None, not store.is_sqlite)]
-        due = conn.execute(query, params).all()
+        due = [
+            row
+            for query in _DUE[(only_channels is not None, not store.is_sqlite)]
+            for row in conn.execute(query, params)
+        ]
+        due.sort(key=lambda r: (r.next_attempt_at, r.notice_id))
+        del due[limit:]
         if at_most:
             taken: dict[str, int] = {}
             kept = []
