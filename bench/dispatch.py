@@ -399,8 +399,82 @@ def push_latency(count: int = 200, rate: float = 20.0) -> None:
         _drop(schema)
 
 
+def backlog(small: int = 100, large: int = 10_000, claims: int = 30) -> None:
+    """A claim's cost with a small queue and with a large one (after an outage, say): the
+    deliveries are copies of 100 ingested ones, each copy a story of its own, all due, claimed
+    16 at a time and put back; the ratio is the figure (1.0: a claim costs the same whatever
+    the backlog)."""
+    from clarion.delivery import outbox
+
+    os.environ["BENCH_SECRET"] = SECRET
+    results = {}
+    for size in (small, large):
+        tmp = tempfile.mkdtemp()
+        cfg = parse_config(_config(f"sqlite:///{tmp}/b.db", "http://127.0.0.1:9"), environ={})
+        store = open_store(cfg.clarion.database_url)
+        chans = build_channels(cfg)
+        docs = _alerts(100)
+        ingest(store, cfg, chans, [x for d in docs for x in parse_cap(d)], source="bench")
+        with store.write() as conn:
+            # Each copy is a story of its own (its own thread), as a real backlog is.
+            tcols = (
+                "source, state, latest_version, latest_notice_id, headline, severity, status, "
+                "created_at, updated_at"
+            )
+            dcols = (
+                "notice_id, channel, version, msg_type, payload, cost, severity_rank, "
+                "attempts, next_attempt_at, created_at, updated_at, state"
+            )
+            for copy in range(1, size // 100):
+                conn.execute(
+                    sa.text(
+                        f"insert into threads (thread_key, {tcols}) "
+                        f"select thread_key || '#{copy}', {tcols} from threads "
+                        "where thread_key not like '%#%'"
+                    )
+                )
+                conn.execute(
+                    sa.text(
+                        f"insert into deliveries (id, part, thread_id, {dcols}) "
+                        f"select d.id || '-{copy}', {copy}, t2.id, "
+                        + ", ".join(
+                            # queued a second apart, as polls are: older copies first
+                            f"strftime('%Y-%m-%d %H:%M:%f', d.next_attempt_at, '-{copy} seconds')"
+                            if c.strip() == "next_attempt_at"
+                            else f"d.{c.strip()}"
+                            for c in dcols.split(",")
+                        )
+                        + " from deliveries d join threads t on t.id = d.thread_id "
+                        f"join threads t2 on t2.thread_key = t.thread_key || '#{copy}' "
+                        "where d.part = 0"
+                    )
+                )
+        outbox.ensure_channels(store, {"hook": "webhook"}, datetime.now(UTC))
+        start = time.perf_counter()
+        for _ in range(claims):
+            taken = outbox.claim(store, "bench", datetime.now(UTC), 60, 16)
+            assert len(taken) == 16
+            with store.write() as conn:  # put them back, due again
+                conn.execute(
+                    sa.text(
+                        "update deliveries set state = 'pending', lease_owner = null "
+                        "where state = 'sending'"
+                    )
+                )
+        results[size] = (time.perf_counter() - start) / claims
+        store.close()
+    print(f"\nA claim of 16 with a small and a large backlog, SQLite ({claims} claims each)\n")
+    print(f"{'':32}{'ms a claim':>11}{'ratio':>8}")
+    print(f"{f'{small:,} queued (baseline)':32}{results[small] * 1000:11.2f}{1:8.2f}")
+    print(
+        f"{f'{large:,} queued':32}{results[large] * 1000:11.2f}"
+        f"{results[large] / results[small]:8.2f}"
+    )
+
+
 def main() -> None:
     throughput()
+    backlog()
     push_latency()
     scale_out()
 
