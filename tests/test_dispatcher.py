@@ -439,6 +439,22 @@ def test_a_429_pauses_the_rest_of_the_batch_without_a_bucket(
         assert len(waiting) == 5 and all(d.attempts <= 1 for d in waiting)
 
 
+def _one_webhook(url: str) -> Any:
+    """A config with one webhook channel to `url` (secret from $HOOK_SECRET), no rate limit,
+    keeping old alerts."""
+    return config(f"""
+[clarion]
+drop_expired = false
+[channels.hook]
+kind = "webhook"
+url = "{url}"
+secret = {{ env = "HOOK_SECRET" }}
+rate_limit = "off"
+[[routes]]
+channels = ["hook"]
+""")
+
+
 def test_a_channel_sends_several_stories_at_once_but_a_storys_versions_in_turn(
     sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -465,17 +481,7 @@ def test_a_channel_sends_several_stories_at_once_but_a_storys_versions_in_turn(
 
     with WebhookReceiver(WEBHOOK_SECRET) as receiver:
         receiver.on_receive = on_receive
-        cfg = config(f"""
-[clarion]
-drop_expired = false
-[channels.hook]
-kind = "webhook"
-url = "{receiver.url}"
-secret = {{ env = "HOOK_SECRET" }}
-rate_limit = "off"
-[[routes]]
-channels = ["hook"]
-""")
+        cfg = _one_webhook(receiver.url)
         chans = build_channels(cfg)
         for body in (first, *others):
             ingest_bytes(sqlite_store, cfg, chans, body)
@@ -525,17 +531,7 @@ def test_a_channel_is_timed_on_sends_made_alone_and_fast_platforms_go_one_at_a_t
     monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
     ident = b"NOAA-NWS-ALERTS-MT20100830100700TFXFlashFloodWatchTFX20100830180000MT"
     with WebhookReceiver(WEBHOOK_SECRET) as receiver:
-        cfg = config(f"""
-[clarion]
-drop_expired = false
-[channels.hook]
-kind = "webhook"
-url = "{receiver.url}"
-secret = {{ env = "HOOK_SECRET" }}
-rate_limit = "off"
-[[routes]]
-channels = ["hook"]
-""")
+        cfg = _one_webhook(receiver.url)
         chans = build_channels(cfg)
         for i in range(48):  # three claims of 16 (twice the webhook's 8 in flight)
             ingest_bytes(sqlite_store, cfg, chans, demo_cap(0).replace(ident, ident + b"-%d" % i))
