@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from clarion.model import MsgType, Notice
 from clarion.pipeline import ingest
 from clarion.sources.cap import parse_cap
 from clarion.sources.feed import parse_feed
-from clarion.store import Store
+from clarion.store import Store, open_store
+from clarion.store.schema import notice_refs, notice_terms
 from tests.helpers import (
     NOW,
     channels_for,
@@ -242,6 +244,106 @@ def test_one_poll_is_ingested_oldest_first(store: Store) -> None:
     assert r.superseded == len(ds) - len([d for d in ds if d.version == 3]) > 0
 
 
+def _decided(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything an ingest decides, named by message identifier (row ids differ by store)."""
+    ns = rows(store, notices)
+    name = {n.id: n.identifier for n in ns}
+    version = {n.id: (n.identifier, n.version) for n in ns}
+    keys = {t.id: t.thread_key for t in rows(store, threads)}
+    return {
+        "notices": sorted(
+            (
+                n.identifier,
+                keys[n.thread_id],
+                n.version,
+                n.msg_type,
+                n.branch,
+                sorted(name[a] for a in n.ancestors or []),
+            )
+            for n in ns
+        ),
+        "threads": sorted(
+            (t.thread_key, t.state, t.latest_version, version.get(t.latest_notice_id), t.headline)
+            for t in rows(store, threads)
+        ),
+        "deliveries": sorted(
+            (name[d.notice_id], d.channel, d.version, d.msg_type, d.state)
+            for d in rows(store, deliveries)
+        ),
+        "refs": sorted((name[r.notice_id], r.ref) for r in rows(store, notice_refs)),
+        "terms": sorted((name[r.notice_id], r.term) for r in rows(store, notice_terms)),
+    }
+
+
+def test_a_poll_makes_the_stories_its_messages_make_one_at_a_time(
+    store: Store, tmp_path: Path
+) -> None:
+    """A poll reads the stored messages and threads its stories need once, before its first
+    message, and adds what it stores as it goes: it must decide exactly what the same messages
+    decide ingested one poll each. Real captures (three NWS API pages), a real alert, update
+    and cancel, the alert listed twice, and a message that a message sent before it (listed
+    first) already cites: it arrived late."""
+    from datetime import timedelta
+
+    from clarion.model import Reference
+    from clarion.sources.nws import parse_nws
+    from tests.conftest import fixture_bytes as fixture
+    from tests.nws_dates import resolve
+
+    poll = [
+        n
+        for page in ("testing_alerts_active", "load-testing-ioc_alerts_active", "e2e_alerts_active")
+        for n in parse_nws(resolve(fixture(f"nws-api/{page}.json")))
+    ]
+    alert, update, cancel = (parse_cap(demo_cap(i))[0] for i in range(3))
+    late = alert.model_copy(
+        update={
+            "identifier": "late-x",
+            "thread_key": "late-x",
+            "sent": alert.sent + timedelta(hours=1),
+        }
+    )
+    cites_late = update.model_copy(
+        update={
+            "identifier": "cites-x",
+            "thread_key": "cites-x",
+            "sent": alert.sent + timedelta(minutes=30),
+            "references": [Reference(sender=late.sender, identifier="late-x", sent="t")],
+        }
+    )
+    [post] = parse_feed(fixture_bytes("feeds/wordpress-org-news.rss"))[:1]
+    edited = post.model_copy(  # a feed item edited between two fetches the poll lists both of
+        update={
+            "infos": [post.infos[0].model_copy(update={"headline": "Learn WordPress, edited"})],
+            "sent": post.sent + timedelta(minutes=5),
+        }
+    )
+    poll += [cancel, update, alert, alert, late, cites_late, edited, post]
+    cfg = config()
+    chans = channels_for(cfg)
+
+    # Not sent when over (the default): most of these were over at NOW.
+    whole = ingest(store, cfg, chans, poll, source="nws", now=NOW)
+    one_by_one = open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    try:
+        for n in sorted(poll, key=lambda n: n.sent):
+            ingest(one_by_one, cfg, chans, [n], source="nws", now=NOW)
+        assert _decided(store) == _decided(one_by_one)
+    finally:
+        one_by_one.close()
+    # the alert listed twice, and the messages the three captures share
+    cap = [(n.sender, n.identifier) for n in poll if n.kind != "feed"]
+    assert whole.unchanged == len(cap) - len(set(cap)) > 1
+    assert whole.out_of_order == 1
+    decided = _decided(store)
+    assert ("late-x", "nws/late-x", 1, "alert", "replaced", []) in decided["notices"]
+    assert not [d for d in decided["deliveries"] if d[0] == "late-x"]
+    [demo] = [t for t in decided["threads"] if t[3] == (cancel.identifier, 3)]
+    assert demo[1:3] == ("cancelled", 3)  # opened, continued and closed in one poll
+    [blog] = [t for t in decided["threads"] if t[3] and t[3][0] == post.identifier]
+    assert blog[1:] == ("active", 2, (post.identifier, 2), "Learn WordPress, edited")
+
+
 def test_edits_can_be_ignored(store: Store) -> None:
     cfg = config()
     chans = channels_for(cfg)
@@ -313,7 +415,9 @@ def test_ingest_looks_stored_messages_up_by_index_not_by_reading_the_source(
     finally:
         event.remove(sqlite_store.engine, "before_cursor_execute", record)
     looked_up = [s for s in selects if "FROM notices" in s[0] or "FROM notice_refs" in s[0]]
-    assert any("notices.sender = ?" in s for s, _ in looked_up)  # the references were looked up
+    # the references were looked up (for the whole poll at once)
+    assert any("notices.sender IN (" in s for s, _ in looked_up)
+    assert any("notice_refs.ref IN (" in s for s, _ in looked_up)  # and what cites the message
     with sqlite_store.engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
@@ -363,4 +467,43 @@ def test_a_poll_wakes_the_workers_once_when_it_commits(pg_url: str) -> None:
         other = demo_cap(0).replace(b"</identifier>", b"-OTHER</identifier>", 1)
         assert ingest_bytes(store, cfg, chans, other).deliveries == 2
         assert len(notifies) == 2
+    store.close()
+
+
+@pytest.mark.postgres
+def test_two_ingests_of_one_scope_take_turns(pg_url: str) -> None:
+    """A poll reads its stories before its first message (`_Known`): another process storing
+    a message of the same scope meanwhile would go unseen. So an ingest holds the scope's lock
+    for its transaction; here another transaction holds it, and the ingest waits for it."""
+    import threading
+
+    import psycopg
+
+    from clarion.pipeline import _scope_lock, story_scope
+    from clarion.store import open_store
+
+    store = open_store(pg_url)
+    cfg = config()
+    chans = channels_for(cfg)
+    dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    done: list[Any] = []
+    with psycopg.connect(dsn) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [_scope_lock(story_scope(cfg, "nws"))])
+        worker = threading.Thread(
+            target=lambda: done.append(ingest_bytes(store, cfg, chans, demo_cap(0)))
+        )
+        worker.start()
+        with psycopg.connect(dsn, autocommit=True) as watcher:
+            waiting = 0
+            for _ in range(500):  # until the ingest is seen waiting for the lock
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()[0]
+                if waiting:
+                    break
+                worker.join(0.01)
+        assert waiting == 1 and not done
+        holder.commit()  # lets it go
+        worker.join(10)
+    assert len(done) == 1 and done[0].deliveries == 2
     store.close()

@@ -10,14 +10,15 @@ nothing is sent that was not first recorded, and nothing recorded is lost.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
@@ -82,8 +83,15 @@ class _Writes:
     refs: list[dict[str, Any]] = field(default_factory=list)
     ref_sources: dict[str, set[str]] = field(default_factory=dict)  # ref → sources citing it
     terms: list[dict[str, Any]] = field(default_factory=list)
+    latest: dict[int, int] = field(default_factory=dict)  # a new thread's id → its one message
+    known: _Known | None = None  # the poll's stories, read once (None: read one by one)
 
     def flush(self, conn: Connection, now: datetime) -> None:
+        if self.latest:  # nothing in an ingest reads a thread's latest message id
+            conn.execute(
+                Q.SET_LATEST_NOTICE,
+                [{"thread_id": t, "notice_id": n} for t, n in self.latest.items()],
+            )
         if self.refs:
             conn.execute(Q.INSERT_NOTICE_REFS, self.refs)
         if self.terms:
@@ -92,6 +100,108 @@ class _Writes:
             outbox.enqueue(conn, self.deliveries, now, self.details)
         self.deliveries, self.details, self.refs, self.terms = [], [], [], []
         self.ref_sources.clear()
+        self.latest.clear()
+
+
+class _Stored(NamedTuple):
+    """What never changes of a stored message (its branch does: it is not kept here)."""
+
+    id: int
+    thread_id: int
+    sent: datetime
+    ancestors: list[int] | None
+    status: str
+    source: str
+
+
+class _Opened(NamedTuple):
+    """What never changes of a thread (its version, state and headline do)."""
+
+    id: int
+    source: str
+    status: str
+
+
+_CHUNK = 500  # identifiers per IN list
+
+
+@dataclass
+class _Known:
+    """A poll's stories, read in three statements for the whole poll instead of four or five
+    for each of its messages (on PostgreSQL each is a round trip).
+
+    Before the first message, one statement each reads the stored messages of the scope that
+    the poll's messages reference or repeat, the stored messages that cite them, and the
+    threads their keys name. Only what never changes once written is kept (a message's id,
+    thread, time, ancestors and status; a citation; a thread's id, key, source and status);
+    what changes (which branches are live, a thread's version and state) is still read when a
+    story is continued. What the poll itself stores is added as it goes (`stored`, `cited`,
+    `opened`), so a message later in the poll sees one earlier in it, as a statement would.
+    On PostgreSQL, `ingest` holds a lock on the scope for its transaction, so another process
+    cannot store a message of the scope between this read and the commit.
+    """
+
+    scope: frozenset[str]
+    messages: dict[tuple[str, str], list[_Stored]] = field(default_factory=dict)
+    citing: dict[str, set[str]] = field(default_factory=dict)  # ref → sources citing it
+    threads: dict[str, _Opened] = field(default_factory=dict)  # stored key → thread
+
+    @classmethod
+    def read(cls, conn: Connection, items: list[Notice], scope: frozenset[str]) -> _Known:
+        known = cls(scope)
+        pairs = {(r.sender, r.identifier) for n in items for r in n.references}
+        pairs |= {(n.sender, n.identifier) for n in items if n.kind in CAP_KINDS}
+        in_scope = sorted(scope)
+        senders = sorted({s for s, _ in pairs})
+        for chunk in _chunks(sorted({i for _, i in pairs})):
+            for row in conn.execute(
+                Q.MESSAGES_NAMED, {"senders": senders, "identifiers": chunk, "scope": in_scope}
+            ):
+                if (row.sender, row.identifier) in pairs:
+                    message = _Stored(
+                        row.id, row.thread_id, row.sent, row.ancestors, row.status, row.source
+                    )
+                    known.stored(row.sender, row.identifier, message)
+        cap = sorted({ref_key(n.sender, n.identifier) for n in items if n.kind in CAP_KINDS})
+        for chunk in _chunks(cap):
+            for cite in conn.execute(Q.REFERENCING_ANY, {"refs": chunk}):
+                known.cited(cite.ref, cite.source)
+        keys = sorted({k for n in items for k in _thread_keys(n, scope)})
+        for chunk in _chunks(keys):
+            for t in conn.execute(Q.THREADS_NAMED, {"keys": chunk, "scope": in_scope}):
+                known.opened(t.thread_key, _Opened(t.id, t.source, t.status))
+        return known
+
+    def stored(self, sender: str, identifier: str, message: _Stored) -> None:
+        self.messages.setdefault((sender, identifier), []).append(message)
+
+    def cited(self, ref: str, source: str) -> None:
+        self.citing.setdefault(ref, set()).add(source)
+
+    def opened(self, key: str, thread: _Opened) -> None:
+        self.threads[key] = thread
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(values), _CHUNK):
+        yield values[i : i + _CHUNK]
+
+
+def _thread_keys(notice: Notice, scope: frozenset[str]) -> list[str]:
+    """The stored keys under which a message's thread may be found, within its scope: its key
+    (a Test or Exercise message's own: see `_find_story`), bare and under each source's name."""
+    own_key = _own_key(notice)
+    keys = {scoped_key(s, k) for s in scope for k in (own_key, notice.thread_key)}
+    keys |= {own_key, notice.thread_key}
+    return sorted(keys)
+
+
+def _own_key(notice: Notice) -> str:
+    # A Test or Exercise message never changes an Actual story (nor the other way round): it
+    # is a story of its own, whatever it references or whatever key its parser gave it.
+    if notice.status is Status.ACTUAL:
+        return notice.thread_key
+    return f"{notice.thread_key}#{notice.status.value}"
 
 
 def permalink(config: Config, thread_id: int) -> str:
@@ -159,17 +269,25 @@ def ingest(
     result = IngestResult()
     scope = story_scope(config, source)
     writes = _Writes()
+    poll = []
+    # Oldest first: a poll that lists an alert and its update posts them in that order.
+    for notice in sorted(items, key=lambda n: n.sent):
+        key = notice.thread_key
+        if key.startswith("local:"):
+            key = f"local:{source}:{key.removeprefix('local:')}"
+        poll.append(notice.model_copy(update={"source": source, "thread_key": key}))
     with store.write() as conn:
-        # Oldest first: a poll that lists an alert and its update posts them in that order.
-        for notice in sorted(items, key=lambda n: n.sent):
-            key = notice.thread_key
-            if key.startswith("local:"):
-                key = f"local:{source}:{key.removeprefix('local:')}"
+        if conn.dialect.name == "postgresql":
+            # One ingest of a scope at a time (a feed and its push twin): what `_Known` read
+            # stays true until this transaction commits. Released when it ends.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _scope_lock(scope)})
+        writes.known = _Known.read(conn, poll, scope)
+        for notice in poll:
             result += _ingest_one(
                 conn,
                 config,
                 channels,
-                notice.model_copy(update={"source": source, "thread_key": key}),
+                notice,
                 now,
                 include_expired,
                 edits,
@@ -188,6 +306,12 @@ def ingest(
     return result
 
 
+def _scope_lock(scope: frozenset[str]) -> int:
+    """The advisory lock key of a scope: the same in every process (a signed 64-bit integer)."""
+    digest = hashlib.sha256("\n".join(sorted(scope)).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 @dataclass
 class _Story:
     """Where a new message belongs: its thread (None: a new one) and the messages it continues."""
@@ -198,7 +322,11 @@ class _Story:
 
 
 def _find_story(
-    conn: Connection, notice: Notice, scope: frozenset[str], follow: int | None
+    conn: Connection,
+    notice: Notice,
+    scope: frozenset[str],
+    follow: int | None,
+    known: _Known | None = None,
 ) -> _Story:
     """The message's story, found only among the stories of its own scope.
 
@@ -213,15 +341,22 @@ def _find_story(
     if follow is not None:
         thread = conn.execute(Q.THREAD_BY_ID, {"thread_id": follow}).first()
     if pairs:
-        if thread is not None:
-            statement, where = Q.REFERENCED_IN_THREAD, {"thread_id": thread.id}
+        if thread is None and known is not None:
+            found: dict[int, Any] = {
+                row.id: row for pair in pairs for row in known.messages.get(pair, ())
+            }
         else:
-            statement, where = Q.in_scope(Q.REFERENCED_IN_SCOPE, Q.REFERENCED_IN_SOURCE, scope)
-        found = {
-            row.id: row
-            for sender, identifier in dict.fromkeys(pairs)
-            for row in conn.execute(statement, where | {"sender": sender, "identifier": identifier})
-        }
+            if thread is not None:
+                statement, where = Q.REFERENCED_IN_THREAD, {"thread_id": thread.id}
+            else:
+                statement, where = Q.in_scope(Q.REFERENCED_IN_SCOPE, Q.REFERENCED_IN_SOURCE, scope)
+            found = {
+                row.id: row
+                for sender, identifier in dict.fromkeys(pairs)
+                for row in conn.execute(
+                    statement, where | {"sender": sender, "identifier": identifier}
+                )
+            }
         parents = [found[i] for i in sorted(found)]
         if parents and thread is None:
             # Two stories joined by one message: it continues the newest of them.
@@ -229,13 +364,17 @@ def _find_story(
             assert thread is not None  # a notice's thread row always exists
             parents = [p for p in parents if p.thread_id == thread.id]
     actual = notice.status is Status.ACTUAL
-    # A Test or Exercise message never changes an Actual story (nor the other way round): it
-    # is a story of its own, whatever it references or whatever key its parser gave it.
-    own_key = notice.thread_key if actual else f"{notice.thread_key}#{notice.status.value}"
-    if thread is None:
-        keys = {scoped_key(s, k) for s in scope for k in (own_key, notice.thread_key)}
-        keys |= {own_key, notice.thread_key}
-        ordered = sorted(keys)
+    own_key = _own_key(notice)
+    if thread is None and known is not None:
+        opened = sorted(
+            (t for k in _thread_keys(notice, scope) if (t := known.threads.get(k)) is not None),
+            key=lambda t: t.id,
+        )
+        chosen = next((t for t in opened if (t.status == Status.ACTUAL.value) == actual), None)
+        if chosen is not None:  # read whole: its version and state change
+            thread = conn.execute(Q.THREAD_BY_ID, {"thread_id": chosen.id}).first()
+    elif thread is None:
+        ordered = _thread_keys(notice, scope)
         if len(scope) == 1 and len(ordered) <= 2:
             statement, where = (
                 Q.THREADS_BY_TWO_KEYS_IN_SOURCE,
@@ -266,6 +405,8 @@ def _is_late(
     if any(notice.sent < p.sent for p in story.parents):
         return True
     ref = ref_key(notice.sender, notice.identifier)
+    if writes.known is not None:
+        return bool(writes.known.citing.get(ref, set()) & scope)
     if writes.ref_sources.get(ref, set()) & scope:
         return True
     return any(row.source in scope for row in conn.execute(Q.REFERENCING, {"ref": ref}))
@@ -304,16 +445,21 @@ def _ingest_one(
         return one
     result = IngestResult()
     scope = scope if scope is not None else frozenset({notice.source})
-    story = _find_story(conn, notice, scope, follow)
+    known = writes.known
+    story = _find_story(conn, notice, scope, follow, known)
     thread = story.thread
     content_hash = notice.content_hash()
     if notice.kind in CAP_KINDS:
         # CAP freezes identifier+sent: the same message fetched again is the same message,
         # whichever thread it was first filed under.
-        statement, where = Q.in_scope(Q.SAME_CAP_MESSAGE, Q.SAME_CAP_MESSAGE_IN_SOURCE, scope)
-        dup = conn.execute(
-            statement, where | {"sender": notice.sender, "identifier": notice.identifier}
-        ).first()
+        dup: Any
+        if known is not None:
+            dup = next(iter(known.messages.get((notice.sender, notice.identifier), ())), None)
+        else:
+            statement, where = Q.in_scope(Q.SAME_CAP_MESSAGE, Q.SAME_CAP_MESSAGE_IN_SOURCE, scope)
+            dup = conn.execute(
+                statement, where | {"sender": notice.sender, "identifier": notice.identifier}
+            ).first()
         if dup is not None:
             result.unchanged += 1
             result.identifiers.add(notice.identifier)
@@ -364,15 +510,19 @@ def _ingest_one(
         # An edited feed item (same id, new content): an update to readers.
         notice = notice.model_copy(update={"msg_type": MsgType.UPDATE})
     notice = notice.model_copy(update={"thread_key": thread_key, "version": version})
+    closes = notice.msg_type.closes
     if thread is None:
+        # A new story is written as it will be: one message, live unless it closes the story
+        # (or arrived late: then the story stays as opened). Its latest message id, known
+        # once the message is stored, is set with the rest of the poll's rows (`_Writes`).
         thread_id = _insert(
             conn,
             Q.INSERT_THREAD,
             {
                 "thread_key": thread_key,
                 "source": notice.source,
-                "state": "active",
-                "latest_version": 0,
+                "state": "active" if late else _state_after(notice.msg_type, 0 if closes else 1),
+                "latest_version": version,
                 "headline": notice.headline,
                 "severity": notice.severity.value,
                 "status": notice.status.value,
@@ -380,11 +530,12 @@ def _ingest_one(
                 "updated_at": now,
             },
         )
+        if known is not None:
+            known.opened(thread_key, _Opened(thread_id, notice.source, notice.status.value))
     else:
         thread_id = thread.id
     parent_ids = [int(p.id) for p in story.parents]
     ancestors = sorted({a for p in story.parents for a in (p.ancestors or [])} | set(parent_ids))
-    closes = notice.msg_type.closes
     notice_id = _insert(
         conn,
         Q.INSERT_NOTICE,
@@ -413,33 +564,43 @@ def _ingest_one(
         },
     )
     changes.touch(conn, changes.NOTICES)  # feeds, pages and CAP documents hold it now
+    if known is not None:
+        known.stored(
+            notice.sender,
+            notice.identifier,
+            _Stored(
+                notice_id, thread_id, notice.sent, ancestors, notice.status.value, notice.source
+            ),
+        )
     for r in sorted({ref_key(r.sender, r.identifier) for r in notice.references}):
         writes.refs.append({"notice_id": notice_id, "ref": r})
         writes.ref_sources.setdefault(r, set()).add(notice.source)
+        if known is not None:
+            known.cited(r, notice.source)
     writes.terms += [{"notice_id": notice_id, "term": t} for t in sorted(terms_for(notice))]
-    thread_values: dict[str, object] = {"latest_version": version}
-    if not late:
-        # It replaces (or, a cancel or an end, closes) exactly the messages it continues;
-        # other branches of the story live on.
-        if parent_ids:
-            conn.execute(
-                Q.END_PARENTS,
-                {"parent_ids": parent_ids, "new_branch": "closed" if closes else "replaced"},
-            )
-        if thread is None:  # a new story: its one message is live unless it closes it
-            live = 0 if closes else 1
-        else:
+    if thread is None:  # written whole above
+        if not late:
+            writes.latest[thread_id] = notice_id
+    else:
+        thread_values: dict[str, object] = {"latest_version": version}
+        if not late:
+            # It replaces (or, a cancel or an end, closes) exactly the messages it continues;
+            # other branches of the story live on.
+            if parent_ids:
+                conn.execute(
+                    Q.END_PARENTS,
+                    {"parent_ids": parent_ids, "new_branch": "closed" if closes else "replaced"},
+                )
             live = conn.execute(Q.COUNT_LIVE_IN_THREAD, {"thread_id": thread_id}).scalar_one()
-        thread_values.update(
-            latest_notice_id=notice_id,
-            updated_at=now,
-            state="active"
-            if live
-            else {MsgType.CANCEL: "cancelled", MsgType.END: "ended"}.get(notice.msg_type, "active"),
-        )
-        if not closes:  # a cancel's own headline is rarely informative
-            thread_values.update(headline=notice.headline, severity=notice.severity.value)
-    conn.execute(Q.UPDATE_THREAD, {"thread_id": thread_id, **thread_values})
+            thread_values.update(
+                latest_notice_id=notice_id,
+                updated_at=now,
+                state=_state_after(notice.msg_type, live),
+            )
+            writes.latest.pop(thread_id, None)  # an earlier message of this poll opened it
+            if not closes:  # a cancel's own headline is rarely informative
+                thread_values.update(headline=notice.headline, severity=notice.severity.value)
+        conn.execute(Q.UPDATE_THREAD, {"thread_id": thread_id, **thread_values})
     result.stored.append(int(notice_id))
 
     if late:
@@ -547,6 +708,13 @@ def _ingest_one(
         writes.details += [f"queued {notice.msg_type.value} v{version}"] * len(new_deliveries)
         result.deliveries += len(new_deliveries)
     return result
+
+
+def _state_after(msg_type: MsgType, live: int) -> str:
+    """A story's state once a message is stored, with `live` branches left."""
+    if live:
+        return "active"
+    return {MsgType.CANCEL: "cancelled", MsgType.END: "ended"}.get(msg_type, "active")
 
 
 def _insert(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> int:

@@ -101,6 +101,32 @@ SAME_CAP_MESSAGE_IN_SOURCE = (
 )
 
 
+# A poll's stories, read once for the whole poll (`pipeline._Known`): the stored messages of a
+# scope with one of these senders and identifiers (the caller keeps the exact pairs: SQLite
+# searches the (sender, identifier, source) index for two IN lists, not for a row-value list)...
+MESSAGES_NAMED = select(
+    *PARENT_COLUMNS, notices.c.source, notices.c.sender, notices.c.identifier
+).where(
+    notices.c.sender.in_(bindparam("senders", expanding=True)),
+    notices.c.identifier.in_(bindparam("identifiers", expanding=True)),
+    notices.c.source.in_(bindparam("scope", expanding=True)),
+)
+# ...the stored messages that cite any of these references, with their source...
+REFERENCING_ANY = (
+    select(notice_refs.c.ref, notices.c.source)
+    .select_from(notice_refs.join(notices, notices.c.id == notice_refs.c.notice_id))
+    .where(notice_refs.c.ref.in_(bindparam("refs", expanding=True)))
+)
+# ...and the threads of a scope these keys name (what never changes of a thread: its id, key,
+# source and status; its version and state are read when it is continued).
+THREADS_NAMED = select(
+    threads.c.id, threads.c.thread_key, threads.c.source, threads.c.status
+).where(
+    threads.c.thread_key.in_(bindparam("keys", expanding=True)),
+    threads.c.source.in_(bindparam("scope", expanding=True)),
+)
+
+
 def in_scope(many: Any, one: Any, scope: Collection[str]) -> tuple[Any, dict[str, Any]]:
     """The statement (of a pair: any scope, a scope of one source) and its scope parameter."""
     if len(scope) == 1:
@@ -129,6 +155,12 @@ INSERT_NOTICE_REFS = insert(notice_refs)
 INSERT_NOTICE_TERMS = insert(notice_terms)
 # SET columns come from the parameters given (every key but `thread_id`).
 UPDATE_THREAD = update(threads).where(threads.c.id == bindparam("thread_id"))
+# A new thread's latest message, set when the poll's rows are written (`pipeline._Writes`).
+SET_LATEST_NOTICE = (
+    update(threads)
+    .where(threads.c.id == bindparam("thread_id"))
+    .values(latest_notice_id=bindparam("notice_id"))
+)
 END_PARENTS = (
     update(notices)
     .where(notices.c.id.in_(bindparam("parent_ids", expanding=True)), notices.c.branch == "live")
