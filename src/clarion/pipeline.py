@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, select, text
 
@@ -123,6 +123,7 @@ class _Opened(NamedTuple):
 
 
 _CHUNK = 500  # identifiers per IN list
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -149,26 +150,31 @@ class _Known:
     @classmethod
     def read(cls, conn: Connection, items: list[Notice], scope: frozenset[str]) -> _Known:
         known = cls(scope)
+        pg = conn.dialect.name == "postgresql"
         pairs = {(r.sender, r.identifier) for n in items for r in n.references}
         pairs |= {(n.sender, n.identifier) for n in items if n.kind in CAP_KINDS}
         in_scope = sorted(scope)
-        senders = sorted({s for s, _ in pairs})
-        for chunk in _chunks(sorted({i for _, i in pairs})):
+        for chunk in _chunks(sorted(pairs)):
+            # PostgreSQL looks each pair up (two arrays, zipped); SQLite takes two IN lists,
+            # and the pairs are picked out of what they find.
+            senders = [s for s, _ in chunk] if pg else sorted({s for s, _ in chunk})
+            identifiers = [i for _, i in chunk] if pg else sorted({i for _, i in chunk})
             for row in conn.execute(
-                Q.MESSAGES_NAMED, {"senders": senders, "identifiers": chunk, "scope": in_scope}
+                Q.MESSAGES_NAMED[pg],
+                {"senders": senders, "identifiers": identifiers, "scope": in_scope},
             ):
-                if (row.sender, row.identifier) in pairs:
+                if (row.sender, row.identifier) in pairs and row.source in scope:
                     message = _Stored(
                         row.id, row.thread_id, row.sent, row.ancestors, row.status, row.source
                     )
                     known.stored(row.sender, row.identifier, message)
         cap = sorted({ref_key(n.sender, n.identifier) for n in items if n.kind in CAP_KINDS})
-        for chunk in _chunks(cap):
-            for cite in conn.execute(Q.REFERENCING_ANY, {"refs": chunk}):
+        for refs in _chunks(cap):
+            for cite in conn.execute(Q.REFERENCING_ANY[pg], {"refs": refs}):
                 known.cited(cite.ref, cite.source)
         keys = sorted({k for n in items for k in _thread_keys(n, scope)})
-        for chunk in _chunks(keys):
-            for t in conn.execute(Q.THREADS_NAMED, {"keys": chunk, "scope": in_scope}):
+        for named in _chunks(keys):
+            for t in conn.execute(Q.THREADS_NAMED[pg], {"keys": named, "scope": in_scope}):
                 known.opened(t.thread_key, _Opened(t.id, t.source, t.status))
         return known
 
@@ -182,7 +188,7 @@ class _Known:
         self.threads[key] = thread
 
 
-def _chunks(values: list[str]) -> Iterator[list[str]]:
+def _chunks(values: list[_T]) -> Iterator[list[_T]]:
     for i in range(0, len(values), _CHUNK):
         yield values[i : i + _CHUNK]
 

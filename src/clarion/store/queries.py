@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import ARRAY, String, bindparam, func, insert, select, text, update
 
 from clarion.store.schema import notice_refs, notice_terms, notices, threads
 
@@ -101,30 +101,88 @@ SAME_CAP_MESSAGE_IN_SOURCE = (
 )
 
 
-# A poll's stories, read once for the whole poll (`pipeline._Known`): the stored messages of a
-# scope with one of these senders and identifiers (the caller keeps the exact pairs: SQLite
-# searches the (sender, identifier, source) index for two IN lists, not for a row-value list)...
-MESSAGES_NAMED = select(
-    *PARENT_COLUMNS, notices.c.source, notices.c.sender, notices.c.identifier
-).where(
-    notices.c.sender.in_(bindparam("senders", expanding=True)),
-    notices.c.identifier.in_(bindparam("identifiers", expanding=True)),
-    notices.c.source.in_(bindparam("scope", expanding=True)),
+def _in(column: Any, name: str) -> Any:
+    return column.in_(bindparam(name, expanding=True))
+
+
+# A poll's stories, read once for the whole poll (`pipeline._Known`), one statement for each
+# database (keyed by "is it PostgreSQL"). SQLite searches an index for each value of an `IN`
+# list (its plans are checked by a test). On PostgreSQL an expanding `IN (…)` list was a new
+# statement text for each length and, once psycopg had prepared it, a generic plan that
+# compared every stored row with every value (50–100 ms a poll with 10,000 notices stored);
+# and a table that grew faster than autovacuum analyses it (a new install's first big poll)
+# got a sequential scan even for `= ANY(array)`. So there each key is looked up on its own,
+# in a LATERAL subquery (`OFFSET 0` keeps the planner from turning it back into a join): one
+# index search per key, whatever the statistics say.
+_ARRAYS = {
+    "senders": ARRAY(String),
+    "identifiers": ARRAY(String),
+    "refs": ARRAY(String),
+    "keys": ARRAY(String),
+    "scope": ARRAY(String),
+}
+
+
+def _pg(sql: str, **columns: Any) -> Any:
+    names = [n for n in _ARRAYS if f":{n}" in sql]
+    return text(sql).bindparams(*(bindparam(n, type_=_ARRAYS[n]) for n in names)).columns(**columns)
+
+
+# The stored messages with one of these (sender, identifier) pairs, for the caller to keep
+# those of its scope: on SQLite (where the scope is in the statement) the exact pairs of two
+# IN lists (a row-value list is not searched by index); on PostgreSQL every source's (with
+# the source in the statement, an unanalysed table's plan read the source's every notice
+# through its (source, branch) index for each pair)...
+MESSAGES_NAMED = {
+    False: select(*PARENT_COLUMNS, notices.c.source, notices.c.sender, notices.c.identifier).where(
+        _in(notices.c.sender, "senders"),
+        _in(notices.c.identifier, "identifiers"),
+        _in(notices.c.source, "scope"),
+    ),
+    True: _pg(
+        "SELECT n.id, n.thread_id, n.branch, n.sent, n.ancestors, n.status, n.source,"
+        " n.sender, n.identifier"
+        " FROM unnest(:senders, :identifiers) AS k(sender, identifier)"
+        " CROSS JOIN LATERAL (SELECT * FROM notices WHERE notices.sender = k.sender"
+        " AND notices.identifier = k.identifier OFFSET 0) AS n",
+        **{c.name: c.type for c in (*PARENT_COLUMNS, notices.c.source)},
+        sender=String,
+        identifier=String,
+    ),
+}
+# ...the stored messages that cite any of these references, with their source (looked up by
+# id for each citation found: as a join, PostgreSQL hashed every stored notice)...
+_citing_source = (
+    select(notices.c.source).where(notices.c.id == notice_refs.c.notice_id).scalar_subquery()
 )
-# ...the stored messages that cite any of these references, with their source...
-REFERENCING_ANY = (
-    select(notice_refs.c.ref, notices.c.source)
-    .select_from(notice_refs.join(notices, notices.c.id == notice_refs.c.notice_id))
-    .where(notice_refs.c.ref.in_(bindparam("refs", expanding=True)))
-)
+REFERENCING_ANY = {
+    False: select(notice_refs.c.ref, _citing_source.label("source")).where(
+        _in(notice_refs.c.ref, "refs")
+    ),
+    True: _pg(
+        "SELECT k.ref, (SELECT source FROM notices WHERE notices.id = r.notice_id) AS source"
+        " FROM unnest(:refs) AS k(ref) CROSS JOIN LATERAL (SELECT notice_id FROM notice_refs"
+        " WHERE notice_refs.ref = k.ref OFFSET 0) AS r",
+        ref=String,
+        source=String,
+    ),
+}
 # ...and the threads of a scope these keys name (what never changes of a thread: its id, key,
 # source and status; its version and state are read when it is continued).
-THREADS_NAMED = select(
-    threads.c.id, threads.c.thread_key, threads.c.source, threads.c.status
-).where(
-    threads.c.thread_key.in_(bindparam("keys", expanding=True)),
-    threads.c.source.in_(bindparam("scope", expanding=True)),
-)
+THREADS_NAMED = {
+    False: select(threads.c.id, threads.c.thread_key, threads.c.source, threads.c.status).where(
+        _in(threads.c.thread_key, "keys"), _in(threads.c.source, "scope")
+    ),
+    True: _pg(
+        "SELECT t.id, t.thread_key, t.source, t.status FROM unnest(:keys) AS k(thread_key)"
+        " CROSS JOIN LATERAL (SELECT * FROM threads WHERE threads.thread_key = k.thread_key"
+        " AND threads.source = ANY(:scope) OFFSET 0) AS t",
+        id=threads.c.id.type,
+        thread_key=String,
+        source=String,
+        status=String,
+    ),
+}
 
 
 def in_scope(many: Any, one: Any, scope: Collection[str]) -> tuple[Any, dict[str, Any]]:
