@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from clarion.channels import build_channels
-from clarion.channels.base import close_all
+from clarion.channels.base import Outgoing, close_all
 from clarion.delivery import outbox
 from clarion.delivery.dispatcher import Dispatcher
+from clarion.model import Notice
+from clarion.sources.cap import parse_cap
 from clarion.store import Store
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes.http import Response
@@ -124,6 +126,40 @@ def test_alert_update_cancel_thread_on_mastodon(
     hook_ids = {d.id for d in rows(store, deliveries, deliveries.c.channel == "hook")}
     assert {r["id"] for r in receiver.received} == hook_ids
     assert receiver.rejected == []
+
+
+def test_a_notice_is_read_only_for_the_channels_that_use_it(
+    store: Store, mastodon: FakeMastodon, receiver: WebhookReceiver, monkeypatch
+) -> None:
+    """A webhook posts the payload rendered at ingest; reading the stored notice back was a
+    tenth of its delivery's time. Mastodon reads it (images, a cancel's edit) once, when it
+    asks; an update worded as a new alert reads it as one."""
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    read: list[str] = []
+    real = outbox.Claimed.notice
+
+    def counted(self: outbox.Claimed) -> Notice:
+        read.append(self.channel)
+        return real(self)
+
+    monkeypatch.setattr(outbox.Claimed, "notice", counted)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    assert disp.run_until_idle() == 2
+    assert read == ["masto"] and len(receiver.bodies()) == 1
+
+
+def test_outgoing_reads_its_notice_once_and_only_when_asked() -> None:
+    notice = parse_cap(demo_cap(0))[0]
+    calls: list[int] = []
+
+    def load() -> Notice:
+        calls.append(1)
+        return notice
+
+    lazy = Outgoing("d", load, {}, None, None, 1)
+    assert calls == []
+    assert lazy.notice is notice and lazy.notice is notice and calls == [1]
+    assert Outgoing("d", notice, {}, None, None, 1).notice is notice
 
 
 @pytest.mark.parametrize(

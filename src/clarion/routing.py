@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from clarion.config import Config, RouteRule
-from clarion.model import Notice, SignatureState
+from clarion.model import MsgType, Notice, SignatureState
 
 
 def rule_matches(rule: RouteRule, notice: Notice) -> bool:
@@ -69,8 +69,12 @@ def is_stale(notice: Notice, now: datetime) -> bool:
     """An alert or update that is over says nothing true any more: over at its event's end when
     it has one, else at its message's expiry (`Notice.over_at`). An expired message whose event
     goes on (an NWS warning past `expires` but before `ends`) is not stale."""
-    over = notice.over_at
-    return not notice.msg_type.closes and over is not None and over <= now
+    return is_over(notice.msg_type, notice.over_at, now)
+
+
+def is_over(msg_type: MsgType, over_at: datetime | None, now: datetime) -> bool:
+    """`is_stale`, from a message's type and its `over_at` alone (what an outbox row holds)."""
+    return not msg_type.closes and over_at is not None and over_at <= now
 
 
 def route(notice: Notice, config: Config) -> list[str]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from clarion import credentials
 from clarion.channels.base import (
@@ -29,8 +30,8 @@ from clarion.channels.base import (
 from clarion.delivery import outbox
 from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
 from clarion.logs import delivery_fields
-from clarion.model import MsgType, Severity
-from clarion.routing import is_stale
+from clarion.model import MsgType, Notice, Severity
+from clarion.routing import is_over
 from clarion.store import Store, limits
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,11 @@ def _hand_store(channel: Channel, store: Store) -> None:
     use = getattr(channel, "use_store", None)
     if use is not None:
         use(store)
+
+
+def _as_alert(c: outbox.Claimed) -> Notice:
+    """The claimed notice worded as a new alert (an update where nothing was posted before)."""
+    return c.notice().model_copy(update={"msg_type": MsgType.ALERT})
 
 
 def _receipt(data: dict[str, object] | None) -> Receipt | None:
@@ -325,7 +331,8 @@ class Dispatcher:
 
     def _process(self, c: outbox.Claimed) -> None:
         channel = self.channels[c.channel]
-        notice = c.notice()
+        msg_type = MsgType(c.msg_type)  # the notice's, as stored (it is read only if needed)
+        notice: Callable[[], Notice] = c.notice
         now = self.clock()
         if c.reclaimed and not channel.profile.idempotency:
             # No idempotency key on this platform: a resend could post twice. Flag, never repeat.
@@ -340,7 +347,7 @@ class Dispatcher:
             )
             return
         previous, root = (_receipt(r) for r in outbox.previous_receipts(self.store, c))
-        if notice.msg_type.closes and previous is None:
+        if msg_type.closes and previous is None:
             outbox.mark_cancelled(
                 self.store,
                 c,
@@ -349,13 +356,13 @@ class Dispatcher:
                 "nothing was posted on this channel for this thread, so there is nothing to cancel",
             )
             return
-        if self.drop_expired and is_stale(notice, now):
+        if self.drop_expired and is_over(msg_type, c.over_at, now):
             outbox.mark_cancelled(
                 self.store,
                 c,
                 self.worker,
                 now,
-                f"over at {notice.over_at} before it could be sent",
+                f"over at {c.over_at} before it could be sent",
             )
             return
         payload = c.payload
@@ -365,7 +372,7 @@ class Dispatcher:
             # alert (with the story's current state), not as an update of nothing. (`True`:
             # the payload already is that wording; a dict: the wording, beside the reply's.)
             payload = as_new if isinstance(as_new, dict) else c.payload
-            notice = notice.model_copy(update={"msg_type": MsgType.ALERT})
+            notice = partial(_as_alert, c)
         paused = self._paused.get(c.channel)
         if paused is not None and paused > now:
             # The platform said to wait a moment ago (a 429 earlier in this batch): not another
@@ -415,7 +422,7 @@ class Dispatcher:
                 return
         out = Outgoing(
             id=c.id,
-            notice=notice,
+            source=notice,
             payload=payload,
             previous=previous,
             root=root,

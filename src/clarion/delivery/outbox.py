@@ -98,6 +98,7 @@ _CLAIMED_ROWS = (
         cast(notices.c.data, Text).label("notice_json"),
         notices.c.original,
         notices.c.ancestors,
+        notices.c.over_at,
     )
     .select_from(_d.join(notices, notices.c.id == _d.c.notice_id))
     .where(_d.c.id.in_(bindparam("ids", expanding=True)))
@@ -140,6 +141,7 @@ class Claimed:
     progress: dict[str, Any] | None = None
     # The notices this one continues (None: stored before branches, a linear thread).
     ancestors: list[int] | None = None
+    over_at: datetime | None = None  # the notice's (`Notice.over_at`)
 
     def notice(self) -> Notice:
         """The notice being delivered, with its original bytes."""
@@ -273,6 +275,7 @@ def claim(
                     severity_rank=int(r.severity_rank or 0),
                     progress=r.receipt if r.receipt_id is None else None,
                     ancestors=r.ancestors,
+                    over_at=r.over_at,
                 )
             )
         out.sort(key=lambda c: ids.index(c.id))
