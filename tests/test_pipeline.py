@@ -492,17 +492,20 @@ def test_two_ingests_of_one_scope_take_turns(pg_url: str) -> None:
     chans = channels_for(cfg)
     dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     done: list[Any] = []
+    key = _scope_lock(story_scope(cfg, "nws"))
     with psycopg.connect(dsn) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", [_scope_lock(story_scope(cfg, "nws"))])
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [key])
         worker = threading.Thread(
             target=lambda: done.append(ingest_bytes(store, cfg, chans, demo_cap(0)))
         )
         worker.start()
         with psycopg.connect(dsn, autocommit=True) as watcher:
             waiting = 0
-            for _ in range(500):  # until the ingest is seen waiting for the lock
+            for _ in range(3000):  # until the ingest is seen waiting for this lock
                 waiting = watcher.execute(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+                    [(key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF],
                 ).fetchone()[0]
                 if waiting:
                     break
