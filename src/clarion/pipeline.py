@@ -142,14 +142,13 @@ class _Known:
     cannot store a message of the scope between this read and the commit.
     """
 
-    scope: frozenset[str]
     messages: dict[tuple[str, str], list[_Stored]] = field(default_factory=dict)
     citing: dict[str, set[str]] = field(default_factory=dict)  # ref → sources citing it
     threads: dict[str, _Opened] = field(default_factory=dict)  # stored key → thread
 
     @classmethod
     def read(cls, conn: Connection, items: list[Notice], scope: frozenset[str]) -> _Known:
-        known = cls(scope)
+        known = cls()
         pg = conn.dialect.name == "postgresql"
         pairs = {(r.sender, r.identifier) for n in items for r in n.references}
         pairs |= {(n.sender, n.identifier) for n in items if n.kind in CAP_KINDS}

@@ -87,9 +87,10 @@ class Outgoing:
     """One outbox row handed to `send`: everything the channel needs, nothing it must look up."""
 
     id: str  # the delivery id: the idempotency key
-    # The notice, or how to read it (the dispatcher's: most deliveries never need it, and
-    # reading it from the stored JSON was a tenth of a webhook delivery's time). `notice`.
-    source: Notice | Callable[[], Notice]
+    # The notice, or how to read it (the dispatcher passes a loader: most deliveries never
+    # need the notice, and reading it from the stored JSON was a tenth of a webhook
+    # delivery's time). Channels read `notice`.
+    notice_or_loader: Notice | Callable[[], Notice]
     payload: dict[str, Any]
     previous: Receipt | None  # this channel's latest post in the same thread, if any
     root: Receipt | None  # this channel's first post in the same thread, if any
@@ -107,7 +108,8 @@ class Outgoing:
     @cached_property
     def notice(self) -> Notice:
         """The notice being delivered (read once, when a channel first asks)."""
-        return self.source if isinstance(self.source, Notice) else self.source()
+        given = self.notice_or_loader
+        return given if isinstance(given, Notice) else given()
 
 
 @dataclass(frozen=True)

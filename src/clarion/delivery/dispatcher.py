@@ -422,7 +422,7 @@ class Dispatcher:
                 return
         out = Outgoing(
             id=c.id,
-            source=notice,
+            notice_or_loader=notice,
             payload=payload,
             previous=previous,
             root=root,

@@ -143,7 +143,8 @@ MESSAGES_NAMED = {
         "SELECT n.id, n.thread_id, n.branch, n.sent, n.ancestors, n.status, n.source,"
         " n.sender, n.identifier"
         " FROM unnest(:senders, :identifiers) AS k(sender, identifier)"
-        " CROSS JOIN LATERAL (SELECT * FROM notices WHERE notices.sender = k.sender"
+        " CROSS JOIN LATERAL (SELECT id, thread_id, branch, sent, ancestors, status, source,"
+        " sender, identifier FROM notices WHERE notices.sender = k.sender"
         " AND notices.identifier = k.identifier OFFSET 0) AS n",
         **{c.name: c.type for c in (*PARENT_COLUMNS, notices.c.source)},
         sender=String,
@@ -175,7 +176,8 @@ THREADS_NAMED = {
     ),
     True: _pg(
         "SELECT t.id, t.thread_key, t.source, t.status FROM unnest(:keys) AS k(thread_key)"
-        " CROSS JOIN LATERAL (SELECT * FROM threads WHERE threads.thread_key = k.thread_key"
+        " CROSS JOIN LATERAL (SELECT id, thread_key, source, status FROM threads"
+        " WHERE threads.thread_key = k.thread_key"
         " AND threads.source = ANY(:scope) OFFSET 0) AS t",
         id=threads.c.id.type,
         thread_key=String,
