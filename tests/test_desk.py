@@ -24,7 +24,16 @@ from clarion.store import Store
 from clarion.store.schema import audit_log, deliveries, notices, users
 from clarion.store.schema import drafts as drafts_t
 from clarion.web.app import create_app
-from tests.helpers import channels_for, config, count, desk_login, rows, where_it_runs
+from tests.helpers import (
+    channels_for,
+    config,
+    count,
+    demo_cap,
+    desk_login,
+    ingest_bytes,
+    rows,
+    where_it_runs,
+)
 
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -722,3 +731,62 @@ def test_rejected_items_show_on_the_desk(sqlite_store: Store) -> None:
     desk_login(client, "vera", PASSWORD)
     live = client.get("/desk/live").text
     assert "urn:oid:bad.1" in live and "invalid_date" in live
+
+
+def test_the_live_stream_names_each_new_notice_once(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notice committed between the stream's two reads (what changed, then which notices
+    are new) is named once: the stream once resumed from the first read's newest id and named
+    it again on the next change (an arrival listed twice in CI)."""
+    import asyncio
+    import json
+
+    from clarion.web import desk as desk_web
+
+    cfg = config(DESK)
+    channels = channels_for(cfg)
+    real = desk_web.desk_reads.fingerprint
+    calls = 0
+
+    def fingerprint(conn):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        seen = real(conn)
+        if calls == 2:  # something else changed; the notice commits just after this read
+            ingest_bytes(sqlite_store, cfg, channels, demo_cap(0))
+            return (*seen[:1], ("changed",), *seen[2:])
+        if calls == 3:  # one more change: the draft table, a delivery, anything
+            return (*seen, "again")
+        return seen
+
+    monkeypatch.setattr(desk_web.desk_reads, "fingerprint", fingerprint)
+
+    class Request:
+        async def is_disconnected(self) -> bool:
+            return calls >= 3
+
+    async def read() -> list[bytes]:
+        return [chunk async for chunk in desk_web._changes(sqlite_store, Request(), 0)]  # type: ignore[arg-type]
+
+    chunks = asyncio.run(read())
+    named = [json.loads(c.split(b"data: ", 1)[1]) for c in chunks if c.startswith(b"event: notice")]
+    assert len(named) == 1, named
+    assert sum(c.startswith(b"event: change") for c in chunks) == 2
+
+
+def test_after_a_burst_the_stream_names_the_newest_notices(sqlite_store: Store) -> None:
+    """The desk lists the last arrivals: after a burst it names the newest, oldest first,
+    not the burst's first few (which would trickle in on later changes as if new)."""
+    from clarion.demo import STEPS
+    from clarion.store import desk as desk_reads
+
+    cfg = config(DESK)
+    channels = channels_for(cfg)
+    for n in range(len(STEPS)):
+        ingest_bytes(sqlite_store, cfg, channels, demo_cap(n))
+    ids = [r.id for r in rows(sqlite_store, notices, order=notices.c.id)]
+    assert len(ids) >= 3
+    with sqlite_store.read() as conn:
+        assert [r.id for r in desk_reads.notices_after(conn, 0, limit=2)] == ids[-2:]
+        assert [r.id for r in desk_reads.notices_after(conn, ids[-2], limit=2)] == ids[-1:]

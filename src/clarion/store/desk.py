@@ -123,11 +123,12 @@ def fingerprint(conn: Connection) -> tuple[Any, ...]:
 
 
 def notices_after(conn: Connection, after: int, limit: int = 20) -> list[Any]:
-    return list(
-        conn.execute(
-            select(notices.c.id, notices.c.thread_id, notices.c.headline, notices.c.status)
-            .where(notices.c.id > after)
-            .order_by(notices.c.id)
-            .limit(limit)
-        )
-    )
+    """The newest `limit` notices stored after `after`, oldest first (the desk lists the
+    last ten arrivals: after a burst, the newest, not the burst's first twenty)."""
+    rows = conn.execute(
+        select(notices.c.id, notices.c.thread_id, notices.c.headline, notices.c.status)
+        .where(notices.c.id > after)
+        .order_by(notices.c.id.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(rows))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -989,7 +990,12 @@ def _thread(c: _Ctx, thread_id: int) -> dict[str, Any]:
 
 async def _changes(store: Store, request: Request, poll: float) -> AsyncIterator[bytes]:
     """`event: change` whenever anything the desk shows has changed (a new notice, a delivery
-    moving, a draft decided, a channel's state); `event: notice` names each new notice."""
+    moving, a draft decided, a channel's state); `event: notice` names each new notice, once.
+
+    Which notices are new is kept apart from the fingerprint: the two are read one after the
+    other, so a notice committed in between is listed by the second read but not counted by
+    the first, and resuming from the fingerprint's newest id listed it again on the next
+    change (CI saw an arrival twice)."""
 
     def fingerprint() -> tuple[Any, ...]:
         with store.read() as conn:
@@ -1000,19 +1006,19 @@ async def _changes(store: Store, request: Request, poll: float) -> AsyncIterator
             return desk_reads.notices_after(conn, after)
 
     last = await asyncio.to_thread(fingerprint)
+    listed = last[0] or 0  # the newest notice id this stream has named (or found on opening)
     yield b": connected\nretry: 3000\n\n"
     idle = 0.0
     while not await request.is_disconnected():
         await asyncio.sleep(poll)
         current = await asyncio.to_thread(fingerprint)
         if current != last:
-            for n in await asyncio.to_thread(new_notices, last[0] or 0):
-                import json
-
+            for n in await asyncio.to_thread(new_notices, listed):
                 data = json.dumps(
                     {"thread": n.thread_id, "headline": n.headline, "status": n.status}
                 )
                 yield f"event: notice\ndata: {data}\n\n".encode()
+                listed = max(listed, n.id)
             last = current
             idle = 0.0
             yield b"event: change\ndata: {}\n\n"
