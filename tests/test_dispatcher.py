@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -146,6 +147,77 @@ def test_a_notice_is_read_only_for_the_channels_that_use_it(
     ingest_bytes(store, cfg, chans, demo_cap(0))
     assert disp.run_until_idle() == 2
     assert read == ["masto"] and len(receiver.bodies()) == 1
+
+
+def test_a_webhook_posts_its_stored_payload_without_decoding_it(
+    store: Store, mastodon: FakeMastodon, receiver: WebhookReceiver, monkeypatch
+) -> None:
+    """Decoding a webhook's ~7 KB payload and encoding it again was a tenth of its delivery's
+    time: the dispatcher hands over the stored JSON text, the webhook writes its two fields
+    after the payload's members. What arrives is the stored payload and those fields."""
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    decoded: list[str] = []
+    real = outbox.Claimed.payload.func  # type: ignore[attr-defined]
+
+    def counted(self: outbox.Claimed) -> dict:  # type: ignore[type-arg]
+        decoded.append(self.channel)
+        return real(self)
+
+    monkeypatch.setattr(outbox.Claimed, "payload", property(counted))
+    handed: list[str] = []
+    real_out = Outgoing.payload.func  # type: ignore[attr-defined]
+
+    def counted_out(self: Outgoing) -> dict:  # type: ignore[type-arg]
+        handed.append(self.id)
+        return real_out(self)
+
+    monkeypatch.setattr(Outgoing, "payload", property(counted_out))
+    for i in range(3):  # an alert, its update, its cancel
+        ingest_bytes(store, cfg, chans, demo_cap(i))
+        assert disp.run_until_idle() == 2
+    stored = {d.id: d.payload for d in rows(store, deliveries, deliveries.c.channel == "hook")}
+    assert "hook" not in decoded and not set(handed) & set(stored)
+    masto = {d.id for d in rows(store, deliveries, deliveries.c.channel == "masto")}
+    assert set(handed) & masto  # (the counting works: Mastodon reads its payload)
+    got = receiver.bodies()
+    assert len(got) == 3 and receiver.rejected == []
+    for body, meta in zip(got, receiver.received, strict=True):
+        assert {k: v for k, v in body.items() if k not in ("timestamp", "in_reply_to")} == (
+            stored[meta["id"]]
+        )
+        assert body["timestamp"].endswith("Z")
+    assert [b["in_reply_to"] for b in got] == [None, *(m["id"] for m in receiver.received[:2])]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        '{"type": "notice.created", "data": {"headline": "Flood \\u00e9"}}',
+        '{"type":"notice.created","data":{"headline":"x"}}',
+        "  {}  ",
+        '{"type": "x", "timestamp": "old", "data": {"note": "timestamp"}}',
+    ],
+)
+def test_a_webhook_body_is_its_payload_and_its_fields(stored: str) -> None:
+    from clarion.channels.webhook import with_fields
+
+    fields = {"timestamp": "2026-12-06T07:00:00Z", "in_reply_to": None}
+    out = Outgoing("d", lambda: None, stored, None, None, 1)  # type: ignore[arg-type,return-value]
+    assert json.loads(with_fields(out, fields)) == {**json.loads(stored), **fields}
+    given = Outgoing("d", lambda: None, json.loads(stored), None, None, 1)  # type: ignore[arg-type,return-value]
+    assert json.loads(with_fields(given, fields)) == {**json.loads(stored), **fields}
+
+
+def test_a_claimed_payload_is_decoded_only_when_read() -> None:
+    c = outbox.Claimed(
+        "d", 1, 1, "hook", 1, "alert", '{"type": "x", "data": {}}', 1, "{}", None, False
+    )
+    assert c.as_new is None and "payload" not in c.__dict__
+    assert c.payload == {"type": "x", "data": {}} and "payload" in c.__dict__
+    again = outbox.Claimed(
+        "d", 1, 1, "hook", 1, "update", '{"text": "t", "as_new": true}', 1, "{}", None, False
+    )
+    assert again.as_new is True
 
 
 def test_outgoing_reads_its_notice_once_and_only_when_asked() -> None:

@@ -7,6 +7,7 @@ defaults from PLATFORMS.md; config may override them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -91,7 +92,9 @@ class Outgoing:
     # need the notice, and reading it from the stored JSON was a tenth of a webhook
     # delivery's time). Channels read `notice`.
     notice_or_loader: Notice | Callable[[], Notice]
-    payload: dict[str, Any]
+    # The rendered payload, or its JSON text as stored (the dispatcher passes the text: a
+    # webhook posts it without decoding it). Channels read `payload` (or `payload_json`).
+    payload_or_json: dict[str, Any] | str
     previous: Receipt | None  # this channel's latest post in the same thread, if any
     root: Receipt | None  # this channel's first post in the same thread, if any
     attempt: int
@@ -104,6 +107,21 @@ class Outgoing:
     def rendered(self) -> Rendered:
         """The payload, typed: what `render` returned at ingest."""
         return Rendered.from_row(self.payload)
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        """The rendered payload (decoded once, when a channel first asks)."""
+        given = self.payload_or_json
+        if isinstance(given, str):
+            given = json.loads(given)
+            assert isinstance(given, dict), "a delivery's payload is a JSON object"
+        return given
+
+    @property
+    def payload_json(self) -> str | None:
+        """The payload's JSON text as stored, when that is what was given (else None)."""
+        given = self.payload_or_json
+        return given if isinstance(given, str) else None
 
     @cached_property
     def notice(self) -> Notice:

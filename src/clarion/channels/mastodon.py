@@ -207,7 +207,7 @@ class MastodonChannel:
             payload = self._render(
                 out.notice, (), out.payload.get("permalink"), limit, self.template
             )
-            out = dataclasses.replace(out, payload={**out.payload, **payload})
+            out = dataclasses.replace(out, payload_or_json={**out.payload, **payload})
         if self.edit_on_update and out.previous is not None:
             # Mastodon shows the edit history; followers see one post that stays current.
             # (Config refuses edit_on_update with thread_parts > 1: one post to edit.)

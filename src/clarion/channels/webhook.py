@@ -107,14 +107,12 @@ class WebhookChannel:
 
     def send(self, out: Outgoing) -> Receipt:
         now = datetime.now(UTC)
-        body = json.dumps(
+        body = with_fields(
+            out,
             {
-                **out.payload,
                 "timestamp": now.isoformat().replace("+00:00", "Z"),
                 "in_reply_to": out.previous.post_id if out.previous else None,
             },
-            separators=(",", ":"),
-            ensure_ascii=False,
         )
         headers = {
             "content-type": "application/json",
@@ -134,6 +132,25 @@ class WebhookChannel:
             retry_after = retry_after_seconds(resp.headers.get("retry-after"))
             raise classify_http(resp.status_code, retry_after, what)
         return Receipt(post_id=out.id)
+
+
+def with_fields(out: Outgoing, fields: dict[str, object]) -> str:
+    """The JSON body: the payload's members and then `fields`.
+
+    Given the payload's stored JSON text (an object of its own keys), the fields are written
+    after its members as they are, without decoding it and encoding it again; if one of the
+    names occurs as a string in it (a key of the payload's own), the payload is decoded and
+    the fields replace its keys."""
+    extra = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    text = (out.payload_json or "").strip()
+    if (
+        text.startswith("{")
+        and text.endswith("}")
+        and not any(f'"{name}"' in text for name in fields)
+    ):
+        members = text[1:-1].strip()
+        return "{" + members + ("," if members else "") + extra[1:]
+    return json.dumps({**out.payload, **fields}, separators=(",", ":"), ensure_ascii=False)
 
 
 def _build(cfg: WebhookChannelConfig, deps: Deps) -> WebhookChannel:

@@ -365,13 +365,13 @@ class Dispatcher:
                 f"over at {c.over_at} before it could be sent",
             )
             return
-        payload = c.payload
-        as_new = c.payload.get("as_new")
+        payload: dict[str, object] | str = c.payload_json  # decoded only if the channel reads it
+        as_new = c.as_new
         if previous is None and as_new:
             # Nothing of this story was posted here before: the update is worded as a new
             # alert (with the story's current state), not as an update of nothing. (`True`:
             # the payload already is that wording; a dict: the wording, beside the reply's.)
-            payload = as_new if isinstance(as_new, dict) else c.payload
+            payload = as_new if isinstance(as_new, dict) else c.payload_json
             notice = partial(_as_alert, c)
         paused = self._paused.get(c.channel)
         if paused is not None and paused > now:
@@ -423,7 +423,7 @@ class Dispatcher:
         out = Outgoing(
             id=c.id,
             notice_or_loader=notice,
-            payload=payload,
+            payload_or_json=payload,
             previous=previous,
             root=root,
             attempt=c.attempts,
