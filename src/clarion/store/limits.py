@@ -4,7 +4,7 @@
   short transaction; on PostgreSQL the bucket row is locked (`FOR UPDATE`), so two workers on
   two hosts never both take the last token.
 - `pause`: the platform answered 429: no worker sends on that channel until the time it gave
-  (`claim` skips paused channels; see `delivery.outbox.held_channels`).
+  (`claim` skips paused channels: see `delivery.outbox._due_query`).
 - `api_hit`: one request in a client's hourly window for the REST API, counted with an upsert.
 """
 
