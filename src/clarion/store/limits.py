@@ -73,11 +73,6 @@ def pause(store: Store, channel: str, until: datetime, now: datetime) -> None:
             )
 
 
-def paused_channels(conn: Connection, now: datetime) -> set[str]:
-    rows = conn.execute(select(rate_buckets.c.channel).where(rate_buckets.c.paused_until > now))
-    return {r.channel for r in rows}
-
-
 def api_hit(store: Store, who: str, limit: int, now: float) -> tuple[bool, int, float]:
     """Count a request in `who`'s clock-hour window: (allowed, remaining, seconds to reset)."""
     start = int(now // WINDOW) * WINDOW
