@@ -78,7 +78,12 @@ def test_held_channel_is_not_claimed(store: Store) -> None:
     outbox.set_channel_state(store, "preview", "needs_reauth", "token revoked", NOW)
     assert outbox.claim(store, "w", NOW, 30) == []
     outbox.set_channel_state(store, "preview", "active", None, NOW)
-    assert len(outbox.claim(store, "w", NOW, 30)) == 2
+    # A 429's pause, set by any worker, holds the channel for every worker until it ends.
+    from clarion.store import limits
+
+    limits.pause(store, "preview", NOW + timedelta(seconds=30), NOW)
+    assert outbox.claim(store, "w", NOW + timedelta(seconds=29), 30) == []
+    assert len(outbox.claim(store, "w", NOW + timedelta(seconds=31), 30)) == 2
 
 
 def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
@@ -151,3 +156,50 @@ def test_a_claim_reads_the_due_queue_in_order_and_stops_at_its_limit(sqlite_stor
     again = outbox.claim(sqlite_store, "w2", later, 60, limit=3)
     assert [c.id for c in again][:2] == [c.id for c in first]
     assert all(c.reclaimed for c in again[:2]) and not again[2].reclaimed
+
+
+def test_marking_sent_stores_what_core_stores(store: Store) -> None:
+    """`mark_sent` runs driver SQL (see `outbox._DriverSQL`), its values bound by the columns'
+    own types: a time is stored exactly as Core stores it (Core finds the row by comparing
+    with the same time; on SQLite that compares the stored text), the receipt as JSON, the
+    event with its move, and the channel's count once per delivery."""
+    from sqlalchemy import select
+
+    from clarion.store.schema import channels, deliveries
+
+    _queue_many(store, 2)
+    got = outbox.claim(store, "w1", NOW, 60, limit=2)
+    times = [NOW + timedelta(seconds=5), NOW + timedelta(seconds=6, microseconds=250)]
+    for c, at in zip(got, times, strict=True):
+        assert outbox.mark_sent(store, c, "w1", at, f"post-{c.id}", None, {"cost": 0.5, "é": [1]})
+    with store.read() as conn:
+        for c, at in zip(got, times, strict=True):
+            found = conn.execute(
+                select(deliveries).where(deliveries.c.sent_at == at, deliveries.c.updated_at == at)
+            ).all()
+            assert [r.id for r in found] == [c.id]
+            row = found[0]
+            assert (row.state, row.receipt_id, row.receipt_url) == ("sent", f"post-{c.id}", None)
+            assert row.receipt == {"cost": 0.5, "é": [1]} and row.sent_at == at
+            assert row.lease_owner is None and row.lease_expires_at is None
+        ch = conn.execute(select(channels).where(channels.c.name == "preview")).one()
+    assert ch.sent_count == 2 and ch.last_sent_at == times[1]
+    sent = [e for e in rows(store, delivery_events) if e.to_state == "sent"]
+    assert sorted((e.delivery_id, e.from_state, e.attempt, e.worker) for e in sent) == sorted(
+        (c.id, "sending", 1, "w1") for c in got
+    )
+    assert {e.at for e in sent} == set(times) and all(
+        e.detail.startswith("posted as") for e in sent
+    )
+    # Once sent, a second outcome is refused (the row is no longer this worker's to finish).
+    assert not outbox.mark_sent(store, got[0], "w1", NOW, "again", None, {})
+    assert rows(store, channels)[0].sent_count == 2
+
+
+def test_driver_sql_names_a_type_for_every_value() -> None:
+    import pytest
+
+    with pytest.raises(AssertionError, match="without a type"):
+        outbox._DriverSQL(
+            "UPDATE channels SET state = :state WHERE name = :name", {"name": None}
+        )._prepare(type("D", (), {"paramstyle": "named"})())

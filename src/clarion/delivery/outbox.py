@@ -14,6 +14,7 @@ Every function that changes a row also appends a `delivery_events` row: the audi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -140,10 +141,75 @@ _FINISH = update(_d).where(
     _d.c.state == S.SENDING,
     _d.c.lease_owner == bindparam("d_owner"),
 )
-_COUNT_SENT = (
-    update(channels)
-    .where(channels.c.name == bindparam("ch"))
-    .values(sent_count=channels.c.sent_count + 1, last_sent_at=bindparam("at"))
+
+
+class _DriverSQL:
+    """A hot statement run as the driver's own SQL (`Connection.exec_driver_sql`), each value
+    bound by its column's own SQLAlchemy type (so a time is stored exactly as Core stores it).
+
+    Marking a delivery sent is three statements a delivery; Core's per-statement work
+    (cache lookup, parameter processing, result set-up) was more than a third of it: 0.55-0.60
+    ms a delivery, 0.38-0.43 ms this way. Written with `:name` placeholders (sqlite3's named
+    style), turned into psycopg's `%(name)s` for PostgreSQL."""
+
+    def __init__(self, sql: str, types: Mapping[str, Any]) -> None:
+        self.sql = " ".join(sql.split())
+        self.types = types
+        self._ready: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def __call__(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        ready = self._ready.get(conn.dialect.name)
+        if ready is None:
+            ready = self._ready[conn.dialect.name] = self._prepare(conn.dialect)
+        sql, processors = ready
+        bound = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
+        return int(conn.exec_driver_sql(sql, bound).rowcount)
+
+    def _prepare(self, dialect: Any) -> tuple[str, dict[str, Any]]:
+        names = set(re.findall(r"(?<![:\w]):(\w+)", self.sql))
+        assert names <= set(self.types), f"a placeholder without a type: {names - set(self.types)}"
+        sql = self.sql
+        if dialect.paramstyle == "pyformat":
+            sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+        elif dialect.paramstyle not in ("named", "qmark"):  # sqlite3 takes :name either way
+            raise NotImplementedError(f"driver SQL for the {dialect.paramstyle} style")
+        processors = {}
+        for name, type_ in self.types.items():
+            process = type_.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors[name] = process
+        return sql, processors
+
+
+_MARK_SENT = _DriverSQL(
+    f"""UPDATE deliveries SET state = '{S.SENT.value}', updated_at = :at, lease_owner = NULL,
+    lease_expires_at = NULL, receipt_id = :post_id, receipt_url = :url, receipt = :receipt,
+    sent_at = :at, last_error = NULL, error_kind = NULL
+    WHERE id = :id AND state = '{S.SENDING.value}' AND lease_owner = :worker""",
+    {
+        "at": deliveries.c.sent_at.type,
+        "post_id": deliveries.c.receipt_id.type,
+        "url": deliveries.c.receipt_url.type,
+        "receipt": deliveries.c.receipt.type,
+        "id": deliveries.c.id.type,
+        "worker": deliveries.c.lease_owner.type,
+    },
+)
+_SENT_EVENT = _DriverSQL(
+    f"""INSERT INTO delivery_events (delivery_id, at, from_state, to_state, attempt, worker,
+    detail) VALUES (:id, :at, '{S.SENDING.value}', '{check(S.SENDING, S.SENT).value}',
+    :attempt, :worker, :detail)""",
+    {
+        "id": delivery_events.c.delivery_id.type,
+        "at": delivery_events.c.at.type,
+        "attempt": delivery_events.c.attempt.type,
+        "worker": delivery_events.c.worker.type,
+        "detail": delivery_events.c.detail.type,
+    },
+)
+_COUNT_SENT = _DriverSQL(
+    "UPDATE channels SET sent_count = sent_count + 1, last_sent_at = :at WHERE name = :channel",
+    {"at": channels.c.last_sent_at.type, "channel": channels.c.name.type},
 )
 
 
@@ -385,24 +451,16 @@ def mark_sent(
     url: str | None,
     receipt: dict[str, Any],
 ) -> bool:
+    """The delivery was posted: record its receipt, its event and the channel's count, in one
+    transaction, if this worker still holds its lease (see `_DriverSQL` for why not Core)."""
     with store.write() as conn:
-        ok = _finish(
-            conn,
-            c,
-            worker,
-            now,
-            S.SENT,
-            f"posted as {post_id}",
-            receipt_id=post_id,
-            receipt_url=url,
-            receipt=receipt,
-            sent_at=now,
-            last_error=None,
-            error_kind=None,
-        )
-        if ok:
-            conn.execute(_COUNT_SENT, {"ch": c.channel, "at": now})
-        return ok
+        held = {"id": c.id, "worker": worker, "at": now}
+        if _MARK_SENT(conn, {**held, "post_id": post_id, "url": url, "receipt": receipt}) != 1:
+            return False  # the lease was lost to another worker, which now owns the outcome
+        touch(conn, POSTS)  # the notice pages show each delivery's state
+        _SENT_EVENT(conn, {**held, "attempt": c.attempts, "detail": f"posted as {post_id}"})
+        _COUNT_SENT(conn, {"at": now, "channel": c.channel})
+        return True
 
 
 def mark_retry(
