@@ -269,6 +269,25 @@ def test_keys_command(tmp_path: Path) -> None:
 
 @pytest.fixture
 def served(store: Store) -> Any:
+    yield from _serve(store)
+
+
+@pytest.fixture
+def pg_served() -> Any:
+    """The API on PostgreSQL only: what it is tested for cannot happen on SQLite."""
+    from clarion.store import open_store
+    from tests.conftest import pg_schema_url
+
+    for url in pg_schema_url():
+        store = open_store(url)
+        try:
+            for served in _serve(store):
+                yield (*served, store)
+        finally:
+            store.close()
+
+
+def _serve(store: Store) -> Any:
     cfg = config(PREVIEW + "[api]\nstream_poll = 0.05\n")
     chans = channels_for(cfg)
     server = uvicorn.Server(
@@ -321,3 +340,66 @@ def test_stream_sends_new_notices_and_resumes_after_last_event_id(
     ):
         [again] = _events(resp.iter_lines(), 1)
     assert again["id"] == got[1]["id"]  # nothing missed, nothing repeated
+
+
+@pytest.mark.postgres
+def test_the_stream_misses_no_notice_committed_after_a_later_one(
+    pg_served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a notice's id is taken at its insert and seen at its commit: an ingest
+    still running commits a lower id after another ingest's higher one is seen. The stream
+    moved past it and never sent it. It now sends notices in id order, waiting while an ingest
+    that may still commit a lower id is running; a rolled-back ingest's id holds nothing up."""
+    from clarion.store import public
+
+    url, cfg, chans, store = pg_served
+    polled = threading.Condition()
+    polls = [0]
+    real = public.notices_after
+
+    def counted(*a: Any, **k: Any) -> Any:
+        out = real(*a, **k)
+        with polled:
+            polls[0] += 1
+            polled.notify_all()
+        return out
+
+    monkeypatch.setattr(public, "notices_after", counted)
+
+    def two_polls() -> None:  # the stream has read the store after what was just committed
+        with polled:
+            target = polls[0] + 2
+            assert polled.wait_for(lambda: polls[0] >= target, timeout=10)
+
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(conn: Any, result: Any) -> None:
+        inside.set()
+        assert release.wait(10)
+
+    def first() -> None:
+        ingest_bytes(store, cfg, chans, demo_cap(0), source="a", within=slow)
+
+    with httpx.Client(timeout=10) as http, http.stream("GET", f"{url}/api/v1/stream") as resp:
+        lines = resp.iter_lines()
+        assert next(lines) == ": connected"
+        a = threading.Thread(target=first)
+        a.start()
+        assert inside.wait(10)  # source a's notice is inserted, not committed
+        ingest_bytes(store, cfg, chans, demo_cap(0), source="b")  # committed, a higher id
+        two_polls()
+        release.set()
+        a.join(10)
+        got = _events(lines, 2)
+        assert [e["data"]["notice"]["source"] for e in got] == ["a", "b"]
+        assert int(got[0]["id"]) < int(got[1]["id"])
+
+        def fails(conn: Any, result: Any) -> None:
+            raise RuntimeError("this ingest fails: its notice id is never committed")
+
+        with pytest.raises(RuntimeError):
+            ingest_bytes(store, cfg, chans, demo_cap(1), source="a", within=fails)
+        ingest_bytes(store, cfg, chans, demo_cap(1), source="b")
+        [after_gap] = _events(lines, 1)
+        assert after_gap["data"]["notice"]["source"] == "b"
+        assert int(after_gap["id"]) > int(got[1]["id"]) + 1  # past the rolled-back id

@@ -27,6 +27,7 @@ from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
 from clarion.store import Store, changes
 from clarion.store import queries as Q
+from clarion.store.public import INGESTING
 from clarion.store.schema import (
     deliveries,
     notices,
@@ -283,6 +284,7 @@ def ingest(
         poll.append(notice.model_copy(update={"source": source, "thread_key": key}))
     with store.write() as conn:
         if conn.dialect.name == "postgresql":
+            _storing_notices(conn)
             # One ingest of a scope at a time (a feed and its push twin): what `_Known` read
             # stays true until this transaction commits. Released when it ends.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _scope_lock(scope)})
@@ -309,6 +311,13 @@ def ingest(
 
         announce(config, {source})  # after the commit: the hub fetches what is now there
     return result
+
+
+def _storing_notices(conn: Connection) -> None:
+    """Say, until this transaction ends, that it may store notices (PostgreSQL; shared, so
+    ingests never wait for each other): the event stream waits for the notice ids it may
+    still commit (see `store.public.settled_after`)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": INGESTING})
 
 
 def _scope_lock(scope: frozenset[str]) -> int:
@@ -765,6 +774,8 @@ def end_branches(
     scope = story_scope(config, source)
     writes = _Writes()
     with store.write() as conn:
+        if conn.dialect.name == "postgresql":
+            _storing_notices(conn)
         for notice_id in sorted(notice_ids):
             row = conn.execute(
                 select(notices.c.data, notices.c.branch, threads.c.thread_key)

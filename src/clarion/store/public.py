@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, case, func, or_, select, text
 
 from clarion.store.schema import deliveries, notices, rejected_items, threads
 
@@ -232,15 +232,75 @@ def newest_notice_id(conn: Connection) -> int:
     return int(conn.execute(select(func.max(notices.c.id))).scalar() or 0)
 
 
-def notices_after(conn: Connection, after: int, where: Where, limit: int) -> list[Any]:
-    """Matching notice versions stored after `after`, oldest first (the event stream)."""
+def notices_after(
+    conn: Connection, after: int, where: Where, limit: int, upto: int | None = None
+) -> list[Any]:
+    """Matching notice versions stored after `after` (and not after `upto`), oldest first (the
+    event stream)."""
+    bound = [] if upto is None else [notices.c.id <= upto]
     return list(
         conn.execute(
             select(*ITEM_COLUMNS)
-            .where(notices.c.id > after, *where)
+            .where(notices.c.id > after, *bound, *where)
             .order_by(notices.c.id)
             .limit(limit)
         )
+    )
+
+
+def settled_after(conn: Connection, after: int, limit: int = 1000) -> int:
+    """The highest notice id up to which every id after `after` is settled: stored, or never
+    to be (a rolled-back ingest's). The event stream names notices up to it, so that a client
+    resuming from the last id it got misses nothing.
+
+    On PostgreSQL ids are taken when a notice is inserted and seen when its transaction
+    commits, so an ingest still running can commit a lower id after a higher one is seen: a
+    stream that moved past it lost it (seen on a real server: id 2 read, then id 1 committed).
+    A missing id below a stored one is waited for while any ingest is running (each holds
+    `INGESTING`, shared, for its whole transaction); once none is, the ids are read again, and
+    what is still missing below the first read's newest is gone. On SQLite one transaction
+    writes at a time: nothing is ever in flight under a committed id."""
+
+    def ids() -> list[int]:
+        return [
+            int(r[0])
+            for r in conn.execute(
+                select(notices.c.id).where(notices.c.id > after).order_by(notices.c.id).limit(limit)
+            )
+        ]
+
+    def walk(seen: list[int], gaps_below: int) -> int:
+        settled = after
+        for i in seen:
+            if i != settled + 1 and i > gaps_below:
+                break  # a missing id that may still be committed
+            settled = i
+        return settled
+
+    first = ids()
+    if conn.dialect.name != "postgresql" or not first:
+        return first[-1] if first else after
+    settled = walk(first, gaps_below=after)
+    if settled == first[-1] or ingest_running(conn):
+        return settled
+    return walk(ids(), gaps_below=first[-1])
+
+
+# A lock every PostgreSQL ingest holds, shared, until its transaction ends (see
+# `settled_after`); a bigint key shows in pg_locks as (classid, objid) = its high and low words.
+INGESTING = 0x436C6172696F6E49  # "ClarionI"
+
+
+def ingest_running(conn: Connection) -> bool:
+    """Whether an ingest's transaction is open right now (PostgreSQL)."""
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :hi AND objid = :lo AND objsubid = 1)"
+            ),
+            {"hi": INGESTING >> 32, "lo": INGESTING & 0xFFFFFFFF},
+        ).scalar()
     )
 
 

@@ -633,9 +633,13 @@ async def _events(
         with store.read() as conn:
             return public.newest_notice_id(conn)
 
-    def since(last: int) -> list[Any]:
+    def since(last: int) -> tuple[list[Any], int]:
+        """The matching notices after `last` that are settled (no lower id can still be
+        committed: see `public.settled_after`), and how far the stream may move."""
         with store.read() as conn:
-            return public.notices_after(conn, last, flt.where(), 100)
+            settled = public.settled_after(conn, last)
+            rows = public.notices_after(conn, last, flt.where(), 100, upto=settled)
+        return rows, (rows[-1].id if len(rows) == 100 else settled)
 
     last = after if after is not None else await asyncio.to_thread(newest)
     yield b": connected\nretry: 3000\n\n"
@@ -643,7 +647,7 @@ async def _events(
     while True:
         if await request.is_disconnected():
             return
-        rows = await asyncio.to_thread(since, last)
+        rows, settled = await asyncio.to_thread(since, last)
         for r in rows:
             payload = {
                 "id": r.id,
@@ -658,8 +662,8 @@ async def _events(
             }
             data = json.dumps(payload, ensure_ascii=False, default=str)
             yield f"id: {r.id}\nevent: notice\ndata: {data}\n\n".encode()
-            last = r.id
-        if rows:
+        moved, last = settled > last, settled
+        if rows or moved:
             idle = 0.0
             continue
         await asyncio.sleep(poll)
