@@ -403,3 +403,37 @@ def test_the_stream_misses_no_notice_committed_after_a_later_one(
         [after_gap] = _events(lines, 1)
         assert after_gap["data"]["notice"]["source"] == "b"
         assert int(after_gap["id"]) > int(got[1]["id"]) + 1  # past the rolled-back id
+
+
+@pytest.mark.postgres
+def test_the_stream_waits_for_a_missing_id_only_so_long(
+    pg_served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingests that overlap without end must not hold the stream back for ever: after
+    `STREAM_GAP_WAIT` it moves past an id an ingest still holds (here 0.3 s)."""
+    from clarion.store import public
+
+    monkeypatch.setattr(public, "STREAM_GAP_WAIT", 0.3)
+    url, cfg, chans, store = pg_served
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(conn: Any, result: Any) -> None:
+        inside.set()
+        assert release.wait(20)
+
+    a = threading.Thread(
+        target=lambda: ingest_bytes(store, cfg, chans, demo_cap(0), source="a", within=slow)
+    )
+    try:
+        with httpx.Client(timeout=10) as http, http.stream("GET", f"{url}/api/v1/stream") as resp:
+            lines = resp.iter_lines()
+            assert next(lines) == ": connected"
+            a.start()
+            assert inside.wait(10)
+            ingest_bytes(store, cfg, chans, demo_cap(0), source="b")
+            [got] = _events(lines, 1)  # sent while source a's ingest still runs
+            assert got["data"]["notice"]["source"] == "b"
+            assert a.is_alive()
+    finally:
+        release.set()
+        a.join(10)

@@ -248,10 +248,12 @@ def notices_after(
     )
 
 
-def settled_after(conn: Connection, after: int, limit: int = 1000) -> int:
+def settled_after(
+    conn: Connection, after: int, limit: int = 1000, wait: bool = True
+) -> tuple[int, bool]:
     """The highest notice id up to which every id after `after` is settled: stored, or never
     to be (a rolled-back ingest's). The event stream names notices up to it, so that a client
-    resuming from the last id it got misses nothing.
+    resuming from the last id it got misses nothing. Also: whether a missing id held it back.
 
     On PostgreSQL ids are taken when a notice is inserted and seen when its transaction
     commits, so an ingest still running can commit a lower id after a higher one is seen: a
@@ -259,7 +261,9 @@ def settled_after(conn: Connection, after: int, limit: int = 1000) -> int:
     A missing id below a stored one is waited for while any ingest is running (each holds
     `INGESTING`, shared, for its whole transaction); once none is, the ids are read again, and
     what is still missing below the first read's newest is gone. On SQLite one transaction
-    writes at a time: nothing is ever in flight under a committed id."""
+    writes at a time: nothing is ever in flight under a committed id. `wait=False`: a missing
+    id is not waited for (the stream gives up on one after `STREAM_GAP_WAIT` seconds, so
+    ingests that overlap without end cannot hold it up for ever)."""
 
     def ids() -> list[int]:
         return [
@@ -278,13 +282,17 @@ def settled_after(conn: Connection, after: int, limit: int = 1000) -> int:
         return settled
 
     first = ids()
-    if conn.dialect.name != "postgresql" or not first:
-        return first[-1] if first else after
+    if conn.dialect.name != "postgresql" or not first or not wait:
+        return (first[-1] if first else after), False
     settled = walk(first, gaps_below=after)
-    if settled == first[-1] or ingest_running(conn):
-        return settled
-    return walk(ids(), gaps_below=first[-1])
+    if settled == first[-1]:
+        return settled, False
+    if ingest_running(conn):
+        return settled, True
+    return walk(ids(), gaps_below=first[-1]), False
 
+
+STREAM_GAP_WAIT = 30.0  # seconds the event stream waits for one missing notice id
 
 # A lock every PostgreSQL ingest holds, shared, until its transaction ends (see
 # `settled_after`); a bigint key shows in pg_locks as (classid, objid) = its high and low words.

@@ -633,21 +633,27 @@ async def _events(
         with store.read() as conn:
             return public.newest_notice_id(conn)
 
-    def since(last: int) -> tuple[list[Any], int]:
+    def since(last: int, wait: bool) -> tuple[list[Any], int, bool]:
         """The matching notices after `last` that are settled (no lower id can still be
         committed: see `public.settled_after`), and how far the stream may move."""
         with store.read() as conn:
-            settled = public.settled_after(conn, last)
+            settled, held = public.settled_after(conn, last, wait=wait)
             rows = public.notices_after(conn, last, flt.where(), 100, upto=settled)
-        return rows, (rows[-1].id if len(rows) == 100 else settled)
+        return rows, (rows[-1].id if len(rows) == 100 else settled), held
 
     last = after if after is not None else await asyncio.to_thread(newest)
+    held_since: float | None = None  # since when a missing id holds the stream back
     yield b": connected\nretry: 3000\n\n"
     idle = 0.0
     while True:
         if await request.is_disconnected():
             return
-        rows, settled = await asyncio.to_thread(since, last)
+        wait = held_since is None or time.monotonic() - held_since < public.STREAM_GAP_WAIT
+        rows, settled, held = await asyncio.to_thread(since, last, wait)
+        if not held:
+            held_since = None
+        elif held_since is None or settled != last:
+            held_since = time.monotonic()
         for r in rows:
             payload = {
                 "id": r.id,
