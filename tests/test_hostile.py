@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from clarion.channels import build_channels
 from clarion.model import MAX_RING_POINTS, Area
+from clarion.pipeline import ingest
 from clarion.safejson import JSONRefused, loads
 from clarion.store import Store
 from clarion.web.app import create_app
@@ -176,3 +177,31 @@ def test_the_public_api_never_shows_a_sources_address(store: Store) -> None:
         [src] = c.get("/api/v1/sources").json()
     assert src["consecutive_failures"] == 1
     assert "k3y-s3cr3t" not in src["last_error"] and "answered HTTP 500" in src["last_error"]
+
+
+def test_a_circle_or_height_that_is_no_number_spoils_no_poll(store: Store) -> None:
+    """CAP's `<circle>`, `<altitude>` and `<ceiling>` are read with `float()`, which takes
+    "inf" and "nan": stored, those were JSON that PostgreSQL refuses, and the whole poll (an
+    NWS index lists hundreds of alerts) failed for one document. Now the circle is left out
+    and the height unknown; the poll's other alerts are stored and queued as ever."""
+    from clarion.sources.cap import parse_cap
+    from tests.helpers import NOW, demo_cap
+
+    bad = demo_cap(0).replace(
+        b"</areaDesc>",
+        b"</areaDesc><circle>inf,0 5</circle><circle>10,20 -1</circle>"
+        b"<circle>45.5,-122.6 12</circle><altitude>nan</altitude><ceiling>1e999</ceiling>",
+        1,
+    )
+    assert bad != demo_cap(0)
+    cfg = config()
+    poll = parse_cap(bad) + parse_cap(demo_cap(1))
+    result = ingest(store, cfg, build_channels(cfg), poll, source="s", now=NOW)
+    assert len(result.stored) == 2
+    from clarion.store.schema import deliveries
+
+    assert {d.notice_id for d in rows(store, deliveries)} == set(result.stored)  # both queued
+    stored = {n.identifier: n.data for n in rows(store, notices)}
+    [area] = stored[poll[0].identifier]["infos"][0]["areas"]
+    assert area["circles"] == [{"lat": 45.5, "lon": -122.6, "radius_km": 12.0}]
+    assert area["altitude"] is None and area["ceiling"] is None

@@ -165,6 +165,23 @@ class Area(_Data):
         description and geocodes), and a ring too detailed to draw is thinned."""
         return [simplify_ring(r) for r in rings if len(r) >= 3 and ring_ok(r)]
 
+    @field_validator("circles")
+    @classmethod
+    def _placed(cls, circles: list[Circle]) -> list[Circle]:
+        """A circle that is no place on Earth (a CAP `<circle>` of "inf,0 5" or "nan,nan 1")
+        is left out, as a ring is: stored, its NaN or infinity was no JSON that PostgreSQL
+        takes, and the whole poll it came in failed, every other alert of it with it."""
+        return [
+            c
+            for c in circles
+            if ring_ok([(c.lat, c.lon)]) and math.isfinite(c.radius_km) and c.radius_km >= 0
+        ]
+
+    @field_validator("altitude", "ceiling")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        return value if value is None or math.isfinite(value) else None
+
 
 class Resource(_Data):
     """A CAP `resource`: a file that goes with the message (a map, an image, a document).
