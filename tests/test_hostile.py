@@ -205,3 +205,32 @@ def test_a_circle_or_height_that_is_no_number_spoils_no_poll(store: Store) -> No
     [area] = stored[poll[0].identifier]["infos"][0]["areas"]
     assert area["circles"] == [{"lat": 45.5, "lon": -122.6, "radius_km": 12.0}]
     assert area["altitude"] is None and area["ceiling"] is None
+
+
+def test_half_an_emoji_is_a_replacement_character_not_a_lost_poll(store: Store) -> None:
+    """A lone surrogate (`\\ud83d`: an emoji cut in half by a publisher counting UTF-16 units)
+    is text no database or encoder holds: one such JSON Feed item made the whole feed's parse
+    fail with a UnicodeEncodeError. It is read as U+FFFD; every item is stored."""
+    from clarion.sources.feed import parse_feed
+
+    assert loads(b'["x\\ud83dy", "\\ud83d\\ude00", {"k\\udc00": "\\\\ud800"}]') == [
+        "x\ufffdy",
+        "\U0001f600",
+        {"k\ufffd": "\\ud800"},
+    ]
+    item = {"content_text": "x", "date_published": "2026-12-01T00:00:00Z"}
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "t",
+            "items": [
+                {**item, "id": "1", "title": "Broken \ud83d emoji", "url": "https://e.org/1"},
+                {**item, "id": "2", "title": "Fine", "url": "https://e.org/2"},
+            ],
+        }
+    ).encode()
+    poll = parse_feed(body, "https://e.org/feed.json")
+    assert [n.headline for n in poll] == ["Broken \ufffd emoji", "Fine"]
+    cfg = config()
+    assert len(ingest(store, cfg, build_channels(cfg), poll, source="f").stored) == 2
+    assert sorted(n.headline for n in rows(store, notices)) == ["Broken \ufffd emoji", "Fine"]

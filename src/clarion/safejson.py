@@ -5,11 +5,17 @@ enough to exhaust the interpreter's stack (3 KB of `[` did), integers thousands 
 (`ValueError` from Python's own limit, not a `JSONDecodeError`), `NaN` and `Infinity` (which
 PostgreSQL refuses in a JSON column, and which break an area map), and strings holding NUL
 (which PostgreSQL refuses in text). `loads` refuses each with a `ValueError` that says which.
+
+A lone surrogate (`"\\ud83d"`: half an emoji, cut by a publisher that counts UTF-16 units) is
+no text any database, encoder or page can hold; it becomes U+FFFD, the replacement character,
+as a browser shows it, and the rest of the document is read (one such item made a whole feed's
+poll fail with an encoding error).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_DEPTH = 64  # a GeoJSON MultiPolygon is 5 deep; nothing real comes near this
@@ -48,6 +54,26 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     except (UnicodeDecodeError, ValueError) as exc:
         raise JSONRefused(f"not valid JSON ({exc})") from None
     _check(value, max_depth)
+    if (_SURROGATE if isinstance(data, str) else _SURROGATE_ESCAPE).search(data):
+        value = _mend(value)
+    return value
+
+
+# An escaped surrogate (json.loads joins a valid pair, keeps a lone one); in str input, a raw
+# one too (valid UTF-8 bytes hold none).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def _mend(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD. Depth
+    is already checked, so the recursion is bounded."""
+    if isinstance(value, str):
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, list):
+        return [_mend(v) for v in value]
+    if isinstance(value, dict):
+        return {_mend(k): _mend(v) for k, v in value.items()}
     return value
 
 
