@@ -54,7 +54,8 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     except (UnicodeDecodeError, ValueError) as exc:
         raise JSONRefused(f"not valid JSON ({exc})") from None
     _check(value, max_depth)
-    if (_SURROGATE if isinstance(data, str) else _SURROGATE_ESCAPE).search(data):
+    held = _SURROGATE.search(data) if isinstance(data, str) else _SURROGATE_ESCAPE.search(data)
+    if held:
         value = _mend(value)
     return value
 
