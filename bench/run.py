@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from clarion.channels import build_channels  # noqa: E402
 from clarion.config import parse_config  # noqa: E402
 from clarion.pipeline import ingest  # noqa: E402
+from clarion.runtime import settle  # noqa: E402
 from clarion.sources.cap import parse_cap  # noqa: E402
 from clarion.store import open_store  # noqa: E402
 
@@ -98,6 +99,7 @@ def bench_ingest(docs: list[bytes], url: str, batch: int) -> float:
     cfg = parse_config(CONFIG.format(url=url), environ={})
     store = open_store(url)
     channels = build_channels(cfg)
+    settle()  # as `clarion worker` does once it has loaded its config and channels
     start = time.perf_counter()
     for i in range(0, len(docs), batch):
         notices = [n for d in docs[i : i + batch] for n in parse_cap(d)]

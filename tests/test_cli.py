@@ -185,3 +185,29 @@ def test_parse_covers_every_kind(
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(lines) == expected
     assert all(line["kind"] == kind for line in lines)
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_a_long_running_process_freezes_what_it_loaded_before_it_starts(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """`worker` and `run` take what they keep for life out of the collector's view
+    (`runtime.settle`) once config, store and channels are loaded, before the loops start."""
+    import gc
+
+    from clarion import runtime
+
+    seen: list[int] = []
+
+    def started(*_: object) -> None:
+        seen.append(gc.get_freeze_count())
+        raise SystemExit(0)  # the loops are not what this test is about
+
+    monkeypatch.setattr(runtime, "start_background", started)
+    gc.unfreeze()
+    try:
+        r = runner.invoke(app, [command])
+    finally:
+        gc.unfreeze()
+    assert r.exit_code == 0, r.output
+    assert seen and seen[0] > 10_000  # modules, config, channels: all frozen by then

@@ -671,7 +671,7 @@ def worker(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the dispatcher (and source polling): deliver queued notices."""
-    from clarion.runtime import make_dispatcher, start_background
+    from clarion.runtime import make_dispatcher, settle, start_background
 
     _setup_logging(verbose)
     cfg = _config(config)
@@ -694,6 +694,7 @@ def worker(
     # SIGTERM (systemd, Docker) finishes the batch in hand, then exits; a batch cut short by a
     # harder kill is safe too: its leases run out and another worker resends with the same keys.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settle()
     start_background(store, cfg, channels, stop)
     logging.getLogger("clarion.worker").info(
         "worker %s started: %d channel(s), %d source(s)",
@@ -741,7 +742,7 @@ def run(
     config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
 ) -> None:
     """Run everything in one process: source polling, the dispatcher and the web server."""
-    from clarion.runtime import make_dispatcher, serve_web, start_background
+    from clarion.runtime import make_dispatcher, serve_web, settle, start_background
 
     _setup_logging(verbose)
     cfg = _config(config)
@@ -749,6 +750,7 @@ def run(
     channels = _channels(cfg, store)
     _record_config(store, cfg)
     stop = threading.Event()
+    settle()
     start_background(store, cfg, channels, stop)
     dispatcher = make_dispatcher(store, cfg, channels)
     threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True).start()

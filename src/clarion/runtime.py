@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -25,6 +26,15 @@ from clarion.sources import build_sources
 from clarion.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def settle() -> None:
+    """Once a long-running process has loaded what it keeps for its life (modules, config,
+    channels and their SDKs: ~150,000 objects), take it out of the cyclic garbage collector's
+    view (`gc.freeze`): every full collection walked all of it again, a tenth of an ingest's
+    time (`bench/run.py --only ingest`: 0.9 s of 7 s for 3,000 alerts; 0.05 s frozen)."""
+    gc.collect()
+    gc.freeze()
 
 
 def make_dispatcher(store: Store, config: Config, channels: Mapping[str, Channel]) -> Dispatcher:
