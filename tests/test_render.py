@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import regex
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clarion.model import MsgType, Status
@@ -125,6 +125,46 @@ def test_x_count_matches_twitter_text_on_any_text(parts: list[str]) -> None:
 
     text = "".join(parts)
     assert count_x(text) == parse_tweet(text).weightedLength
+
+
+@settings(max_examples=400)
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.text(max_size=12),
+            URLISH,
+            st.sampled_from(
+                [
+                    "t.co/abc",
+                    "https://t.co/" + "x" * 50,
+                    "@a.com",
+                    "$b.org",
+                    "-c.net",
+                    "(d.io/x(y)z)",
+                    "\u200ee.org",
+                    "日本語.jp",
+                    ".",
+                    "\n",
+                    "\u3000",
+                    "\t",
+                    "é",  # first in a text, the extractor took it for the character before
+                    "\u2028",
+                    "\x85",
+                    "\xa0",
+                ]
+            ),
+        ),
+        max_size=16,
+    )
+)
+def test_urls_found_word_by_word_are_the_extractors(parts: list[str]) -> None:
+    from twitter_text.extract_urls import extract_urls_with_indices
+
+    from clarion.render.counting import x_url_spans
+
+    text = "".join(parts)
+    whole = [tuple(u["indices"]) for u in extract_urls_with_indices(text)]
+    assert x_url_spans(text) == whole
 
 
 def test_x_count_of_every_character_it_counts_itself() -> None:

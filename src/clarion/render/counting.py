@@ -72,8 +72,7 @@ def _count_x_plain(text: str) -> int:
         return len(part) + len(_X_HEAVY.findall(part))
 
     length = weight(text)
-    for url in extract_urls_with_indices(text):
-        start, end = url["indices"]
+    for start, end in x_url_spans(text):
         length -= weight(text[start:end]) - X_URL_LENGTH
     return length
 
@@ -87,10 +86,33 @@ def _count_x_ascii(text: str) -> int:
     """
     text = text.replace("\r\n", "\n")
     length = len(text)
-    for url in extract_urls_with_indices(text):
-        start, end = url["indices"]
+    for start, end in x_url_spans(text):
         length -= (end - start) - X_URL_LENGTH
     return length
+
+
+_WORD = re.compile("[^ \n]+")
+
+
+def x_url_spans(text: str) -> list[tuple[int, int]]:
+    """Where twitter-text's extractor finds URLs in `text`, found word by word: its pattern,
+    scanned over a whole post, was most of the cost of counting one (0.15 ms of an alert's
+    ~2 ms ingest). It is the same answer: a URL holds no space or newline (twitter-text's
+    domain, path and query characters exclude both), the character before it may be a space
+    or the start alike, the one after a space or the end alike, and every URL's domain holds
+    a dot, so words without one hold none (the extractor's own first check). Each word is
+    given with the space or newline before it: at the start of a text the extractor takes
+    the word's first character as "the character before" ("ét.co" is then "t.co"). A
+    property test compares this with the extractor on random text."""
+    spans = []
+    for word in _WORD.finditer(text):
+        if "." not in word.group():
+            continue
+        base = max(word.start() - 1, 0)
+        for url in extract_urls_with_indices(text[base : word.end()]):
+            start, end = url["indices"]
+            spans.append((base + start, base + end))
+    return spans
 
 
 def count_bytes(text: str) -> int:
