@@ -167,6 +167,40 @@ def test_urls_found_word_by_word_are_the_extractors(parts: list[str]) -> None:
     assert x_url_spans(text) == whole
 
 
+def test_graphemes_counted_without_a_scan_are_the_scans() -> None:
+    """Each typographic character the grapheme count takes as one (`_ONE_EACH`), beside each
+    character of that set, is two graphemes, as the grapheme scan finds."""
+    import regex
+
+    from clarion.render.counting import _ONE_EACH, count_graphemes
+
+    scan = regex.compile(r"\X")
+    alphabet = [chr(c) for c in range(0x2300) if _ONE_EACH.fullmatch(chr(c))]
+    typographic = [ch for ch in alphabet if ch >= "\u0300"]
+    assert "…" in typographic and "–" in typographic and "\u200d" not in alphabet
+    for ch in typographic:
+        for other in alphabet:
+            for pair in (ch + other, other + ch):
+                assert len(scan.findall(pair)) == 2, (hex(ord(ch)), hex(ord(other)))
+    for text in ("Flood… “watch” — 5′", "a\r\n…", "é\u0301…"):
+        assert count_graphemes(text) == len(scan.findall(text))
+
+
+@given(
+    st.text(
+        st.one_of(
+            st.characters(max_codepoint=0x2100),
+            st.sampled_from(["\r", "\n", "…", "\u0301", "\u200d", "🇨", "🇦", "👍", "\U0001f3fd"]),
+        ),
+        max_size=40,
+    )
+)
+def test_grapheme_count_is_the_scans(text: str) -> None:
+    import regex
+
+    assert count_graphemes(text) == len(regex.findall(r"\X", text))
+
+
 def test_x_count_of_every_character_it_counts_itself() -> None:
     """Every character the fast path takes, alone, repeated and around a link, counts as
     twitter-text counts it."""

@@ -29,10 +29,16 @@ X_URL_LENGTH = 23
 _GRAPHEME = regex.compile(r"\X")
 
 
+# Below U+0300 (where combining marks begin) every character is a grapheme, except CR LF,
+# which is one; so is each of these typographic ones (dashes, quotes, the ellipsis a cut adds,
+# primes), which join nothing: none combines, prepends or joins (a test checks each beside
+# every character of this set against the grapheme scan).
+_ONE_EACH = re.compile("[\x00-\u02ff\u2010-\u2027\u2030-\u205e]*")
+
+
 def count_graphemes(text: str) -> int:
-    # Below U+0300 (where combining marks begin) every character is a grapheme, except CR LF,
-    # which is one: French, Spanish or German text is counted without a grapheme scan.
-    if text.isascii() or max(text) < "\u0300":
+    # French, Spanish or German text, cut with an ellipsis, is counted without a grapheme scan.
+    if text.isascii() or max(text) < "\u0300" or _ONE_EACH.fullmatch(text):
         return len(text) - text.count("\r\n")
     return len(_GRAPHEME.findall(text))
 
@@ -109,10 +115,18 @@ def x_url_spans(text: str) -> list[tuple[int, int]]:
         if "." not in word.group():
             continue
         base = max(word.start() - 1, 0)
-        for url in extract_urls_with_indices(text[base : word.end()]):
-            start, end = url["indices"]
-            spans.append((base + start, base + end))
+        spans += [(base + start, base + end) for start, end in _urls_in(text[base : word.end()])]
     return spans
+
+
+# A word is counted again in each text `compose` tries (the head with the link, the head and
+# the description cut here or there…), and the pattern costs 10 us a word, 120 us for a link
+# to an IP address: the extractor's answer is kept per word.
+@functools.lru_cache(maxsize=16384)
+def _urls_in(segment: str) -> tuple[tuple[int, int], ...]:
+    return tuple(
+        (url["indices"][0], url["indices"][1]) for url in extract_urls_with_indices(segment)
+    )
 
 
 def count_bytes(text: str) -> int:
