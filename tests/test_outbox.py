@@ -159,7 +159,7 @@ def test_a_claim_reads_the_due_queue_in_order_and_stops_at_its_limit(sqlite_stor
 
 
 def test_marking_sent_stores_what_core_stores(store: Store) -> None:
-    """`mark_sent` runs driver SQL (see `outbox._DriverSQL`), its values bound by the columns'
+    """`mark_sent` runs driver SQL (see `clarion.store.driver`), its values bound by the columns'
     own types: a time is stored exactly as Core stores it (Core finds the row by comparing
     with the same time; on SQLite that compares the stored text), the receipt as JSON, the
     event with its move, and the channel's count once per delivery."""
@@ -199,7 +199,9 @@ def test_marking_sent_stores_what_core_stores(store: Store) -> None:
 def test_driver_sql_names_a_type_for_every_value() -> None:
     import pytest
 
+    from clarion.store.driver import DriverSQL
+
     with pytest.raises(AssertionError, match="without a type"):
-        outbox._DriverSQL(
-            "UPDATE channels SET state = :state WHERE name = :name", {"name": None}
-        )._prepare(type("D", (), {"paramstyle": "named"})())
+        DriverSQL("UPDATE channels SET state = :state WHERE name = :name", {"name": None})._prepare(
+            type("D", (), {"paramstyle": "named"})()
+        )

@@ -305,3 +305,84 @@ def test_json_columns_are_written_by_json_text(store: Store) -> None:
     assert raw == '{"n": NaN, "at": "\\u00e9", "big": 1180591620717411303424}'.replace(
         "NaN", "null"
     )  # a 70-bit integer: the standard encoder's text, NaN still null
+
+
+def test_a_driver_insert_stores_what_a_core_insert_stores(store: Store) -> None:
+    """`DriverInsert` (ingest's writes): each value bound by its column's type, a left-out
+    column given its Python default as Core gives it, rows of different columns in one call;
+    a time stored by it is found by Core comparing with the same time (on SQLite, its text)."""
+    from datetime import UTC, datetime, timedelta
+
+    from clarion.store.driver import DriverInsert
+    from clarion.store.schema import notices, threads
+
+    at = datetime(2026, 12, 6, 15, 0, 0, 250, tzinfo=UTC)
+    thread = {
+        "thread_key": "s/k",
+        "source": "s",
+        "state": "active",
+        "latest_version": 1,
+        "headline": "H",
+        "severity": "minor",
+        "status": "actual",
+        "created_at": at,
+        "updated_at": at,
+    }
+    notice = {
+        "version": 1,
+        "source": "s",
+        "kind": "cap",
+        "identifier": "i",
+        "sender": "x",
+        "sent": at - timedelta(hours=1),
+        "status": "actual",
+        "msg_type": "alert",
+        "severity": "minor",
+        "headline": "H",
+        "content_hash": "h",
+        "data": {"é": [1.5, None], "n": float("nan")},
+        "signature": "unsigned",
+        "received_at": at,
+        "ancestors": [],
+    }
+    with store.write() as conn:
+        thread_id = DriverInsert(threads, returning="id").scalar(conn, thread)
+        notice_id = DriverInsert(notices, returning="id").scalar(
+            conn, {**notice, "thread_id": thread_id}
+        )
+        DriverInsert(notices).many(  # a second set of columns: expires and original given
+            conn,
+            [
+                {**notice, "thread_id": thread_id, "version": 2, "content_hash": "h2",
+                 "expires": at, "original": b"<alert/>"},
+            ],
+        )  # fmt: skip
+    with store.read() as conn:
+        [t] = conn.execute(sa.select(threads).where(threads.c.created_at == at)).all()
+        found = conn.execute(
+            sa.select(notices).where(notices.c.received_at == at).order_by(notices.c.version)
+        ).all()
+    assert t.id == thread_id and t.latest_notice_id is None
+    assert len(found) == 2 and found[0].id == notice_id
+    first, second = found
+    assert first.branch == "live" and first.data == {"é": [1.5, None], "n": None}
+    assert first.sent == at - timedelta(hours=1) and first.expires is None
+    assert second.expires == at and second.original == b"<alert/>" and second.ancestors == []
+
+
+def test_a_driver_insert_refuses_a_row_it_cannot_store_whole() -> None:
+    from clarion.store.driver import DriverInsert
+    from clarion.store.schema import deliveries, threads
+
+    with pytest.raises(ValueError, match=r"threads\.latest_version needs a value"):
+        DriverInsert(threads)._build(frozenset({"thread_key", "source", "state"}))
+    with pytest.raises(AssertionError, match="no column"):
+        DriverInsert(threads)._build(frozenset({"thread_key", "colour"}))
+    statement, defaults = DriverInsert(deliveries)._build(
+        frozenset(
+            {"id", "notice_id", "thread_id", "channel", "version", "msg_type", "state",
+             "payload", "next_attempt_at", "created_at", "updated_at"}
+        )
+    )  # fmt: skip
+    assert defaults == {"attempts": 0, "cost": 0.0, "severity_rank": 0}  # Core's defaults
+    assert "part" not in statement.sql  # the server's default

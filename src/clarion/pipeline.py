@@ -88,15 +88,12 @@ class _Writes:
     known: _Known | None = None  # the poll's stories, read once (None: read one by one)
 
     def flush(self, conn: Connection, now: datetime) -> None:
-        if self.latest:  # nothing in an ingest reads a thread's latest message id
-            conn.execute(
-                Q.SET_LATEST_NOTICE,
-                [{"thread_id": t, "notice_id": n} for t, n in self.latest.items()],
-            )
-        if self.refs:
-            conn.execute(Q.INSERT_NOTICE_REFS, self.refs)
-        if self.terms:
-            conn.execute(Q.INSERT_NOTICE_TERMS, self.terms)
+        # Nothing in an ingest reads a thread's latest message id.
+        Q.SET_LATEST_NOTICE.many(
+            conn, [{"thread_id": t, "notice_id": n} for t, n in self.latest.items()]
+        )
+        Q.INSERT_NOTICE_REFS.many(conn, self.refs)
+        Q.INSERT_NOTICE_TERMS.many(conn, self.terms)
         if self.deliveries:
             outbox.enqueue(conn, self.deliveries, now, self.details)
         self.deliveries, self.details, self.refs, self.terms = [], [], [], []
@@ -529,9 +526,8 @@ def _ingest_one(
         # A new story is written as it will be: one message, live unless it closes the story
         # (or arrived late: then the story stays as opened). Its latest message id, known
         # once the message is stored, is set with the rest of the poll's rows (`_Writes`).
-        thread_id = _insert(
+        thread_id = Q.INSERT_THREAD.scalar(
             conn,
-            Q.INSERT_THREAD,
             {
                 "thread_key": thread_key,
                 "source": notice.source,
@@ -550,9 +546,8 @@ def _ingest_one(
         thread_id = thread.id
     parent_ids = [int(p.id) for p in story.parents]
     ancestors = sorted({a for p in story.parents for a in (p.ancestors or [])} | set(parent_ids))
-    notice_id = _insert(
+    notice_id = Q.INSERT_NOTICE.scalar(
         conn,
-        Q.INSERT_NOTICE,
         {
             "thread_id": thread_id,
             "version": version,
@@ -729,13 +724,6 @@ def _state_after(msg_type: MsgType, live: int) -> str:
     if live:
         return "active"
     return {MsgType.CANCEL: "cancelled", MsgType.END: "ended"}.get(msg_type, "active")
-
-
-def _insert(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> int:
-    """Run an INSERT and return the new row's integer primary key."""
-    key = conn.execute(stmt, params).inserted_primary_key
-    assert key is not None
-    return int(key[0])
 
 
 def live_branches(store: Store, source: str) -> dict[str, int]:

@@ -14,7 +14,6 @@ Every function that changes a row also appends a `delivery_events` row: the audi
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +40,7 @@ from clarion.delivery.states import DeliveryState as S
 from clarion.model import Notice
 from clarion.store import Store
 from clarion.store.changes import POSTS, touch
+from clarion.store.driver import DriverInsert, DriverSQL
 from clarion.store.schema import channels, deliveries, delivery_events, notices, rate_buckets
 
 __all__ = ["ACTIVE", "OUTBOX_CHANNEL", "TERMINAL", "WAITING", "DeliveryState"]
@@ -143,45 +143,13 @@ _FINISH = update(_d).where(
 )
 
 
-class _DriverSQL:
-    """A hot statement run as the driver's own SQL (`Connection.exec_driver_sql`), each value
-    bound by its column's own SQLAlchemy type (so a time is stored exactly as Core stores it).
-
-    Marking a delivery sent is three statements a delivery; Core's per-statement work
-    (cache lookup, parameter processing, result set-up) was more than a third of it: 0.55-0.60
-    ms a delivery, 0.38-0.43 ms this way. Written with `:name` placeholders (sqlite3's named
-    style), turned into psycopg's `%(name)s` for PostgreSQL."""
-
-    def __init__(self, sql: str, types: Mapping[str, Any]) -> None:
-        self.sql = " ".join(sql.split())
-        self.types = types
-        self._ready: dict[str, tuple[str, dict[str, Any]]] = {}
-
-    def __call__(self, conn: Connection, params: Mapping[str, Any]) -> int:
-        ready = self._ready.get(conn.dialect.name)
-        if ready is None:
-            ready = self._ready[conn.dialect.name] = self._prepare(conn.dialect)
-        sql, processors = ready
-        bound = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
-        return int(conn.exec_driver_sql(sql, bound).rowcount)
-
-    def _prepare(self, dialect: Any) -> tuple[str, dict[str, Any]]:
-        names = set(re.findall(r"(?<![:\w]):(\w+)", self.sql))
-        assert names <= set(self.types), f"a placeholder without a type: {names - set(self.types)}"
-        sql = self.sql
-        if dialect.paramstyle == "pyformat":
-            sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
-        elif dialect.paramstyle not in ("named", "qmark"):  # sqlite3 takes :name either way
-            raise NotImplementedError(f"driver SQL for the {dialect.paramstyle} style")
-        processors = {}
-        for name, type_ in self.types.items():
-            process = type_.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processors[name] = process
-        return sql, processors
+# Marking a delivery sent is three statements a delivery, and queueing them most of a poll's
+# writes: both run as driver SQL (see `clarion.store.driver` for why not Core).
+_INSERT_DELIVERIES = DriverInsert(deliveries)
+_INSERT_EVENTS = DriverInsert(delivery_events)
 
 
-_MARK_SENT = _DriverSQL(
+_MARK_SENT = DriverSQL(
     f"""UPDATE deliveries SET state = '{S.SENT.value}', updated_at = :at, lease_owner = NULL,
     lease_expires_at = NULL, receipt_id = :post_id, receipt_url = :url, receipt = :receipt,
     sent_at = :at, last_error = NULL, error_kind = NULL
@@ -195,7 +163,7 @@ _MARK_SENT = _DriverSQL(
         "worker": deliveries.c.lease_owner.type,
     },
 )
-_SENT_EVENT = _DriverSQL(
+_SENT_EVENT = DriverSQL(
     f"""INSERT INTO delivery_events (delivery_id, at, from_state, to_state, attempt, worker,
     detail) VALUES (:id, :at, '{S.SENDING.value}', '{check(S.SENDING, S.SENT).value}',
     :attempt, :worker, :detail)""",
@@ -207,7 +175,7 @@ _SENT_EVENT = _DriverSQL(
         "detail": delivery_events.c.detail.type,
     },
 )
-_COUNT_SENT = _DriverSQL(
+_COUNT_SENT = DriverSQL(
     "UPDATE channels SET sent_count = sent_count + 1, last_sent_at = :at WHERE name = :channel",
     {"at": channels.c.last_sent_at.type, "channel": channels.c.name.type},
 )
@@ -452,7 +420,7 @@ def mark_sent(
     receipt: dict[str, Any],
 ) -> bool:
     """The delivery was posted: record its receipt, its event and the channel's count, in one
-    transaction, if this worker still holds its lease (see `_DriverSQL` for why not Core)."""
+    transaction, if this worker still holds its lease (driver SQL: see `clarion.store.driver`)."""
     with store.write() as conn:
         held = {"id": c.id, "worker": worker, "at": now}
         if _MARK_SENT(conn, {**held, "post_id": post_id, "url": url, "receipt": receipt}) != 1:
@@ -712,10 +680,10 @@ def enqueue(
     for r in rows:
         r["state"] = check(None, r.get("state", DeliveryState.PENDING)).value
     touch(conn, POSTS)
-    conn.execute(insert(deliveries), rows)
+    _INSERT_DELIVERIES.many(conn, rows)
     _wake_workers(conn)
-    conn.execute(  # one round trip for every first event
-        insert(delivery_events),
+    _INSERT_EVENTS.many(  # one round trip for every first event
+        conn,
         [
             {
                 "delivery_id": r["id"],

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, func, insert, select, text, update
+from sqlalchemy import ARRAY, String, bindparam, func, select, text, update
 
+from clarion.store.driver import DriverInsert, DriverSQL
 from clarion.store.schema import notice_refs, notice_terms, notices, threads
 
 PARENT_COLUMNS = (
@@ -209,17 +210,18 @@ SAME_ITEM_IN_THREAD = select(notices.c.id).where(
 NEWEST_SENT_IN_THREAD = select(func.max(notices.c.sent)).where(
     notices.c.thread_id == bindparam("thread_id")
 )
-INSERT_THREAD = insert(threads)
-INSERT_NOTICE = insert(notices)
-INSERT_NOTICE_REFS = insert(notice_refs)
-INSERT_NOTICE_TERMS = insert(notice_terms)
+# A poll's writes, as driver SQL (`clarion.store.driver`): Core's per-row work was most of
+# them (ingest writes a thread, a notice, its references and terms for every message).
+INSERT_THREAD = DriverInsert(threads, returning="id")
+INSERT_NOTICE = DriverInsert(notices, returning="id")
+INSERT_NOTICE_REFS = DriverInsert(notice_refs)
+INSERT_NOTICE_TERMS = DriverInsert(notice_terms)
 # SET columns come from the parameters given (every key but `thread_id`).
 UPDATE_THREAD = update(threads).where(threads.c.id == bindparam("thread_id"))
 # A new thread's latest message, set when the poll's rows are written (`pipeline._Writes`).
-SET_LATEST_NOTICE = (
-    update(threads)
-    .where(threads.c.id == bindparam("thread_id"))
-    .values(latest_notice_id=bindparam("notice_id"))
+SET_LATEST_NOTICE = DriverSQL(
+    "UPDATE threads SET latest_notice_id = :notice_id WHERE id = :thread_id",
+    {"notice_id": threads.c.latest_notice_id.type, "thread_id": threads.c.id.type},
 )
 END_PARENTS = (
     update(notices)
