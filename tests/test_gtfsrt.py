@@ -11,6 +11,7 @@ from google.transit import gtfs_realtime_pb2 as rt
 from clarion.model import Severity
 from clarion.sources.base import SourceError
 from clarion.sources.gtfsrt import parse_gtfsrt
+from clarion.store import Store
 from tests.conftest import fixture_bytes
 from tests.golden import check_golden, notice_record
 
@@ -143,3 +144,27 @@ def test_inputs_found_by_fuzzing_parse_or_fail_clearly(name: str) -> None:
     for n in notices:
         for info in n.infos:
             assert isinstance(info.headline or "", str)
+
+
+def test_a_nul_in_one_alert_spoils_no_poll(store: Store) -> None:
+    """A protobuf string may hold NUL, which PostgreSQL text cannot: one alert's NUL made the
+    whole feed's poll fail there, every other alert of the agency unposted with it. It reads
+    as U+FFFD; every alert is stored (on both databases)."""
+    from clarion.channels import build_channels
+    from clarion.pipeline import ingest
+    from tests.helpers import config
+
+    feed = rt.FeedMessage()
+    feed.header.gtfs_realtime_version = "2.0"
+    feed.header.timestamp = 1764979200
+    for i, title in enumerate(["Detour\x00 on 5", "Elevator out"]):
+        entity = feed.entity.add()
+        entity.id = f"e{i}\x00"
+        entity.alert.header_text.translation.add(text=title, language="en")
+        entity.alert.description_text.translation.add(text="Use\x00 stop 7", language="en")
+        entity.alert.informed_entity.add(route_id="5\x00")
+    poll = parse_gtfsrt(feed.SerializeToString())
+    assert [n.headline for n in poll] == ["Detour\ufffd on 5", "Elevator out"]
+    assert poll[0].identifier == "e0\ufffd" and poll[0].entities[0].id == "5\ufffd"
+    cfg = config()
+    assert len(ingest(store, cfg, build_channels(cfg), poll, source="gtfs").stored) == 2

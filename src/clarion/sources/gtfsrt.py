@@ -78,8 +78,10 @@ def _decode(body: bytes, content_type: str, what: str) -> rt.FeedMessage:
 def _str(value: str | bytes) -> str:
     """A protobuf string field as text. GTFS-realtime is proto2, whose Python runtime hands
     back bytes when a producer put invalid UTF-8 in a string (found by fuzzing, see fuzz/):
-    keep the text, with U+FFFD where the bytes were wrong."""
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    keep the text, with U+FFFD where the bytes were wrong. So is a NUL, which a protobuf
+    string may hold and no PostgreSQL text can: one alert's NUL failed the whole feed's poll."""
+    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _translations(ts: Any) -> dict[str, str]:
