@@ -234,3 +234,35 @@ def test_half_an_emoji_is_a_replacement_character_not_a_lost_poll(store: Store) 
     cfg = config()
     assert len(ingest(store, cfg, build_channels(cfg), poll, source="f").stored) == 2
     assert sorted(n.headline for n in rows(store, notices)) == ["Broken \ufffd emoji", "Fine"]
+
+
+def test_an_overlong_identifier_is_bounded_and_its_story_holds(store: Store) -> None:
+    """CAP sets no bound on an identifier or a sender; the store's columns hold 512
+    characters, and on PostgreSQL a longer one failed the whole poll. A long name is kept as
+    its start and its SHA-256 (the same name, the same bounded one), so an update that
+    references an alert by its 600-character identifier continues that alert's story."""
+    from clarion.model import MAX_NAME, bounded
+    from clarion.sources.cap import parse_cap
+    from clarion.store.schema import threads
+    from tests.helpers import NOW, demo_cap
+
+    first = parse_cap(demo_cap(0))[0]
+    long_id, long_sender = "X" * 600, "s" * 600 + "@example.org"
+
+    def lengthen(body: bytes) -> bytes:
+        body = body.replace(first.identifier.encode(), long_id.encode())
+        return body.replace(first.sender.encode(), long_sender.encode())
+
+    alert, update = parse_cap(lengthen(demo_cap(0))), parse_cap(lengthen(demo_cap(1)))
+    assert alert[0].identifier == bounded(long_id, MAX_NAME) and len(alert[0].identifier) == 500
+    assert update[0].references[0].identifier == alert[0].identifier
+    assert bounded(long_id + "Y", MAX_NAME) != alert[0].identifier  # no collision past the cut
+    cfg = config()
+    chans = build_channels(cfg)
+    assert len(ingest(store, cfg, chans, alert, source="nws", now=NOW).stored) == 1
+    assert len(ingest(store, cfg, chans, update, source="nws", now=NOW).stored) == 1
+    assert len(rows(store, threads)) == 1  # one story: the update continued the alert
+    [t] = rows(store, threads)
+    assert t.latest_version == 2 and len(t.thread_key) <= 512
+    again = ingest(store, cfg, chans, parse_cap(lengthen(demo_cap(0))), source="nws", now=NOW)
+    assert again.unchanged == 1 and not again.stored  # the same message fetched again

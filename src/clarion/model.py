@@ -204,12 +204,34 @@ class Entity(_Data):
     name: str | None = None
 
 
+# How long a message's identifier, sender and story key may be (the store's columns hold 512
+# characters; a stored key is prefixed with its source's name). CAP and feeds set no bound,
+# and on PostgreSQL one longer than the column failed the whole poll it came in.
+MAX_NAME = 500
+MAX_THREAD_KEY = 300
+
+
+def bounded(value: str, limit: int) -> str:
+    """`value`, or, when longer than `limit`, its start and its SHA-256: the same name always
+    gives the same bounded one (a reference to a message finds it), two names differing only
+    after the cut do not collide, and a bounded name is its own bound."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{value[: limit - 72]}#sha256={digest}"
+
+
 class Reference(_Data):
     """One earlier message this one refers to (CAP `references`: sender,identifier,sent)."""
 
     sender: str
     identifier: str
     sent: str  # kept as written: it identifies, it is not compared as a time
+
+    @field_validator("sender", "identifier")
+    @classmethod
+    def _bounded(cls, value: str) -> str:
+        return bounded(value, MAX_NAME)
 
 
 class Info(_Data):
@@ -289,6 +311,17 @@ class Notice(_Data):
     link: str | None = None
 
     _link = field_validator("link")(classmethod(lambda cls, v: web_link(v)))
+
+    @field_validator("sender", "identifier")
+    @classmethod
+    def _bounded(cls, value: str) -> str:
+        return bounded(value, MAX_NAME)
+
+    @field_validator("thread_key")
+    @classmethod
+    def _bounded_key(cls, value: str) -> str:
+        return bounded(value, MAX_THREAD_KEY)
+
     # True when the source gives no time of its own for the message (a GTFS-rt alert without
     # an edit stamp): `sent` is then when Clarion read it, and is no part of what it says.
     sent_estimated: bool = False
