@@ -7,7 +7,16 @@ from datetime import timedelta
 
 from clarion.delivery import outbox
 from clarion.store import Store
-from tests.helpers import NOW, channels_for, config, delivery_events, demo_cap, ingest_bytes, rows
+from tests.helpers import (
+    NOW,
+    channels_for,
+    config,
+    deliveries,
+    delivery_events,
+    demo_cap,
+    ingest_bytes,
+    rows,
+)
 
 ONE = """
 [channels.preview]
@@ -205,3 +214,18 @@ def test_driver_sql_names_a_type_for_every_value() -> None:
         DriverSQL("UPDATE channels SET state = :state WHERE name = :name", {"name": None})._prepare(
             type("D", (), {"paramstyle": "named"})()
         )
+
+
+def test_whatever_a_platform_answers_is_recorded_and_never_posted_again(store: Store) -> None:
+    """A post id of 600 characters (a server's bug or malice), holding a NUL and half a
+    surrogate pair, and a link with a NUL: on PostgreSQL none could be recorded, so the post,
+    made, stayed `sending`, its lease ran out and it was posted again, and again. Now it is
+    recorded (the NUL and the half pair as U+FFFD) and never claimed again."""
+    _queue_many(store, 1)
+    [c] = outbox.claim(store, "w1", NOW, 60)
+    post_id = "p" * 600 + "\x00" + "\ud800" + "é"
+    assert outbox.mark_sent(store, c, "w1", NOW, post_id, "https://x.example/\x00", {"n": 1})
+    [d] = rows(store, deliveries)
+    assert d.state == "sent" and d.receipt_id == "p" * 600 + "\ufffd\ufffdé"
+    assert d.receipt_url == "https://x.example/\ufffd"
+    assert outbox.claim(store, "w2", NOW + timedelta(hours=1), 60) == []

@@ -420,7 +420,12 @@ def mark_sent(
     receipt: dict[str, Any],
 ) -> bool:
     """The delivery was posted: record its receipt, its event and the channel's count, in one
-    transaction, if this worker still holds its lease (driver SQL: see `clarion.store.driver`)."""
+    transaction, if this worker still holds its lease (driver SQL: see `clarion.store.driver`).
+
+    The post is made: whatever the platform answered must be recordable, or the delivery stays
+    `sending`, its lease runs out and it is posted again. A NUL or half a surrogate pair in
+    the id or link (no database text holds either) is recorded as U+FFFD."""
+    post_id, url = _storable(post_id), _storable(url) if url is not None else None
     with store.write() as conn:
         held = {"id": c.id, "worker": worker, "at": now}
         if _MARK_SENT(conn, {**held, "post_id": post_id, "url": url, "receipt": receipt}) != 1:
@@ -429,6 +434,14 @@ def mark_sent(
         _SENT_EVENT(conn, {**held, "attempt": c.attempts, "detail": f"posted as {post_id}"})
         _COUNT_SENT(conn, {"at": now, "channel": c.channel})
         return True
+
+
+def _storable(text: str) -> str:
+    text = str(text)  # a channel that hands back a number still has its post recorded
+    if text.isascii() and "\x00" not in text:
+        return text
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text.replace("\x00", "\ufffd")
 
 
 def mark_retry(

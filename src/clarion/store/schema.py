@@ -218,7 +218,7 @@ deliveries = Table(
     Column("lease_expires_at", UTCDateTime),
     Column("last_error", Text),
     Column("error_kind", String(16)),
-    Column("receipt_id", String(512)),
+    Column("receipt_id", Text),  # a platform's post id, as long as it is (migration 0017)
     Column("receipt_url", Text),
     Column("receipt", JSON),
     Column("created_at", UTCDateTime, nullable=False),
