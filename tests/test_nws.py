@@ -9,6 +9,7 @@ import pytest
 from clarion.model import MsgType, Severity, Status
 from clarion.sources.base import SourceError
 from clarion.sources.nws import parse_nws
+from clarion.store import Store
 from tests.conftest import fixture_bytes
 from tests.golden import check_golden, notice_record
 from tests.nws_dates import CLOCK, resolve
@@ -93,3 +94,29 @@ def test_expired_references_join_the_thread() -> None:
         "urn:oid:2.49.0.1.840.0.old0.001.1",
     ]
     assert n.thread_key == "cap:w-nws.webmaster@noaa.gov,urn:oid:2.49.0.1.840.0.old0.001.1"
+
+
+def test_one_alerts_nul_spoils_no_other(store: Store) -> None:
+    """The NWS API lists every active alert in one document: one alert's NUL (`\\u0000`,
+    which no PostgreSQL text holds) refused the whole document, and every alert of the poll
+    went unposted. It reads as U+FFFD; every alert is parsed and stored (both databases).
+    A push holding a NUL is still refused, so that its sender hears why."""
+    from clarion.channels import build_channels
+    from clarion.pipeline import ingest
+    from clarion.safejson import JSONRefused, loads
+    from tests.helpers import config
+
+    data = json.loads(resolve(fixture_bytes("nws-api/testing_alerts_active.json")))
+    whole = len(parse_nws(json.dumps(data).encode()))
+    first = data["features"][0]["properties"]
+    first["description"] = "Flooding\u0000 expected"
+    first["headline"] = "\u0000" + first["headline"]
+    body = json.dumps(data).encode()
+    assert b"\\u0000" in body
+    poll = parse_nws(body)
+    assert len(poll) == whole >= 2
+    assert "Flooding\ufffd expected" in [i.description for n in poll for i in n.infos]
+    cfg = config()
+    assert len(ingest(store, cfg, build_channels(cfg), poll, source="nws").stored) == whole
+    with pytest.raises(JSONRefused, match="NUL"):
+        loads(body)

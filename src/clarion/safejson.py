@@ -43,8 +43,13 @@ def _float(text: str) -> float:
     return value
 
 
-def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON; JSONRefused (a ValueError) saying why it is not acceptable."""
+def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH, nul: str = "refuse") -> Any:
+    """Parse JSON; JSONRefused (a ValueError) saying why it is not acceptable.
+
+    `nul="replace"`: a NUL in a string is read as U+FFFD instead of refusing the document. For
+    what Clarion polls (the NWS API, a Statuspage, a JSON Feed), where one document lists many
+    items and one item's NUL must not keep the others from being posted; what is pushed to
+    Clarion is refused, so that its sender hears why."""
     try:
         value = json.loads(data, parse_constant=_no_constant, parse_int=_int, parse_float=_float)
     except RecursionError:
@@ -53,9 +58,11 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise JSONRefused(f"not valid JSON ({exc})") from None
-    _check(value, max_depth)
+    replace_nul = nul == "replace"
+    _check(value, max_depth, refuse_nul=not replace_nul)
     held = _SURROGATE.search(data) if isinstance(data, str) else _SURROGATE_ESCAPE.search(data)
-    if held:
+    nul_held = replace_nul and ("\\u0000" in data if isinstance(data, str) else b"\\u0000" in data)
+    if held or nul_held:
         value = _mend(value)
     return value
 
@@ -67,10 +74,12 @@ _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _mend(value: Any) -> Any:
-    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD. Depth
-    is already checked, so the recursion is bounded."""
+    """`value` with every lone surrogate and NUL in its strings (keys too) replaced by U+FFFD
+    (a NUL is there only when `loads` was told to replace it). Depth is already checked, so
+    the recursion is bounded."""
     if isinstance(value, str):
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        text = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return text.replace("\x00", "\ufffd")
     if isinstance(value, list):
         return [_mend(v) for v in value]
     if isinstance(value, dict):
@@ -78,7 +87,7 @@ def _mend(value: Any) -> Any:
     return value
 
 
-def _check(value: Any, max_depth: int) -> None:
+def _check(value: Any, max_depth: int, *, refuse_nul: bool = True) -> None:
     """Depth and NUL characters, without recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -88,8 +97,8 @@ def _check(value: Any, max_depth: int) -> None:
                 raise JSONRefused(f"nested deeper than {max_depth} levels")
             children = list(item.items()) if isinstance(item, dict) else list(enumerate(item))
             for key, child in children:
-                if isinstance(key, str) and "\x00" in key:
+                if refuse_nul and isinstance(key, str) and "\x00" in key:
                     raise JSONRefused("a NUL character in a key")
                 stack.append((child, depth + 1))
-        elif isinstance(item, str) and "\x00" in item:
+        elif refuse_nul and isinstance(item, str) and "\x00" in item:
             raise JSONRefused("a NUL character in a string")

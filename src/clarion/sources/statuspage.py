@@ -186,7 +186,7 @@ def parse_statuspage(
     """With a `rejected` list, an incident or component that cannot be read is appended there
     and the others are read; without one, the first bad one raises."""
     try:
-        data = safejson.loads(body)
+        data = safejson.loads(body, nul="replace")  # one item's NUL spoils no other
     except safejson.JSONRefused as exc:
         raise SourceError(f"{what}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("page"), dict):
