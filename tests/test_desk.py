@@ -790,3 +790,66 @@ def test_after_a_burst_the_stream_names_the_newest_notices(sqlite_store: Store) 
     with sqlite_store.read() as conn:
         assert [r.id for r in desk_reads.notices_after(conn, 0, limit=2)] == ids[-2:]
         assert [r.id for r in desk_reads.notices_after(conn, ids[-2], limit=2)] == ids[-1:]
+
+
+@pytest.mark.postgres
+def test_the_live_stream_names_a_notice_committed_after_a_later_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL an ingest still running commits a lower notice id after another ingest's
+    higher one was named: the desk's "Arriving now" never showed it. Notices are now named in
+    id order, the list held back while an ingest that may commit a lower id runs (and read
+    again at every poll then, though nothing else changed)."""
+    import asyncio
+    import json
+    import threading
+
+    from clarion.store import open_store
+    from clarion.web import desk as desk_web
+    from tests.conftest import pg_schema_url
+
+    urls = pg_schema_url()
+    store = open_store(next(urls))
+    try:
+        cfg = config(DESK)
+        channels = channels_for(cfg)
+        inside, release = threading.Event(), threading.Event()
+
+        def slow(conn: object, result: object) -> None:
+            inside.set()
+            assert release.wait(10)
+
+        first = threading.Thread(
+            target=lambda: ingest_bytes(store, cfg, channels, demo_cap(0), "a", within=slow)
+        )
+        polls = 0
+
+        class Request:
+            async def is_disconnected(self) -> bool:
+                nonlocal polls
+                polls += 1
+                if polls == 4:  # the stream has read the store twice with b's notice in it
+                    release.set()
+                    first.join(10)
+                return polls > 40
+
+        async def read() -> list[dict[str, object]]:
+            named: list[dict[str, object]] = []
+            stream = desk_web._changes(store, Request(), 0.01)  # type: ignore[arg-type]
+            assert (await anext(stream)).startswith(b": connected")
+            first.start()
+            assert inside.wait(10)  # source a's notice is inserted, not committed
+            ingest_bytes(store, cfg, channels, demo_cap(0), "b")  # committed: a higher id
+            async for chunk in stream:
+                if chunk.startswith(b"event: notice"):
+                    named.append(json.loads(chunk.split(b"data: ", 1)[1]))
+                    if len(named) == 2:
+                        break
+            return named
+
+        named = asyncio.run(read())
+        by_source = {n.source: n.thread_id for n in rows(store, notices)}
+        assert [n["thread"] for n in named] == [by_source["a"], by_source["b"]], named
+    finally:
+        store.close()
+        urls.close()

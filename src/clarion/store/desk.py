@@ -122,12 +122,18 @@ def fingerprint(conn: Connection) -> tuple[Any, ...]:
     )
 
 
-def notices_after(conn: Connection, after: int, limit: int = 20) -> list[Any]:
-    """The newest `limit` notices stored after `after`, oldest first (the desk lists the
-    last ten arrivals: after a burst, the newest, not the burst's first twenty)."""
+def notices_after(
+    conn: Connection, after: int, limit: int = 20, upto: int | None = None
+) -> list[Any]:
+    """The newest `limit` notices stored after `after` (and up to `upto`), oldest first (the
+    desk lists the last ten arrivals: after a burst, the newest, not the burst's first
+    twenty)."""
+    where = [notices.c.id > after]
+    if upto is not None:
+        where.append(notices.c.id <= upto)
     rows = conn.execute(
         select(notices.c.id, notices.c.thread_id, notices.c.headline, notices.c.status)
-        .where(notices.c.id > after)
+        .where(*where)
         .order_by(notices.c.id.desc())
         .limit(limit)
     ).all()

@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -995,30 +996,45 @@ async def _changes(store: Store, request: Request, poll: float) -> AsyncIterator
     Which notices are new is kept apart from the fingerprint: the two are read one after the
     other, so a notice committed in between is listed by the second read but not counted by
     the first, and resuming from the fingerprint's newest id listed it again on the next
-    change (CI saw an arrival twice)."""
+    change (CI saw an arrival twice).
+
+    Notices are named in id order up to the highest settled id, as the event stream does
+    (`public.settled_after`): on PostgreSQL an ingest still running can commit a lower id
+    after a higher one was named, and the list never showed it. While a missing id holds the
+    list back (at most `STREAM_GAP_WAIT` seconds), the store is read at every poll, whether
+    or not anything else changed."""
 
     def fingerprint() -> tuple[Any, ...]:
         with store.read() as conn:
             return desk_reads.fingerprint(conn)
 
-    def new_notices(after: int) -> list[Any]:
+    def new_notices(after: int, wait: bool) -> tuple[list[Any], int, bool]:
         with store.read() as conn:
-            return desk_reads.notices_after(conn, after)
+            settled, held = public.settled_after(conn, after, wait=wait)
+            return desk_reads.notices_after(conn, after, upto=settled), settled, held
 
     last = await asyncio.to_thread(fingerprint)
     listed = last[0] or 0  # the newest notice id this stream has named (or found on opening)
+    held_since: float | None = None  # since when a missing id holds the list back
     yield b": connected\nretry: 3000\n\n"
     idle = 0.0
     while not await request.is_disconnected():
         await asyncio.sleep(poll)
         current = await asyncio.to_thread(fingerprint)
-        if current != last:
-            for n in await asyncio.to_thread(new_notices, listed):
+        if current != last or held_since is not None:
+            wait = held_since is None or time.monotonic() - held_since < public.STREAM_GAP_WAIT
+            found, settled, held = await asyncio.to_thread(new_notices, listed, wait)
+            for n in found:
                 data = json.dumps(
                     {"thread": n.thread_id, "headline": n.headline, "status": n.status}
                 )
                 yield f"event: notice\ndata: {data}\n\n".encode()
-                listed = max(listed, n.id)
+            if not held:
+                held_since = None
+            elif held_since is None or settled != listed:
+                held_since = time.monotonic()
+            listed = max(listed, settled)
+        if current != last:
             last = current
             idle = 0.0
             yield b"event: change\ndata: {}\n\n"
