@@ -667,3 +667,52 @@ def test_a_channel_is_timed_on_sends_made_alone_and_fast_platforms_go_one_at_a_t
     assert seen[0] == ["at once"] * 16  # not yet measured
     assert seen[1] == ["alone"] + ["at once"] * 15  # one timed alone, the rest at once
     assert seen[2] == [third_batch] * 16
+
+
+def test_a_made_post_whose_receipt_the_database_refuses_for_a_while_is_not_made_again(
+    store: Store, mastodon: FakeMastodon, receiver: WebhookReceiver, monkeypatch
+) -> None:
+    """The database goes away just after a post is made (a restart, a failover): its receipt
+    could not be recorded, the delivery was queued again and the post made twice on every
+    platform without an idempotency key (Mastodon takes one; a Telegram chat or a Discord
+    channel would show it twice). The receipt is tried again until the database answers."""
+    from sqlalchemy.exc import OperationalError
+
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    disp.record_first_pause = 0.01
+    real = outbox.mark_sent
+    refused: list[str] = []
+
+    def away_twice(*a, **k):  # type: ignore[no-untyped-def]
+        if len(refused) < 4:  # each of the two deliveries is refused twice
+            refused.append(a[1].id)
+            raise OperationalError("UPDATE deliveries …", {}, Exception("server closed"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(outbox, "mark_sent", away_twice)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    assert disp.run_until_idle() == 2
+    assert len(refused) == 4
+    assert len(mastodon.statuses) == 1 and len(receiver.received) == 1  # each made once
+    assert {d.state for d in rows(store, deliveries)} == {"sent"}
+    moves = [(e.from_state, e.to_state) for e in rows(store, delivery_events)]
+    assert ("sending", "retry_wait") not in moves
+
+
+def test_a_receipt_refused_past_patience_is_queued_again_not_lost(
+    store: Store, mastodon: FakeMastodon, receiver: WebhookReceiver, monkeypatch
+) -> None:
+    """Past `record_patience` the receipt is given up and the delivery queued again, as
+    before: it may then be made twice, never lost."""
+    from sqlalchemy.exc import OperationalError
+
+    cfg, chans, disp, _ = _setup(store, mastodon, receiver, monkeypatch)
+    disp.record_first_pause, disp.record_patience = 0.01, 0.0
+
+    def away(*a, **k):  # type: ignore[no-untyped-def]
+        raise OperationalError("UPDATE deliveries …", {}, Exception("server closed"))
+
+    monkeypatch.setattr(outbox, "mark_sent", away)
+    ingest_bytes(store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    assert {d.state for d in rows(store, deliveries)} == {"retry_wait"}

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from clarion import credentials
 from clarion.channels.base import (
     Channel,
@@ -440,15 +442,7 @@ class Dispatcher:
         except ChannelError as exc:
             self._failed(c, exc)
             return
-        done = outbox.mark_sent(
-            self.store,
-            c,
-            self.worker,
-            self.clock(),
-            receipt.post_id,
-            receipt.url,
-            dict(receipt.extra),
-        )
+        done = self._record_sent(c, receipt)
         if done:
             log.info(
                 "delivery %s to %s: posted %s",
@@ -463,6 +457,44 @@ class Dispatcher:
                 c.id,
                 receipt.post_id,
             )
+
+    # How long a made post's receipt is tried again while the database cannot be reached (a
+    # restart, a failover), and the first pause between tries (doubling, at most 5 s).
+    record_patience = 300.0
+    record_first_pause = 0.25
+
+    def _record_sent(self, c: outbox.Claimed, receipt: Receipt) -> bool:
+        """Record a made post. The post is out: if recording it fails because the database
+        cannot be reached, the error path (`mark_retry`, or the lease running out) would
+        queue it again and post it twice where the platform takes no idempotency key. So the
+        receipt is tried again, with pauses, while the lease is held (the heartbeat extends
+        it once the database answers), for `record_patience` seconds."""
+        pause, deadline = self.record_first_pause, time.monotonic() + self.record_patience
+        while True:
+            try:
+                return outbox.mark_sent(
+                    self.store,
+                    c,
+                    self.worker,
+                    self.clock(),
+                    receipt.post_id,
+                    receipt.url,
+                    dict(receipt.extra),
+                )
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning(
+                    "delivery %s: posted as %s, but the database did not take its receipt "
+                    "(%s); trying again in %.2f s",
+                    c.id,
+                    receipt.post_id,
+                    type(exc.orig).__name__ if exc.orig is not None else exc,
+                    pause,
+                    extra=delivery_fields(c),
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _over_limit(self, c: outbox.Claimed, now: datetime) -> tuple[str, datetime] | None:
         """Why this delivery may not go now (a cap or the budget binds), and until when."""
