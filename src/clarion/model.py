@@ -211,6 +211,16 @@ MAX_NAME = 500
 MAX_THREAD_KEY = 300
 
 
+def storable(text: str) -> str:
+    """`text` as every database, encoder and page can hold it: a NUL or half a surrogate pair
+    (an emoji cut in two by a publisher counting UTF-16 units) becomes U+FFFD, as a browser
+    shows it."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text.replace("\x00", "\ufffd")
+
+
 def bounded(value: str, limit: int) -> str:
     """`value`, or, when longer than `limit`, its start and its SHA-256: the same name always
     gives the same bounded one (a reference to a message finds it), two names differing only

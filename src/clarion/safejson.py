@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
+
+from clarion.model import storable
 
 MAX_DEPTH = 64  # a GeoJSON MultiPolygon is 5 deep; nothing real comes near this
 MAX_INT_DIGITS = 30
@@ -43,7 +45,12 @@ def _float(text: str) -> float:
     return value
 
 
-def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH, nul: str = "refuse") -> Any:
+def loads(
+    data: bytes | str,
+    *,
+    max_depth: int = MAX_DEPTH,
+    nul: Literal["refuse", "replace"] = "refuse",
+) -> Any:
     """Parse JSON; JSONRefused (a ValueError) saying why it is not acceptable.
 
     `nul="replace"`: a NUL in a string is read as U+FFFD instead of refusing the document. For
@@ -78,8 +85,7 @@ def _mend(value: Any) -> Any:
     (a NUL is there only when `loads` was told to replace it). Depth is already checked, so
     the recursion is bounded."""
     if isinstance(value, str):
-        text = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-        return text.replace("\x00", "\ufffd")
+        return storable(value)
     if isinstance(value, list):
         return [_mend(v) for v in value]
     if isinstance(value, dict):

@@ -37,7 +37,7 @@ from sqlalchemy.orm import aliased
 
 from clarion.delivery.states import ACTIVE, TERMINAL, WAITING, DeliveryState, check
 from clarion.delivery.states import DeliveryState as S
-from clarion.model import Notice
+from clarion.model import Notice, storable
 from clarion.store import Store
 from clarion.store.changes import POSTS, touch
 from clarion.store.driver import DriverInsert, DriverSQL
@@ -425,7 +425,8 @@ def mark_sent(
     The post is made: whatever the platform answered must be recordable, or the delivery stays
     `sending`, its lease runs out and it is posted again. A NUL or half a surrogate pair in
     the id or link (no database text holds either) is recorded as U+FFFD."""
-    post_id, url = _storable(post_id), _storable(url) if url is not None else None
+    # str(): a channel that hands back a number still has its post recorded.
+    post_id, url = storable(str(post_id)), storable(url) if url is not None else None
     with store.write() as conn:
         held = {"id": c.id, "worker": worker, "at": now}
         if _MARK_SENT(conn, {**held, "post_id": post_id, "url": url, "receipt": receipt}) != 1:
@@ -434,14 +435,6 @@ def mark_sent(
         _SENT_EVENT(conn, {**held, "attempt": c.attempts, "detail": f"posted as {post_id}"})
         _COUNT_SENT(conn, {"at": now, "channel": c.channel})
         return True
-
-
-def _storable(text: str) -> str:
-    text = str(text)  # a channel that hands back a number still has its post recorded
-    if text.isascii() and "\x00" not in text:
-        return text
-    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text.replace("\x00", "\ufffd")
 
 
 def mark_retry(

@@ -22,7 +22,7 @@ from google.transit import gtfs_realtime_pb2 as rt
 from pydantic import Field
 
 from clarion.configtypes import Duration, SecretRef, SourceConfigBase
-from clarion.model import Entity, Info, NameValue, Notice, Severity
+from clarion.model import Entity, Info, NameValue, Notice, Severity, storable
 from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, sane_time
 from clarion.sources.feed import html_to_text
 
@@ -80,8 +80,7 @@ def _str(value: str | bytes) -> str:
     back bytes when a producer put invalid UTF-8 in a string (found by fuzzing, see fuzz/):
     keep the text, with U+FFFD where the bytes were wrong. So is a NUL, which a protobuf
     string may hold and no PostgreSQL text can: one alert's NUL failed the whole feed's poll."""
-    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    return storable(value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value)
 
 
 def _translations(ts: Any) -> dict[str, str]:
