@@ -168,3 +168,20 @@ def test_a_nul_in_one_alert_spoils_no_poll(store: Store) -> None:
     assert poll[0].identifier == "e0\ufffd" and poll[0].entities[0].id == "5\ufffd"
     cfg = config()
     assert len(ingest(store, cfg, build_channels(cfg), poll, source="gtfs").stored) == 2
+
+
+def test_half_an_emoji_in_the_json_form_spoils_no_feed() -> None:
+    """A lone surrogate (`\\ud83d`: half an emoji, cut by a producer counting UTF-16 units)
+    in one alert of the JSON form made protobuf refuse the whole feed, every alert of the
+    agency unposted with it. It reads as U+FFFD, as in the other JSON sources; the other
+    alert is read unchanged. So does an escaped NUL."""
+    body = (
+        b'{"header": {"gtfsRealtimeVersion": "2.0", "timestamp": "1764979200"}, "entity": ['
+        b'{"id": "a1", "alert": {"headerText": {"translation": [{"text": "Detour \\ud83d on 5",'
+        b' "language": "en"}]}, "informedEntity": [{"routeId": "5\\u0000"}]}},'
+        b'{"id": "a2", "alert": {"headerText": {"translation": [{"text":'
+        b' "Elevator out \\ud83d\\ude80", "language": "en"}]}}}]}'
+    )
+    poll = parse_gtfsrt(body, "application/json")
+    assert [n.headline for n in poll] == ["Detour \ufffd on 5", "Elevator out \U0001f680"]
+    assert poll[0].entities[0].id == "5\ufffd"

@@ -21,6 +21,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from google.transit import gtfs_realtime_pb2 as rt
 from pydantic import Field
 
+from clarion import safejson
 from clarion.configtypes import Duration, SecretRef, SourceConfigBase
 from clarion.model import Entity, Info, NameValue, Notice, Severity, storable
 from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, sane_time
@@ -62,7 +63,11 @@ def _decode(body: bytes, content_type: str, what: str) -> rt.FeedMessage:
     stripped = body.lstrip()
     if "json" in content_type.lower() or stripped[:1] == b"{":
         try:
-            json_format.Parse(body, feed, ignore_unknown_fields=True)
+            # Read as every polled JSON source is (`safejson`): half an emoji or a NUL in one
+            # alert is U+FFFD there, not a refusal of the feed, every alert of the agency
+            # unposted with it (protobuf refuses an unpaired surrogate).
+            value = safejson.loads(body, nul="replace")
+            json_format.ParseDict(value, feed, ignore_unknown_fields=True)
         except (json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
             raise SourceError(f"{what}: not a GTFS-realtime JSON feed ({exc})") from None
         return feed
