@@ -340,6 +340,43 @@ def test_crash_mid_send(h, sqlite_store: Store) -> None:
         assert len(harness.posts()) == 1
 
 
+def test_a_receipt_the_database_never_takes_is_not_posted_again(
+    h, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post is made, and the database stays away longer than `record_patience` (a long
+    outage right after the send): its receipt cannot be recorded. It was queued again
+    (`retry_wait`) and posted a second time on a platform that takes no idempotency key. Now
+    the row is left `sending` for its lease to run out, so that it is taken over as after a
+    crash: resent with its key where the platform deduplicates, flagged for a person where
+    it cannot, never posted twice."""
+    from sqlalchemy.exc import OperationalError
+
+    harness, cfg, chans, disp, clock = h
+    disp.record_first_pause, disp.record_patience = 0.001, 0.0
+    real = outbox.mark_sent
+
+    def away(*a: Any, **k: Any) -> Any:
+        raise OperationalError("UPDATE deliveries …", {}, Exception("server closed"))
+
+    monkeypatch.setattr(outbox, "mark_sent", away)
+    ingest_bytes(sqlite_store, cfg, chans, demo_cap(0))
+    disp.run_until_idle()
+    assert len(harness.posts()) == 1
+    d = _state(sqlite_store, 1)
+    assert d.state == "sending" and d.lease_owner == disp.worker  # not queued again
+    monkeypatch.setattr(outbox, "mark_sent", real)  # the database is back
+    disp.run_until_idle()  # within the lease: nothing is taken, nothing is sent
+    assert len(harness.posts()) == 1 and _state(sqlite_store, 1).state == "sending"
+    clock.now += timedelta(seconds=61)
+    disp.run_until_idle()
+    d = _state(sqlite_store, 1)
+    assert len(harness.posts()) == 1
+    if harness.idempotent:
+        assert d.state == "sent"  # resent with its key: the platform gave back the same post
+    else:
+        assert d.state == "failed" and d.error_kind == "ambiguous"
+
+
 def test_channels_test_command(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

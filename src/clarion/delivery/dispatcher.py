@@ -75,6 +75,10 @@ def _receipt(data: dict[str, object] | None) -> Receipt | None:
     )
 
 
+class ReceiptNotRecorded(Exception):
+    """A post was made and the database would not take its receipt within `record_patience`."""
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -202,6 +206,12 @@ class Dispatcher:
         def one(c: outbox.Claimed) -> None:
             try:
                 self._process(c)
+            except ReceiptNotRecorded as exc:
+                # Made, and not recorded: queued again, it would be posted twice where the
+                # platform takes no key. Left `sending`, its lease runs out (the heartbeat no
+                # longer extends it) and it is taken over as after a crash: resent with its
+                # key where the platform deduplicates, flagged for a person where it cannot.
+                log.error("delivery %s: %s", c.id, exc, extra=delivery_fields(c))
             except Exception:  # never let one delivery stop the loop
                 log.exception("delivery %s: unexpected error", c.id, extra=delivery_fields(c))
                 now = self.clock()
@@ -465,10 +475,11 @@ class Dispatcher:
 
     def _record_sent(self, c: outbox.Claimed, receipt: Receipt) -> bool:
         """Record a made post. The post is out: if recording it fails because the database
-        cannot be reached, the error path (`mark_retry`, or the lease running out) would
-        queue it again and post it twice where the platform takes no idempotency key. So the
-        receipt is tried again, with pauses, while the lease is held (the heartbeat extends
-        it once the database answers), for `record_patience` seconds."""
+        cannot be reached, `mark_retry` would queue it again and post it twice where the
+        platform takes no idempotency key. So the receipt is tried again, with pauses, while
+        the lease is held (the heartbeat extends it once the database answers), for
+        `record_patience` seconds; then `ReceiptNotRecorded`, and the row is left to its
+        lease (see `run_once`)."""
         pause, deadline = self.record_first_pause, time.monotonic() + self.record_patience
         while True:
             try:
@@ -483,7 +494,12 @@ class Dispatcher:
                 )
             except (OperationalError, InterfaceError) as exc:
                 if time.monotonic() + pause > deadline:
-                    raise
+                    raise ReceiptNotRecorded(
+                        f"posted as {receipt.url or receipt.post_id}, but the database did not "
+                        f"take its receipt for {self.record_patience:.0f} s ({exc}); left for "
+                        "its lease to run out: taken over then, it is resent with its key "
+                        "where the platform deduplicates, flagged for a person where not"
+                    ) from exc
                 log.warning(
                     "delivery %s: posted as %s, but the database did not take its receipt "
                     "(%s); trying again in %.2f s",
