@@ -120,3 +120,33 @@ def test_one_alerts_nul_spoils_no_other(store: Store) -> None:
     assert len(ingest(store, cfg, build_channels(cfg), poll, source="nws").stored) == whole
     with pytest.raises(JSONRefused, match="NUL"):
         loads(body)
+
+
+def test_one_alerts_number_out_of_range_spoils_no_other(store: Store) -> None:
+    """`1e999` is a JSON number (JSON sets no range), and no float: one alert's coordinate
+    written so refused the whole NWS document, every alert of the poll unposted. It reads as
+    infinity, which no place is: that alert's polygon is left out (as an impossible ring
+    already was) and every alert is parsed and stored (both databases). A push holding one is
+    still refused, so that its sender hears why."""
+    from clarion.channels import build_channels
+    from clarion.pipeline import ingest
+    from clarion.safejson import JSONRefused, loads
+    from tests.helpers import config
+
+    data = json.loads(resolve(fixture_bytes("nws-api/testing_alerts_active.json")))
+    whole = parse_nws(json.dumps(data).encode())
+    placed = next(f for f in data["features"] if f["geometry"])
+    ring = placed["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1]  # a closed ring: its first point is written twice
+    text = json.dumps(data)
+    first = json.dumps(ring[0])  # e.g. [-92, 30]
+    assert text.count(first) >= 1
+    body = text.replace(first, "[1e999, 30]", 1).encode()
+    with pytest.raises(JSONRefused, match="out of range"):
+        loads(body)
+    poll = parse_nws(body)
+    assert [n.identifier for n in poll] == [n.identifier for n in whole]
+    hit = next(n for n in poll if n.identifier == placed["properties"]["id"])
+    assert all(not a.polygons for i in hit.infos for a in i.areas)
+    cfg = config()
+    assert len(ingest(store, cfg, build_channels(cfg), poll, source="nws").stored) == len(whole)

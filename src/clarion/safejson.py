@@ -4,7 +4,8 @@
 enough to exhaust the interpreter's stack (3 KB of `[` did), integers thousands of digits long
 (`ValueError` from Python's own limit, not a `JSONDecodeError`), `NaN` and `Infinity` (which
 PostgreSQL refuses in a JSON column, and which break an area map), and strings holding NUL
-(which PostgreSQL refuses in text). `loads` refuses each with a `ValueError` that says which.
+(which PostgreSQL refuses in text). `loads` refuses each with a `ValueError` that says which;
+in what Clarion polls, a NUL and a number too large for a float are read instead (see `loads`).
 
 A lone surrogate (`"\\ud83d"`: half an emoji, cut by a publisher that counts UTF-16 units) is
 no text any database, encoder or page can hold; it becomes U+FFFD, the replacement character,
@@ -50,15 +51,22 @@ def loads(
     *,
     max_depth: int = MAX_DEPTH,
     nul: Literal["refuse", "replace"] = "refuse",
+    out_of_range: Literal["refuse", "infinity"] = "refuse",
 ) -> Any:
     """Parse JSON; JSONRefused (a ValueError) saying why it is not acceptable.
 
-    `nul="replace"`: a NUL in a string is read as U+FFFD instead of refusing the document. For
-    what Clarion polls (the NWS API, a Statuspage, a JSON Feed), where one document lists many
-    items and one item's NUL must not keep the others from being posted; what is pushed to
-    Clarion is refused, so that its sender hears why."""
+    For what Clarion polls (the NWS API, a Statuspage, a JSON Feed, GTFS-rt's JSON form), where
+    one document lists many items and one item's odd value must not keep the others from
+    being posted: `nul="replace"` reads a NUL in a string as U+FFFD, and
+    `out_of_range="infinity"` reads a number too large for a float (`1e999`: JSON sets no
+    range) as infinity, which the model keeps from every place and height (`ring_ok`,
+    `Area`'s validators) and the store writes as null. What is pushed to Clarion is refused,
+    so that its sender hears why. `NaN` and `Infinity` are no JSON, and are always refused."""
+    parse_float = float if out_of_range == "infinity" else _float
     try:
-        value = json.loads(data, parse_constant=_no_constant, parse_int=_int, parse_float=_float)
+        value = json.loads(
+            data, parse_constant=_no_constant, parse_int=_int, parse_float=parse_float
+        )
     except RecursionError:
         raise JSONRefused(f"nested deeper than {max_depth} levels") from None
     except JSONRefused:

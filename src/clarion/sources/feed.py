@@ -242,7 +242,9 @@ def _item_original(root: etree._Element, index: int) -> bytes:
 
 def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) -> list[Notice]:
     try:
-        data = safejson.loads(body, nul="replace")  # one item's NUL spoils no other
+        data = safejson.loads(
+            body, nul="replace", out_of_range="infinity"
+        )  # one item's NUL spoils no other
     except safejson.JSONRefused as exc:
         raise SourceError(f"{what}: {exc}") from None
     if not isinstance(data, dict) or data.get("version") not in JSON_FEED_VERSIONS:

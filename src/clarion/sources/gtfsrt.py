@@ -66,7 +66,7 @@ def _decode(body: bytes, content_type: str, what: str) -> rt.FeedMessage:
             # Read as every polled JSON source is (`safejson`): half an emoji or a NUL in one
             # alert is U+FFFD there, not a refusal of the feed, every alert of the agency
             # unposted with it (protobuf refuses an unpaired surrogate).
-            value = safejson.loads(body, nul="replace")
+            value = safejson.loads(body, nul="replace", out_of_range="infinity")
             json_format.ParseDict(value, feed, ignore_unknown_fields=True)
         except (json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
             raise SourceError(f"{what}: not a GTFS-realtime JSON feed ({exc})") from None

@@ -192,7 +192,9 @@ def parse_nws(
     With a `rejected` list, a feature that cannot be read is appended there (with its id when
     it has one) and the others are read; without one, the first bad feature raises."""
     try:
-        data = safejson.loads(body, nul="replace")  # one item's NUL spoils no other
+        data = safejson.loads(
+            body, nul="replace", out_of_range="infinity"
+        )  # one item's NUL spoils no other
     except safejson.JSONRefused as exc:
         raise SourceError(f"{what}: {exc}") from None
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":

@@ -186,7 +186,9 @@ def parse_statuspage(
     """With a `rejected` list, an incident or component that cannot be read is appended there
     and the others are read; without one, the first bad one raises."""
     try:
-        data = safejson.loads(body, nul="replace")  # one item's NUL spoils no other
+        data = safejson.loads(
+            body, nul="replace", out_of_range="infinity"
+        )  # one item's NUL spoils no other
     except safejson.JSONRefused as exc:
         raise SourceError(f"{what}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("page"), dict):
