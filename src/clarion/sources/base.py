@@ -32,6 +32,34 @@ class SourceError(Exception):
         self.reason = reason  # a short class for counting rejections: invalid_date, malformed…
 
 
+# What reading one item of a listing raises: a SourceError, or, when the item is not the
+# shape its format promises (a number where a link belongs, a string where a list does; a
+# pydantic ValidationError is a ValueError), one of the others. Found by mutating one item of
+# real NWS, Statuspage and JSON Feed documents: each such item made the whole listing fail,
+# every alert in it lost. Caught around each item alone, never around a whole document.
+ITEM_ERRORS: tuple[type[Exception], ...] = (
+    SourceError,
+    TypeError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    ValueError,
+)
+
+
+def item_error(exc: Exception, where: str) -> SourceError:
+    """`exc`, raised while reading one item (`where`), as the SourceError that rejects that
+    item alone: an operator reads which item, and what was wrong with it, in one line."""
+    if isinstance(exc, SourceError):
+        return exc
+    detail = " ".join(str(exc).split())
+    if len(detail) > 300:
+        detail = detail[:299] + "…"
+    return SourceError(
+        f"{where}: not in the shape its format promises ({type(exc).__name__}: {detail})"
+    )
+
+
 @dataclass(frozen=True)
 class Rejected:
     """One item of a listing that could not be read; the rest of the listing goes through.

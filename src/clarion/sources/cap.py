@@ -37,6 +37,7 @@ from clarion.model import (
     Urgency,
 )
 from clarion.sources.base import (
+    ITEM_ERRORS,
     Fetched,
     FetchState,
     PolledSource,
@@ -46,6 +47,7 @@ from clarion.sources.base import (
     SourceError,
     aware_time,
     conditional_get,
+    item_error,
 )
 from clarion.sources.capsig import verify_cap
 from clarion.sources.xmlsafe import (
@@ -359,10 +361,11 @@ def parse_index_root(
                     original = etree.tostring(el, encoding="UTF-8", xml_declaration=True)
                     embedded = alert_to_notice(el, original, where)
                     break
-        except SourceError as exc:
+        except ITEM_ERRORS as exc:
+            error = item_error(exc, where)
             if rejected is None:
-                raise
-            rejected.append(Rejected(entry_id or f"entry {n}", exc.reason, str(exc)))
+                raise error from None
+            rejected.append(Rejected(entry_id or f"entry {n}", error.reason, str(error)))
             continue
         if entry_id is None and embedded is None:
             continue  # an empty <item/>: nothing to follow

@@ -26,6 +26,7 @@ from clarion import safejson
 from clarion.configtypes import Duration, SourceConfigBase
 from clarion.model import Info, Notice
 from clarion.sources.base import (
+    ITEM_ERRORS,
     Fetched,
     FetchState,
     PolledSource,
@@ -33,6 +34,7 @@ from clarion.sources.base import (
     Rejected,
     SourceConnector,
     SourceError,
+    item_error,
     sane_time,
 )
 from clarion.sources.websub import discover
@@ -205,28 +207,37 @@ def parse_feed(
                 raise exc
             rejected.append(Rejected(f"item {n}", exc.reason, str(exc)))
             continue
-        content = entry.get("content")
-        summary_html = content[0].get("value") if content else entry.get("summary")
-        # A short summary reads better on a post than a whole article; prefer it when both exist.
-        if entry.get("summary") and content:
-            summary_html = entry.get("summary")
-        item_xml = _item_original(root, n - 1)
-        notices.append(
-            _item_notice(
-                item_id=item_id,
-                title=entry.get("title"),
-                summary_html=summary_html,
-                link=entry.get("link"),
-                published=read_date(entry.get("published")),
-                updated=read_date(entry.get("updated")),
-                author=entry.get("author") or author,
-                language=entry.get("language") or language,
-                tags=[t.get("term") for t in entry.get("tags", []) if t.get("term")],
-                original=item_xml,
-                content_type="application/xml",
-            )
-        )
+        try:
+            notices.append(_rss_item(entry, item_id, author, language, root, n))
+        except ITEM_ERRORS as exc:
+            error = item_error(exc, f"{what}: item {n}")
+            if rejected is None:
+                raise error from None
+            rejected.append(Rejected(str(item_id), error.reason, str(error)))
     return notices
+
+
+def _rss_item(
+    entry: Any, item_id: str, author: str, language: str | None, root: etree._Element, n: int
+) -> Notice:
+    content = entry.get("content")
+    summary_html = content[0].get("value") if content else entry.get("summary")
+    # A short summary reads better on a post than a whole article; prefer it when both exist.
+    if entry.get("summary") and content:
+        summary_html = entry.get("summary")
+    return _item_notice(
+        item_id=item_id,
+        title=entry.get("title"),
+        summary_html=summary_html,
+        link=entry.get("link"),
+        published=read_date(entry.get("published")),
+        updated=read_date(entry.get("updated")),
+        author=entry.get("author") or author,
+        language=entry.get("language") or language,
+        tags=[t.get("term") for t in entry.get("tags", []) if t.get("term")],
+        original=_item_original(root, n - 1),
+        content_type="application/xml",
+    )
 
 
 def _item_original(root: etree._Element, index: int) -> bytes:
@@ -264,32 +275,40 @@ def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) ->
                 raise missing
             rejected.append(Rejected(f"item {n}", missing.reason, str(missing)))
             continue
-        # JSON Feed 1.1: `title`, `summary` and `content_text` are plain text; only
-        # `content_html` is HTML.
-        summary, summary_is_html = item.get("summary"), False
-        if not isinstance(summary, str) or not summary.strip():
-            summary, summary_is_html = item.get("content_html"), True
-        if not isinstance(summary, str) or not summary.strip():
-            summary, summary_is_html = item.get("content_text"), False
-        title = item.get("title")
-        notices.append(
-            _item_notice(
-                item_id=str(item["id"]),
-                title=title if isinstance(title, str) else None,
-                title_is_html=False,
-                summary_html=summary if isinstance(summary, str) else None,
-                summary_is_html=summary_is_html,
-                link=item.get("url"),
-                published=read_date(item.get("date_published")),
-                updated=read_date(item.get("date_modified")),
-                author=feed_author,
-                language=item.get("language") or data.get("language"),
-                tags=[str(t) for t in item.get("tags", []) if t],
-                original=json.dumps(item, ensure_ascii=False).encode(),
-                content_type="application/feed+json",
-            )
-        )
+        try:
+            notices.append(_json_item(item, feed_author, data.get("language")))
+        except ITEM_ERRORS as exc:
+            error = item_error(exc, f"{what}: item {n}")
+            if rejected is None:
+                raise error from None
+            rejected.append(Rejected(str(item["id"]), error.reason, str(error)))
     return notices
+
+
+def _json_item(item: dict[str, Any], feed_author: str, feed_language: Any) -> Notice:
+    # JSON Feed 1.1: `title`, `summary` and `content_text` are plain text; only
+    # `content_html` is HTML.
+    summary, summary_is_html = item.get("summary"), False
+    if not isinstance(summary, str) or not summary.strip():
+        summary, summary_is_html = item.get("content_html"), True
+    if not isinstance(summary, str) or not summary.strip():
+        summary, summary_is_html = item.get("content_text"), False
+    title = item.get("title")
+    return _item_notice(
+        item_id=str(item["id"]),
+        title=title if isinstance(title, str) else None,
+        title_is_html=False,
+        summary_html=summary if isinstance(summary, str) else None,
+        summary_is_html=summary_is_html,
+        link=item.get("url"),
+        published=read_date(item.get("date_published")),
+        updated=read_date(item.get("date_modified")),
+        author=feed_author,
+        language=item.get("language") or feed_language,
+        tags=[str(t) for t in item.get("tags", []) if t],
+        original=json.dumps(item, ensure_ascii=False).encode(),
+        content_type="application/feed+json",
+    )
 
 
 class FeedSource(PolledSource):

@@ -24,7 +24,15 @@ from pydantic import Field
 from clarion import safejson
 from clarion.configtypes import Duration, SecretRef, SourceConfigBase
 from clarion.model import Entity, Info, NameValue, Notice, Severity, storable
-from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, sane_time
+from clarion.sources.base import (
+    ITEM_ERRORS,
+    PolledSource,
+    Rejected,
+    SourceConnector,
+    SourceError,
+    item_error,
+    sane_time,
+)
 from clarion.sources.feed import html_to_text
 
 
@@ -221,10 +229,11 @@ def parse_gtfsrt(
     for n, entity in enumerate(feed.entity, 1):
         try:
             notice = _entity_notice(entity, what, read_at)
-        except SourceError as exc:
+        except ITEM_ERRORS as exc:
+            error = item_error(exc, f"{what} entity {n}")
             if rejected is None:
-                raise
-            rejected.append(Rejected(_str(entity.id) or f"entity {n}", exc.reason, str(exc)))
+                raise error from None
+            rejected.append(Rejected(_str(entity.id) or f"entity {n}", error.reason, str(error)))
             continue
         if notice is not None:
             notices.append(notice)

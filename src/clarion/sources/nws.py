@@ -31,7 +31,15 @@ from clarion.model import (
     Status,
     Urgency,
 )
-from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, aware_time
+from clarion.sources.base import (
+    ITEM_ERRORS,
+    PolledSource,
+    Rejected,
+    SourceConnector,
+    SourceError,
+    aware_time,
+    item_error,
+)
 from clarion.sources.cap import oldest_reference, thread_key_for
 
 
@@ -209,10 +217,12 @@ def parse_nws(
             if not isinstance(feature, dict):
                 raise SourceError(f"{what}: feature {n} is not an object")
             notice = feature_to_notice(feature, f"{what} feature {n}")
-        except SourceError as exc:
+        except ITEM_ERRORS as exc:
+            error = item_error(exc, f"{what} feature {n}")
             if rejected is None:
-                raise
-            rejected.append(Rejected(_feature_id(feature) or f"feature {n}", exc.reason, str(exc)))
+                raise error from None
+            item = _feature_id(feature) or f"feature {n}"
+            rejected.append(Rejected(item, error.reason, str(error)))
             continue
         if notice.identifier in seen:
             continue

@@ -27,7 +27,15 @@ from pydantic import Field
 from clarion import safejson
 from clarion.configtypes import Duration, SourceConfigBase
 from clarion.model import Entity, Info, MsgType, NameValue, Notice, Severity
-from clarion.sources.base import PolledSource, Rejected, SourceConnector, SourceError, aware_time
+from clarion.sources.base import (
+    ITEM_ERRORS,
+    PolledSource,
+    Rejected,
+    SourceConnector,
+    SourceError,
+    aware_time,
+    item_error,
+)
 
 
 class StatuspageSourceConfig(SourceConfigBase):
@@ -217,12 +225,13 @@ def parse_statuspage(
                     notices.extend([one] if one is not None else [])
                 else:
                     notices.extend(_incident_notices(inc, page, kind, what))
-            except SourceError as exc:
-                if rejected is None:
-                    raise
+            except ITEM_ERRORS as exc:
                 ident = inc.get("id") if isinstance(inc, dict) else None
                 item = f"{kind} {ident}" if isinstance(ident, str) else f"{kind} {n}"
-                rejected.append(Rejected(item, exc.reason, str(exc)))
+                error = item_error(exc, f"{what}: {item}")
+                if rejected is None:
+                    raise error from None
+                rejected.append(Rejected(item, error.reason, str(error)))
     return notices
 
 
