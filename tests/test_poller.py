@@ -304,3 +304,47 @@ def test_rejected_items_are_listed_and_counted(publisher: Publisher, store: Stor
         (f"{base}/gone.cap", "fetch_failed"),
         (f"{base}/bad.cap", "malformed"),
     }
+
+
+def test_an_item_whose_ingest_failed_is_still_new_at_the_next_poll(
+    publisher: Publisher, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed's items were recorded as seen in a transaction of their own, before the one
+    that stores them: when that ingest failed (the database went away, the process was
+    killed, one notice could not be stored), the new post stayed seen and was never stored
+    nor posted, at any later poll. Now they are recorded with what is stored."""
+    from clarion.store.schema import seen_items
+
+    feed = fixture_bytes("feeds/wordpress-org-news.rss")
+    publisher.files["/news.rss"] = (feed, "application/rss+xml")
+    cfg, chans, srcs = _setup(publisher, store)
+    with httpx.Client() as http:
+        first = poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+        assert first is not None and len(first.stored) == 2
+        seen_before = count(store, seen_items)
+        new_item = (
+            b"<item><title>WordPress 5.6.1 Security Release</title>"
+            b"<link>https://wordpress.org/news/2021/01/wordpress-5-6-1/</link>"
+            b"<guid isPermaLink='false'>https://wordpress.org/news/?p=9999</guid>"
+            b"<pubDate>Tue, 05 Jan 2021 13:00:00 +0000</pubDate>"
+            b"<description>A security release.</description></item>"
+        )
+        at = feed.index(b"<item>")
+        publisher.files["/news.rss"] = (feed[:at] + new_item + feed[at:], "application/rss+xml")
+        preview = chans["preview"]
+        real_render = preview.render
+
+        def broken(notice, ctx):  # type: ignore[no-untyped-def]
+            raise RuntimeError("the database went away mid-ingest")
+
+        monkeypatch.setattr(preview, "render", broken)
+        with pytest.raises(RuntimeError):
+            poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+        assert count(store, seen_items) == seen_before  # nothing recorded as seen
+        monkeypatch.setattr(preview, "render", real_render)
+        again = poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+    assert again is not None
+    [stored] = again.stored
+    [row] = rows(store, notices, notices.c.id == stored)
+    assert row.headline == "WordPress 5.6.1 Security Release"
+    assert count(store, seen_items) == seen_before + 1

@@ -79,6 +79,7 @@ def poll_source(
     max_age = getattr(cfg, "max_age", None)
     items = polled.notices
     too_old: list[str] = []
+    ordered = None
     if getattr(source, "remembers_seen", False):
         ordered = sort_items(
             store,
@@ -99,6 +100,8 @@ def poll_source(
         now=now,
         edits=getattr(cfg, "on_edit", "update"),
         max_age=max_age,
+        # Seen only with what is stored: a failed ingest leaves its new items new.
+        within=None if ordered is None else (lambda conn, _: ordered.record(conn)),
     )
     result.identifiers |= {n.identifier for n in polled.notices}
     result.skipped += [(i, "older than the source's max_age") for i in too_old]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from clarion.model import Notice
 from clarion.sources.base import Rejected
@@ -31,9 +31,46 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Sorted:
+    """What a poll's items are, and (`record`) what it saw, to be written where its new items
+    are stored."""
+
     new: list[Notice] = field(default_factory=list)  # to ingest
     too_old: list[Notice] = field(default_factory=list)  # never seen, older than max_age
     archived: int = 0  # recorded at the first poll, not published
+    source: str = ""
+    now: datetime | None = None
+    unseen: dict[str, str] = field(default_factory=dict)  # item → fingerprint, not yet stored
+    changed: dict[str, str] = field(default_factory=dict)  # item → its new fingerprint
+
+    def record(self, conn: Connection) -> None:
+        """Record the poll's items as seen, in the transaction that stores its new items
+        (`ingest(within=…)`). Recorded in a transaction of its own, before them, a failed or
+        killed ingest left new items seen and never stored: a blog post or an alert lost for
+        good. Rows another ingest of the source recorded meanwhile are left as they are."""
+        ids = list(self.unseen)
+        stored: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            stored.update(
+                conn.execute(
+                    select(seen_items.c.item).where(
+                        seen_items.c.source == self.source, seen_items.c.item.in_(chunk)
+                    )
+                ).scalars()
+            )
+        rows = [
+            {"source": self.source, "item": i, "content_hash": h, "first_seen_at": self.now}
+            for i, h in self.unseen.items()
+            if i not in stored
+        ]
+        if rows:
+            conn.execute(insert(seen_items), rows)
+        for key, h in self.changed.items():
+            conn.execute(
+                update(seen_items)
+                .where(seen_items.c.source == self.source, seen_items.c.item == key)
+                .values(content_hash=h)
+            )
 
 
 def sort_items(
@@ -46,12 +83,15 @@ def sort_items(
     max_age: float | None,
     on_edit: str = "update",
 ) -> Sorted:
-    out = Sorted()
+    """Sort a poll's items into new, too old and already seen. Nothing is written here: pass
+    `within=sorted.record` to the `ingest` of `sorted.new`, so that they are recorded as seen
+    only with them."""
+    out = Sorted(source=source, now=now)
     if not items:
         return out
     hashes = {_key(n): n.content_hash() for n in items}
     oldest = now - timedelta(seconds=max_age) if max_age else None
-    with store.write() as conn:
+    with store.read() as conn:
         first = (
             conn.execute(
                 select(seen_items.c.item).where(seen_items.c.source == source).limit(1)
@@ -71,39 +111,25 @@ def sort_items(
                     )
                 )
             )
-        if first:
-            newest = sorted(items, key=lambda n: n.sent, reverse=True)[:initial_items]
-            out.new = [n for n in items if n in newest and not _old(n, oldest)]
-            out.too_old = [n for n in items if n in newest and _old(n, oldest)]
-            out.archived = len(items) - len(out.new) - len(out.too_old)
-        else:
-            for n in items:
-                seen_hash = known.get(_key(n))
-                if seen_hash == hashes[_key(n)]:
-                    continue  # seen, and says the same
-                if seen_hash is not None and on_edit == "ignore":
-                    continue
-                if _old(n, oldest):
-                    if seen_hash is None:
-                        out.too_old.append(n)
-                    continue
-                out.new.append(n)
-        rows_new = [i for i in hashes if i not in known]
-        if rows_new:
-            conn.execute(
-                insert(seen_items),
-                [
-                    {"source": source, "item": i, "content_hash": hashes[i], "first_seen_at": now}
-                    for i in dict.fromkeys(rows_new)
-                ],
-            )
-        for key, h in hashes.items():
-            if key in known and known[key] != h:
-                conn.execute(
-                    update(seen_items)
-                    .where(seen_items.c.source == source, seen_items.c.item == key)
-                    .values(content_hash=h)
-                )
+    if first:
+        newest = sorted(items, key=lambda n: n.sent, reverse=True)[:initial_items]
+        out.new = [n for n in items if n in newest and not _old(n, oldest)]
+        out.too_old = [n for n in items if n in newest and _old(n, oldest)]
+        out.archived = len(items) - len(out.new) - len(out.too_old)
+    else:
+        for n in items:
+            seen_hash = known.get(_key(n))
+            if seen_hash == hashes[_key(n)]:
+                continue  # seen, and says the same
+            if seen_hash is not None and on_edit == "ignore":
+                continue
+            if _old(n, oldest):
+                if seen_hash is None:
+                    out.too_old.append(n)
+                continue
+            out.new.append(n)
+    out.unseen = {i: h for i, h in hashes.items() if i not in known}
+    out.changed = {i: h for i, h in hashes.items() if i in known and known[i] != h}
     return out
 
 

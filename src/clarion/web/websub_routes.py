@@ -137,7 +137,7 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             return Response(status_code=202)
         record_rejections(store, source, rejected, now)
         # What the hub pushes is judged as a poll is: seen is forever, old items stay old.
-        new = sort_items(
+        ordered = sort_items(
             store,
             source,
             notices,
@@ -145,16 +145,17 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             initial_items=cfg.initial_items,
             max_age=cfg.max_age,
             on_edit=cfg.on_edit,
-        ).new
+        )
         ingest(
             store,
             config,
             channels,
-            new,
+            ordered.new,
             source=source,
             now=now,
             edits=cfg.on_edit,
             max_age=cfg.max_age,
+            within=lambda conn, _: ordered.record(conn),  # seen only with what is stored
         )
         count_received(store, source)
         return Response(status_code=202)
