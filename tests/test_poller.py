@@ -13,7 +13,16 @@ from clarion.sources import build_sources
 from clarion.store import Store
 from clarion.store.schema import sources as sources_table
 from tests.fakes.http import FakeServer, Request, Response
-from tests.helpers import NOW, channels_for, config, count, fixture_bytes, notices, rows
+from tests.helpers import (
+    NOW,
+    channels_for,
+    config,
+    count,
+    deliveries,
+    fixture_bytes,
+    notices,
+    rows,
+)
 
 
 class Publisher:
@@ -348,3 +357,77 @@ def test_an_item_whose_ingest_failed_is_still_new_at_the_next_poll(
     [row] = rows(store, notices, notices.c.id == stored)
     assert row.headline == "WordPress 5.6.1 Security Release"
     assert count(store, seen_items) == seen_before + 1
+
+
+def _render_failing_for(chans, monkeypatch: pytest.MonkeyPatch, doomed: set[str], exc) -> None:  # type: ignore[no-untyped-def]
+    """The preview channel fails to render the `doomed` messages (a bug one message meets)."""
+    preview = chans["preview"]
+    real = preview.render
+
+    def render(notice, ctx):  # type: ignore[no-untyped-def]
+        if notice.identifier in doomed:
+            raise exc
+        return real(notice, ctx)
+
+    monkeypatch.setattr(preview, "render", render)
+
+
+def test_one_message_that_cannot_be_stored_is_rejected_alone(
+    publisher: Publisher, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One message of a poll meeting a bug (here, in rendering) failed the whole poll, every
+    other message of it unstored and unposted, poll after poll. Now it is rejected alone
+    (listed with the source's rejections), the others are stored and queued, the source is
+    healthy, and the message is tried again at the next poll."""
+    from clarion.sources.feed import parse_feed
+    from clarion.store.schema import rejected_items
+
+    feed = fixture_bytes("feeds/wordpress-org-news.rss")
+    publisher.files["/news.rss"] = (feed, "application/rss+xml")
+    newest = sorted(parse_feed(feed, "application/rss+xml"), key=lambda n: n.sent)[-2:]
+    cfg, chans, srcs = _setup(publisher, store)  # initial_items = 2: these two go on
+    _render_failing_for(chans, monkeypatch, {newest[1].identifier}, ValueError("a bug"))
+    with httpx.Client() as http:
+        first = poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+        assert first is not None and len(first.stored) == 1
+        [row] = rows(store, notices)
+        assert row.identifier == newest[0].identifier
+        [why] = rows(store, rejected_items)
+        assert (why.item, why.reason) == (newest[1].identifier, "unstorable")
+        assert "ValueError: a bug" in why.detail
+        [health] = rows(store, sources_table, sources_table.c.name == "blog")
+        assert health.consecutive_failures == 0 and health.last_error is None
+        monkeypatch.undo()  # the bug is fixed
+        publisher.files["/news.rss"] = (feed + b" ", "application/rss+xml")  # a new ETag
+        again = poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+    assert again is not None and len(again.stored) == 1
+    assert sorted(r.identifier for r in rows(store, notices)) == sorted(
+        n.identifier for n in newest
+    )
+    assert count(store, deliveries) == 2  # each posted once
+
+
+def test_a_poll_whose_every_message_fails_or_whose_database_is_away_fails_whole(
+    publisher: Publisher, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not one message's fault: the database away (OperationalError), or every message
+    failing alike. The poll fails as before (its error on the source, tried again), nothing
+    is rejected and nothing is recorded as seen."""
+    from sqlalchemy.exc import OperationalError
+
+    from clarion.sources.feed import parse_feed
+    from clarion.store.schema import rejected_items, seen_items
+
+    feed = fixture_bytes("feeds/wordpress-org-news.rss")
+    publisher.files["/news.rss"] = (feed, "application/rss+xml")
+    every = {n.identifier for n in parse_feed(feed, "application/rss+xml")}
+    cfg, chans, srcs = _setup(publisher, store)
+    away = OperationalError("INSERT INTO notices …", {}, Exception("server closed"))
+    with httpx.Client() as http:
+        for exc, kind in ((away, OperationalError), (ValueError("a bug"), ValueError)):
+            with monkeypatch.context() as m:
+                _render_failing_for(chans, m, every, exc)
+                with pytest.raises(kind):
+                    poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+            assert count(store, notices) == count(store, rejected_items) == 0
+            assert count(store, seen_items) == 0

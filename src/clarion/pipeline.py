@@ -19,12 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
 from clarion.delivery import outbox
 from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
+from clarion.sources.base import Rejected
 from clarion.store import Store, changes
 from clarion.store import queries as Q
 from clarion.store.public import INGESTING
@@ -308,6 +310,87 @@ def ingest(
 
         announce(config, {source})  # after the commit: the hub fetches what is now there
     return result
+
+
+# The database itself failing (gone, restarting, locked past its timeout): not one message's
+# fault. The whole poll fails and is tried again.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+
+def ingest_listing(
+    store: Store,
+    config: Config,
+    channels: Mapping[str, Channel],
+    items: Iterable[Notice],
+    *,
+    source: str,
+    now: datetime | None = None,
+    edits: str = "update",
+    max_age: float | None = None,
+    seen: Callable[[Connection, set[str]], None] | None = None,
+) -> tuple[IngestResult, list[Rejected]]:
+    """Ingest what a source listed: in one transaction, as `ingest` does; if that fails for
+    any reason but the database being away, each message alone, oldest first, so that one
+    message that cannot be stored (a bug it meets, a value the database refuses) is rejected
+    alone and every other one is stored and posted. Without this, that one message failed
+    the whole poll, every other alert of the listing unposted, poll after poll. When no
+    message can be stored alone either, the first error is raised: the poll fails, as it
+    is not one message's fault.
+
+    `seen(conn, rejected_identifiers)` records what the poll saw, in the transaction that
+    stores it (a feed's `Sorted.record`); a rejected message stays unseen, tried again at
+    the next poll."""
+    items = sorted(items, key=lambda n: n.sent)
+    try:
+        result = ingest(
+            store,
+            config,
+            channels,
+            items,
+            source=source,
+            now=now,
+            edits=edits,
+            max_age=max_age,
+            within=None if seen is None else (lambda conn, _: seen(conn, set())),
+        )
+        return result, []
+    except DATABASE_AWAY:
+        raise
+    except Exception as exc:
+        first = exc
+        log.warning(
+            "source %s: its %d messages could not be stored together (%r); each alone now",
+            source,
+            len(items),
+            exc,
+        )
+    result, rejected = IngestResult(), []
+    for notice in items:
+        try:
+            result += ingest(
+                store,
+                config,
+                channels,
+                [notice],
+                source=source,
+                now=now,
+                edits=edits,
+                max_age=max_age,
+            )
+        except DATABASE_AWAY:
+            raise
+        except Exception as exc:
+            log.exception("source %s: message %s could not be stored", source, notice.identifier)
+            detail = " ".join(f"could not be stored: {type(exc).__name__}: {exc}".split())
+            rejected.append(Rejected(notice.identifier, "unstorable", detail[:500]))
+    if items and len(rejected) == len(items):
+        raise first
+    if seen is not None:
+        # Stored ones whose record this misses (a crash just here) are found stored again at
+        # the next poll: nothing is posted twice.
+        with store.write() as conn:
+            seen(conn, {r.item for r in rejected})
+    return result, rejected
 
 
 def _storing_notices(conn: Connection) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import insert, or_, select, update
 
 from clarion.channels.base import Channel
 from clarion.config import Config
-from clarion.pipeline import IngestResult, end_branches, ingest, live_branches
+from clarion.pipeline import IngestResult, end_branches, ingest_listing, live_branches
 from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import FetchState, Source, SourceError
 from clarion.sources.feed import FeedSourceConfig
@@ -91,7 +91,7 @@ def poll_source(
             on_edit=getattr(cfg, "on_edit", "update"),
         )
         items, too_old = ordered.new, [n.identifier for n in ordered.too_old]
-    result = ingest(
+    result, unstorable = ingest_listing(
         store,
         config,
         channels,
@@ -101,8 +101,9 @@ def poll_source(
         edits=getattr(cfg, "on_edit", "update"),
         max_age=max_age,
         # Seen only with what is stored: a failed ingest leaves its new items new.
-        within=None if ordered is None else (lambda conn, _: ordered.record(conn)),
+        seen=None if ordered is None else ordered.record,
     )
+    record_rejections(store, source.name, unstorable, now)
     result.identifiers |= {n.identifier for n in polled.notices}
     result.skipped += [(i, "older than the source's max_age") for i in too_old]
     cursor = dict(polled.state.cursor)

@@ -42,12 +42,15 @@ class Sorted:
     unseen: dict[str, str] = field(default_factory=dict)  # item → fingerprint, not yet stored
     changed: dict[str, str] = field(default_factory=dict)  # item → its new fingerprint
 
-    def record(self, conn: Connection) -> None:
+    def record(self, conn: Connection, rejected: set[str] | frozenset[str] = frozenset()) -> None:
         """Record the poll's items as seen, in the transaction that stores its new items
         (`ingest(within=…)`). Recorded in a transaction of its own, before them, a failed or
         killed ingest left new items seen and never stored: a blog post or an alert lost for
-        good. Rows another ingest of the source recorded meanwhile are left as they are."""
-        ids = list(self.unseen)
+        good. Rows another ingest of the source recorded meanwhile are left as they are. The
+        `rejected` identifiers (messages that could not be stored) stay unseen: new again."""
+        skip = {i[:512] for i in rejected}
+        unseen = {i: h for i, h in self.unseen.items() if i not in skip}
+        ids = list(unseen)
         stored: set[str] = set()
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
@@ -60,12 +63,14 @@ class Sorted:
             )
         rows = [
             {"source": self.source, "item": i, "content_hash": h, "first_seen_at": self.now}
-            for i, h in self.unseen.items()
+            for i, h in unseen.items()
             if i not in stored
         ]
         if rows:
             conn.execute(insert(seen_items), rows)
         for key, h in self.changed.items():
+            if key in skip:
+                continue
             conn.execute(
                 update(seen_items)
                 .where(seen_items.c.source == self.source, seen_items.c.item == key)

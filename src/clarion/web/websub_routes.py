@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from clarion.channels.base import Channel
 from clarion.config import Config
-from clarion.pipeline import ingest
+from clarion.pipeline import ingest_listing
 from clarion.seen import record_rejections, sort_items
 from clarion.sources.base import Rejected, SourceError
 from clarion.sources.feed import FeedSourceConfig, parse_feed
@@ -146,7 +146,7 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             max_age=cfg.max_age,
             on_edit=cfg.on_edit,
         )
-        ingest(
+        _, unstorable = ingest_listing(
             store,
             config,
             channels,
@@ -155,8 +155,9 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
             now=now,
             edits=cfg.on_edit,
             max_age=cfg.max_age,
-            within=lambda conn, _: ordered.record(conn),  # seen only with what is stored
+            seen=ordered.record,  # seen only with what is stored
         )
+        record_rejections(store, source, unstorable, now)
         count_received(store, source)
         return Response(status_code=202)
 
