@@ -185,3 +185,25 @@ def test_half_an_emoji_in_the_json_form_spoils_no_feed() -> None:
     poll = parse_gtfsrt(body, "application/json")
     assert [n.headline for n in poll] == ["Detour \ufffd on 5", "Elevator out \U0001f680"]
     assert poll[0].entities[0].id == "5\ufffd"
+
+
+def test_one_entity_of_the_wrong_shape_in_the_json_form_is_rejected_alone() -> None:
+    """Protobuf reads a JSON document whole or not at all: one entity with a value of the
+    wrong type (a string as an active period) refused the whole feed, every alert of the
+    agency unposted with it. It is now that entity's rejection, named by its id."""
+    from clarion.sources.base import Rejected
+
+    body = (
+        b'{"header": {"gtfsRealtimeVersion": "2.0", "timestamp": "1764979200"}, "entity": ['
+        b'{"id": "odd", "alert": {"activePeriod": "tomorrow", "headerText": {"translation":'
+        b' [{"text": "Detour on 5", "language": "en"}]}}},'
+        b'{"id": "fine", "alert": {"headerText": {"translation": [{"text": "Elevator out",'
+        b' "language": "en"}]}}}]}'
+    )
+    rejected: list[Rejected] = []
+    poll = parse_gtfsrt(body, "application/json", rejected=rejected)
+    assert [n.headline for n in poll] == ["Elevator out"]
+    [why] = rejected
+    assert why.item == "odd" and "entity 1" in why.detail
+    with pytest.raises(SourceError, match="entity 1"):
+        parse_gtfsrt(body, "application/json")

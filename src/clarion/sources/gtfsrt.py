@@ -66,26 +66,55 @@ def words(enum_name: str) -> str:
     return enum_name.replace("_", " ").capitalize()
 
 
-def _decode(body: bytes, content_type: str, what: str) -> rt.FeedMessage:
+def _decode(body: bytes, content_type: str, what: str) -> tuple[rt.FeedMessage, list[Rejected]]:
+    """The feed, and (JSON form) the entities that could not be read, each rejected alone."""
     feed = rt.FeedMessage()
     stripped = body.lstrip()
     if "json" in content_type.lower() or stripped[:1] == b"{":
-        try:
-            # Read as every polled JSON source is (`safejson`): half an emoji or a NUL in one
-            # alert is U+FFFD there, not a refusal of the feed, every alert of the agency
-            # unposted with it (protobuf refuses an unpaired surrogate).
-            value = safejson.loads(body, nul="replace", out_of_range="infinity")
-            json_format.ParseDict(value, feed, ignore_unknown_fields=True)
-        except (json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
-            raise SourceError(f"{what}: not a GTFS-realtime JSON feed ({exc})") from None
-        return feed
+        return _decode_json(body, what)
     try:
         feed.ParseFromString(body)
     except (DecodeError, RuntimeWarning, ValueError) as exc:
         raise SourceError(f"{what}: not a GTFS-realtime protobuf feed ({exc})") from None
     if not feed.HasField("header") or not feed.header.gtfs_realtime_version:
         raise SourceError(f"{what}: not a GTFS-realtime feed (no header with a version)")
-    return feed
+    return feed, []
+
+
+def _decode_json(body: bytes, what: str) -> tuple[rt.FeedMessage, list[Rejected]]:
+    """GTFS-realtime's JSON form, read as every polled JSON source is (`safejson`: half an
+    emoji or a NUL in one alert is U+FFFD, not a refusal of the feed; protobuf refuses an
+    unpaired surrogate), and one entity at a time: protobuf's reader takes a document whole or
+    not at all, so one entity with a value of the wrong type (a string as a period) refused
+    the whole feed, every alert of the agency unposted with it."""
+    feed = rt.FeedMessage()
+    try:
+        value = safejson.loads(body, nul="replace", out_of_range="infinity")
+    except ValueError as exc:
+        raise SourceError(f"{what}: not a GTFS-realtime JSON feed ({exc})") from None
+    if not isinstance(value, dict):
+        raise SourceError(f"{what}: not a GTFS-realtime JSON feed (not an object)")
+    entities = value.get("entity") or []
+    if not isinstance(entities, list):
+        raise SourceError(f"{what}: not a GTFS-realtime JSON feed ('entity' is not a list)")
+    try:
+        head = {k: v for k, v in value.items() if k != "entity"}
+        json_format.ParseDict(head, feed, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError) as exc:
+        raise SourceError(f"{what}: not a GTFS-realtime JSON feed ({exc})") from None
+    bad = []
+    for n, item in enumerate(entities, 1):
+        entity = rt.FeedEntity()
+        try:
+            json_format.ParseDict(item, entity, ignore_unknown_fields=True)
+        except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+            ident = item.get("id") if isinstance(item, dict) else None
+            name = ident if isinstance(ident, str) and ident else f"entity {n}"
+            detail = " ".join(str(exc).split())[:300]
+            bad.append(Rejected(name, "malformed", f"{what} entity {n}: {detail}"))
+            continue
+        feed.entity.add().CopyFrom(entity)
+    return feed, bad
 
 
 def _str(value: str | bytes) -> str:
@@ -223,7 +252,11 @@ def parse_gtfsrt(
 ) -> list[Notice]:
     """With a `rejected` list, an alert that cannot be read is appended there and the others
     are read; without one, the first bad alert raises."""
-    feed = _decode(body, content_type, what)
+    feed, bad = _decode(body, content_type, what)
+    if bad:
+        if rejected is None:
+            raise SourceError(bad[0].detail)
+        rejected.extend(bad)
     read_at = _ts(feed.header.timestamp) or now or datetime.now(UTC)
     notices = []
     for n, entity in enumerate(feed.entity, 1):
