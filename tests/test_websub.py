@@ -257,3 +257,34 @@ def test_failing_hub_falls_back_to_polling(setting: dict[str, Any]) -> None:
     )
     _poll(setting, now=NOW + timedelta(minutes=6))
     assert "p9" in {n.identifier for n in rows(store, notices)}
+
+
+def test_a_pushed_post_that_cannot_be_stored_is_rejected_alone_and_stays_new(
+    setting: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the hub pushes is stored as a poll is: one post that cannot be stored (a bug it
+    meets in rendering) is rejected alone, the others are stored, and that post is not
+    recorded as seen, so the next push (or poll) stores it once the bug is gone."""
+    from clarion.store.schema import rejected_items
+
+    store, hub, topic = setting["store"], setting["hub"], setting["topic"]
+    assert _poll(setting) is not None
+    wait_for(lambda: (r := _sub(store)) and r.state == "active")
+    wait_for(lambda: hub.verified)
+    preview = setting["chans"]["preview"]
+    real = preview.render
+
+    def render(notice, ctx):  # type: ignore[no-untyped-def]
+        if notice.identifier == "p3":
+            raise ValueError("a bug")
+        return real(notice, ctx)
+
+    monkeypatch.setattr(preview, "render", render)
+    pushed = atom(hub.url, topic, [("p3", "Third post"), ("p2", "Second post"), ("p1", "First")])
+    assert hub.publish(topic, pushed) == [202]
+    assert {n.identifier for n in rows(store, notices)} == {"p1", "p2"}
+    [why] = rows(store, rejected_items)
+    assert (why.item, why.reason) == ("p3", "unstorable")
+    monkeypatch.setattr(preview, "render", real)
+    assert hub.publish(topic, pushed) == [202]
+    assert {n.identifier for n in rows(store, notices)} == {"p1", "p2", "p3"}
