@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, select, text
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from clarion.channels.base import Channel, RenderContext
 from clarion.config import Config
@@ -27,7 +26,7 @@ from clarion.delivery import outbox
 from clarion.model import CAP_KINDS, MsgType, Notice, Reference, Status
 from clarion.routing import is_stale, route
 from clarion.sources.base import Rejected
-from clarion.store import Store, changes
+from clarion.store import DATABASE_AWAY, Store, changes
 from clarion.store import queries as Q
 from clarion.store.public import INGESTING
 from clarion.store.schema import (
@@ -310,11 +309,6 @@ def ingest(
 
         announce(config, {source})  # after the commit: the hub fetches what is now there
     return result
-
-
-# The database itself failing (gone, restarting, locked past its timeout): not one message's
-# fault. The whole poll fails and is tried again.
-DATABASE_AWAY = (OperationalError, InterfaceError)
 
 
 def ingest_listing(

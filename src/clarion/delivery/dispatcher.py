@@ -18,8 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from clarion import credentials
 from clarion.channels.base import (
     Channel,
@@ -34,7 +32,7 @@ from clarion.delivery.backoff import MAX_ATTEMPTS, backoff_delay
 from clarion.logs import delivery_fields
 from clarion.model import MsgType, Notice, Severity
 from clarion.routing import is_over
-from clarion.store import Store, limits
+from clarion.store import DATABASE_AWAY, Store, limits
 
 log = logging.getLogger(__name__)
 # A channel that handles a delivery faster than this sends one at a time (see `_at_once`).
@@ -492,7 +490,7 @@ class Dispatcher:
                     receipt.url,
                     dict(receipt.extra),
                 )
-            except (OperationalError, InterfaceError) as exc:
+            except DATABASE_AWAY as exc:
                 if time.monotonic() + pause > deadline:
                     raise ReceiptNotRecorded(
                         f"posted as {receipt.url or receipt.post_id}, but the database did not "
@@ -505,7 +503,7 @@ class Dispatcher:
                     "(%s); trying again in %.2f s",
                     c.id,
                     receipt.post_id,
-                    type(exc.orig).__name__ if exc.orig is not None else exc,
+                    type(orig).__name__ if (orig := getattr(exc, "orig", None)) else exc,
                     pause,
                     extra=delivery_fields(c),
                 )

@@ -1,5 +1,5 @@
 """Persistence: schema, engine set-up and migrations, for SQLite and PostgreSQL alike."""
 
-from clarion.store.db import Store, open_store
+from clarion.store.db import DATABASE_AWAY, Store, open_store
 
-__all__ = ["Store", "open_store"]
+__all__ = ["DATABASE_AWAY", "Store", "open_store"]

@@ -23,6 +23,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -88,6 +89,11 @@ def _sqlite_setup(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+# The database itself failing: gone, restarting, failing over, locked past its timeout. Not
+# the fault of what was being written: what failed is tried again as a whole.
+DATABASE_AWAY: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
 # pg_advisory_lock key for migrations: any constant, the same in every Clarion process.
