@@ -44,7 +44,7 @@ class Sorted:
 
     def record(self, conn: Connection, rejected: set[str] | frozenset[str] = frozenset()) -> None:
         """Record the poll's items as seen, in the transaction that stores its new items
-        (`ingest(within=…)`). Recorded in a transaction of its own, before them, a failed or
+        (`ingest_listing(seen=…)`). Recorded in a transaction of its own, before them, a failed or
         killed ingest left new items seen and never stored: a blog post or an alert lost for
         good. Rows another ingest of the source recorded meanwhile are left as they are. The
         `rejected` identifiers (messages that could not be stored) stay unseen: new again."""
@@ -89,8 +89,8 @@ def sort_items(
     on_edit: str = "update",
 ) -> Sorted:
     """Sort a poll's items into new, too old and already seen. Nothing is written here: pass
-    `within=sorted.record` to the `ingest` of `sorted.new`, so that they are recorded as seen
-    only with them."""
+    `seen=sorted.record` to the `ingest_listing` of `sorted.new`, so that they are recorded
+    as seen only with them."""
     out = Sorted(source=source, now=now)
     if not items:
         return out
