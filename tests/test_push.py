@@ -245,3 +245,19 @@ def test_a_push_is_verified_and_ingested_off_the_event_loop(
     where = where_it_runs(monkeypatch, hooks, "ingest")
     assert post(client, NOTICE, "loop-1").status_code == 202
     assert where == [False]
+
+
+def test_receipts_are_kept_a_month_not_forever(store: Store) -> None:
+    """Every accepted push left a receipt for as long as Clarion ran: a table that only grew.
+    Receipts older than `receipts.KEEP` (30 days, far past any sender's retries) are dropped
+    as new ones are recorded; younger ones still answer "duplicate"."""
+
+    from clarion.store import receipts
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    receipts.record(store, "ops", "old", now - receipts.KEEP - timedelta(seconds=1))
+    receipts.record(store, "partner", "recent", now - receipts.KEEP + timedelta(hours=1))
+    assert receipts.seen(store, "ops", "old")  # nothing pruned before a newer push
+    receipts.record(store, "ops", "new", now)
+    assert not receipts.seen(store, "ops", "old")
+    assert receipts.seen(store, "partner", "recent") and receipts.seen(store, "ops", "new")

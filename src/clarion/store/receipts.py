@@ -3,9 +3,9 @@ that a sender's retry of one already ingested is answered "duplicate"."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from clarion.store import Store
@@ -22,11 +22,20 @@ def seen(store: Store, source: str, webhook_id: str) -> bool:
     return row is not None
 
 
+# How long a receipt is kept: far past any sender's retries (Standard Webhooks senders give up
+# within days), so that the table does not grow with every push for as long as Clarion runs.
+# A retry older than this is ingested again, and its content is found stored: nothing is
+# posted twice.
+KEEP = timedelta(days=30)
+
+
 def record(store: Store, source: str, webhook_id: str, now: datetime) -> None:
     """Remember a delivery taken in (a second record of the same one, raced in, is a no-op:
-    ingest already deduplicated its content)."""
+    ingest already deduplicated its content), and forget receipts older than `KEEP` (an index
+    range: nothing to read when there are none)."""
     try:
         with store.write() as conn:
+            conn.execute(delete(push_receipts).where(push_receipts.c.received_at < now - KEEP))
             conn.execute(
                 insert(push_receipts).values(webhook_id=webhook_id, source=source, received_at=now)
             )
