@@ -431,3 +431,38 @@ def test_a_poll_whose_every_message_fails_or_whose_database_is_away_fails_whole(
                     poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
             assert count(store, notices) == count(store, rejected_items) == 0
             assert count(store, seen_items) == 0
+
+
+def test_an_index_document_whose_alert_could_not_be_stored_is_read_again(
+    publisher: Publisher, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CAP index fetches each listed document once. One whose alert could not be stored
+    was remembered as fetched all the same: while its entry did not change, it was never
+    fetched again, and the alert was never posted, even once the cause was gone. Its entry is
+    now forgotten (and the index read whole again) until the alert is stored."""
+    from clarion.sources.cap import parse_cap
+
+    base = publisher.server.url
+    a, b = fixture_bytes("cap/weather.cap"), fixture_bytes("cap/wcatwc-warning.cap")
+    publisher.files["/index.atom"] = (
+        _index([f"{base}/a.cap", f"{base}/b.cap"]),
+        "application/atom+xml",
+    )
+    publisher.files["/a.cap"] = (a, "application/cap+xml")
+    publisher.files["/b.cap"] = (b, "application/cap+xml")
+    [doomed] = parse_cap(b)
+    cfg, chans, srcs = _setup(publisher, store)
+    _render_failing_for(chans, monkeypatch, {doomed.identifier}, ValueError("a bug"))
+    with httpx.Client() as http:
+        first = poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+        assert first is not None and len(first.stored) == 1
+        monkeypatch.undo()  # the bug is fixed; the index and its documents are unchanged
+        again = poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+        assert again is not None and len(again.stored) == 1
+        [row] = rows(store, notices, notices.c.id == again.stored[0])
+        assert row.identifier == doomed.identifier
+        third = poll_source(store, cfg, chans, srcs["nws"], http, now=NOW)
+    assert third is not None and third.stored == []
+    paths = [h[0] for h in publisher.hits]
+    assert paths.count("/a.cap") == 1 and paths.count("/b.cap") == 2  # b again, a never
+    assert count(store, deliveries) == 2

@@ -104,9 +104,11 @@ def poll_source(
         seen=None if ordered is None else ordered.record,
     )
     record_rejections(store, source.name, unstorable, now)
+    # What could not be stored is read again at the next poll (an index's entry included).
+    state_after = polled.state_retrying({r.item for r in unstorable})
     result.identifiers |= {n.identifier for n in polled.notices}
     result.skipped += [(i, "older than the source's max_age") for i in too_old]
-    cursor = dict(polled.state.cursor)
+    cursor = dict(state_after.cursor)
     if source.lists_active:
         # Every successful poll counts, a 304 included: "nothing changed" still says that what
         # was missing is still missing. Only messages still live are counted, by their own id:
@@ -143,8 +145,8 @@ def poll_source(
             update(sources_table)
             .where(sources_table.c.name == source.name)
             .values(
-                etag=polled.state.etag,
-                last_modified=polled.state.last_modified,
+                etag=state_after.etag,
+                last_modified=state_after.last_modified,
                 cursor=cursor,
                 last_polled_at=now,
                 last_success_at=now,

@@ -151,10 +151,24 @@ class PollResult:
     not_modified: bool = False
     websub: Any = None  # the hub a feed advertises (websub.Advertised), if any
     rejected: list[Rejected] = field(default_factory=list)  # items that could not be read
+    # An index source's messages → the key its cursor keeps under "seen" for the entry that
+    # brought each (a CAP index: each listed document is fetched once).
+    entries: dict[str, str] = field(default_factory=dict)
 
     @property
     def rejected_ids(self) -> set[str]:
         return {r.item for r in self.rejected}
+
+    def state_retrying(self, identifiers: set[str]) -> FetchState:
+        """The state to keep when these messages could not be stored: the entries that
+        brought them are forgotten and the answer's validators dropped, so that the next
+        poll reads them again (kept as they are, an index entry that never changes was never
+        fetched again, its alert never posted, even once the cause was gone)."""
+        keys = {self.entries[i] for i in identifiers if i in self.entries}
+        if not keys:
+            return self.state
+        seen = {k: v for k, v in self.state.cursor.get("seen", {}).items() if k not in keys}
+        return FetchState(cursor={**self.state.cursor, "seen": seen})
 
 
 class PolledSource:

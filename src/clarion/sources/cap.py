@@ -443,6 +443,7 @@ class CapSource(PolledSource):
         # Each listed document is fetched once: the cursor remembers entry id → updated.
         seen: dict[str, Any] = dict(state.cursor.get("seen", {}))
         notices: list[Notice] = []
+        brought: dict[str, str] = {}  # message → the entry that brought it
         current: dict[str, Any] = {}
         to_fetch: list[IndexEntry] = []
         for entry in entries:
@@ -452,6 +453,7 @@ class CapSource(PolledSource):
                 continue
             if entry.embedded is not None:
                 notices.append(entry.embedded)
+                brought[entry.embedded.identifier] = entry.id
                 current[entry.id] = marker
             elif entry.url and len(to_fetch) < self.max_documents:
                 to_fetch.append(entry)  # the rest wait for the next poll
@@ -468,6 +470,7 @@ class CapSource(PolledSource):
                     current[entry.id] = entry.updated or ""
                 continue
             notices.extend(doc)
+            brought.update((n.identifier, entry.id) for n in doc)
             current[entry.id] = entry.updated or ""
         # A document that could not be fetched is tried again at the next poll, even if the
         # index itself has not changed by then: its validators are not kept.
@@ -477,7 +480,7 @@ class CapSource(PolledSource):
             last_modified=None if retry else fetched.state.last_modified,
             cursor={"seen": current},
         )
-        return PollResult(self._verified(notices), new_state, rejected=rejected)
+        return PollResult(self._verified(notices), new_state, rejected=rejected, entries=brought)
 
     def _document(
         self, http: httpx.Client, entry: IndexEntry, what: str
