@@ -160,15 +160,19 @@ class PollResult:
         return {r.item for r in self.rejected}
 
     def state_retrying(self, identifiers: set[str]) -> FetchState:
-        """The state to keep when these messages could not be stored: the entries that
-        brought them are forgotten and the answer's validators dropped, so that the next
-        poll reads them again (kept as they are, an index entry that never changes was never
-        fetched again, its alert never posted, even once the cause was gone)."""
-        keys = {self.entries[i] for i in identifiers if i in self.entries}
-        if not keys:
+        """The state to keep when these messages could not be stored: the answer's validators
+        are dropped (else the next poll is a 304 and reads nothing) and the index entries
+        that brought them forgotten, so that the next poll reads them again. Kept as they
+        were, an unchanged feed or index entry never brought them again, and the alert was
+        never posted, even once the cause was gone."""
+        if not identifiers:
             return self.state
-        seen = {k: v for k, v in self.state.cursor.get("seen", {}).items() if k not in keys}
-        return FetchState(cursor={**self.state.cursor, "seen": seen})
+        keys = {self.entries[i] for i in identifiers if i in self.entries}
+        cursor = self.state.cursor
+        if keys:
+            seen = {k: v for k, v in cursor.get("seen", {}).items() if k not in keys}
+            cursor = {**cursor, "seen": seen}
+        return FetchState(cursor=cursor)
 
 
 class PolledSource:
