@@ -101,6 +101,45 @@ def test_segments_are_branches_each_posted_and_each_ended_alone(tmp_path: Path) 
     assert not skips(events)
 
 
+def test_one_segment_in_the_wrong_shape_holds_back_nothing_and_ends_nothing(
+    tmp_path: Path,
+) -> None:
+    """The next product's segment S2 comes with its geometry as a string (a publisher's bug):
+    it made the whole poll fail, so its sibling S3 was not posted until the publisher fixed
+    S2. Now S2 alone is rejected, S3 goes out at once, S2 (still listed, still odd) is neither
+    posted nor taken for ended, and it goes out once the publisher fixes it."""
+    p, s2, s3 = _segments()
+    odd = derive(s2)
+    odd["geometry"] = "POLYGON((-121.5 47.2, -121.1 47.2, -121.1 46.9, -121.5 47.2))"
+    sc = Scenario(tmp_path, NWS + MASTODON)
+    sc.step("2026-11-27T07:00:00Z", "nws", collection(p))
+    sc.step("2026-11-27T08:00:00Z", "nws", collection(odd, s3))
+    sc.step("2026-11-27T08:30:00Z", "nws", collection(odd, s3, p))
+    sc.step("2026-11-27T09:00:00Z", "nws", collection(s3, odd))
+    sc.step("2026-11-27T10:00:00Z", "nws", collection(s2, s3))  # fixed
+    events = sc.play()
+    name = {x["properties"]["id"]: n for x, n in ((p, "P"), (s2, "S2"), (s3, "S3"))}
+    got = [
+        (e["at"][11:16], e["action"], name[e["identifier"]], name.get(e["reply_to"] or ""))
+        for e in events
+        if e["action"] != "skip"
+    ]
+    assert got == [
+        ("07:00", "post", "P", None),
+        ("08:00", "reply", "S3", "P"),
+        ("10:00", "reply", "S2", "P"),
+    ]
+    rejected = [
+        (e["at"][11:16], name.get(e["identifier"])) for e in events if e["action"] == "skip"
+    ]
+    assert rejected == [("08:00", "S2"), ("08:30", "S2"), ("09:00", "S2")]
+    assert all(
+        "not in the shape its format promises" in e["reason"]
+        for e in events
+        if e["action"] == "skip"
+    )
+
+
 def test_an_expired_message_whose_event_goes_on_is_posted_as_a_new_alert(tmp_path: Path) -> None:
     """weather.gov's rule: over at `ends` when there is one, else at `expires`. At 18:00 the
     Winter Weather Advisory's message has expired (17:19) but its event ends the next day: it
