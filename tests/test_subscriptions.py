@@ -435,3 +435,88 @@ def test_at_most_so_many_at_once_to_one_push_service(
     Dispatcher(sqlite_store, chans, clock=lambda: ALERT_AT).run_until_idle()
     assert [len(b.got) for b in browsers] == [1] * 12
     assert state["most"] == 2
+
+
+def test_one_subscriber_that_cannot_be_sent_to_is_refused_alone_and_nobody_gets_two(
+    sqlite_store: Store, push: PushService, vapid_key: str, built: list[Any]
+) -> None:
+    """Security item 1: an IPv6 push endpoint made VAPID signing raise out of the sender, the
+    whole part went unrecorded and every retry sent the alert again to everyone. Now an IPv6
+    origin is signed (the fake checks `aud` = `http://[::1]:port`), and a subscriber whose
+    stored keys cannot be encrypted for, or whose endpoint httpx will not send to, is that
+    subscriber's `refused`, recorded; the others are recorded reached and never sent again."""
+    from clarion.store.schema import deliveries
+
+    store = sqlite_store
+    cfg = config(PUSH_CONFIG)
+    chans = build(cfg, built)
+    with PushService(host="::1") as v6:
+        fine, six = push.subscribe(), v6.subscribe()
+        for b in (fine, six):
+            subscribe(store, b, areas=["MTZ014"])
+        broken_key = push.subscribe()  # a key that is no point on the curve, stored long ago
+        odd_endpoint, private = push.subscribe(), push.subscribe()
+        made = [subscribe(store, b, areas=["MTZ014"]) for b in (broken_key, odd_endpoint, private)]
+        with store.write() as conn:
+            conn.execute(
+                subscriptions.update()
+                .where(subscriptions.c.id == made[0].id)
+                .values(p256dh="BA" + "A" * 85)
+            )
+            conn.execute(
+                subscriptions.update()
+                .where(subscriptions.c.id == made[1].id)
+                .values(address="https://push.example.com:99999/x")
+            )
+            conn.execute(  # refused by the guard before any connection: final, not retried
+                subscriptions.update()
+                .where(subscriptions.c.id == made[2].id)
+                .values(address="https://10.0.0.1/x")
+            )
+        ingest_bytes(store, cfg, chans, step(0), now=ALERT_AT)
+        disp = Dispatcher(store, chans, clock=lambda: ALERT_AT)
+        disp.run_until_idle()
+        disp.run_until_idle()
+        assert v6.rejected == [] and push.rejected == []
+        assert (len(fine.got), len(six.got)) == (1, 1)
+        assert broken_key.got == [] and odd_endpoint.got == []
+        [d] = rows(store, deliveries)
+        assert d.state == "sent"
+        assert registry.reach_of(store, [d.id]) == {d.id: {"sent": 2, "refused": 3}}
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://2130706433/push",  # 127.0.0.1 as one integer
+        "https://0x7f000001/push",  # …in hex
+        "https://0x7f.1/push",
+        "https://127.1/push",  # the short form
+        "https://0177.0.0.1/push",  # octal
+        "https://push.example.0x10/push",
+        "https://localhost./push",
+        "https://Localhost../push",
+        "https://push.example.com:0/push",
+        "https://push.example.com:65536/push",
+        "https://push.example.com:http/push",
+        "http://push.example.com/push",
+        "ftp://push.example.com/push",
+    ],
+)
+def test_endpoints_the_docs_refuse_are_refused_at_subscribe(
+    push: PushService, endpoint: str
+) -> None:
+    keys = push.subscribe().as_json()["keys"]
+    with pytest.raises(ValueError, match=r"^endpoint: "):
+        check_subscription(endpoint, keys["p256dh"], keys["auth"])
+
+
+def test_a_vapid_token_is_for_the_endpoints_origin() -> None:
+    from clarion.subscriptions.webpush import audience_of
+
+    assert audience_of("https://[2606:4700::1]/p/x") == "https://[2606:4700::1]"
+    assert audience_of("https://[2606:4700::1]:8443/p") == "https://[2606:4700::1]:8443"
+    assert audience_of("https://fcm.googleapis.com:443/fcm/send/a") == "https://fcm.googleapis.com"
+    assert audience_of("http://127.0.0.1:8080/p") == "http://127.0.0.1:8080"
+    with pytest.raises(ValueError):
+        audience_of("https://push.example.com:99999/x")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,7 +64,7 @@ Handler = Callable[[Request], Response]
 class FakeServer:
     """Runs `handle(request) -> Response` for every request, on a random loopback port."""
 
-    def __init__(self, handle: Handler) -> None:
+    def __init__(self, handle: Handler, host: str = "127.0.0.1") -> None:
         outer = self
 
         class _H(BaseHTTPRequestHandler):
@@ -96,10 +97,17 @@ class FakeServer:
                 pass
 
         self.handle = handle
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        server_class = ThreadingHTTPServer
+        if ":" in host:  # an IPv6 loopback ([::1]) for clients that must handle IPv6 literals
+
+            class _V6(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+
+            server_class = _V6
+        self.httpd = server_class((host, 0), _H)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -52,14 +52,14 @@ class Browser:
 
 
 class PushService:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.lock = threading.Lock()
         self.browsers: dict[str, Browser] = {}
         self.gone: set[str] = set()
         self.script: dict[str, list[Response]] = {}  # path → answers to give first
         self.rejected: list[str] = []
         self.requests = 0
-        self.server = FakeServer(self.handle)
+        self.server = FakeServer(self.handle, host)
 
     def __enter__(self) -> PushService:
         self.server.__enter__()

@@ -173,8 +173,11 @@ class WebPushChannel:
         try:
             content = encrypt(body, sub.p256dh, sub.auth)
             auth = self.vapid.authorization(sub.address)
-        except ValueError as exc:
-            return Outcome("refused", f"cannot encrypt for it: {exc}")
+        except Exception as exc:  # a stranger's keys and endpoint: any failure
+            # One subscriber's keys or endpoint that cannot be signed or encrypted for is that
+            # subscriber's refusal, recorded, never the part's: an exception out of here left
+            # the whole part unrecorded and sent again to everyone at each retry.
+            return Outcome("refused", f"cannot encrypt or sign for it: {type(exc).__name__}: {exc}")
         try:
             resp = self._http.post(
                 sub.address,
@@ -192,6 +195,10 @@ class WebPushChannel:
             httpx.PoolTimeout,
             httpx.WriteError,
         ) as exc:
+            from clarion.net import BlockedAddress
+
+            if isinstance(exc.__cause__, BlockedAddress):  # resolves to a private address
+                return Outcome("refused", f"not a public address: {exc}")
             # The request never reached the push service whole: safe to send again.
             return Outcome("failed", f"{type(exc).__name__}: {exc}")
         except httpx.HTTPError as exc:
@@ -247,8 +254,11 @@ class WebPushChannel:
             host = urlsplit(sub.address).netloc
             if host in slow:
                 return Outcome("later", f"{host} asked to slow down")
-            with lane(host):
-                outcome = self._send_one(sub, body, headers)
+            try:
+                with lane(host):
+                    outcome = self._send_one(sub, body, headers)
+            except Exception as exc:  # an odd endpoint httpx will not send to
+                return Outcome("refused", f"cannot send to it: {type(exc).__name__}: {exc}")
             if outcome.state == "later":
                 slow.add(host)
             return outcome

@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import ipaddress
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -43,16 +44,19 @@ def check_subscription(endpoint: str, p256dh: str, auth: str, allow: Sequence[An
     if len(endpoint) > MAX_ENDPOINT:
         raise ValueError(f"endpoint: longer than {MAX_ENDPOINT} characters")
     parts = urlsplit(endpoint)
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".")
     if not host or parts.username or parts.password:
         raise ValueError("endpoint: not a URL with a host")
-    allowed_ip = False
     try:
-        ip = ipaddress.ip_address(host)
+        port = parts.port  # urllib checks 0-65535 when asked
     except ValueError:
-        ip = None
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-            raise ValueError("endpoint: not a public host") from None
+        port = 0
+    if port == 0 or (port is None and parts.netloc.rstrip("]").rsplit(":", 1)[-1] == ""):
+        raise ValueError("endpoint: its port is not a number from 1 to 65535")
+    ip = _literal_address(host)
+    if ip is None and (host == "localhost" or host.endswith((".localhost", ".local", ".internal"))):
+        raise ValueError("endpoint: not a public host")
+    allowed_ip = False
     if ip is not None:
         from clarion.net import permitted
 
@@ -74,6 +78,24 @@ def check_subscription(endpoint: str, p256dh: str, auth: str, allow: Sequence[An
         raise ValueError(f"keys.auth: {exc}") from None
     if len(secret) != 16:
         raise ValueError("keys.auth: is not 16 bytes")
+
+
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host written as one stands for, or None for a name. A host whose last
+    label is a number is an IPv4 address to a browser and to most resolvers (WHATWG URL's
+    "ends in a number"): `2130706433`, `0x7f.1`, `127.1` and `0177.0.0.1` all reach
+    127.0.0.1. Only the dotted-decimal form is taken, so the address checked is the address
+    reached; any other form is refused."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]):
+        raise ValueError("endpoint: an IPv4 address not written as four decimal numbers")
+    return None
 
 
 def encrypt(payload: bytes, p256dh: str, auth: str) -> bytes:
@@ -128,19 +150,39 @@ class Vapid:
         return b64url(raw)
 
     def authorization(self, endpoint: str, now: float | None = None) -> str:
-        parts = urlsplit(endpoint)
-        audience = f"{parts.scheme}://{parts.netloc}"
+        """The `Authorization` header for a message to `endpoint`: RFC 8292's `vapid t=…,k=…`
+        for the push service's origin. py_vapid's own `sign` refuses an IPv6 literal as the
+        audience (`https://[2001:db8::1]`, a valid origin), so its JWT signer is given the
+        claims this checks itself."""
+        from py_vapid.jwt import sign
+
+        audience = audience_of(endpoint)
         now = time.time() if now is None else now
         cached = self._tokens.get(audience)
         if cached is not None and cached[0] - 3600 > now:
             return cached[1]
         expires = int(now) + VAPID_LIFETIME
-        header = self._vapid.sign({"aud": audience, "exp": expires, "sub": self.subject})
-        value = str(header["Authorization"])
+        claims = {"aud": audience, "exp": expires, "sub": self.subject}
+        token = sign(claims, self._vapid.private_key)
+        value = f"vapid t={token},k={self.public_key}"
         if len(self._tokens) > 1000:
             self._tokens.clear()
         self._tokens[audience] = (expires, value)
         return value
+
+
+def audience_of(endpoint: str) -> str:
+    """The origin a VAPID token is for (scheme, host, port: RFC 8292 section 2); ValueError
+    for an endpoint that has none."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("endpoint: not an http(s) URL with a host")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port  # ValueError for a port out of range
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 def new_private_key() -> str:
