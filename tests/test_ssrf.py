@@ -235,3 +235,71 @@ def test_ipv6_forms_that_carry_a_public_ipv4_address_pass() -> None:
     assert permitted("64:ff9b::808:808")  # 8.8.8.8 through a NAT64 gateway
     assert permitted("2002:808:808::1")  # 8.8.8.8 in 6to4
     assert permitted("64:ff9b::7f00:1", parse_networks(["127.0.0.0/8"]))  # allowed inside
+
+
+def _registry_rows() -> list[tuple[str, str, bool]]:
+    from clarion.special_addresses import SPECIAL_V4, SPECIAL_V6
+
+    return [*SPECIAL_V4, *SPECIAL_V6]
+
+
+def _innermost(address: str) -> bool:
+    """What the most specific registry row holding `address` says (an IPv4 address in no
+    row is global; an IPv6 one only in 2000::/3)."""
+    import ipaddress
+
+    from clarion.net import embedded_ipv4
+
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := embedded_ipv4(ip)) is not None:
+        return _innermost(str(inner)) is not False  # where the connection really goes
+    rows_holding = [
+        (ipaddress.ip_network(n).prefixlen, g)
+        for n, _, g in _registry_rows()
+        if ip.version == ipaddress.ip_network(n).version and ip in ipaddress.ip_network(n)
+    ]
+    if rows_holding:
+        return max(rows_holding)[1]
+    return ip.version == 4 or ip in ipaddress.ip_network("2000::/3")
+
+
+@pytest.mark.parametrize(("block", "name", "reachable"), _registry_rows())
+def test_every_special_purpose_block_is_decided_as_the_registry_says(
+    block: str, name: str, reachable: bool
+) -> None:
+    """Every entry of IANA's IPv4 and IPv6 special-purpose registries, at its first and last
+    address: passed only where the registry says globally reachable (an address that carries
+    an IPv4 one, mapped, 6to4 or NAT64, is decided by what it carries: at the block's ends,
+    0.0.0.0 and 255.255.255.255, both refused)."""
+    import ipaddress
+
+    net = ipaddress.ip_network(block)
+    for ip in (net[0], net[-1], net[net.num_addresses // 2]):
+        expected = _innermost(str(ip))  # a more specific row may hold it
+        assert permitted(str(ip)) is expected, (str(ip), name)
+    if net.num_addresses == 1:
+        assert permitted(str(net[0])) is reachable, name
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:0:7f00:1",  # 127.0.0.1, IPv4-translated (SIIT)
+        "::ffff:0:808:808",  # …even a public one: a form no web server has
+        "64:ff9b:1::7f00:1",  # local-use NAT64 (RFC 8215)
+        "64:ff9b:1::808:808",
+        "fec0::1",  # site-local, deprecated but routed by some networks
+        "5f00::1",  # SRv6 SIDs
+        "3fff::1",  # documentation (RFC 9637)
+        "100:0:0:1::1",  # the dummy prefix (RFC 9780)
+        "2001::1",  # Teredo (carries an obfuscated IPv4 address)
+        "4000::1",  # outside 2000::/3: no global unicast there
+    ],
+)
+def test_ranges_pythons_own_tables_miss_are_refused(address: str) -> None:
+    assert not permitted(address)
+
+
+def test_globally_reachable_special_blocks_pass() -> None:
+    for address in ("192.0.0.9", "192.31.196.1", "2001:20::1", "2001:4:112::1", "2620:4f:8000::1"):
+        assert permitted(address), address

@@ -75,9 +75,12 @@ def permitted(address: str, allow: Sequence[Network] = ()) -> bool:
         # The IPv4 address inside decides, both ways: 64:ff9b::a9fe:a9fe is the cloud
         # metadata service behind a NAT64 gateway.
         return permitted(str(inner), allow)
-    # is_global excludes private, loopback, link-local (cloud metadata), CGNAT, reserved,
-    # documentation and unspecified ranges; multicast is never a web server.
-    return ip.is_global and not ip.is_multicast
+    # IANA's special-purpose registries decide (private, loopback, link-local (cloud
+    # metadata), CGNAT, reserved, documentation, deprecated site-local, local-use NAT64…), and
+    # only 2000::/3 is global unicast IPv6: `clarion.special_addresses`.
+    from clarion.special_addresses import globally_reachable
+
+    return globally_reachable(ip)
 
 
 class TooLarge(ValueError):
