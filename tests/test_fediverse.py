@@ -400,6 +400,46 @@ def test_a_key_naming_someone_else_as_owner_is_refused(
     assert [f.actor for f in accounts.list_followers(sqlite_store, "alerts")] == [remote.actor]
 
 
+def test_a_document_on_the_victims_host_claiming_to_be_the_victim_is_not_its_key(
+    sqlite_store: Store, remote: FakeFediverse
+) -> None:
+    """Security item 4: an attacker uploads a JSON file to the victim's own server (an
+    attachment, a paste) whose `id` says it is the victim's actor and whose key is the
+    attacker's, then signs an Undo(Follow) "as" the victim with that key. The document's
+    `id` is not the URL it came from, and the victim's actor, fetched from its own URL, does
+    not list the key: refused, and the follower stays."""
+    from clarion.fediverse.signatures import sign
+    from tests.fakes.http import Response
+
+    remote.resolve_key = our_key(sqlite_store)
+    client = TestClient(create_app(sqlite_store, cfg(), channels_for(cfg())))
+    body, headers = remote.signed(INBOX, remote.follow(ME))
+    assert client.post("/ap/alerts/inbox", content=body, headers=headers).status_code == 202
+    with FakeFediverse() as attacker:  # only its key pair is used
+        upload = f"{remote.url}/media/upload.json"
+        forged = {**remote.actor_doc(), "id": remote.actor}
+        forged["publicKey"] = {
+            "id": f"{upload}#main-key",
+            "owner": remote.actor,
+            "publicKeyPem": attacker.actor_doc()["publicKey"]["publicKeyPem"],
+        }
+        real_handle = remote.handle
+
+        def handle(req: Any) -> Any:
+            if req.method == "GET" and req.path == "/media/upload.json":
+                return Response(200, forged, content_type="application/activity+json")
+            return real_handle(req)
+
+        remote.server.handle = handle  # type: ignore[method-assign]
+        undo = {"type": "Undo", "id": f"{remote.actor}#undo", "actor": remote.actor,
+                "object": remote.follow(ME)}  # fmt: skip
+        b = json.dumps(undo).encode()
+        h = sign("POST", INBOX, b, f"{upload}#main-key", attacker.private, now=datetime.now(UTC))
+        r = client.post("/ap/alerts/inbox", content=b, headers=h)
+    assert r.status_code == 401 and "does not list the key" in r.json()["detail"]
+    assert [f.actor for f in accounts.list_followers(sqlite_store, "alerts")] == [remote.actor]
+
+
 def test_a_key_document_that_inflates_is_cut_off(sqlite_store: Store) -> None:
     """A key URL answering a small gzip body that inflates to 64 MiB: read no further than
     1 MiB after decompression, and refused with the reason (it grew the process to 2.2 GiB)."""

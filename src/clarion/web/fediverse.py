@@ -206,18 +206,21 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
             cached = accounts.cached_key(store, key_id)
             if cached is not None:
                 return cached
-        doc = fetch(key_id.split("#", 1)[0], username)
+        fetched_from = key_id.split("#", 1)[0]
+        doc = fetch(fetched_from, username)
         pem = _key_in(doc, key_id)
         if pem is None:
             raise SignatureError(f"no key {key_id!r} in the document it points to")
         key = next(k for k in _keys(doc) if k.get("id") == key_id)
         owner = str(key.get("owner") or doc.get("id"))
         # The key must be the actor's own: a key document anyone can serve may *name* any
-        # actor as its owner. So the key and its actor are on one host, and the actor's own
-        # document lists this very key.
+        # actor as its owner, and a JSON file anyone uploaded to the actor's own host may say
+        # it *is* that actor. So the key and its actor are on one host, and unless the
+        # document fetched is the owner's, at the owner's own URL, the owner is fetched from
+        # that URL and must list this very key.
         if urlsplit(owner).netloc.lower() != urlsplit(key_id).netloc.lower():
             raise SignatureError(f"the key {key_id!r} is not on its owner's host ({owner})")
-        if doc.get("id") != owner:
+        if not (doc.get("id") == owner == fetched_from):
             actor_doc = fetch(owner, username)
             if actor_doc.get("id") != owner or _key_in(actor_doc, key_id) != pem:
                 raise SignatureError(f"the actor {owner} does not list the key {key_id!r}")
