@@ -520,6 +520,43 @@ def test_a_bounce_that_comes_back_later_pauses_the_address(site: Any, tmp_path: 
     states = {r.address: (r.state, r.paused_reason) for r in rows(site.store, subscriptions)}
     assert states["gone@example.net"] == ("paused", "the address bounced (5.1.1)")
     assert states["other@example.net"][0] == "active"
-    # No key in the address it came back to: the DSN's own recipient names the subscriber.
-    assert "paused 1" in bounce("alerts@example.org", "other@example.net", "failed", "5.2.1")
-    assert "no subscriber" in bounce("alerts@example.org", "nobody@example.net", "failed", "5.1.1")
+    # Security item 3: a forged DSN mailed to the public sender address, naming only the
+    # victim as its Final-Recipient, proves nothing: nothing changes, and it is counted.
+    assert "nothing changed" in bounce("alerts@example.org", "other@example.net", "failed", "5.2.1")
+    guessed = "alerts+b-" + "A" * 32 + "@example.org"  # a key of the right form, nobody's
+    assert "no subscriber's" in bounce(guessed, "other@example.net", "failed", "5.1.1")
+    states = {r.address: r.state for r in rows(site.store, subscriptions)}
+    assert states == {"gone@example.net": "paused", "other@example.net": "active"}
+    from clarion.desk import audit
+
+    actions = [e.action for e in audit.entries(site.store, audit.AuditFilter())]
+    assert actions.count("bounce_ignored") == 2 and actions.count("bounce_paused") == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"", "empty"),
+        (b"\r\n\r\n", "empty"),
+        (
+            b"Content-Type: multipart/mixed; boundary=x\r\n\r\n"
+            + b"--x\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n" * 400,
+            "parts",
+        ),
+        (b"Content-Type: message/delivery-status\r\n\r\n\x00\xff\xfe", "no VERP key"),
+        (b"\xff" * 1000, "no VERP key"),
+    ],
+)
+def test_a_malformed_or_nested_bounce_is_one_line_never_a_traceback(
+    site: Any, tmp_path: Any, raw: bytes, why: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from clarion.cli import app
+
+    cfg_file = tmp_path / "clarion.toml"
+    cfg_file.write_text(f'[clarion]\ndatabase_url = "{site.store.engine.url}"\n')
+    r = CliRunner().invoke(app, ["subscriptions", "bounce", "--config", str(cfg_file)], input=raw)
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert why in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1

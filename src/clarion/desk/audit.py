@@ -41,6 +41,8 @@ ACTIONS = (
     "api_publish",
     "api_key_trusted",
     "subscription_test",
+    "bounce_paused",
+    "bounce_ignored",  # a bounce that proved nothing (no VERP key of ours): counted, no change
 )
 
 
