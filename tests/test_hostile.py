@@ -266,3 +266,90 @@ def test_an_overlong_identifier_is_bounded_and_its_story_holds(store: Store) -> 
     assert t.latest_version == 2 and len(t.thread_key) <= 512
     again = ingest(store, cfg, chans, parse_cap(lengthen(demo_cap(0))), source="nws", now=NOW)
     assert again.unchanged == 1 and not again.stored  # the same message fetched again
+
+
+def _measured(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts what the card's layout measures (calls and characters), and stops a layout that
+    measures without bound (the old trimming measured 60,000 characters 60,000 times)."""
+    from PIL import ImageDraw
+
+    seen = {"calls": 0, "chars": 0}
+    plain = ImageDraw.ImageDraw.textlength
+
+    def counted(self, text, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["calls"] += 1
+        seen["chars"] += len(text)
+        if seen["chars"] > 2_000_000:
+            raise AssertionError("the card's layout measures without bound")
+        return plain(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "textlength", counted)
+    return seen
+
+
+def test_an_alert_card_of_huge_area_names_is_bounded_before_layout(
+    client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security item 5: six area names of 60,000 characters (spaced and unspaced) took the
+    card ~10 CPU-minutes. The model keeps a name to MAX_AREA_NAME, the card cuts its text
+    before layout and trims by bisection; the card is drawn once per version however many ask."""
+    from clarion.model import MAX_AREA_NAME
+
+    ring = [[46.0, -113.0], [47.5, -113.0], [47.5, -111.5], [46.0, -113.0]]
+    names = ["Lewis " * 10_000, "x" * 60_000, "Clark, " * 8_571, "y" * 60_000, "é " * 30_000]
+    areas = [{"description": n, "polygons": [ring]} for n in [*names, "z" * 60_000]]
+    huge = {**NOTICE, "identifier": "names", "headline": "H" * 999, "areas": areas}
+    r = _push(client, json.dumps(huge).encode(), "names-1")
+    assert r.status_code == 202, r.text
+    [n] = rows(store, notices)
+    stored = n.data["infos"][0]["areas"]
+    assert len(stored) == 6 and all(len(a["description"]) <= MAX_AREA_NAME + 1 for a in stored)
+    seen = _measured(monkeypatch)
+    first = client.get(f"/notices/{n.thread_id}/card.png")
+    assert first.status_code == 200 and first.content.startswith(b"\x89PNG")
+    assert seen["chars"] < 200_000, seen  # ~2,500 measured here; the old code never finished
+    measured = seen["chars"]
+    again = client.get(f"/notices/{n.thread_id}/card.png")
+    assert again.content == first.content
+    assert seen["chars"] == measured  # kept: not drawn again
+
+
+def test_the_card_is_drawn_once_while_others_wait_for_it() -> None:
+    """Concurrent requests for one version share one drawing: a second request arriving while
+    the first draws waits for it (or, arriving after, finds it kept), and never draws again."""
+    import threading
+
+    from clarion.render.card import Card, CardCache
+
+    cache = CardCache(size=2)
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow() -> Card:
+        calls.append("first")
+        started.set()
+        assert release.wait(10)
+        return Card(b"png", "alt")
+
+    got: list[Card | None] = []
+    first = threading.Thread(target=lambda: got.append(cache.get(("t", 1), slow)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(
+        target=lambda: got.append(cache.get(("t", 1), lambda: calls.append("again") or None))
+    )
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert calls == ["first"] and got == [Card(b"png", "alt")] * 2
+    assert cache.get(("t", 2), lambda: None) is None and cache.drawn == 2
+    cache.get(("t", 3), lambda: None)  # the oldest of three is let go
+    assert cache.get(("t", 1), lambda: Card(b"new", "")) == Card(b"new", "")
+
+
+def test_an_info_keeps_at_most_so_many_areas() -> None:
+    from clarion.model import MAX_AREAS, Info
+
+    info = Info(areas=[Area(description=f"a{i}") for i in range(MAX_AREAS + 50)])
+    assert len(info.areas) == MAX_AREAS and info.areas[-1].description == f"a{MAX_AREAS - 1}"

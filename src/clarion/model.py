@@ -149,6 +149,12 @@ def simplify_ring(
     return [ring[round(i * step)] for i in range(limit)]
 
 
+# An area's name and an info block's areas, as much as any page, post or card can use (CAP
+# and the feeds set no bound: six names of 60,000 characters made the alert card take minutes).
+MAX_AREA_NAME = 1000
+MAX_AREAS = 1000
+
+
 class Area(_Data):
     description: str
     polygons: list[list[tuple[float, float]]] = Field(default_factory=list)  # (lat, lon) rings
@@ -156,6 +162,11 @@ class Area(_Data):
     geocodes: list[NameValue] = Field(default_factory=list)
     altitude: float | None = None
     ceiling: float | None = None
+
+    @field_validator("description")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        return cut(value, MAX_AREA_NAME)
 
     @field_validator("polygons")
     @classmethod
@@ -231,6 +242,14 @@ def bounded(value: str, limit: int) -> str:
     return f"{value[: limit - 72]}#sha256={digest}"
 
 
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters cut at a space, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    return (head.rsplit(" ", 1)[0] if " " in head[limit // 2 :] else head).rstrip() + "…"
+
+
 class Reference(_Data):
     """One earlier message this one refers to (CAP `references`: sender,identifier,sent)."""
 
@@ -270,6 +289,7 @@ class Info(_Data):
     areas: list[Area] = Field(default_factory=list)
 
     _link = field_validator("web")(classmethod(lambda cls, v: web_link(v)))
+    _few_areas = field_validator("areas")(classmethod(lambda cls, v: v[:MAX_AREAS]))
 
 
 # Parameters that carry the end of the event (not of the message): api.weather.gov's `ends`

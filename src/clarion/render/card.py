@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import io
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from clarion.model import MsgType, Notice, Severity
+from clarion.model import MsgType, Notice, Severity, cut
 from clarion.render.shapes import rings_of
 
 WIDTH, HEIGHT = 1200, 675  # 16:9, what Mastodon, Bluesky and X show uncropped
@@ -59,6 +63,25 @@ def _font(size: int, bold: bool = False):  # type: ignore[no-untyped-def]
     return ImageFont.load_default(size=size)  # Pillow's own scalable font
 
 
+# What a card can show of its text, cut before any layout: a 60,000-character area name made
+# the old line trimming (one character at a time, measuring each time) take minutes.
+MAX_TITLE = 300
+MAX_NAMES = 600
+
+
+def _fit(draw, text: str, font, width: int) -> str:  # type: ignore[no-untyped-def]
+    """The longest start of `text` that fits `width` with an ellipsis, found by bisection
+    (log n measurements, not n)."""
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if draw.textlength(text[:mid].rstrip() + "…", font=font) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…"
+
+
 def _wrap(draw, text: str, font, width: int, lines: int) -> list[str]:  # type: ignore[no-untyped-def]
     out: list[str] = []
     words = text.split()
@@ -75,12 +98,43 @@ def _wrap(draw, text: str, font, width: int, lines: int) -> list[str]:  # type: 
             break
     if line and len(out) < lines:
         out.append(line)
+    out = [x if draw.textlength(x, font=font) <= width else _fit(draw, x, font, width) for x in out]
     if len(out) == lines and " ".join(out) != " ".join(words):
-        last = out[-1]
-        while last and draw.textlength(last + "…", font=font) > width:
-            last = last[:-1]
-        out[-1] = last.rstrip() + "…"
+        out[-1] = _fit(draw, out[-1].removesuffix("…"), font, width)
     return out
+
+
+class CardCache:
+    """One card drawn per notice version: the first request draws it, any request for the same
+    key meanwhile waits for that drawing instead of starting its own, and the last `size`
+    cards are kept. A drawing that raised is forgotten (the next request tries again)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, Future[Card | None]] = OrderedDict()
+        self.drawn = 0  # how many drawings ran (for tests and metrics)
+
+    def get(self, key: Hashable, draw: Callable[[], Card | None]) -> Card | None:
+        with self._lock:
+            future = self._entries.get(key)
+            mine = future is None
+            if future is None:
+                future = self._entries[key] = Future()
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+            else:
+                self._entries.move_to_end(key)
+        if mine:
+            try:
+                self.drawn += 1
+                future.set_result(draw())
+            except BaseException as exc:
+                future.set_exception(exc)
+                with self._lock:
+                    if self._entries.get(key) is future:
+                        del self._entries[key]
+        return future.result()
 
 
 def _when(notice: Notice, tz: ZoneInfo) -> str:
@@ -114,6 +168,7 @@ def alert_card(
     tz = tz or ZoneInfo("UTC")
     colour = COLOURS[notice.severity]
     title = headline or (info.headline if info else None) or (info.event if info else "") or ""
+    title = cut(title, MAX_TITLE)
     names = [a["description"] for a in areas if a.get("description")]
     when = _when(notice, tz)
 
@@ -136,7 +191,7 @@ def alert_card(
         y += 40
     y += 12
     small = _font(26)
-    for line in _wrap(draw, "; ".join(dict.fromkeys(names)), small, MAP[0] - 72, 5):
+    for line in _wrap(draw, cut("; ".join(dict.fromkeys(names)), MAX_NAMES), small, MAP[0] - 72, 5):
         draw.text((36, y), line, font=small, fill=(60, 60, 60))
         y += 34
 
@@ -167,11 +222,11 @@ def alert_card(
 
 
 def _alt(notice: Notice, shapes: int, names: list[str], title: str, when: str) -> str:
-    where = "; ".join(dict.fromkeys(names)) or "the alert's area"
+    where = cut("; ".join(dict.fromkeys(names)), MAX_NAMES) or "the alert's area"
     alt = (
         f"Map of {shapes} area{'s' if shapes != 1 else ''} under this "
         f"{notice.severity.value} {KIND.get(notice.msg_type, '').lower() or 'notice'}: {where}. "
-        f"{title}. {when}."
+        f"{cut(title, MAX_TITLE)}. {when}."
     )
     return alt[:1000]
 

@@ -314,6 +314,9 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         )
 
     icon = _favicon()
+    from clarion.render.card import CardCache
+
+    cards = CardCache()
 
     @router.get(
         "/notices/{thread_id}/card.png",
@@ -333,7 +336,9 @@ def pages_router(store: Store, config: Config) -> APIRouter:
         if data is None:
             raise HTTPException(404, "No such notice")
         notice = Notice.model_validate(data)
-        drawn = alert_card(notice, tuple(config.clarion.languages), tz, publisher)
+        key = (thread_id, notice.version, notice.identifier, notice.sent)
+        languages = tuple(config.clarion.languages)
+        drawn = cards.get(key, lambda: alert_card(notice, languages, tz, publisher))
         if drawn is None:
             raise HTTPException(404, "This notice has no area shapes to draw")
         return Response(
