@@ -163,6 +163,60 @@ def test_one_confirmation_mail_per_address_a_day_and_the_same_answer(site: Any) 
     assert len(site.mailbox.messages) == 1
 
 
+def test_one_mailbox_gets_one_confirmation_a_day_however_it_is_spelt(site: Any) -> None:
+    """Security item 6: spelling one address differently (a comment, an encoded word, case, a
+    trailing dot, Unicode forms) sent 18 confirmation mails to one mailbox in a minute. Each
+    spelling is one mailbox (canonical, by email-validator), or refused; the envelope goes to
+    the canonical address, never to what a header parser makes of the text."""
+    spellings = [
+        "victim@example.net",
+        "VICTIM@EXAMPLE.NET",
+        " Victim@Example.Net ",
+        "victim@xn--exmple-cua.net",  # punycode, and its Unicode spelling below: one domain
+        "victim@exämple.net",
+    ]
+    for address in spellings:
+        r = site.client.post("/subscribe", data={"email": address, "areas": "MTZ014"})
+        assert r.status_code == 202, (address, r.text)
+    for address in (
+        "(1)victim@example.net",
+        "=?utf-8?q?victim?=@example.net",
+        "victim@example.net.",
+        '"victim"@example.net',
+        "victim@[127.0.0.1]",
+        "victim@example.net\r\nBcc: other@example.net",
+    ):
+        r = site.client.post("/subscribe", data={"email": address, "areas": "MTZ014"})
+        assert r.status_code == 422 and "not an e-mail address" in r.text, address
+    assert site.mailbox.envelope_recipients == ["victim@example.net", "victim@xn--exmple-cua.net"]
+
+
+def test_subscribing_is_limited_per_client_network(site: Any) -> None:
+    """Counted per /24 (IPv4) or /56 (IPv6): walking through the addresses one holds buys no
+    more requests; another network is not held back by it."""
+    from clarion.web.subscribe import PER_HOUR, client_network
+
+    assert client_network("203.0.113.77") == "203.0.113.0/24"
+    assert client_network("2001:db8:1:ff::1") == "2001:db8:1::/56"
+    assert client_network("::ffff:203.0.113.9") == "203.0.113.0/24"
+    assert client_network("testclient") == "testclient"
+    api = site.cfg.api.model_copy(update={"trust_proxy": True})
+    client = TestClient(create_app(site.store, site.cfg.model_copy(update={"api": api})))
+
+    def ask(ip: str, i: int) -> int:
+        return int(
+            client.post(
+                "/subscribe",
+                data={"email": f"p{i}@example.net", "areas": "MTZ014"},
+                headers={"X-Forwarded-For": ip},
+            ).status_code
+        )
+
+    codes = [ask(f"2001:db8:1:{i % 200:x}::{i}", i) for i in range(PER_HOUR + 1)]
+    assert codes == [202] * PER_HOUR + [429]
+    assert ask("2001:db8:2::1", 99) == 202
+
+
 def test_a_bouncing_address_is_paused(site: Any) -> None:
     site.client.post("/subscribe", data={"email": "gone@example.net", "areas": "MTZ014"})
     confirm = link(site.mailbox.messages[0].get_content(), "/subscriptions/confirm/")

@@ -17,6 +17,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelope_senders: list[str] = []
+        self.envelope_recipients: list[str] = []
         self.refuse: set[str] = set()
         self.port = 0
 
@@ -31,6 +32,7 @@ class Mailbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         self.envelope_senders.append(envelope.mail_from)
+        self.envelope_recipients += envelope.rcpt_tos
         return "250 Message accepted for delivery"
 
 

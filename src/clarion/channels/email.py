@@ -85,11 +85,14 @@ def deliver(
     password: str | None,
     security: str,
     timeout: float,
+    recipients: list[str] | None = None,
 ) -> None:
-    """One message, in an SMTP session of its own; raises aiosmtplib's errors or OSError."""
+    """One message, in an SMTP session of its own; raises aiosmtplib's errors or OSError.
+    `recipients`, when given, is the envelope's (else the headers' addresses, as parsed)."""
     asyncio.run(
         aiosmtplib.send(
             msg,
+            recipients=recipients,
             hostname=host,
             port=port,
             username=username,
@@ -267,7 +270,9 @@ class EmailChannel:
             for sub in page:
                 try:
                     await smtp.send_message(
-                        self.build(out, sub), sender=self.bounce_address(sub.unsubscribe_key)
+                        self.build(out, sub),
+                        sender=self.bounce_address(sub.unsubscribe_key),
+                        recipients=[sub.address],  # the stored address, never a header's parse
                     )
                     outcomes.append(Outcome("sent"))
                 except aiosmtplib.SMTPRecipientsRefused as exc:

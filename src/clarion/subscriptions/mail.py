@@ -10,6 +10,27 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 
+def canonical_email(address: str) -> str:
+    """`address` as one mailbox is written (email-validator: the domain lower-cased, in its
+    ASCII form, the local part NFC), or ValueError saying why it is not one address. Refused too:
+    comments, quoting, IP literals (by email-validator) and a local part holding an RFC 2047
+    encoded word (`=?utf-8?q?victim?=@…`), which a header parser decodes into another
+    address. Each spelling of one mailbox gives the same string, so a rule per mailbox holds."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if len(address) > 320:
+        raise ValueError("That is not an e-mail address.")
+    try:
+        valid = validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"That is not an e-mail address: {exc}") from None
+    if "=?" in valid.local_part or "?=" in valid.local_part:
+        raise ValueError("That is not an e-mail address: an encoded word is not a mailbox.")
+    # A domain in its ASCII (IDNA) form, so that every SMTP server takes it; a local part
+    # beyond ASCII needs SMTPUTF8 whatever is done, and is kept as written (NFC).
+    return str(valid.ascii_email or valid.normalized)
+
+
 def confirmation(
     sender: str, to: str, publisher: str, confirm_url: str, manage_url: str
 ) -> EmailMessage:
@@ -37,6 +58,7 @@ def send(cfg: Any, password: str | None, msg: EmailMessage) -> None:
 
     deliver(
         msg,
+        recipients=[str(msg["To"])],
         host=cfg.host,
         port=cfg.port,
         username=cfg.username,

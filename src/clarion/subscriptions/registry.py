@@ -36,7 +36,16 @@ def digest(secret: str) -> str:
 
 
 def address_key(kind: str, address: str) -> str:
-    folded = address.strip().lower() if kind == "email" else address.strip()
+    """Who an address is, whatever its spelling: an e-mail address canonical (one mailbox,
+    one key) and folded; a push endpoint as it is."""
+    if kind != "email":
+        return digest(f"{kind}:{address.strip()}")
+    from clarion.subscriptions.mail import canonical_email
+
+    try:
+        folded = canonical_email(address).lower()
+    except ValueError:
+        folded = address.strip().lower()
     return digest(f"{kind}:{folded}")
 
 

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from datetime import UTC, datetime
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 PER_HOUR = 20  # subscription requests per client an hour
 MAX_BODY = 16 * 1024
-EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 STATIC = Path(__file__).parent / "static"
 _SPLIT = re.compile(r"[,;\n]+")
 
@@ -50,6 +50,20 @@ CONFIRMED = N_(
     "Confirmed: alerts will come to this address. The link in the mail changes or stops them."
 )
 MAIL_DOWN = N_("The confirmation mail could not be sent just now. Please try again later.")
+
+
+def client_network(ip: str) -> str:
+    """The network a client's requests are counted by: its /24 (IPv4) or /56 (IPv6, what one
+    home or one cloud server is usually given), so walking through the addresses one holds
+    buys no more requests."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    prefix = 24 if addr.version == 4 else 56
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 def _list(value: str | None) -> list[str]:
@@ -168,7 +182,7 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
     def limited(request: Request) -> bool:
         from clarion.store.limits import api_hit
 
-        who = f"subscribe:{_client_ip(request, config.api.trust_proxy)}"
+        who = f"subscribe:{client_network(_client_ip(request, config.api.trust_proxy))}"
         allowed, _, _ = api_hit(store, who, PER_HOUR, datetime.now(UTC).timestamp())
         return not allowed
 
@@ -285,9 +299,11 @@ def subscribe_router(store: Store, config: Config) -> APIRouter:
                 raise ValueError("kind: webpush or email")
             if mail_cfg is None:
                 raise ValueError(N_("This publisher does not offer e-mail alerts."))
-            if not isinstance(address, str) or not EMAIL.match(address.strip()):
+            if not isinstance(address, str):
                 raise ValueError(N_("That is not an e-mail address."))
-            return _email(request, address.strip(), interests, as_json)
+            from clarion.subscriptions.mail import canonical_email
+
+            return _email(request, canonical_email(address), interests, as_json)
         except ValidationError as exc:
             problem = "; ".join(
                 f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
