@@ -106,6 +106,25 @@ class Bounded:
         return safejson.loads(self.content)
 
 
+def read_limited(resp: httpx.Response, *, max_bytes: int, deadline: float, what: str) -> bytes:
+    """A streamed answer's body, decoded as it arrives (`clarion.decoding`: at most 64 KiB
+    made at a time, whatever the encoding), refused once more than `max_bytes` decoded bytes
+    have come (TooLarge) or past `deadline` (httpx.ReadTimeout, a server dripping a byte at a
+    time defeats per-read timeouts). DecodingError for a body that does not decode."""
+    from clarion.decoding import decoded
+
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in decoded(resp.iter_raw(), resp.headers.get("content-encoding")):
+        size += len(chunk)
+        if size > max_bytes:
+            raise TooLarge(f"{what} sent more than {max_bytes:,} bytes")
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout(f"{what} took longer to answer than allowed")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def bounded_get(
     http: httpx.Client,
     url: str,
@@ -114,21 +133,16 @@ def bounded_get(
     seconds: float,
     headers: dict[str, str] | None = None,
 ) -> Bounded:
-    """GET `url`, reading at most `max_bytes` of the *decoded* body (a 32 KiB zstd answer may
-    inflate to gigabytes) and for at most `seconds` in all (a server dripping a byte at a time
-    defeats per-read timeouts). TooLarge or httpx.TimeoutException otherwise."""
+    """GET `url`, reading at most `max_bytes` of the *decoded* body (a 8 KiB zstd answer may
+    inflate to gigabytes) and for at most `seconds` in all. TooLarge, DecodingError or
+    httpx.TimeoutException otherwise."""
+    from clarion.decoding import ACCEPT_ENCODING
+
     deadline = time.monotonic() + seconds
-    with http.stream("GET", url, headers=headers) as resp:
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in resp.iter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise TooLarge(f"{url} sent more than {max_bytes:,} bytes")
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"{url} took longer than {seconds:g} s")
-            chunks.append(chunk)
-        return Bounded(resp.status_code, resp.headers, b"".join(chunks), str(resp.url))
+    asked = {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+    with http.stream("GET", url, headers=asked) as resp:
+        body = read_limited(resp, max_bytes=max_bytes, deadline=deadline, what=url)
+        return Bounded(resp.status_code, resp.headers, body, str(resp.url))
 
 
 class _GuardedBackend(httpcore.NetworkBackend):

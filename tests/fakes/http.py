@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,14 +98,15 @@ class FakeServer:
                 pass
 
         self.handle = handle
-        server_class = ThreadingHTTPServer
-        if ":" in host:  # an IPv6 loopback ([::1]) for clients that must handle IPv6 literals
+        class _Server(ThreadingHTTPServer):
+            # An IPv6 loopback ([::1]) for clients that must handle IPv6 literals.
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-            class _V6(ThreadingHTTPServer):
-                address_family = socket.AF_INET6
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hung up
+                    super().handle_error(request, client_address)
 
-            server_class = _V6
-        self.httpd = server_class((host, 0), _H)
+        self.httpd = _Server((host, 0), _H)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"

@@ -429,20 +429,22 @@ def og_image(html: bytes, base: str) -> str | None:
 
 def _read(http: httpx.Client, url: str, limit: int, types: tuple[str, ...]) -> tuple[bytes, str]:
     """GET `url`, refusing a wrong content type or a body over `limit` bytes (read no further)."""
-    with http.stream("GET", url) as resp:
+    from clarion.decoding import ACCEPT_ENCODING
+    from clarion.net import TooLarge, read_limited
+
+    with http.stream("GET", url, headers={"Accept-Encoding": ACCEPT_ENCODING}) as resp:
         if resp.status_code != 200:
             raise ValueError(f"HTTP {resp.status_code}")
         ctype = resp.headers.get("content-type", "").lower()
         if not ctype.startswith(types):
             raise ValueError(f"content type {ctype or 'none'}")
-        body = b""
         deadline = time.monotonic() + 30  # the whole answer, however slowly it drips
-        for chunk in resp.iter_bytes():  # decoded: counted as inflated
-            body += chunk
-            if len(body) > limit:
-                raise ValueError(f"over {limit:,} bytes")
-            if time.monotonic() > deadline:
-                raise ValueError("took longer than 30 s")
+        try:  # decoded as it arrives (DecodingError is a ValueError): counted as inflated
+            body = read_limited(resp, max_bytes=limit, deadline=deadline, what=url)
+        except TooLarge:
+            raise ValueError(f"over {limit:,} bytes") from None
+        except httpx.ReadTimeout:
+            raise ValueError("took longer than 30 s") from None
     return body, ctype.split(";", 1)[0].strip()
 
 

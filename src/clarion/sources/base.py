@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from clarion.decoding import ACCEPT_ENCODING, DecodingError
 from clarion.model import Notice
+from clarion.net import TooLarge, read_limited
 
 
 class SourceError(Exception):
@@ -251,7 +253,7 @@ def conditional_get(
     headers: dict[str, str] | None = None,
 ) -> Fetched | NotModified:
     """GET with If-None-Match / If-Modified-Since; raise SourceError with a clear reason."""
-    headers = {**(headers or {}), "Accept": accept}
+    headers = {**(headers or {}), "Accept": accept, "Accept-Encoding": ACCEPT_ENCODING}
     if state.etag:
         headers["If-None-Match"] = state.etag
     if state.last_modified:
@@ -265,25 +267,26 @@ def conditional_get(
                     f"{what}: {url} answered HTTP {resp.status_code}",
                     retry_after=_retry_after(resp.headers.get("retry-after")),
                 )
-            chunks: list[bytes] = []
-            size = 0
             deadline = time.monotonic() + MAX_FETCH_SECONDS
-            for chunk in resp.iter_bytes():  # decoded: a gzip or zstd bomb counts as inflated
-                size += len(chunk)
-                if size > max_bytes:
-                    raise SourceError(f"{what}: {url} sent more than {max_bytes:,} bytes; refused")
-                if time.monotonic() > deadline:  # a server dripping a byte at a time
-                    raise SourceError(
-                        f"{what}: {url} took longer than {MAX_FETCH_SECONDS} s to answer; refused"
-                    )
-                chunks.append(chunk)
+            try:  # decoded as it arrives: a gzip or zstd bomb counts as inflated, 64 KiB a time
+                body = read_limited(resp, max_bytes=max_bytes, deadline=deadline, what=url)
+            except TooLarge:
+                raise SourceError(
+                    f"{what}: {url} sent more than {max_bytes:,} bytes; refused"
+                ) from None
+            except httpx.ReadTimeout:
+                raise SourceError(
+                    f"{what}: {url} took longer than {MAX_FETCH_SECONDS} s to answer; refused"
+                ) from None
+            except DecodingError as exc:
+                raise SourceError(f"{what}: {url} {exc}; refused") from None
             new_state = FetchState(
                 etag=resp.headers.get("etag"),
                 last_modified=resp.headers.get("last-modified"),
                 cursor=dict(state.cursor),
             )
             return Fetched(
-                body=b"".join(chunks),
+                body=body,
                 content_type=resp.headers.get("content-type", ""),
                 state=new_state,
                 url=str(resp.url),

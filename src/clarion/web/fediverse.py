@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from clarion import __version__, safejson
 from clarion.channels.activitypub import ActivityPubChannelConfig
 from clarion.config import Config
+from clarion.decoding import DecodingError
 from clarion.fediverse import accounts
 from clarion.fediverse.client import Signer
 from clarion.fediverse.documents import (
@@ -188,6 +189,8 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
             resp = signer.get(url, username)
         except TooLarge as exc:
             raise SignatureError(f"the signer's document is too large: {exc}") from None
+        except DecodingError as exc:
+            raise SignatureError(f"the signer's document: {exc}") from None
         if resp.status_code == 410:
             raise SignatureError("the signer's account is gone (410)")
         if not resp.is_success:
