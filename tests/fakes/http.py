@@ -98,6 +98,7 @@ class FakeServer:
                 pass
 
         self.handle = handle
+
         class _Server(ThreadingHTTPServer):
             # An IPv6 loopback ([::1]) for clients that must handle IPv6 literals.
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET

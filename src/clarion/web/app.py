@@ -27,6 +27,10 @@ def create_app(
         docs_url=None,  # an offline reference instead of Swagger UI from a CDN (below)
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # Any route, before routing: clarion.web.textgate.
+        responses={
+            400: {"description": "Refused: the address holds a NUL or bytes that are not UTF-8"}
+        },
     )
     from clarion.web.api import HourlyLimiter, api_router, install_rate_limits
     from clarion.web.outputs import outputs_router
@@ -44,8 +48,10 @@ def create_app(
     )
     https = (config.clarion.public_url or "").startswith("https://")
     from clarion.web.snapshot import SnapshotMiddleware
+    from clarion.web.textgate import TextGate
 
     app.add_middleware(HeadAsGet)
+    app.add_middleware(TextGate)  # inside the body limit: reads only what that lets through
     app.add_middleware(SecurityMiddleware, max_body=biggest, https=https)
     # Outermost: a public answer kept in memory goes out with the headers it was built with.
     app.add_middleware(SnapshotMiddleware, store=store, by_host=not config.clarion.public_url)

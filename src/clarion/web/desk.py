@@ -45,7 +45,7 @@ from clarion.delivery import outbox
 from clarion.desk import accounts, audit, drafts
 from clarion.desk.accounts import Session
 from clarion.desk.templates import BUILTIN, load_template, save_template, template_names
-from clarion.manual import AreaIn, GeocodeIn, NoticeIn
+from clarion.manual import NoticeIn
 from clarion.model import Certainty, Severity, Status, Urgency
 from clarion.status import channel_statuses, source_statuses
 from clarion.store import Store, public
@@ -786,13 +786,13 @@ def _parse(form: FormData, tz: ZoneInfo) -> tuple[NoticeIn | None, datetime | No
             times[name] = _local(raw, tz) if raw else None
         except ValueError:
             errors[name] = "A date and time like 2026-11-27 18:30."
-    geocodes: list[GeocodeIn] = []
+    geocodes: list[dict[str, str]] = []  # validated with the rest, below
     for item in (text("geocodes") or "").replace(",", " ").split():
         name, sep, value = item.partition(":")
         if not sep or not name or not value:
-            errors["geocodes"] = f"{item!r}: write codes as NAME:VALUE, e.g. UGC:MTZ014."
+            errors["geocodes"] = f"{item[:80]!r}: write codes as NAME:VALUE, e.g. UGC:MTZ014."
             break
-        geocodes.append(GeocodeIn(name=name.upper(), value=value))
+        geocodes.append({"name": name.upper(), "value": value})
     area = text("area")
     data = {
         "headline": text("headline") or "",
@@ -807,7 +807,7 @@ def _parse(form: FormData, tz: ZoneInfo) -> tuple[NoticeIn | None, datetime | No
         "web": text("web"),
         "language": text("language"),
         "expires": times.get("expires"),
-        "areas": [AreaIn(description=area, geocodes=geocodes)] if area else [],
+        "areas": [{"description": area, "geocodes": geocodes}] if area else [],
     }
     if geocodes and not area:
         errors["area"] = "Name the area the codes describe."
