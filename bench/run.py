@@ -199,6 +199,7 @@ def main() -> int:
             "memory",
             "api",
             "subscriptions",
+            "logins",
         ],
         default=None,
     )
@@ -231,6 +232,10 @@ def main() -> int:
         import api
 
         api.main()
+    if args.only in (None, "logins"):
+        import logins
+
+        logins.main()
     if args.only in (None, "memory"):
         import memory
 

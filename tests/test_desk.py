@@ -9,6 +9,7 @@ import io
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -666,6 +667,76 @@ def test_password_checks_never_run_on_the_event_loop(
     r = desk_login(desk, "eddie", "wrong")
     assert r.status_code == 401
     assert where == [False, False]
+
+
+def test_a_login_flood_never_starves_the_rest(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security item 9: 40 concurrent failed logins held every thread of the pool all
+    synchronous handlers share, and /healthz waited behind them (0.2 s became 13.4 s).
+    Password checks run on threads of their own (here one, with two waiting); a login beyond
+    that is refused at once (429), and /healthz answers while every check is held."""
+    import re
+    import threading
+
+    from clarion.desk import passwords
+
+    pools: list[passwords.PasswordPool] = []
+    real_pool = passwords.PasswordPool
+
+    def small_pool() -> passwords.PasswordPool:
+        pools.append(real_pool(workers=1, waiting=2))
+        return pools[-1]
+
+    monkeypatch.setattr(passwords, "PasswordPool", small_pool)
+    release, names = threading.Event(), []
+
+    class Held:  # the real hasher, each check held until released
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def verify(self, hash_: str, password: str) -> bool:
+            names.append(threading.current_thread().name)
+            assert release.wait(30)
+            return bool(self.real.verify(hash_, password))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    monkeypatch.setattr(accounts, "_hasher", Held(accounts._hasher))
+    cfg = config(DESK)
+    people(sqlite_store)
+    with TestClient(
+        create_app(sqlite_store, cfg, channels_for(cfg)), base_url="https://alerts.example.org"
+    ) as client:
+        form = client.get("/desk/login").text
+        token = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert token
+        data = {"username": "eddie", "password": "wrong", "csrf": token.group(1)}
+        codes: list[int] = []
+
+        def attempt() -> None:
+            codes.append(client.post("/desk/login", data=data).status_code)
+
+        flood = [threading.Thread(target=attempt) for _ in range(41)]
+        for t in flood:
+            t.start()
+        healthz: list[int] = []
+        probe = threading.Thread(target=lambda: healthz.append(client.get("/healthz").status_code))
+        probe.start()
+        probe.join(20)  # on the old code it waited for the checks it was queued behind
+        assert healthz == [200], "healthz waited behind the password checks"
+        assert len(pools) == 1
+        for _ in range(2000):  # the three admitted have reached the pool (bounded wait)
+            if len(codes) == 38:
+                break
+            release.wait(0.01)
+        assert sorted(codes) == [429] * 38  # refused at once, not queued
+        release.set()
+        for t in flood:
+            t.join(30)
+    assert sorted(codes) == [401] * 3 + [429] * 38
+    assert names and all(n.startswith("clarion-passwords") for n in names)
 
 
 def test_any_sources_notice_can_be_followed_up_from_the_desk() -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -176,6 +178,13 @@ def _failures(store: Store, username: str, ip: str | None, since: datetime) -> t
     return by_pair, by_ip, by_name
 
 
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def authenticate(
     store: Store,
     username: str,
@@ -185,8 +194,11 @@ def authenticate(
     ip: str | None,
     max_failures: int,
     window: float,
+    checks: Callable[..., Any] | None = None,
 ) -> User:
     """The user, if the password is right; else LoginRefused (and the failure is logged).
+    `checks(fn, *args)` runs the Argon2 work (the web's own low-priority threads,
+    `clarion.desk.passwords`); by default it runs here.
 
     A client that failed `max_failures` times within `window` seconds, for this name or for
     any, waits until the window moves on. Throttling by name alone let anyone lock anyone out;
@@ -208,19 +220,16 @@ def authenticate(
         )
     with store.read() as conn:
         r = conn.execute(select(users).where(users.c.username == username)).first()
-    ok = False
-    try:
-        ok = _hasher.verify(r.password_hash if r is not None else _dummy_hash(), password)
-    except (VerificationError, InvalidHashError):
-        ok = False
+    run = checks or (lambda fn, *args: fn(*args))
+    ok = run(_verify, r.password_hash if r is not None else _dummy_hash(), password)
     if r is None or not ok or r.disabled_at is not None:
         why = "disabled" if (r is not None and ok) else "wrong user name or password"
         audit.log(store, now, username or "-", "login_failed", target=username, detail=why, ip=ip)
         raise LoginRefused("Wrong user name or password, or the account is disabled.")
+    values: dict[str, object] = {"last_login_at": now}
+    if _hasher.check_needs_rehash(r.password_hash):  # before the transaction, not inside it
+        values["password_hash"] = run(_hasher.hash, password)
     with store.write() as conn:
-        values: dict[str, object] = {"last_login_at": now}
-        if _hasher.check_needs_rehash(r.password_hash):
-            values["password_hash"] = _hasher.hash(password)
         conn.execute(update(users).where(users.c.id == r.id).values(**values))
     return _user(r)
 

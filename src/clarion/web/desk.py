@@ -103,6 +103,9 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
     from clarion.channels import lazy_channels
 
     the_channels = lazy_channels(config, channels)
+    from clarion.desk.passwords import Busy, PasswordPool
+
+    passwords = PasswordPool()  # password checks' own threads (clarion.desk.passwords)
 
     def ctx() -> _Ctx:
         return _Ctx(store, config, the_channels(), tz)
@@ -187,8 +190,15 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
         _same_origin(request)
         form = await request.form()
         # Argon2 is made to be slow: checking a password never runs on the event loop (60
-        # failed logins would stall every other request, health checks included).
-        return await run_in_threadpool(sign_in, request, form)
+        # failed logins would stall every other request, health checks included), nor in the
+        # thread pool every other synchronous handler shares (40 would hold all of it).
+        try:
+            async with passwords.admitted():
+                return await run_in_threadpool(sign_in, request, form)
+        except Busy:
+            return login_page(
+                request, PREFIX, "Too many logins at once; try again in a moment.", False, 429
+            )
 
     def sign_in(request: Request, form: FormData) -> Response:
         username = str(form.get("username") or "")
@@ -206,6 +216,7 @@ def desk_router(store: Store, config: Config, channels: Mapping[str, Channel] | 
                 ip=client_ip(request),
                 max_failures=config.desk.login_max_failures,
                 window=config.desk.login_window,
+                checks=passwords.run,
             )
         except accounts.LoginRefused as exc:
             return login_page(request, target, str(exc), False, 429 if exc.throttled else 401)
