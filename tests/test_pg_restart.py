@@ -119,3 +119,56 @@ channels = ["hook"]
         store.close()
     received = {r["id"] for r in receiver.received}
     assert received == ids  # every delivery arrived; a resend repeats its own id only
+
+
+def test_a_killed_backend_costs_no_push(pg: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Security item 12: a pooled PostgreSQL connection whose backend was killed (kill -9,
+    the OOM killer) made `clarion web` answer a push 500: PostgreSQL resets every connection
+    and refuses new ones for a moment while it recovers. A new connection is waited for
+    (`Store._connect`), so each push after a kill is stored and answered 202."""
+    import json
+    import signal
+
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from clarion.store.schema import notices
+    from clarion.web.app import create_app
+    from tests.test_push import CONFIG, NOTICE, signed
+
+    monkeypatch.setenv("PUSH_SECRET", WEBHOOK_SECRET)
+    store = open_store(pg.url)
+    cfg = config(CONFIG)
+    chans = build_channels(cfg)
+    admin = sa.create_engine(pg.url, poolclass=sa.pool.NullPool)
+    codes = []
+    try:
+        with TestClient(create_app(store, cfg, chans)) as client:
+            for i in range(3):
+                body = json.dumps({**NOTICE, "identifier": f"after-kill-{i}"}).encode()
+                codes.append(
+                    client.post(
+                        "/hooks/ops", content=body, headers=signed(body, f"k{i}")
+                    ).status_code
+                )
+                with admin.connect() as conn:  # every other backend: the pool's, as kill -9 would
+                    pids = (
+                        conn.execute(
+                            sa.text(
+                                "select pid from pg_stat_activity where pid <> pg_backend_pid() "
+                                "and backend_type = 'client backend'"
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
+                assert pids
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+        with store.read() as conn:
+            stored = conn.execute(select(func.count()).select_from(notices)).scalar_one()
+    finally:
+        admin.dispose()
+        close_all(chans)
+        store.close()
+    assert codes == [202, 202, 202] and stored == 3

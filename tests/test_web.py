@@ -241,3 +241,35 @@ channels = ["preview"]
     assert "<title>Map of the areas in effect now: " in now_part and "Acadia" in now_part
     assert recent.count('class="notice"') == 1
     assert "Over since Mon 30 Aug 2010, 12:00 PM MDT" in recent
+
+
+def test_a_database_that_does_not_answer_is_a_503_to_retry(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `Store._connect`'s patience, a request whose database is away answers 503 with
+    Retry-After (senders and proxies retry it), never a bare 500; the connection is tried
+    again meanwhile, and the first one that succeeds is used."""
+    from sqlalchemy.exc import OperationalError
+
+    from clarion.store import db
+
+    monkeypatch.setattr(db, "CONNECT_PATIENCE", 0.3)
+    real = sqlite_store.engine.connect
+    refusals = {"left": 10**6}
+
+    def connect() -> object:
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise OperationalError(
+                "connect", {}, Exception("the database system is in recovery mode")
+            )
+        return real()
+
+    monkeypatch.setattr(sqlite_store.engine, "connect", connect)
+    cfg = config()
+    with TestClient(create_app(sqlite_store, cfg), raise_server_exceptions=False) as c:
+        r = c.get("/api/v1/notices")
+        assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+        refusals["left"] = 2  # recovering: refused twice, then taken
+        assert c.get("/api/v1/notices").status_code == 200
+        assert refusals["left"] == 0

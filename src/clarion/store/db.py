@@ -98,6 +98,7 @@ DATABASE_AWAY: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 # pg_advisory_lock key for migrations: any constant, the same in every Clarion process.
 MIGRATION_LOCK = 0x436C6172696F6E  # "Clarion"
+CONNECT_PATIENCE = 5.0  # seconds a new connection is waited for (see Store._connect)
 
 
 class Store:
@@ -129,9 +130,27 @@ class Store:
         with self._write_lock, self._write() as conn:
             yield conn
 
+    def _connect(self) -> Connection:
+        """A connection, waiting up to `CONNECT_PATIENCE` seconds for the server to take one:
+        after a backend is killed (kill -9, the OOM killer), PostgreSQL resets every
+        connection and refuses new ones while it recovers ("the database system is in
+        recovery mode"), for a second or two. Nothing has run on a connection not yet made,
+        so trying again is always safe; what fails inside a transaction is not retried here."""
+        deadline = time.monotonic() + CONNECT_PATIENCE
+        pause = 0.05
+        while True:
+            try:
+                return self.engine.connect()
+            except (OperationalError, InterfaceError):
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("the database refused a connection; trying again in %.2f s", pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             conn = conn.execution_options(clarion_write=True)
             conn.info.pop("clarion_public", None)  # `info` outlives a checkout: start clean
             try:
@@ -146,7 +165,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with self._connect() as conn, conn.begin():
             yield conn
 
     def ping(self) -> None:

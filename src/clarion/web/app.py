@@ -55,6 +55,9 @@ def create_app(
     app.add_middleware(SecurityMiddleware, max_body=biggest, https=https)
     # Outermost: a public answer kept in memory goes out with the headers it was built with.
     app.add_middleware(SnapshotMiddleware, store=store, by_host=not config.clarion.public_url)
+    from clarion.web.security import DatabaseAway
+
+    app.add_middleware(DatabaseAway)  # outermost: the rate limits read the database too
 
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, exc: Exception) -> Response:

@@ -143,3 +143,40 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, head_receive, head_send)
+
+
+class DatabaseAway:
+    """A request whose database does not answer (even after `Store._connect`'s patience) is
+    a 503 with Retry-After, which senders and proxies retry, never a bare 500. Outermost, so
+    that the middlewares that read the database (rate limits, the snapshot) are covered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from clarion.store import DATABASE_AWAY
+
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except DATABASE_AWAY:
+            if started:
+                raise
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse(
+                {"detail": "the database is not answering just now; try again shortly"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+            await response(scope, receive, send)
