@@ -229,3 +229,43 @@ def test_whatever_a_platform_answers_is_recorded_and_never_posted_again(store: S
     assert d.state == "sent" and d.receipt_id == "p" * 600 + "\ufffd\ufffdé"
     assert d.receipt_url == "https://x.example/\ufffd"
     assert outbox.claim(store, "w2", NOW + timedelta(hours=1), 60) == []
+
+
+def test_an_operators_retry_goes_through_the_state_machine(store: Store) -> None:
+    """Security item 13: the operator's retry read the state, then wrote `pending` whatever
+    the row held by then: a worker that claimed the delivery in between (it is `sending`)
+    had it queued again under its feet, and it went out twice. The move is checked against
+    the state machine and written only from the state it was read in."""
+    import sqlalchemy as sa
+
+    from clarion.delivery.states import DeliveryState as S
+
+    _queue_many(store, 2)
+    [c] = outbox.claim(store, "worker-a", NOW, lease_seconds=30, limit=1)
+    assert outbox.operator_retry(store, c.id, NOW, "ops") == "it is sending: nothing to retry"
+    [waiting] = [d for d in rows(store, deliveries) if d.state == S.PENDING]
+    if not store.is_sqlite:  # a worker claims it between the retry's read and its write
+        other = sa.create_engine(store.engine.url, poolclass=sa.pool.NullPool)
+        fired: list[bool] = []
+
+        @sa.event.listens_for(store.engine, "before_cursor_execute")
+        def claim_first(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+            if statement.lstrip().upper().startswith("UPDATE DELIVERIES") and not fired:
+                fired.append(True)
+                with other.begin() as c2:
+                    c2.execute(
+                        sa.update(deliveries)
+                        .where(deliveries.c.id == waiting.id)
+                        .values(state=S.SENDING, lease_owner="worker-b")
+                    )
+
+        try:
+            why = outbox.operator_retry(store, waiting.id, NOW, "ops")
+        finally:
+            sa.event.remove(store.engine, "before_cursor_execute", claim_first)
+            other.dispose()
+        assert fired and why == "it is being sent right now"
+        [after] = rows(store, deliveries, deliveries.c.id == waiting.id)
+        assert (after.state, after.lease_owner) == ("sending", "worker-b")
+    else:  # one writer at a time: the read and the write cannot be split
+        assert outbox.operator_retry(store, waiting.id, NOW, "ops") is None

@@ -93,3 +93,24 @@ def test_sources_lists_health_and_latency(origin, tmp_path: Path) -> None:
     assert "latency p50" in watch and "h," in watch
     assert "broken (cap): failing" in r.stdout
     assert "failing 1x: source broken: " in r.stdout and "answered HTTP 404" in r.stdout
+
+
+@pytest.mark.parametrize("host", ["0177.0.0.1", "1.2.3.256", "[::1"])
+def test_an_address_the_client_cannot_read_is_a_clear_refusal(tmp_path: Path, host: str) -> None:
+    """Security item 13: `https://0177.0.0.1/…` made `clarion sources test` end in a
+    traceback (httpx's InvalidURL is no HTTPError). The configuration refuses it by name, and
+    a fetch that meets one (a redirect's, a CAP index's entry) is that source's error."""
+    import httpx
+
+    from clarion.sources.base import FetchState, SourceError, conditional_get
+
+    cfg = _config(tmp_path, f"https://{host}")
+    r = runner.invoke(app, ["sources", "test", "watch", "--config", str(cfg)])
+    assert r.exit_code != 0
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert "is not an address that can be fetched" in r.output + (r.stderr or "")
+    assert "Traceback" not in r.output
+    with httpx.Client() as http, pytest.raises(SourceError, match="not an address that can"):
+        conditional_get(
+            http, f"https://{host}/x", FetchState(), what="source t", accept="*/*", max_bytes=2048
+        )

@@ -85,9 +85,16 @@ class SecretRef(StrictModel):
 
 
 def http_url(value: str) -> str:
-    """A field validator: an http(s) URL with a host."""
+    """A field validator: an http(s) URL with a host, as the HTTP client reads it (an IPv4
+    address in another form than four decimal numbers, `0177.0.0.1`, is refused by name)."""
+    import httpx
+
     if not re.match(r"^https?://[^\s/]+", value):
         raise ValueError(f"{value!r} is not an http(s) URL")
+    try:
+        httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{value!r} is not an address that can be fetched: {exc}") from None
     return value
 
 

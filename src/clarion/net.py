@@ -83,6 +83,10 @@ def permitted(address: str, allow: Sequence[Network] = ()) -> bool:
     return globally_reachable(ip)
 
 
+class BadAddress(ValueError):
+    """An address the HTTP client cannot read (`0177.0.0.1`, a malformed host)."""
+
+
 class TooLarge(ValueError):
     """An answer larger than allowed, counted after decompression."""
 
@@ -140,6 +144,10 @@ def bounded_get(
 
     deadline = time.monotonic() + seconds
     asked = {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:  # not an HTTPError: callers catch ValueError for it
+        raise BadAddress(f"{url[:200]} is not an address that can be fetched: {exc}") from None
     with http.stream("GET", url, headers=asked) as resp:
         body = read_limited(resp, max_bytes=max_bytes, deadline=deadline, what=url)
         return Bounded(resp.status_code, resp.headers, body, str(resp.url))

@@ -432,6 +432,10 @@ def _read(http: httpx.Client, url: str, limit: int, types: tuple[str, ...]) -> t
     from clarion.decoding import ACCEPT_ENCODING
     from clarion.net import TooLarge, read_limited
 
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not an address that can be fetched: {exc}") from None
     with http.stream("GET", url, headers={"Accept-Encoding": ACCEPT_ENCODING}) as resp:
         if resp.status_code != 200:
             raise ValueError(f"HTTP {resp.status_code}")

@@ -628,11 +628,14 @@ def operator_retry(store: Store, delivery_id: str, now: datetime, who: str) -> s
             return "no such delivery"
         if r.state not in (S.RETRY_WAIT, S.FAILED, S.PENDING):
             return f"it is {r.state}: nothing to retry"
-        conn.execute(
+        check(r.state, S.PENDING)  # the state machine's move, before anything is written
+        res = conn.execute(
             update(deliveries)
-            .where(deliveries.c.id == delivery_id)
+            .where(deliveries.c.id == delivery_id, deliveries.c.state == r.state)
             .values(state=S.PENDING, next_attempt_at=now, updated_at=now)
         )
+        if res.rowcount != 1:  # a worker claimed it since it was read: its worker's now
+            return "it is being sent right now"
         _event(
             conn, delivery_id, now, r.state, S.PENDING, r.attempts, None, f"retry asked by {who}"
         )

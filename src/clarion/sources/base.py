@@ -292,6 +292,8 @@ def conditional_get(
                 url=str(resp.url),
                 link_header=resp.headers.get("link"),
             )
+    except httpx.InvalidURL as exc:  # not an HTTPError: an address the client cannot read
+        raise SourceError(f"{what}: {url} is not an address that can be fetched: {exc}") from None
     except httpx.TimeoutException:
         raise SourceError(f"{what}: {url} timed out") from None
     except httpx.HTTPError as exc:

@@ -38,7 +38,7 @@ from clarion.fediverse.documents import (
     webfinger,
 )
 from clarion.fediverse.signatures import SignatureError, verify
-from clarion.net import TooLarge
+from clarion.net import BadAddress, TooLarge
 from clarion.store import Store
 from clarion.store import public as reads
 
@@ -189,7 +189,7 @@ def fediverse_router(store: Store, config: Config) -> APIRouter | None:
             resp = signer.get(url, username)
         except TooLarge as exc:
             raise SignatureError(f"the signer's document is too large: {exc}") from None
-        except DecodingError as exc:
+        except (DecodingError, BadAddress) as exc:
             raise SignatureError(f"the signer's document: {exc}") from None
         if resp.status_code == 410:
             raise SignatureError("the signer's account is gone (410)")
