@@ -203,3 +203,86 @@ channels = ["masto", "hook"]
         assert all(len(ids) == 1 for ids in per_notice.values())
         assert receiver.rejected == []
         store.close()
+
+
+@pytest.mark.parametrize("in_flight", [1, 8])
+def test_a_killed_worker_strands_only_what_it_was_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_flight: int
+) -> None:
+    """Security item 11: a lane claimed up to ten deliveries under one lease, so a worker
+    killed while sending one stranded them all for the whole lease (19 for 60 s, one of them
+    started) while the other worker idled. Two workers, 20 queued, the first killed at its
+    first send: the survivor delivers everything but what the dead one had in flight, long
+    before the lease (120 s) runs out."""
+    db = tmp_path / "lanes.db"
+    killed = threading.Event()
+    first: list[subprocess.Popen[bytes]] = []
+
+    def kill_at_first_send(_: str) -> None:
+        if first and not killed.is_set():
+            os.kill(first[0].pid, signal.SIGKILL)
+            killed.set()
+
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        receiver.on_receive = kill_at_first_send
+        cfg_text = f"""
+[clarion]
+database_url = "sqlite:///{db}"
+drop_expired = false
+lease_seconds = "120s"
+heartbeat_seconds = "0.25s"
+[channels.hook]
+kind = "webhook"
+url = "{receiver.url}"
+secret = {{ env = "HOOK_SECRET" }}
+max_in_flight = {in_flight}
+[[routes]]
+channels = ["hook"]
+"""
+        (tmp_path / "clarion.toml").write_text(cfg_text)
+        env = {**os.environ, "HOOK_SECRET": WEBHOOK_SECRET}
+        monkeypatch.setenv("HOOK_SECRET", WEBHOOK_SECRET)
+        cfg = parse_config(cfg_text, environ=env)
+        store = open_store(cfg.clarion.database_url)
+        chans = build_channels(cfg)
+        result = ingest(store, cfg, chans, _notices()[:20], source="nws", include_expired=True)
+        close_all(chans)
+        assert result.deliveries == 20
+        cmd = [
+            sys.executable,
+            "-m",
+            "clarion",
+            "worker",
+            "--config",
+            str(tmp_path / "clarion.toml"),
+        ]
+        log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115
+        first.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+        assert killed.wait(60), (tmp_path / "worker.log").read_text()[-2000:]
+        first[0].wait(10)
+        with store.read() as conn:
+            stranded = {
+                r.id
+                for r in conn.execute(
+                    select(deliveries.c.id).where(
+                        deliveries.c.state == "sending",
+                        deliveries.c.lease_owner.like(f"%:{first[0].pid}"),
+                    )
+                )
+            }
+            every = {r.id for r in conn.execute(select(deliveries.c.id))}
+        assert 1 <= len(stranded) <= in_flight  # only what it had in flight
+        survivor = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 60  # half the lease: the rest must not wait for it
+            while time.monotonic() < deadline:
+                if every - stranded <= {r["id"] for r in receiver.received}:
+                    break
+                time.sleep(0.1)  # waiting for a condition, bounded: not hiding a race
+        finally:
+            survivor.terminate()
+            survivor.wait(30)
+            log.close()
+            store.close()
+        missing = every - stranded - {r["id"] for r in receiver.received}
+        assert not missing, (len(missing), (tmp_path / "worker.log").read_text()[-2000:])

@@ -178,17 +178,20 @@ class Dispatcher:
         self._cred_seen = seen
         return changed
 
-    def run_once(self, limit: int = 10, only: list[str] | None = None) -> int:
+    def run_once(self, limit: int | None = None, only: list[str] | None = None) -> int:
         """Claim and process one batch (of `only` these channels); returns how many deliveries
-        were processed."""
+        were processed. Without a `limit`, a batch of ten or twice the channels' in flight
+        (replays, the demo, tests); a lane passes what it can have in flight now."""
         self.refresh_credentials()
         wanted = [c for c in self.channels if only is None or c in only]
+        if limit is None:
+            limit = max([10, *(2 * self.in_flight[c] for c in wanted if self.in_flight[c] > 1)])
         claimed = outbox.claim(
             self.store,
             self.worker,
             self.clock(),
             self.lease_seconds,
-            max([limit, *(2 * self.in_flight[c] for c in wanted if self.in_flight[c] > 1)]),
+            limit,
             only_channels=wanted,
             # A fan-out's parts: one per claim (per slot), the rest for other workers.
             at_most=self._fan_out,
@@ -281,7 +284,7 @@ class Dispatcher:
         def lane(channel: str) -> None:
             while not stop.is_set():
                 try:
-                    n = self.run_once(only=[channel])
+                    n = self.run_once(self._in_flight_now(channel), only=[channel])
                 except Exception:
                     log.exception("dispatcher: claim failed (database unavailable?); retrying")
                     n = 0
@@ -313,6 +316,13 @@ class Dispatcher:
             for t in lanes:
                 t.join()
             listener.close()
+
+    def _in_flight_now(self, channel: str) -> int:
+        """What a lane claims: only what it will have in flight at once (its `in_flight` when
+        it sends several at once, else one). A claim leases what it takes; a worker killed
+        with more leased than it was sending stranded the rest for the whole lease (19 for
+        60 s, one of them started) while another worker idled."""
+        return self.in_flight[channel] if self._at_once(channel) else 1
 
     def _timed(self, channel: str, took: float) -> None:
         before = self._took.get(channel)
