@@ -31,8 +31,10 @@ VALID = [
 ]
 INVALID = {
     "invalid.cap": "required element <scope> is missing",
-    "canada_errors.cap": "<references> is present but empty",
-    "noaa_errors.cap": "<references> is present but empty",
+    "canada_errors.cap": "must name what it refers to in <references> (it is present but empty)",
+    # An Alert: its empty <references> names nothing (read as none); its empty urgency is
+    # required, and refused.
+    "noaa_errors.cap": "required element <urgency> is missing or empty",
     "xee.cap": "declares a DOCTYPE",
     "xee.atom": "declares a DOCTYPE",
 }
@@ -181,3 +183,18 @@ def test_resources_are_kept_with_their_descriptions() -> None:
         ("Event Data as a JSON document", "application/json"),
     ]
     assert resources[0].uri.endswith("energylqw6d6-02.jpg")
+
+
+@pytest.mark.parametrize(
+    "empty", ["<references/>", "<references></references>", "<references> </references>"]
+)
+def test_an_alert_with_an_empty_references_element_is_an_alert(empty: str) -> None:
+    """An empty optional element is no reference at all (valid CAP 1.2: `references` is
+    optional, and an empty one names nothing), so a new alert carrying one is read; an Update
+    or Cancel naming nothing is still refused, since what it changes would be a guess."""
+    body = fixture_bytes("cap/weather.cap").replace(b"<scope>", empty.encode() + b"<scope>", 1)
+    [notice] = parse_cap(body, what="empty")
+    assert notice.msg_type.value == "alert" and notice.references == []
+    update = body.replace(b"<msgType>Alert</msgType>", b"<msgType>Update</msgType>")
+    with pytest.raises(SourceError, match="must name what it refers to"):
+        parse_cap(update, what="empty")

@@ -245,17 +245,13 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
     scope = _required(k, "scope", where)
     references: list[Reference] = []
     ref_el = k.first("references")
-    if ref_el is not None:
-        ref_text = text_of(ref_el)
-        if ref_text is None:
-            raise SourceError(
-                f"{where}: <references> is present but empty; it must list the "
-                "sender,identifier,sent of the messages this one refers to"
-            )
+    ref_text = text_of(ref_el) if ref_el is not None else None
+    if ref_text is not None:  # empty: no references (services send `<references/>` on alerts)
         references = _references(ref_text, where)
     if msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not references:
+        empty = " (it is present but empty)" if ref_el is not None else ""
         raise SourceError(
-            f"{where}: a {msg_type.value} must name what it refers to in <references>"
+            f"{where}: a {msg_type.value} must name what it refers to in <references>{empty}"
         )
     signed = any(isinstance(c.tag, str) and c.tag == f"{{{XMLDSIG_NS}}}Signature" for c in el)
     # The thread is the oldest message referred to; the pipeline follows it further through
