@@ -379,12 +379,14 @@ def test_several_workers_share_one_alerts_fan_out(
     assert sorted(r["sent"] for r in reached.values()) == [2, 2, 2]
 
 
-def test_a_push_whose_answer_is_lost_is_not_sent_again(
+def test_a_push_whose_answer_is_lost_is_sent_again_with_the_same_topic(
     sqlite_store: Store, push: PushService, vapid_key: str, built: list[Any]
 ) -> None:
-    """The connection breaks after the request went out (the push service may have it): that
-    subscriber is recorded as unknown and not sent the same version again; a refused
-    connection, which never reached it, is retried."""
+    """Security item 2: the connection breaks after the request went out (the push service
+    may have it). Recorded `unknown` and never resent, that subscriber might never get the
+    alert. It is sent again at the delivery's retry with the same Topic: a copy still waiting
+    at the push service is replaced by it, and one already shown is replaced on the screen
+    (the service worker's tag), so the person sees the alert once either way."""
     from clarion.store.schema import deliveries
 
     cfg = config(PUSH_CONFIG)
@@ -395,11 +397,17 @@ def test_a_push_whose_answer_is_lost_is_not_sent_again(
     path = lost.endpoint.removeprefix(push.server.url)
     push.script[path] = [None]  # type: ignore[list-item]  # read the request, then hang up
     ingest_bytes(sqlite_store, cfg, chans, step(0), now=ALERT_AT)
-    Dispatcher(sqlite_store, chans, clock=lambda: ALERT_AT).run_until_idle()
+    clock = [ALERT_AT]
+    disp = Dispatcher(sqlite_store, chans, clock=lambda: clock[0])
+    disp.run_until_idle()
+    assert len(fine.got) == 1 and lost.got == []
+    clock[0] = ALERT_AT.replace(minute=10)  # past the retry's backoff
+    disp.run_until_idle()
     [d] = rows(sqlite_store, deliveries)
-    assert d.state == "sent" and len(fine.got) == 1 and lost.got == []
-    assert registry.reach_of(sqlite_store, [d.id]) == {d.id: {"sent": 1, "unknown": 1}}
-    assert push.script[path] == []  # asked once, never again
+    assert d.state == "sent" and len(fine.got) == 1 and len(lost.got) == 1
+    assert lost.got[0]["topic"] == fine.got[0]["topic"]  # the story's, both times
+    assert registry.reach_of(sqlite_store, [d.id]) == {d.id: {"sent": 2}}
+    assert push.script[path] == []
 
 
 def test_at_most_so_many_at_once_to_one_push_service(

@@ -119,7 +119,12 @@ def read_limited(resp: httpx.Response, *, max_bytes: int, deadline: float, what:
 
     chunks: list[bytes] = []
     size = 0
-    for chunk in decoded(resp.iter_raw(), resp.headers.get("content-encoding")):
+    if resp.is_stream_consumed:  # an answer made in memory (a replay's transport): no stream
+        source = iter([resp.content])
+        encoding = None  # httpx has decoded it already
+    else:
+        source, encoding = resp.iter_raw(), resp.headers.get("content-encoding")
+    for chunk in decoded(source, encoding):
         size += len(chunk)
         if size > max_bytes:
             raise TooLarge(f"{what} sent more than {max_bytes:,} bytes")

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -91,6 +92,7 @@ class WebPushChannel:
         part_size: int = 5000,
         per_push_service: int | None = None,
         languages: tuple[str, ...] = (),
+        make_http: Callable[[], httpx.Client] | None = None,
     ) -> None:
         self.name = name
         self.vapid = vapid
@@ -100,6 +102,11 @@ class WebPushChannel:
         self.default_ttl = default_ttl
         self.languages = languages
         self._http = http
+        # Each sending thread gets a client (a connection pool) of its own: httpcore's pool,
+        # shared by 32 threads, can close a connection it has just handed to a waiting
+        # request (encode/httpcore#1110: "Bad file descriptor", the answer lost). A pool that
+        # serves one thread never has a waiting request.
+        self._make_http = make_http
         self._store: Any = None
 
     def use_store(self, store: Any) -> None:
@@ -167,7 +174,9 @@ class WebPushChannel:
         left = (datetime.fromisoformat(expires) - now).total_seconds()
         return int(max(60, min(left, 28 * 86400)))
 
-    def _send_one(self, sub: Any, body: bytes, headers: dict[str, str]) -> Outcome:
+    def _send_one(
+        self, sub: Any, body: bytes, headers: dict[str, str], http: httpx.Client | None = None
+    ) -> Outcome:
         from clarion.subscriptions.webpush import encrypt
 
         try:
@@ -179,7 +188,7 @@ class WebPushChannel:
             # the whole part unrecorded and sent again to everyone at each retry.
             return Outcome("refused", f"cannot encrypt or sign for it: {type(exc).__name__}: {exc}")
         try:
-            resp = self._http.post(
+            resp = (http or self._http).post(
                 sub.address,
                 content=content,
                 headers={
@@ -202,8 +211,11 @@ class WebPushChannel:
             # The request never reached the push service whole: safe to send again.
             return Outcome("failed", f"{type(exc).__name__}: {exc}")
         except httpx.HTTPError as exc:
-            # Sent, but the answer was lost: it may have arrived (see fanout.FINAL).
-            return Outcome("unknown", f"{type(exc).__name__}: {exc}")
+            # Sent, but the answer was lost: it may have arrived. Sent again with the same
+            # Topic, a copy still waiting at the push service is replaced, and one already
+            # shown is replaced on the screen (the service worker's tag is the Topic): the
+            # person sees the alert once either way, and a message really lost is not.
+            return Outcome("failed", f"answer lost, sent again: {type(exc).__name__}: {exc}")
         code = resp.status_code
         if 200 <= code < 300:
             return Outcome("sent")
@@ -250,21 +262,37 @@ class WebPushChannel:
             with lanes_lock:
                 return lanes.setdefault(host, threading.BoundedSemaphore(self.per_push_service))
 
+        local = threading.local()
+        clients: list[httpx.Client] = []
+
+        def client() -> httpx.Client:
+            mine: httpx.Client | None = getattr(local, "http", None)
+            if mine is None:
+                mine = local.http = self._make_http() if self._make_http else self._http
+                with lanes_lock:
+                    clients.append(mine)
+            return mine
+
         def one(sub: Any) -> Outcome:
             host = urlsplit(sub.address).netloc
             if host in slow:
                 return Outcome("later", f"{host} asked to slow down")
             try:
                 with lane(host):
-                    outcome = self._send_one(sub, body, headers)
+                    outcome = self._send_one(sub, body, headers, client())
             except Exception as exc:  # an odd endpoint httpx will not send to
                 return Outcome("refused", f"cannot send to it: {type(exc).__name__}: {exc}")
             if outcome.state == "later":
                 slow.add(host)
             return outcome
 
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return fan_out(self._store, out, self.name, lambda page: list(pool.map(one, page)))
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                return fan_out(self._store, out, self.name, lambda page: list(pool.map(one, page)))
+        finally:
+            for c in clients:
+                if c is not self._http:
+                    c.close()
 
 
 def _build(cfg: WebPushChannelConfig, deps: Deps) -> WebPushChannel:
@@ -285,6 +313,7 @@ def _build(cfg: WebPushChannelConfig, deps: Deps) -> WebPushChannel:
         part_size=cfg.part_size,
         per_push_service=cfg.per_push_service,
         languages=deps.languages,
+        make_http=lambda: deps.guarded(cfg.timeout),
     )
 
 

@@ -15,7 +15,8 @@ from clarion.channels.base import ChannelError, ErrorKind, Outgoing, Receipt
 from clarion.subscriptions import registry
 
 PAGE = 1000
-# Recorded: never tried again for this delivery. `unknown`: the request went out and its answer
+# Recorded: never tried again for this delivery. `unknown` (e-mail; Web Push sends again, its
+# Topic replaces a copy): the request went out and its answer
 # was lost (the connection broke while reading it): it may have arrived, and sending it again
 # could show it twice, so it is not retried (at most once, as the outbox does for platforms
 # without an idempotency key).
