@@ -11,7 +11,6 @@ unchanged item is recognised by its content hash and ignored.
 
 from __future__ import annotations
 
-import email.utils
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -88,35 +87,28 @@ _LOOSE_DATES = (
 
 
 def read_date(value: Any) -> datetime | None:
-    """A feed's date as written, or None when it cannot be read without guessing.
+    """A feed's date as written, or None when it cannot be read without guessing
+    (`clarion.sources.dates`: RFC 822 and RFC 3339 as feeds really write them, a zone read
+    only where it names one offset).
 
     feedparser's own reading is not used: it turns `2020/1/10 14:33:00` into 2020-11-01.
     None means the item takes the time Clarion first saw it; a date is never invented.
     """
+    from clarion.sources import dates
+
     if not isinstance(value, str) or not value.strip():
         return None
     text = " ".join(value.split())
-    parsed: datetime | None = None
-    try:
-        parsed = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        parsed = None
-    if parsed is None:
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
+    parsed = dates.read(text)
     if parsed is None:
         for fmt in _LOOSE_DATES:
             try:
-                parsed = datetime.strptime(text, fmt)
+                parsed = datetime.strptime(text, fmt).replace(tzinfo=UTC)
                 break
             except ValueError:
                 continue
     if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     try:
         return sane_time(parsed, "date")
     except SourceError:
