@@ -465,3 +465,33 @@ def test_an_index_document_whose_alert_could_not_be_stored_is_read_again(
     paths = [h[0] for h in publisher.hits]
     assert paths.count("/a.cap") == 1 and paths.count("/b.cap") == 2  # b again, a never
     assert count(store, deliveries) == 2
+
+
+def test_an_item_with_neither_guid_nor_link_is_published_once(
+    publisher: Publisher, store: Store
+) -> None:
+    """Valid RSS 2.0: an item needs only a title or a description. One with neither guid nor
+    link was refused by `clarion parse` and never published by a poll; it now has an id made
+    from what it says, the same at every poll and in `clarion parse`."""
+    from clarion.sources.feed import parse_feed
+
+    feed = fixture_bytes("feeds/wordpress-org-news.rss")
+    bare = (
+        b"<item><title>Water main break on 5th Street</title>"
+        b"<description>Boil water until further notice.</description>"
+        b"<pubDate>Tue, 05 Jan 2021 13:00:00 +0000</pubDate></item>"
+    )
+    at = feed.index(b"<item>")
+    body = feed[:at] + bare + feed[at:]
+    [first, *_] = parse_feed(body)
+    assert first.identifier.startswith("urn:sha256:")
+    assert parse_feed(body)[0].identifier == first.identifier  # stable
+    publisher.files["/news.rss"] = (body, "application/rss+xml")
+    cfg, chans, srcs = _setup(publisher, store)
+    with httpx.Client() as http:
+        once = poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+        publisher.files["/news.rss"] = (body + b" ", "application/rss+xml")  # a new ETag
+        again = poll_source(store, cfg, chans, srcs["blog"], http, now=NOW)
+    assert once is not None and again is not None and again.stored == []
+    headlines = {r.headline for r in rows(store, notices)}
+    assert "Water main break on 5th Street" in headlines

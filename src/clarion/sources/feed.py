@@ -11,6 +11,7 @@ unchanged item is recognised by its content hash and ignored.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -190,15 +191,9 @@ def parse_feed(
     language = feed.get("language") or None
     notices = []
     for n, entry in enumerate(parsed.entries, 1):
-        item_id = entry.get("id") or entry.get("link")
+        item_id = entry.get("id") or entry.get("link") or content_id(entry)
         if not item_id:
-            if not entry.get("title"):
-                continue  # an empty <item/>: nothing to publish
-            exc = SourceError(f"{what}: item {n} has neither an id/guid nor a link")
-            if rejected is None:
-                raise exc
-            rejected.append(Rejected(f"item {n}", exc.reason, str(exc)))
-            continue
+            continue  # an empty <item/>: nothing to publish
         try:
             notices.append(_rss_item(entry, item_id, author, language, root, n))
         except ITEM_ERRORS as exc:
@@ -207,6 +202,17 @@ def parse_feed(
                 raise error from None
             rejected.append(Rejected(str(item_id), error.reason, str(error)))
     return notices
+
+
+def content_id(entry: Any) -> str | None:
+    """The id of an item with neither guid nor link (valid RSS 2.0: an item needs only a
+    title or a description): the SHA-256 of what it says, so the same item gets the same id
+    at every poll and in `clarion parse`, and an edited one is a new item. None for an item
+    that says nothing."""
+    parts = [str(entry.get(k) or "").strip() for k in ("title", "summary", "published")]
+    if not any(parts[:2]):
+        return None
+    return "urn:sha256:" + hashlib.sha256("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()
 
 
 def _rss_item(
