@@ -95,3 +95,54 @@ def test_utf16_doctype_is_refused() -> None:
 def test_deep_nesting_refused() -> None:
     with pytest.raises(SourceError, match="deep"):
         parse_xml(b"<a>" * 200 + b"</a>" * 200)
+
+
+QUOTED_PAGE = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Notes</title><link>https://e.org/</link>
+<item><title>How to embed the map</title><link>https://e.org/embed</link>
+<description><![CDATA[Paste this: <pre>&lt;!DOCTYPE html&gt;</pre>
+<!DOCTYPE html><html></html>]]></description>
+</item></channel></rss>"""
+
+
+def test_a_doctype_inside_cdata_is_text_and_one_in_the_prolog_is_refused() -> None:
+    """`<!DOCTYPE` quoted in a CDATA section (a feed about HTML) refused the whole feed as an
+    XXE attempt; only a DOCTYPE in the prolog declares one, in any encoding the document
+    starts in, after comments and processing instructions too."""
+    [item] = parse_feed(QUOTED_PAGE)
+    assert "DOCTYPE" in (item.infos[0].description or "")
+    attack = b'<?xml version="1.0"?><!-- hi --><!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>'
+    for body in (
+        attack,
+        b"\n\n" + attack,
+        attack.decode().encode("utf-16"),  # with a byte-order mark
+        attack.decode().encode("utf-16-be"),  # without one
+        attack.decode().encode("utf-32-le"),
+        b'<?xml version="1.0"?>\n<?pi x?>\n<!doctype r SYSTEM "file:///etc/passwd"><r/>',
+    ):
+        with pytest.raises(SourceError, match="declares a DOCTYPE"):
+            parse_xml(body)
+
+
+def test_whitespace_before_the_xml_declaration_is_tolerated() -> None:
+    """A newline before `<?xml` (a publisher's template) refused the feed: libxml2 allows the
+    declaration only at the very start. Leading whitespace is dropped first."""
+    [item] = parse_feed(b"\r\n  \n" + QUOTED_PAGE)
+    assert item.infos[0].headline == "How to embed the map"
+
+
+@pytest.mark.parametrize(
+    ("codec", "label"),
+    [
+        ("utf-16-be", "UTF-16"),
+        ("utf-16-le", "UTF-16"),
+        ("utf-32-le", "UTF-32"),
+        ("utf-32-be", "UTF-32"),
+    ],
+)
+def test_a_feed_in_utf16_or_utf32_without_a_byte_order_mark_is_read(codec: str, label: str) -> None:
+    """XML 1.0 appendix F: the first bytes say the encoding; such a feed was refused as 'not
+    XML'."""
+    body = QUOTED_PAGE.replace(b'encoding="utf-8"', f'encoding="{label}"'.encode())
+    [item] = parse_feed(body.decode().encode(codec))
+    assert item.infos[0].headline == "How to embed the map"

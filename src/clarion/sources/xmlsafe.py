@@ -7,16 +7,35 @@ reason to carry one, and every XXE/billion-laughs attack needs one). Size and de
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from clarion.sources.base import SourceError
 
 MAX_XML_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 64
-# Checked on the raw bytes before libxml2 sees them, in the encodings a document may declare.
-_DOCTYPE_MARKERS = tuple(
-    "<!DOCTYPE".encode(enc) for enc in ("ascii", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+# Checked on the document's prolog before libxml2 sees it, in the encoding its first bytes say
+# (a DOCTYPE can only stand before the root element: inside a CDATA section, as a feed quoting
+# an HTML page does, `<!DOCTYPE` is text).
+_PROLOG_DOCTYPE = re.compile(r"\A\ufeff?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
+_UNICODE_STARTS = (
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<", "utf-16-be"),
+    (b"<\x00", "utf-16-le"),
 )
+
+
+def _prolog_declares_doctype(body: bytes) -> bool:
+    head = body[: 256 * 1024]
+    encoding = next((enc for start, enc in _UNICODE_STARTS if head.startswith(start)), "latin-1")
+    text = head.decode(encoding, errors="ignore")
+    return _PROLOG_DOCTYPE.match(text) is not None
 
 
 def _parser() -> etree.XMLParser:
@@ -44,11 +63,13 @@ def parse_xml(
     if not stripped:
         raise SourceError(f"{what} is empty")
     if stripped[:1] != b"<" and not stripped.startswith(b"\xef\xbb\xbf<"):
-        if stripped[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            pass  # UTF-16 with a byte-order mark: let libxml2 decode it
+        if body.startswith(tuple(start for start, _ in _UNICODE_STARTS)):
+            stripped = body  # UTF-16 or UTF-32, with or without a byte-order mark (XML 1.0 F.1)
         else:
             raise SourceError(f"{what} is not XML (it starts with {stripped[:20]!r})")
-    if any(marker in body for marker in _DOCTYPE_MARKERS):
+    if len(stripped) != len(body) and stripped.startswith((b"<?xml", b"\xef\xbb\xbf<?xml")):
+        body = stripped  # a newline before the XML declaration: the publisher's template
+    if _prolog_declares_doctype(body):
         raise SourceError(
             f"{what} declares a DOCTYPE; refused, because Clarion never loads DTDs or expands "
             "entities (this is how XXE attacks work)"
