@@ -198,3 +198,43 @@ def test_an_alert_with_an_empty_references_element_is_an_alert(empty: str) -> No
     update = body.replace(b"<msgType>Alert</msgType>", b"<msgType>Update</msgType>")
     with pytest.raises(SourceError, match="must name what it refers to"):
         parse_cap(update, what="empty")
+
+
+def test_a_cap_1_1_resource_without_a_mime_type_is_read_and_1_2_still_requires_one() -> None:
+    """`<mimeType>` is required from CAP 1.2 only; 1.0 and 1.1 documents without it were
+    refused. Its type is then taken from the URI (images are checked by their bytes anyway)."""
+    body = fixture_bytes("cap/wcatwc-warning.cap")
+    assert b"urn:oasis:names:tc:emergency:cap:1.2" in body
+    v11 = body.replace(b"cap:1.2", b"cap:1.1").replace(b"<mimeType>image/jpeg</mimeType>", b"")
+    [notice] = parse_cap(v11, what="1.1")
+    mimes = [r.mime_type for r in notice.infos[0].resources]
+    assert mimes[:2] == ["image/jpeg", "image/jpeg"]
+    with pytest.raises(SourceError, match="required element <mimeType>"):
+        parse_cap(body.replace(b"<mimeType>image/jpeg</mimeType>", b""), what="1.2")
+
+
+def test_html_in_a_cap_text_field_is_plain_text_with_its_line_breaks() -> None:
+    body = fixture_bytes("cap/weather.cap")
+    marked = body.replace(
+        b"<instruction>",
+        b"<instruction>Move to higher ground.&lt;br /&gt;Do not drive through water.&lt;p&gt;"
+        b"Call &lt;b&gt;911&lt;/b&gt;.&lt;/p&gt;",
+        1,
+    )
+    [notice] = parse_cap(marked)
+    text = notice.infos[0].instruction or ""
+    assert text.startswith("Move to higher ground.\nDo not drive through water.\nCall 911.")
+    assert "<" not in text
+    [plain] = parse_cap(body)
+    assert "\n" in (plain.infos[0].description or "")  # text without markup is kept as written
+
+
+@pytest.mark.parametrize(("code", "status"), [("RMT", "test"), ("RWT", "test"), ("FFA", "actual")])
+def test_an_eas_required_test_marked_actual_is_a_test(code: str, status: str) -> None:
+    """An EAS Required Monthly or Weekly Test is sent marked Actual (it tests the real chain)
+    and is never an alert for the public: read as a Test, it reaches only the channels that
+    take tests."""
+    body = fixture_bytes("cap/weather.cap").replace(b"<value>FFA</value>", code.encode(), 1)
+    body = body.replace(code.encode(), f"<value>{code}</value>".encode(), 1)
+    [notice] = parse_cap(body)
+    assert notice.status.value == status

@@ -7,6 +7,7 @@ configured URL and, for an index, one GET per listed document not seen before.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from clarion.sources.xmlsafe import (
     child_text,
     children,
     local_name,
+    namespace,
     parse_xml,
     text_of,
 )
@@ -173,23 +175,45 @@ def _area(el: etree._Element, where: str) -> Area:
     )
 
 
-def _resource(el: etree._Element, where: str) -> Resource:
+def _resource(el: etree._Element, where: str, version: str) -> Resource:
     k = Kids(el)
     size = k.text("size")
     try:
         size_value = int(size) if size else None
     except ValueError:
         raise SourceError(f"{where}: <resource> <size> {size!r} is not a number") from None
+    mime_type = k.text("mimeType")
+    if mime_type is None and version != "1.2":  # optional before CAP 1.2
+        import mimetypes
+
+        uri = k.text("uri") or ""
+        mime_type = mimetypes.guess_type(uri)[0] or "application/octet-stream"
     return Resource(
         description=_required(k, "resourceDesc", where),
-        mime_type=_required(k, "mimeType", where),
+        mime_type=mime_type or _required(k, "mimeType", where),
         uri=k.text("uri"),
         size=size_value,
         digest=k.text("digest"),
     )
 
 
-def _info(el: etree._Element, where: str) -> Info:
+_MARKUP = re.compile(
+    r"<\s*(?:br|p|div|li|ul|ol|b|i|em|strong|span|a|h[1-6])\b[^>]*>|</\s*\w+\s*>", re.I
+)
+
+
+def plain(value: str | None) -> str | None:
+    """A CAP text field as plain text: CAP's text is text, but services put HTML in it
+    (`line<br />line`, `<p>…</p>`), which was posted verbatim. Text with markup is made plain
+    with its line breaks; text without any is kept exactly as written."""
+    if value is None or not _MARKUP.search(value):
+        return value
+    from clarion.sources.feed import html_to_text
+
+    return html_to_text(value) or None
+
+
+def _info(el: etree._Element, where: str, version: str = "1.2") -> Info:
     k = Kids(el)
     language = k.text("language") or "en-US"
     where = f"{where} (info {language})"
@@ -207,13 +231,13 @@ def _info(el: etree._Element, where: str) -> Info:
         onset=_time(k.text("onset"), "onset", where),
         expires=_time(k.text("expires"), "expires", where),
         sender_name=k.text("senderName"),
-        headline=k.text("headline"),
-        description=k.text("description"),
-        instruction=k.text("instruction"),
+        headline=plain(k.text("headline")),
+        description=plain(k.text("description")),
+        instruction=plain(k.text("instruction")),
         web=k.text("web"),
         contact=k.text("contact"),
         parameters=_pairs(k, "parameter"),
-        resources=[_resource(r, where) for r in k.all("resource")],
+        resources=[_resource(r, where, version) for r in k.all("resource")],
         areas=[_area(a, where) for a in k.all("area")],
     )
 
@@ -260,7 +284,9 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
     if references:
         oldest = oldest_reference(references)
         thread = thread_key_for(oldest.sender, oldest.identifier)
-    infos = [_info(i, where) for i in k.all("info")]
+    version = CAP_NAMESPACES.get(namespace(el), "1.2")
+    infos = [_info(i, where, version) for i in k.all("info")]
+    status = required_test_status(status, infos)
     web = next((i.web for i in infos if i.web), None)
     return Notice(
         kind="cap",
@@ -281,6 +307,24 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
         original_content_type="application/cap+xml" if original is not None else None,
         signature=SignatureState.UNCHECKED if signed else SignatureState.UNSIGNED,
     )
+
+
+# The EAS Required Weekly and Monthly Tests (47 CFR 11.61): sent marked Actual by design (they
+# test the real chain), never an alert for the public.
+REQUIRED_TESTS = frozenset({"RWT", "RMT"})
+
+
+def required_test_status(status: Status, infos: list[Info]) -> Status:
+    """Test for an Actual message whose EAS event code is a Required Weekly or Monthly Test."""
+    if status is not Status.ACTUAL:
+        return status
+    codes = {
+        c.value.strip().upper()
+        for i in infos
+        for c in i.event_codes
+        if c.name.strip().upper() in ("SAME", "EAS", "EAS-ORG")
+    }
+    return Status.TEST if codes & REQUIRED_TESTS else status
 
 
 def oldest_reference(references: list[Reference]) -> Reference:

@@ -68,6 +68,8 @@ def html_to_text(html: str | None) -> str | None:
         return " ".join(html.split())
     for bad in doc.xpath("//script|//style|//iframe|//noscript"):
         bad.drop_tree()
+    for block in doc.xpath("//p|//li|//h1|//h2|//h3|//h4|//div|//blockquote|//figure"):
+        block.text = "\n" + (block.text or "")  # a block starts a line, and ends one
     for block in doc.xpath("//p|//br|//li|//h1|//h2|//h3|//h4|//div|//blockquote|//figure"):
         block.tail = "\n" + (block.tail or "")
     text = doc.text_content()
