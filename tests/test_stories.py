@@ -522,3 +522,24 @@ def test_the_page_and_the_api_show_a_storys_live_branches(store: Store) -> None:
         api = client.get("/api/v1/notices/1").json()
         assert api["live_versions"] == [3] and api["state"] == "active"
         assert "In effect now" not in client.get("/notices/1").text  # one part: no list
+
+
+def test_rehearsal_names_each_events_story_and_why_anything_was_not_posted(
+    tmp_path: Path,
+) -> None:
+    """`clarion rehearse --json` gave `"thread": null` on every event, and a Test message was
+    dropped without a word. Every event now carries its story's key (a reply: the same key as
+    what it answers), and a message no channel takes says why."""
+    p, s2, _ = _segments()
+    drill = derive(p, id=p["properties"]["id"] + ".test", status="Test")
+    sc = Scenario(tmp_path, NWS + MASTODON)
+    sc.step("2026-11-27T07:00:00Z", "nws", collection(p))
+    sc.step("2026-11-27T08:00:00Z", "nws", collection(s2, drill))
+    events = sc.play()
+    posted = [e for e in events if e["action"] != "skip"]
+    assert [e["action"] for e in posted] == ["post", "reply"]
+    assert all(e["thread"] for e in posted)
+    assert posted[0]["thread"] == posted[1]["thread"]  # the segment continues the warning
+    assert posted[0]["thread"].startswith("nws/")
+    [why] = [e["reason"] for e in events if e["identifier"] == drill["properties"]["id"]]
+    assert why == "test: no channel takes it"

@@ -716,6 +716,10 @@ def _ingest_one(
         return result
     new_deliveries: list[dict[str, Any]] = []
     routed = [name for name in route(notice, config) if name in channels]
+    if not routed:  # said, never silent: a Test no channel takes, a route that matches nothing
+        status = notice.status.value
+        why = "no route takes it" if status == "actual" else f"{status}: no channel takes it"
+        result.skipped.append((notice.identifier, why))
     if (
         parent_ids
         or ancestors

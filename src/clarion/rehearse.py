@@ -74,7 +74,7 @@ class Event:
     channel: str
     action: str  # post | reply | edit | delete | skip
     identifier: str
-    thread: int | None
+    thread: str | None  # the story's key ("SOURCE/KEY"), as stored
     version: int | None
     text: str | None
     reason: str | None = None
@@ -155,6 +155,26 @@ class Recorder:
     def render(self, notice: Notice, ctx: RenderContext) -> Rendered:
         return self.inner.render(notice, ctx)
 
+    def use_store(self, store: Any) -> None:
+        """The dispatcher hands over its store: the recorder reads each delivery's story."""
+        self._store = store
+        if hasattr(self.inner, "use_store"):
+            self.inner.use_store(store)
+
+    def _story_of(self, delivery_id: str) -> str | None:
+        from clarion.store.schema import deliveries, threads
+
+        store = getattr(self, "_store", None)
+        if store is None:
+            return None
+        with store.read() as conn:
+            key = conn.execute(
+                select(threads.c.thread_key)
+                .select_from(deliveries.join(threads, threads.c.id == deliveries.c.thread_id))
+                .where(deliveries.c.id == delivery_id)
+            ).scalar()
+        return str(key) if key is not None else None
+
     def send(self, out: Outgoing) -> Receipt:
         assert self.step is not None
         notice = out.notice
@@ -172,7 +192,7 @@ class Recorder:
                 channel=self.name,
                 action=action,
                 identifier=notice.identifier,
-                thread=_thread_of(out),
+                thread=self._story_of(out.id),
                 version=notice.version,
                 text=payload_text(out.payload),
                 reply_to=self.posted.get(out.previous.post_id) if out.previous else None,
@@ -184,13 +204,6 @@ class Recorder:
 
     def close(self) -> None:
         self.inner.close()
-
-
-def _thread_of(out: Outgoing) -> int | None:
-    link = out.payload.get("permalink")
-    if isinstance(link, str) and link.rstrip("/").rsplit("/", 1)[-1].isdigit():
-        return int(link.rstrip("/").rsplit("/", 1)[-1])
-    return None
 
 
 def _iso(t: datetime) -> str:
@@ -428,7 +441,7 @@ def _dropped(
     store: Any, step: Step, reported: set[str], deliveries: Any, notices: Any
 ) -> list[Event]:
     """Deliveries that will never go out, with why (nothing to cancel, over, superseded)."""
-    from clarion.store.schema import delivery_events
+    from clarion.store.schema import delivery_events, threads
 
     out = []
     with store.read() as conn:
@@ -436,13 +449,17 @@ def _dropped(
             select(
                 deliveries.c.id,
                 deliveries.c.channel,
-                deliveries.c.thread_id,
+                threads.c.thread_key,
                 deliveries.c.version,
                 deliveries.c.state,
                 notices.c.identifier,
                 notices.c.source,
             )
-            .select_from(deliveries.join(notices, notices.c.id == deliveries.c.notice_id))
+            .select_from(
+                deliveries.join(notices, notices.c.id == deliveries.c.notice_id).join(
+                    threads, threads.c.id == deliveries.c.thread_id
+                )
+            )
             .where(deliveries.c.state.in_(("cancelled", "superseded", "failed")))
         ).all()
         for r in rows:
@@ -462,7 +479,7 @@ def _dropped(
                     r.channel,
                     "skip",
                     r.identifier,
-                    int(r.thread_id),
+                    str(r.thread_key),
                     int(r.version),
                     None,
                     detail or r.state,
