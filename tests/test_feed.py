@@ -107,3 +107,37 @@ def test_html_to_text_keeps_paragraphs() -> None:
         html_to_text("<p>One</p><p>Two &amp; three</p><script>x()</script>") == "One\nTwo & three"
     )
     assert html_to_text("   ") is None
+
+
+def test_relative_links_are_resolved_against_xml_base_and_the_feeds_address() -> None:
+    """A relative link (`/news/1`, `posts/2`) was dropped: only absolute http(s) links are
+    kept. It is resolved against `xml:base` where the feed sets one, else the address it was
+    fetched from, in RSS, Atom and JSON Feed alike."""
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+        b"<link>https://water.example.gov/</link>"
+        b"<item><title>Boil notice</title><guid>n1</guid><link>/news/1</link></item>"
+        b"</channel></rss>"
+    )
+    [item] = parse_feed(rss, base_url="https://water.example.gov/feeds/news.rss")
+    assert item.link == "https://water.example.gov/news/1"
+    atom = (
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+        b'xml:base="https://water.example.gov/blog/"><title>T</title><id>f</id>'
+        b"<updated>2024-01-01T00:00:00Z</updated><entry><id>e1</id><title>Main break</title>"
+        b'<link href="posts/2"/><updated>2024-01-01T00:00:00Z</updated></entry></feed>'
+    )
+    [entry] = parse_feed(atom, base_url="https://elsewhere.example/atom.xml")
+    assert entry.link == "https://water.example.gov/blog/posts/2"  # xml:base wins
+    jf = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "T",
+            "home_page_url": "https://water.example.gov/",
+            "items": [{"id": "j1", "url": "/alerts/3", "content_text": "Flushing hydrants"}],
+        }
+    ).encode()
+    [jitem] = parse_feed(jf, "application/feed+json")
+    assert jitem.link == "https://water.example.gov/alerts/3"
+    [bare] = parse_feed(rss)  # no address known: a relative link is still left out
+    assert bare.link is None

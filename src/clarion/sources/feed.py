@@ -174,18 +174,21 @@ def parse_feed(
     *,
     what: str = "feed",
     rejected: list[Rejected] | None = None,
+    base_url: str | None = None,
 ) -> list[Notice]:
     """Parse an RSS, Atom or JSON Feed document into one notice per item.
 
-    With a `rejected` list, an item that cannot be read is appended there and the others are
-    read; without one, the first bad item raises."""
+    Relative links are resolved against `xml:base` and `base_url` (the address the feed was
+    fetched from): a link `/news/1` was dropped. With a `rejected` list, an item that cannot be
+    read is appended there and the others are read; without one, the first bad item raises."""
     head = body.lstrip()[:1]
     if head == b"{" or "json" in content_type.lower():
-        return _parse_json_feed(body, what, rejected)
+        return _parse_json_feed(body, what, rejected, base_url)
     root = parse_xml(body, what=what)  # refuses DOCTYPEs, HTML pages and oversized input
-    parsed = feedparser.parse(
-        body, response_headers={"content-type": content_type or "application/xml"}
-    )
+    headers = {"content-type": content_type or "application/xml"}
+    if base_url:
+        headers["content-location"] = base_url  # feedparser's base for relative links
+    parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.version:
         raise SourceError(f"{what}: <{etree.QName(root).localname}> is not an RSS or Atom feed")
     feed = parsed.feed
@@ -251,7 +254,9 @@ def _item_original(root: etree._Element, index: int) -> bytes:
     return b""
 
 
-def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) -> list[Notice]:
+def _parse_json_feed(
+    body: bytes, what: str, rejected: list[Rejected] | None, base_url: str | None = None
+) -> list[Notice]:
     try:
         data = safejson.loads(
             body, nul="replace", out_of_range="infinity"
@@ -276,7 +281,8 @@ def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) ->
             rejected.append(Rejected(f"item {n}", missing.reason, str(missing)))
             continue
         try:
-            notices.append(_json_item(item, feed_author, data.get("language")))
+            base = base_url or data.get("feed_url") or data.get("home_page_url")
+            notices.append(_json_item(item, feed_author, data.get("language"), base))
         except ITEM_ERRORS as exc:
             error = item_error(exc, f"{what}: item {n}")
             if rejected is None:
@@ -285,7 +291,9 @@ def _parse_json_feed(body: bytes, what: str, rejected: list[Rejected] | None) ->
     return notices
 
 
-def _json_item(item: dict[str, Any], feed_author: str, feed_language: Any) -> Notice:
+def _json_item(
+    item: dict[str, Any], feed_author: str, feed_language: Any, base: Any = None
+) -> Notice:
     # JSON Feed 1.1: `title`, `summary` and `content_text` are plain text; only
     # `content_html` is HTML.
     summary, summary_is_html = item.get("summary"), False
@@ -300,7 +308,7 @@ def _json_item(item: dict[str, Any], feed_author: str, feed_language: Any) -> No
         title_is_html=False,
         summary_html=summary if isinstance(summary, str) else None,
         summary_is_html=summary_is_html,
-        link=item.get("url"),
+        link=_resolved(item.get("url"), base),
         published=read_date(item.get("date_published")),
         updated=read_date(item.get("date_modified")),
         author=feed_author,
@@ -309,6 +317,15 @@ def _json_item(item: dict[str, Any], feed_author: str, feed_language: Any) -> No
         original=json.dumps(item, ensure_ascii=False).encode(),
         content_type="application/feed+json",
     )
+
+
+def _resolved(link: Any, base: Any) -> Any:
+    """A JSON Feed item's `url` against the feed's own address (JSON Feed has no xml:base)."""
+    if isinstance(link, str) and isinstance(base, str) and "://" not in link:
+        from urllib.parse import urljoin
+
+        return urljoin(base, link)
+    return link
 
 
 class FeedSource(PolledSource):
@@ -336,7 +353,11 @@ class FeedSource(PolledSource):
             return PollResult([], fetched.state, not_modified=True)
         rejected: list[Rejected] = []
         notices = parse_feed(
-            fetched.body, fetched.content_type, what=f"source {self.name}", rejected=rejected
+            fetched.body,
+            fetched.content_type,
+            what=f"source {self.name}",
+            rejected=rejected,
+            base_url=fetched.url or self.url,
         )
         # Only after the hardened parse: discovery reads the same bytes with feedparser.
         advertised = discover(

@@ -131,6 +131,7 @@ def websub_router(store: Store, config: Config, channels: Mapping[str, Channel])
                 ctype,
                 what=f"source {source} (WebSub)",
                 rejected=rejected,
+                base_url=cfg.url,  # the hub pushes the feed's own content
             )
         except SourceError as exc:
             log.warning("%s", exc)
