@@ -238,3 +238,9 @@ def test_an_eas_required_test_marked_actual_is_a_test(code: str, status: str) ->
     body = body.replace(code.encode(), f"<value>{code}</value>".encode(), 1)
     [notice] = parse_cap(body)
     assert notice.status.value == status
+
+
+def test_an_alert_in_an_unknown_namespace_is_named_with_the_versions_read() -> None:
+    body = fixture_bytes("cap/weather.cap").replace(b"cap:1.1", b"cap:9.9", 1)
+    with pytest.raises(SourceError, match=r"namespace 'urn:oasis:names:tc:emergency:cap:9.9'"):
+        parse_cap(body, what="ns")

@@ -357,6 +357,12 @@ def parse_cap(body: bytes, *, what: str = "CAP document") -> list[Notice]:
             if entry.embedded is not None:
                 notices.append(entry.embedded)
         return notices
+    if local_name(root) == "alert":
+        versions = ", ".join(f"{v} ({ns})" for ns, v in sorted(CAP_NAMESPACES.items()))
+        raise SourceError(
+            f"{what}: <alert> is in the namespace {namespace(root)!r}, which is no CAP version "
+            f"Clarion reads: {versions}"
+        )
     raise SourceError(
         f"{what}: root element <{local_name(root)}> is neither a CAP <alert> nor a feed"
     )
