@@ -543,3 +543,31 @@ def test_rehearsal_names_each_events_story_and_why_anything_was_not_posted(
     assert posted[0]["thread"].startswith("nws/")
     [why] = [e["reason"] for e in events if e["identifier"] == drill["properties"]["id"]]
     assert why == "test: no channel takes it"
+
+
+def test_a_status_groups_outage_is_posted_named_and_ended(tmp_path: Path) -> None:
+    """Linode's real component list (2021-12-17): its group "Regions" is in partial outage
+    with eight regions, but Statuspage never bumps a group's own `updated_at` (2018), so the
+    group's outage was dropped as older than `max_age`. A group's state and time now come
+    from its components; a component is named with its group ("Regions › US-East
+    (Newark)"); once all are operational again, every story ends under its post."""
+    problems = json.loads((FIXTURES / "statuspage" / "linode-components-problems.json").read_text())
+    fixed = json.loads(json.dumps(problems))
+    for c in fixed["components"]:
+        c["status"] = "operational"
+    sc = Scenario(
+        tmp_path,
+        '[sources.linode]\nkind = "statuspage"\n'
+        'url = "https://status.linode.com/api/v2/components.json"\nend_after = 2\n' + MASTODON,
+    )
+    sc.step("2021-12-17T23:00:00Z", "linode", json.dumps(problems).encode())
+    sc.step("2021-12-18T01:00:00Z", "linode", json.dumps(fixed).encode())
+    sc.step("2021-12-18T01:05:00Z", "linode", json.dumps(fixed).encode())
+    events = sc.play()
+    posts = {e["identifier"]: e for e in events if e["action"] == "post"}
+    assert "component:kb0cf2d0rryb" in posts  # the group, judged by its regions' time
+    texts = [e["text"] for e in posts.values()]
+    assert any(t.startswith("Regions › US-East (Newark): partial outage") for t in texts), texts
+    ends = {e["identifier"] for e in events if e["action"] == "reply"}
+    assert ends == {f"{ident}#ended" for ident in posts}  # every outage declared over
+    assert not [e for e in events if e["action"] == "skip"]

@@ -153,20 +153,60 @@ def _incident_notices(inc: dict[str, Any], page: str, kind: str, where: str) -> 
     return notices
 
 
-def _component_notice(comp: dict[str, Any], page: str, where: str) -> Notice | None:
-    comp_id, name, status = comp.get("id"), comp.get("name"), comp.get("status")
+# How bad each component status is: a group is as bad as its worst component.
+WORSE = [
+    "operational",
+    "under_maintenance",
+    "degraded_performance",
+    "partial_outage",
+    "major_outage",
+]
+
+
+def group_views(components: list[Any]) -> dict[str, tuple[str | None, str | None, Any]]:
+    """For each component id: (the name of its group, its status, its time), where a group's
+    status and time come from its components: Statuspage never bumps a group's own
+    `updated_at` (Linode's "Regions": 2018, its regions in outage since 2021-12-17), so judged
+    by it a group's outage was dropped as too old. Pure."""
+    comps = [c for c in components if isinstance(c, dict) and isinstance(c.get("id"), str)]
+    by_id = {c["id"]: c for c in comps}
+    views: dict[str, tuple[str | None, str | None, Any]] = {}
+    for c in comps:
+        group = by_id.get(c.get("group_id")) if isinstance(c.get("group_id"), str) else None
+        group_name = group.get("name") if group is not None else None
+        status, at = c.get("status"), c.get("updated_at") or c.get("created_at")
+        kids = [by_id[k] for k in c.get("components") or [] if isinstance(k, str) and k in by_id]
+        if c.get("group") and kids:
+            ranks = [WORSE.index(k["status"]) for k in kids if k.get("status") in WORSE]
+            status = WORSE[max(ranks)] if ranks else status
+            times = [str(t) for k in kids if (t := k.get("updated_at"))]
+            at = max([*times, str(at)]) if times else at
+        views[c["id"]] = (group_name if isinstance(group_name, str) else None, status, at)
+    return views
+
+
+def _component_notice(
+    comp: dict[str, Any],
+    page: str,
+    where: str,
+    view: tuple[str | None, str | None, Any] = (None, None, None),
+) -> Notice | None:
+    group, status_of_group, at = view
+    comp_id, name = comp.get("id"), comp.get("name")
+    status = status_of_group or comp.get("status")
     if not isinstance(comp_id, str) or not isinstance(name, str) or not isinstance(status, str):
         raise SourceError(f"{where}: a component has no id, name or status")
     if status == "operational":
         return None  # listed no more: its story, if it had one, ends after the debounce
     where = f"{where} component {comp_id}"
     words = status.replace("_", " ")
+    shown = f"{group} › {name}" if group else name  # two "API"s in two groups are two things
     info = Info(
         language="en",
         categories=["Infra"],
         event=words.capitalize(),
         severity=COMPONENT_SEVERITY.get(status, Severity.UNKNOWN),
-        headline=f"{name}: {words}",
+        headline=f"{shown}: {words}",
         description=comp.get("description") if isinstance(comp.get("description"), str) else None,
         sender_name=page,
         parameters=[NameValue(name="status", value=status)],
@@ -175,9 +215,9 @@ def _component_notice(comp: dict[str, Any], page: str, where: str) -> Notice | N
         kind="statuspage",
         identifier=f"component:{comp_id}",
         sender=page,
-        sent=_time(comp.get("updated_at") or comp.get("created_at"), where),
+        sent=_time(at or comp.get("updated_at") or comp.get("created_at"), where),
         infos=[info],
-        entities=[Entity(kind="component", id=comp_id, name=name)],
+        entities=[Entity(kind="component", id=comp_id, name=shown)],
         thread_key=f"local:statuspage-component:{comp_id}",
         original=json.dumps(comp, sort_keys=True).encode(),
         original_content_type="application/json",
@@ -207,6 +247,8 @@ def parse_statuspage(
             "incidents.json or components.json"
         )
     page = str(data["page"].get("name") or data["page"].get("url") or "Statuspage")
+    comps = data.get("components")
+    views = group_views(comps if isinstance(comps, list) else [])
     notices = []
     for key, kind in (
         ("incidents", "incident"),
@@ -221,7 +263,8 @@ def parse_statuspage(
                 if not isinstance(inc, dict):
                     raise SourceError(f"{what}: an entry of '{key}' is not an object")
                 if kind == "component":
-                    one = _component_notice(inc, page, what)
+                    view = views.get(str(inc.get("id")), (None, None, None))
+                    one = _component_notice(inc, page, what, view)
                     notices.extend([one] if one is not None else [])
                 else:
                     notices.extend(_incident_notices(inc, page, kind, what))
