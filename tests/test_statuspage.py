@@ -129,3 +129,22 @@ def test_one_bad_incident_is_rejected_and_the_rest_read() -> None:
     notices = parse_statuspage(json.dumps(data).encode(), rejected=rejected)
     assert len(incidents(notices)) == 7
     assert [(r.item, r.reason) for r in rejected] == [("incident bad1", "malformed")]
+
+
+@pytest.mark.parametrize(
+    ("url", "active"),
+    [
+        ("https://www.githubstatus.com/api/v2/summary.json", True),
+        ("https://www.githubstatus.com/api/v2/summary.json?cache=no", True),
+        ("https://status.example.com/api/v2/components", True),
+        ("https://status.example.com/api/v2/incidents/unresolved.json/", True),
+        ("https://status.example.com/api/v2/incidents.json", False),
+        ("https://status.example.com/api/v2/scheduled-maintenances.json", False),
+    ],
+)
+def test_a_listing_of_what_is_open_is_known_by_its_path(url: str, active: bool) -> None:
+    """Only a listing of what is open ends a story by leaving it: known by the URL's path, so
+    a query string or a missing `.json` no longer made an outage that ends never end."""
+    from clarion.sources.statuspage import StatuspageSource
+
+    assert StatuspageSource("s", url, 1 << 20).lists_active is active

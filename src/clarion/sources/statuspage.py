@@ -288,9 +288,10 @@ class StatuspageSource(PolledSource):
         # summary.json and unresolved.json list only what is open: leaving them ends a thread.
         # summary.json, unresolved.json and components.json list only what is open (a
         # component that is not operational): leaving them ends a story.
-        self.lists_active = url.rstrip("/").endswith(
-            ("summary.json", "unresolved.json", "components.json")
-        )
+        from urllib.parse import urlsplit
+
+        path = urlsplit(url).path.rstrip("/").removesuffix(".json")  # ?query, no suffix too
+        self.lists_active = path.endswith(("/summary", "/unresolved", "/components"))
 
     def parse(
         self, body: bytes, content_type: str, rejected: list[Rejected] | None = None
