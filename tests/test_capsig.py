@@ -123,3 +123,77 @@ kind = "preview"
         with httpx.Client() as http:
             r = poll_source(store, cfg, channels_for(cfg), build_sources(cfg)["idx"], http, now=NOW)
     assert r is not None and len(r.stored) == n
+
+
+def _ecdsa_signed(alert: bytes, c14n: str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"):  # type: ignore[no-untyped-def]
+    """`alert` with an enveloped XML-DSig ECDSA-SHA256 signature as XML-DSig writes it (the
+    SignatureValue is r and s concatenated, RFC 6931), by a fresh P-256 key and its
+    self-signed certificate: (signed bytes, certificate, the same signed with DER)."""
+    import base64
+    import hashlib
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from cryptography.x509.oid import NameOID
+    from lxml import etree
+
+    ds = "http://www.w3.org/2000/09/xmldsig#"
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alerts.example.gov")])
+    start = datetime(2009, 1, 1, tzinfo=UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=365 * 30))
+        .sign(key, hashes.SHA256())
+    )
+    doc = etree.fromstring(alert)
+    canonical = etree.tostring(doc, method="c14n", with_comments=False)
+    digest = base64.b64encode(hashlib.sha256(canonical).digest()).decode()
+    sig = etree.SubElement(doc, f"{{{ds}}}Signature", nsmap={"ds": ds})
+    info = etree.SubElement(sig, f"{{{ds}}}SignedInfo")
+    etree.SubElement(info, f"{{{ds}}}CanonicalizationMethod", Algorithm=c14n)
+    etree.SubElement(
+        info, f"{{{ds}}}SignatureMethod",
+        Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    )  # fmt: skip
+    ref = etree.SubElement(info, f"{{{ds}}}Reference", URI="")
+    transforms = etree.SubElement(ref, f"{{{ds}}}Transforms")
+    etree.SubElement(
+        transforms, f"{{{ds}}}Transform",
+        Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+    )  # fmt: skip
+    etree.SubElement(
+        ref, f"{{{ds}}}DigestMethod", Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"
+    )
+    etree.SubElement(ref, f"{{{ds}}}DigestValue").text = digest
+    value = etree.SubElement(sig, f"{{{ds}}}SignatureValue")
+    der = key.sign(etree.tostring(info, method="c14n"), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    value.text = base64.b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()
+    signed = etree.tostring(doc)
+    value.text = base64.b64encode(der).decode()
+    return signed, cert, etree.tostring(doc)
+
+
+def test_an_ecdsa_signature_as_xml_dsig_writes_it_verifies() -> None:
+    """ECDSA-signed CAP never verified: XML-DSig's SignatureValue is r‖s, and it was handed to
+    `cryptography` as if it were DER. A tampered message, a DER value (not XML-DSig's form)
+    and a canonicalisation Clarion does not perform (C14N 1.1) do not verify."""
+    alert = fixture_bytes("cap/weather.cap")
+    signed, cert, der_signed = _ecdsa_signed(alert)
+    sent = datetime(2010, 8, 30, 10, 7, tzinfo=UTC)
+    assert verify_cap(signed, [cert], sent) is SignatureState.VALID
+    assert verify_cap(signed.replace(b"FLASH FLOOD", b"FLASH FLOOF"), [cert], sent) is (
+        SignatureState.INVALID
+    )
+    assert verify_cap(der_signed, [cert], sent) is SignatureState.INVALID
+    c14n11, cert11, _ = _ecdsa_signed(alert, "http://www.w3.org/2006/12/xml-c14n11")
+    assert verify_cap(c14n11, [cert11], sent) is SignatureState.INVALID

@@ -58,9 +58,29 @@ def load_certificates(pems: Sequence[bytes]) -> list[x509.Certificate]:
     return certs
 
 
+class UnknownAlgorithm(ValueError):
+    """A canonicalisation Clarion does not perform (C14N 1.1, 2.0): that signature is not
+    checked, rather than checked under another algorithm's rules."""
+
+
 def _c14n(el: etree._Element, algorithm: str | None) -> bytes:
+    if algorithm and algorithm not in C14N:
+        raise UnknownAlgorithm(algorithm)
     exclusive, comments = C14N.get(algorithm or "", (False, False))
     return bytes(etree.tostring(el, method="c14n", exclusive=exclusive, with_comments=comments))
+
+
+def ecdsa_der(raw: bytes) -> bytes:
+    """XML-DSig's ECDSA SignatureValue is r and s, each as long as the curve, concatenated
+    (RFC 6931 section 2.3.6); `cryptography` takes the DER form."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    if not raw or len(raw) % 2:
+        raise ValueError("an ECDSA value is r and s of one length")
+    half = len(raw) // 2
+    return encode_dss_signature(
+        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    )
 
 
 def _alert_digest_ok(alert_bytes: bytes, ref: etree._Element) -> bool:
@@ -69,7 +89,7 @@ def _alert_digest_ok(alert_bytes: bytes, ref: etree._Element) -> bool:
     transforms = [t.get("Algorithm") for t in ref.iterfind(f"{{{DS}}}Transforms/{{{DS}}}Transform")]
     if ENVELOPED not in transforms:
         return False
-    c14n = next((t for t in transforms if t in C14N), None)
+    c14n = next((t for t in transforms if t != ENVELOPED), None)
     digest_method = ref.find(f"{{{DS}}}DigestMethod")
     digest_value = ref.findtext(f"{{{DS}}}DigestValue")
     algorithm = DIGESTS.get(digest_method.get("Algorithm", "") if digest_method is not None else "")
@@ -80,7 +100,10 @@ def _alert_digest_ok(alert_bytes: bytes, ref: etree._Element) -> bool:
     )
     for sig in doc.findall(f"{{{DS}}}Signature"):  # every signature is enveloped: remove all
         doc.remove(sig)
-    digest = base64.b64encode(algorithm(_c14n(doc, c14n)).digest()).decode()
+    try:
+        digest = base64.b64encode(algorithm(_c14n(doc, c14n)).digest()).decode()
+    except UnknownAlgorithm:
+        return False
     return digest == "".join(digest_value.split())
 
 
@@ -94,17 +117,17 @@ def _signature_ok(sig: etree._Element, cert: x509.Certificate) -> bool:
     algorithm = SIGNATURES.get(method.get("Algorithm", "") if method is not None else "")
     if algorithm is None:
         return False
-    data = _c14n(signed_info, c14n.get("Algorithm") if c14n is not None else None)
-    raw = base64.b64decode("".join(value.split()))
-    key = cert.public_key()
     try:
+        data = _c14n(signed_info, c14n.get("Algorithm") if c14n is not None else None)
+        raw = base64.b64decode("".join(value.split()))
+        key = cert.public_key()
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(raw, data, padding.PKCS1v15(), algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(raw, data, ec.ECDSA(algorithm))
+            key.verify(ecdsa_der(raw), data, ec.ECDSA(algorithm))
         else:
             return False
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError):  # UnknownAlgorithm, bad base64 or length too
         return False
     return True
 
