@@ -141,3 +141,20 @@ def test_relative_links_are_resolved_against_xml_base_and_the_feeds_address() ->
     assert jitem.link == "https://water.example.gov/alerts/3"
     [bare] = parse_feed(rss)  # no address known: a relative link is still left out
     assert bare.link is None
+
+
+def test_the_http_charset_is_the_feeds_when_the_document_names_none() -> None:
+    """A Latin-1 feed without an `encoding` in its declaration, served as
+    `charset=ISO-8859-1`, was read as broken UTF-8 (RFC 7303: the HTTP charset is the
+    document's). A document that names its own encoding keeps it."""
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Météo</title>'
+        "<link>https://meteo.example/</link>"
+        "<item><guid>1</guid><title>Orages forts à Genève</title>"
+        "<link>https://meteo.example/1</link></item></channel></rss>"
+    )
+    [item] = parse_feed(rss.encode("latin-1"), "application/rss+xml; charset=ISO-8859-1")
+    assert item.infos[0].headline == "Orages forts à Genève"
+    declared = rss.replace('version="1.0"?>', 'version="1.0" encoding="utf-8"?>').encode()
+    [same] = parse_feed(declared, "application/rss+xml; charset=ISO-8859-1")
+    assert same.infos[0].headline == "Orages forts à Genève"

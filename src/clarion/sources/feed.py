@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -184,6 +185,7 @@ def parse_feed(
     head = body.lstrip()[:1]
     if head == b"{" or "json" in content_type.lower():
         return _parse_json_feed(body, what, rejected, base_url)
+    body, content_type = http_charset(body, content_type)
     root = parse_xml(body, what=what)  # refuses DOCTYPEs, HTML pages and oversized input
     headers = {"content-type": content_type or "application/xml"}
     if base_url:
@@ -207,6 +209,28 @@ def parse_feed(
                 raise error from None
             rejected.append(Rejected(str(item_id), error.reason, str(error)))
     return notices
+
+
+_CHARSET = re.compile(r";\s*charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.I)
+_DECLARED = re.compile(rb"^(\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=", re.I)
+
+
+def http_charset(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """The feed as UTF-8 when the HTTP answer names its charset and the document does not
+    (no byte-order mark, no `encoding` in its declaration): RFC 7303 makes the HTTP charset
+    the document's, and libxml2 read such a Latin-1 feed as broken UTF-8. Unchanged
+    otherwise, or when the named charset is unknown."""
+    m = _CHARSET.search(content_type or "")
+    if m is None or body[:2] in (b"\xff\xfe", b"\xfe\xff") or _DECLARED.match(body[:200]):
+        return body, content_type
+    charset = m.group(1).lower()
+    if charset.replace("-", "") in ("utf8", "usascii", "ascii"):
+        return body, content_type
+    try:
+        text = body.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return body, content_type
+    return text.encode("utf-8"), _CHARSET.sub("; charset=utf-8", content_type, count=1)
 
 
 def content_id(entry: Any) -> str | None:
