@@ -121,6 +121,7 @@ def test_relative_links_are_resolved_against_xml_base_and_the_feeds_address() ->
     )
     [item] = parse_feed(rss, base_url="https://water.example.gov/feeds/news.rss")
     assert item.link == "https://water.example.gov/news/1"
+    assert item.identifier == "n1"  # an id stays as written: a changed id is a new item
     atom = (
         b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
         b'xml:base="https://water.example.gov/blog/"><title>T</title><id>f</id>'

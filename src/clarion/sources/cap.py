@@ -197,9 +197,9 @@ def _resource(el: etree._Element, where: str, version: str) -> Resource:
     )
 
 
-_MARKUP = re.compile(
-    r"<\s*(?:br|p|div|li|ul|ol|b|i|em|strong|span|a|h[1-6])\b[^>]*>|</\s*\w+\s*>", re.I
-)
+# The formatting markup services put in CAP text; anything else (`<script>`) stays text,
+# shown as written (escaped) like any other character.
+_MARKUP = re.compile(r"</?\s*(?:br|p|div|li|ul|ol|b|i|em|strong|span|a|h[1-6])\b[^>]*>", re.I)
 
 
 def plain(value: str | None) -> str | None:

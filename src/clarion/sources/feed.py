@@ -187,9 +187,10 @@ def parse_feed(
         return _parse_json_feed(body, what, rejected, base_url)
     body, content_type = http_charset(body, content_type)
     root = parse_xml(body, what=what)  # refuses DOCTYPEs, HTML pages and oversized input
+    # No base handed to feedparser: it would resolve relative guids too, and an item's id
+    # must stay what the feed says (a changed id is a new item, posted again). Links alone
+    # are resolved, below (feedparser honours xml:base itself).
     headers = {"content-type": content_type or "application/xml"}
-    if base_url:
-        headers["content-location"] = base_url  # feedparser's base for relative links
     parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.version:
         raise SourceError(f"{what}: <{etree.QName(root).localname}> is not an RSS or Atom feed")
@@ -201,6 +202,8 @@ def parse_feed(
         item_id = entry.get("id") or entry.get("link") or content_id(entry)
         if not item_id:
             continue  # an empty <item/>: nothing to publish
+        if base_url and isinstance(entry.get("link"), str):
+            entry["link"] = _resolved(entry["link"], base_url)
         try:
             notices.append(_rss_item(entry, item_id, author, language, root, n))
         except ITEM_ERRORS as exc:
