@@ -244,3 +244,20 @@ def test_an_alert_in_an_unknown_namespace_is_named_with_the_versions_read() -> N
     body = fixture_bytes("cap/weather.cap").replace(b"cap:1.1", b"cap:9.9", 1)
     with pytest.raises(SourceError, match=r"namespace 'urn:oasis:names:tc:emergency:cap:9.9'"):
         parse_cap(body, what="ns")
+
+
+def test_a_source_may_take_required_tests_as_they_are_marked() -> None:
+    """The setting `eas_required_tests = "actual"` (a station that relays the tests on purpose)
+    keeps an RWT marked Actual as Actual; the default reads it as a Test."""
+    from clarion.sources import build_sources
+    from tests.helpers import config
+
+    body = fixture_bytes("cap/weather.cap").replace(b"<value>FFA</value>", b"<value>RWT</value>")
+    [default] = parse_cap(body)
+    assert default.status.value == "test"
+    assert parse_cap(body, required_tests="actual")[0].status.value == "actual"
+    cfg = config(
+        '[sources.relay]\nkind = "cap"\nurl = "https://alerts.example/cap.xml"\n'
+        'eas_required_tests = "actual"\n[channels.preview]\nkind = "preview"\n'
+    )
+    assert build_sources(cfg)["relay"].required_tests == "actual"  # type: ignore[attr-defined]

@@ -70,6 +70,9 @@ class CapSourceConfig(SourceConfigBase):
     max_documents: int = Field(default=200, ge=1)
     trusted_certificates: list[Path] = Field(default_factory=list)  # PEM files
     concurrency: int = Field(default=4, ge=1, le=32)  # index documents fetched at once
+    # An EAS Required Weekly or Monthly Test marked Actual: read as a Test (never posted to
+    # the public as an alert), or, with "actual", as it is marked.
+    eas_required_tests: Literal["test", "actual"] = "test"
 
 
 CAP_NAMESPACES = {
@@ -254,7 +257,9 @@ def thread_key_for(sender: str, identifier: str) -> str:
     return f"cap:{sender},{identifier}"
 
 
-def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> Notice:
+def alert_to_notice(
+    el: etree._Element, original: bytes | None, where: str, required_tests: str = "test"
+) -> Notice:
     """Turn one CAP `<alert>` element into a Notice, checking what CAP requires."""
     k = Kids(el)
     identifier = _required(k, "identifier", where)
@@ -286,7 +291,8 @@ def alert_to_notice(el: etree._Element, original: bytes | None, where: str) -> N
         thread = thread_key_for(oldest.sender, oldest.identifier)
     version = CAP_NAMESPACES.get(namespace(el), "1.2")
     infos = [_info(i, where, version) for i in k.all("info")]
-    status = required_test_status(status, infos)
+    if required_tests == "test":
+        status = required_test_status(status, infos)
     web = next((i.web for i in infos if i.web), None)
     return Notice(
         kind="cap",
@@ -346,14 +352,16 @@ def _is_alert(el: etree._Element) -> bool:
     )
 
 
-def parse_cap(body: bytes, *, what: str = "CAP document") -> list[Notice]:
+def parse_cap(
+    body: bytes, *, what: str = "CAP document", required_tests: str = "test"
+) -> list[Notice]:
     """Parse one CAP document (or an index embedding CAP documents) into notices."""
     root = parse_xml(body, what=what)
     if _is_alert(root):
-        return [alert_to_notice(root, bytes(body), what)]
+        return [alert_to_notice(root, bytes(body), what, required_tests)]
     if local_name(root) in ("feed", "rss", "RDF"):
         notices = []
-        for entry in parse_index_root(root, what):
+        for entry in parse_index_root(root, what, required_tests=required_tests):
             if entry.embedded is not None:
                 notices.append(entry.embedded)
         return notices
@@ -383,7 +391,10 @@ def parse_index(body: bytes, *, what: str = "CAP index") -> list[IndexEntry]:
 
 
 def parse_index_root(
-    root: etree._Element, what: str, rejected: list[Rejected] | None = None
+    root: etree._Element,
+    what: str,
+    rejected: list[Rejected] | None = None,
+    required_tests: str = "test",
 ) -> list[IndexEntry]:
     name = local_name(root)
     if name == "feed":
@@ -405,7 +416,7 @@ def parse_index_root(
             for el in item.iter():
                 if isinstance(el.tag, str) and _is_alert(el) and el is not item:
                     original = etree.tostring(el, encoding="UTF-8", xml_declaration=True)
-                    embedded = alert_to_notice(el, original, where)
+                    embedded = alert_to_notice(el, original, where, required_tests)
                     break
         except ITEM_ERRORS as exc:
             error = item_error(exc, where)
@@ -459,8 +470,10 @@ class CapSource(PolledSource):
         max_documents: int = 200,
         trusted: Sequence[x509.Certificate] = (),
         concurrency: int = 4,
+        required_tests: str = "test",
     ) -> None:
         super().__init__(name, url, max_bytes)
+        self.required_tests = required_tests
         self.max_documents = max_documents
         self.trusted = list(trusted)
         self.concurrency = concurrency
@@ -482,10 +495,10 @@ class CapSource(PolledSource):
         what = f"source {self.name}"
         root = parse_xml(fetched.body, what=what, max_bytes=self.max_bytes)
         if _is_alert(root):
-            notice = alert_to_notice(root, fetched.body, what)
+            notice = alert_to_notice(root, fetched.body, what, self.required_tests)
             return PollResult(self._verified([notice]), fetched.state)  # one document: all or none
         rejected: list[Rejected] = []
-        entries = parse_index_root(root, what, rejected)
+        entries = parse_index_root(root, what, rejected, self.required_tests)
         # Each listed document is fetched once: the cursor remembers entry id → updated.
         seen: dict[str, Any] = dict(state.cursor.get("seen", {}))
         notices: list[Notice] = []
@@ -546,7 +559,7 @@ class CapSource(PolledSource):
             return Rejected(entry.id, "fetch_failed", str(exc))
         assert isinstance(doc, Fetched)
         try:
-            return parse_cap(doc.body, what=where)
+            return parse_cap(doc.body, what=where, required_tests=self.required_tests)
         except SourceError as exc:
             return Rejected(entry.id, exc.reason, str(exc))
 
@@ -559,6 +572,7 @@ def _build(name: str, cfg: CapSourceConfig) -> CapSource:
         cfg.max_documents,
         _certificates(name, cfg.trusted_certificates),
         cfg.concurrency,
+        cfg.eas_required_tests,
     )
 
 
